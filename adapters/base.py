@@ -1,0 +1,125 @@
+"""The channel driver interface: what the core asks of a carrier link, and what a link tells the core.
+
+A driver knows its wire protocol and nothing about meetings, OA systems or HTTP. It owns its link for
+the daemon's life (``run``), sends one delivery's segments when asked (``submit``) and reports receipts
+and replies through the :class:`ChannelEvents` it was given. Drivers register in the ``masd.channels``
+entry-point group, so a third party can add one without touching masd.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import trio
+
+__all__ = [
+    "ChannelDriver",
+    "ChannelEvents",
+    "InboundReceipt",
+    "InboundReply",
+    "OutboundSegment",
+    "ReceiptStatus",
+    "SubmitError",
+    "SubmitOutcome",
+]
+
+
+class ReceiptStatus(enum.StrEnum):
+    """Final states a carrier reports for one segment (SMPP message_state names, lower case)."""
+
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    DELETED = "deleted"
+    UNKNOWN = "unknown"
+    ACCEPTED = "accepted"  # intermediate: the SMSC accepted it; not final
+    ENROUTE = "enroute"  # intermediate
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutboundSegment:
+    """One PDU's worth of a delivery, already encoded by the core's splitter."""
+
+    seq: int  # 1-based position
+    total: int
+    data_coding: int  # 0 = GSM 7-bit default alphabet (unpacked septets), 8 = UCS-2
+    short_message: bytes  # includes the UDH when ``udh`` is true
+    udh: bool = False  # esm_class UDHI bit
+    sar: tuple[int, int, int] | None = None  # (ref, total, seq) for SAR TLVs
+    message_payload: bytes | None = None  # whole text in one PDU (concat = "payload")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SubmitOutcome:
+    """What the carrier said to one segment: its message id, or an error."""
+
+    carrier_id: str | None = None
+    error: SubmitError | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SubmitError:
+    code: int  # wire status, e.g. SMPP command_status; 0 for a local error
+    name: str  # readable name, e.g. "ESME_RTHROTTLED"
+    retriable: bool
+    rebind: bool = False
+    throttled: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InboundReceipt:
+    carrier_id: str
+    status: ReceiptStatus
+    error_code: int | None = None
+    raw: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InboundReply:
+    """A mobile-originated message; ``destination`` keeps the extension the sender replied to."""
+
+    sender: str
+    destination: str
+    text: str
+    raw: str = ""
+
+
+class ChannelEvents(Protocol):
+    """The core's side. Each call returns only once the event is durably stored, so a driver may then
+    acknowledge it on the wire (e.g. send deliver_sm_resp)."""
+
+    async def receipt(self, channel: str, receipt: InboundReceipt) -> None: ...
+
+    async def reply(self, channel: str, reply: InboundReply) -> None: ...
+
+    def link_state(self, channel: str, up: bool) -> None: ...
+
+
+class ChannelDriver(abc.ABC):
+    """Base of every driver. Subclasses implement ``run`` and ``submit``; the rest is optional."""
+
+    def __init__(self, name: str, options: Mapping[str, Any], events: ChannelEvents, data_dir: str) -> None:
+        self.name = name
+        self.options = dict(options)
+        self.events = events
+        self.data_dir = data_dir
+        self.up = False
+
+    @abc.abstractmethod
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the link up until cancelled; call ``task_status.started()`` once submits may be made."""
+
+    @abc.abstractmethod
+    async def submit(self, destination: str, source: str, segments: Sequence[OutboundSegment]) -> list[
+        SubmitOutcome
+    ]:
+        """Send every segment of one delivery; return one outcome per segment, in order."""
+
+    async def drain(self) -> None:
+        """Called on shutdown before cancellation: stop taking submits, finish what is in flight."""
+        return None

@@ -1,0 +1,196 @@
+"""Configuration: one TOML file, overridden by ``MASD_*`` environment variables.
+
+The file is validated as a whole at start; an invalid key or value stops the daemon with a message
+naming the key, the value given and what is allowed. ``MASD_SECTION__KEY=value`` overrides
+``[section] key`` (double underscore separates levels; the value is read as TOML when it parses as
+TOML, e.g. ``5`` or ``true`` or ``[1, 2]``, and as a plain string otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = ["ChannelConfig", "Config", "ConfigError", "load_config"]
+
+ENV_PREFIX = "MASD_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeConfig(_Section):
+    name: str = Field("", description="node name used for queue leases; default: the host name")
+    data_dir: str = Field("./data", description="directory for the SQLite database and simulator journals")
+
+
+class StoreConfig(_Section):
+    url: str = Field("", description="SQLAlchemy URL; default: SQLite file masd.db in node.data_dir")
+    pool_size: int = Field(5, ge=1, le=100)
+    group_commit_ms: float = Field(4.0, ge=0, le=1000, description="how long a write waits for company")
+    group_commit_max: int = Field(1000, ge=1, le=100_000, description="most writes in one transaction")
+    readers: int = Field(4, ge=1, le=64, description="threads that may read at once")
+
+
+class QueueConfig(_Section):
+    max_pending: int = Field(2_000_000, ge=1, description="deliveries not yet final before new work is refused")
+    lease_seconds: float = Field(60.0, gt=0, le=86_400)
+    claim_batch: int = Field(500, ge=1, le=10_000)
+    poll_interval: float = Field(0.2, gt=0, le=60, description="idle wait between empty claims, seconds")
+    default_priority: int = Field(5, ge=0, le=9)
+    validity_seconds: int = Field(48 * 3600, ge=1, description="default validity period of a message")
+    max_attempts: int = Field(5, ge=1, le=100)
+    retry_base_seconds: float = Field(5.0, gt=0)
+    retry_max_seconds: float = Field(600.0, gt=0)
+    max_segments: int = Field(10, ge=1, le=255)
+    receipt_timeout_seconds: int = Field(72 * 3600, ge=1, description="submitted without receipt → expired")
+    max_text_length: int = Field(2000, ge=1, le=100_000)
+
+
+class HttpConfig(_Section):
+    enabled: bool = True
+    listen: str = Field("127.0.0.1:8080", description="host:port")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port with a port from 1 to 65535, e.g. 127.0.0.1:8080")
+        return v
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class ChannelConfig(_Section):
+    driver: str = Field(
+        ..., description="entry point in the masd.channels group, e.g. sim or smpp; default: the channel's name"
+    )
+    rate: float = Field(100.0, gt=0, description="messages per second this channel may send")
+    window: int = Field(100, ge=1, le=10_000, description="submits in flight at once")
+    prefixes: list[str] = Field(default_factory=list, description="recipient prefixes routed here")
+    concat: Literal["udh8", "udh16", "sar", "payload"] = "udh8"
+    service_number: str = Field("106570001", pattern=r"^[0-9]{1,21}$")
+    options: dict[str, Any] = Field(default_factory=dict, description="driver-specific settings")
+
+    @field_validator("prefixes")
+    @classmethod
+    def _digits(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not p.lstrip("+").isdigit():
+                raise ValueError(f"prefix {p!r} must be digits, optionally starting with +")
+        return v
+
+
+def _default_channels() -> dict[str, ChannelConfig]:
+    return {"sim": ChannelConfig(driver="sim")}
+
+
+class Config(_Section):
+    node: NodeConfig = NodeConfig()
+    store: StoreConfig = StoreConfig()
+    queue: QueueConfig = QueueConfig()
+    http: HttpConfig = HttpConfig()
+    log: LogConfig = LogConfig()
+    channels: dict[str, ChannelConfig] = Field(default_factory=_default_channels)
+    source: str = Field("", description="where this configuration was read from")
+
+    @field_validator("channels")
+    @classmethod
+    def _some_channel(cls, v: dict[str, ChannelConfig]) -> dict[str, ChannelConfig]:
+        if not v:
+            raise ValueError("at least one [channels.NAME] section is needed")
+        return v
+
+    @property
+    def node_name(self) -> str:
+        return self.node.name or socket.gethostname()
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.node.data_dir).expanduser()
+
+    @property
+    def store_url(self) -> str:
+        if self.store.url:
+            return self.store.url
+        return f"sqlite:///{(self.data_path / 'masd.db').resolve()}"
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == "MASD_CONFIG":
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if len(path) < 2:
+            continue
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"environment {name}: {'.'.join(path[:-1])} is not a section")
+            node = child
+        node[path[-1]] = _parse_env_value(raw)
+
+
+def _describe(err: ValidationError, data: Mapping[str, Any], source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (value {e['input']!r}); check its spelling and section")
+        elif e["type"] == "missing":
+            lines.append(f"  {key}: required but missing")
+        else:
+            lines.append(f"  {key} = {e['input']!r}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (or ``$MASD_CONFIG``; no file means built-in defaults), apply the environment."""
+    env = os.environ if env is None else env
+    path = path or env.get("MASD_CONFIG") or None
+    data: dict[str, Any] = {}
+    source = "built-in defaults"
+    if path:
+        p = Path(path)
+        source = str(p)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file {p} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"configuration file {p} is not valid TOML: {e}") from None
+    _apply_env(data, env)
+    channels = data.get("channels")
+    if isinstance(channels, dict):
+        # [channels.sim] needs no `driver = "sim"`: a channel named after a driver uses that driver.
+        for name, ch in channels.items():
+            if isinstance(ch, dict):
+                ch.setdefault("driver", name)
+    data["source"] = source
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, data, source)) from None

@@ -1,0 +1,164 @@
+"""``masd run``: the nursery tree that owns every long-lived task of the daemon.
+
+    run
+    ├── store group committer
+    ├── housekeeping (lost leases, overdue deliveries, queue depth)
+    ├── channel driver × N  (each keeps its link up)
+    ├── dispatcher × N      (claims and sends)
+    └── HTTP server
+
+Shutdown (SIGINT/SIGTERM) asks the dispatchers to stop claiming, gives what is in flight until the
+drain deadline, returns unsent claims to the queue and then cancels the rest.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import signal
+import time
+from typing import Any
+
+import structlog
+import trio
+
+from masd.config import Config, ConfigError
+from masd.core.dispatch import Dispatcher
+from masd.core.gateway import Gateway
+from masd.metrics import Metrics
+from masd.store import queue as queue_store
+from masd.store.db import Database, database_from_config
+from masd_adapters.base import ChannelDriver
+
+__all__ = ["Daemon", "load_driver"]
+
+log = structlog.get_logger("masd.daemon")
+DRAIN_SECONDS = 5.0
+
+
+def load_driver(name: str) -> type[ChannelDriver]:
+    eps = importlib.metadata.entry_points(group="masd.channels")
+    for ep in eps:
+        if ep.name == name:
+            cls = ep.load()
+            if not (isinstance(cls, type) and issubclass(cls, ChannelDriver)):
+                raise ConfigError(f"channel driver {name!r} ({ep.value}) is not a ChannelDriver")
+            return cls
+    known = ", ".join(sorted(ep.name for ep in eps)) or "none"
+    raise ConfigError(f"no channel driver named {name!r}; installed drivers: {known}")
+
+
+class Daemon:
+    def __init__(self, cfg: Config, db: Database | None = None) -> None:
+        self.cfg = cfg
+        self.db = db or database_from_config(cfg)
+        self.metrics = Metrics()
+        self.gateway = Gateway(cfg, self.db, self.metrics)
+        self.node = cfg.node_name
+        self.drivers: dict[str, ChannelDriver] = {}
+        self.dispatchers: dict[str, Dispatcher] = {}
+        for name, ch in cfg.channels.items():
+            cls = load_driver(ch.driver)
+            try:
+                self.drivers[name] = cls(name, ch.options, self.gateway, str(cfg.data_path))
+            except (ValueError, TypeError) as e:
+                raise ConfigError(f"channels.{name}.options: {e}") from None
+            self.dispatchers[name] = Dispatcher(name, ch, self.drivers[name], self.gateway, cfg, self.node)
+        self.ready = False
+        self.started = trio.Event()
+        self._stop = trio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        t0 = time.monotonic()
+        rev = await trio.to_thread.run_sync(self.db.upgrade)
+        returned = await self.db.write(
+            lambda c: queue_store.return_node_claims(c, node=self.node, now=time.time())
+        )
+        if returned:
+            self.metrics.recovered_claims.inc(returned)
+            log.warning("claims of an earlier run returned to the queue; each may be sent twice", count=returned)
+        await self.gateway.refresh_pending()
+        log.info(
+            "masd starting",
+            node=self.node,
+            store=self.db.describe(),
+            schema=rev,
+            config=self.cfg.source,
+            channels=list(self.cfg.channels),
+            queued=self.gateway._pending,
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.db.run_committer)
+            nursery.start_soon(self._housekeeping)
+            for name, drv in self.drivers.items():
+                nursery.start_soon(self._keep_driver, name, drv)
+            for disp in self.dispatchers.values():
+                await nursery.start(disp.run)
+            if self.cfg.http.enabled:
+                from masd.interfaces.http import serve_http
+
+                await nursery.start(serve_http, self)
+            nursery.start_soon(self._watch_signals)
+            self.ready = True
+            self.started.set()
+            log.info("masd ready", seconds=round(time.monotonic() - t0, 3), http=self.cfg.http.listen)
+            task_status.started(self)
+            await self._stop.wait()
+            self.ready = False
+            log.info("masd stopping: draining")
+            for disp in self.dispatchers.values():
+                await disp.drain()
+            with trio.move_on_after(DRAIN_SECONDS):
+                while any(d.inflight for d in self.dispatchers.values()):
+                    await trio.sleep(0.05)
+            for drv in self.drivers.values():
+                with trio.move_on_after(DRAIN_SECONDS):
+                    await drv.drain()
+            await trio.sleep(0.1)  # let dispatchers return their unsent claims
+            nursery.cancel_scope.cancel()
+        self.db.dispose()
+        log.info("masd stopped")
+
+    async def _keep_driver(self, name: str, drv: ChannelDriver) -> None:
+        # A driver that crashes is restarted with backoff; the dispatcher waits while it is down.
+        delay = 1.0
+        while True:
+            try:
+                await drv.run()
+                return
+            except Exception:
+                drv.up = False
+                self.gateway.link_state(name, False)
+                log.exception("channel driver failed; restarting", channel=name, delay=delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    async def _housekeeping(self) -> None:
+        q = self.cfg.queue
+        interval = max(0.5, min(5.0, q.lease_seconds / 4))
+        while True:
+            await trio.sleep(interval)
+            now = time.time()
+            try:
+                n = await self.db.write(lambda c: queue_store.return_expired_leases(c, now=now))
+                if n:
+                    self.metrics.recovered_claims.inc(n)
+                    log.warning("expired leases returned to the queue", count=n)
+                swept = await self.db.write(
+                    lambda c: queue_store.sweep_overdue(c, now=now, receipt_timeout=q.receipt_timeout_seconds)
+                )
+                for why, count in swept.items():
+                    if count:
+                        self.metrics.deliveries_final.labels("expired").inc(count)
+                        log.info("deliveries expired", why=why, count=count)
+                await self.gateway.refresh_pending()
+            except Exception as e:
+                log.warning("housekeeping failed; will try again", error=str(e))
+
+    async def _watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                self.stop()
+                return

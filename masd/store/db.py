@@ -1,0 +1,229 @@
+"""The storage facade: a synchronous SQLAlchemy engine driven from trio, with group commit.
+
+aiosqlite cannot serve under trio (it is an asyncio bridge, and runs sqlite3 on a thread anyway), so
+masd runs SQLAlchemy's sync engine on worker threads through ``trio.to_thread`` with capacity limiters:
+one writer at a time, a few readers. Writes go through a group committer: every write waiting while a
+transaction runs joins the next one, so a thousand state changes cost one commit (one fsync) instead
+of a thousand. Each write is a function of a connection; its result is handed back only after the
+transaction holding it has committed, so a caller that was answered knows its change is durable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+import structlog
+import trio
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+__all__ = ["Database", "StoreUnavailable"]
+
+T = TypeVar("T")
+log = structlog.get_logger("masd.store")
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class StoreUnavailable(RuntimeError):
+    """The database could not be reached or refused the transaction."""
+
+
+@dataclasses.dataclass(eq=False)
+class _Op:
+    fn: Callable[[sa.Connection], Any]
+    done: trio.Event = dataclasses.field(default_factory=trio.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int) -> sa.Engine:
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=False)
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transactions into our own hands so that writers can BEGIN IMMEDIATE: a deferred
+        # transaction that later upgrades to a write fails at once with SQLITE_BUSY under concurrency.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """One database: engines, migrations, reads and group-committed writes."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        readers: int = 4,
+        group_commit_ms: float = 2.0,
+        group_commit_max: int = 1000,
+    ) -> None:
+        self.url = sa.make_url(url)
+        self.dialect = self.url.get_backend_name()
+        if self.dialect == "postgresql" and self.url.drivername == "postgresql":
+            self.url = self.url.set(drivername="postgresql+psycopg")
+        if self.dialect in ("mysql", "mariadb") and "+" not in self.url.drivername:
+            self.url = self.url.set(drivername=f"{self.dialect}+pymysql")
+        if self.dialect == "sqlite":
+            if self.url.database and self.url.database != ":memory:":
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            self.write_engine = _sqlite_engine(self.url, immediate=True, pool_size=1)
+            self.read_engine = _sqlite_engine(self.url, immediate=False, pool_size=readers)
+        else:
+            kwargs: dict[str, Any] = {"pool_size": pool_size + readers, "pool_pre_ping": True}
+            if self.dialect in ("mysql", "mariadb"):
+                kwargs["isolation_level"] = "READ COMMITTED"
+                kwargs["pool_recycle"] = 3600
+            self.write_engine = sa.create_engine(self.url, **kwargs)
+            self.read_engine = self.write_engine
+        self._write_limiter = trio.CapacityLimiter(1)
+        self._read_limiter = trio.CapacityLimiter(readers)
+        self._group_commit_s = group_commit_ms / 1000.0
+        self._group_commit_max = group_commit_max
+        self._send: trio.MemorySendChannel[_Op] | None = None
+        self.batches = 0  # how many transactions the committer ran, for tests and metrics
+        self.batched_ops = 0
+
+    # ----- lifecycle -------------------------------------------------------------------------------
+
+    def upgrade(self) -> str:
+        """Apply every pending migration; return the revision now current."""
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self.write_engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        return self.current_revision() or ""
+
+    def current_revision(self) -> str | None:
+        with self.read_engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"version_table": "masd_alembic_version"})
+            return ctx.get_current_revision()
+
+    def head_revision(self) -> str | None:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        return ScriptDirectory.from_config(cfg).get_current_head()
+
+    def dispose(self) -> None:
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()
+
+    def describe(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    # ----- reads -------------------------------------------------------------------------------------
+
+    def read_sync(self, fn: Callable[[sa.Connection], T]) -> T:
+        with self.read_engine.connect() as conn:
+            result = fn(conn)
+            conn.rollback()
+            return result
+
+    async def read(self, fn: Callable[[sa.Connection], T]) -> T:
+        return await trio.to_thread.run_sync(self.read_sync, fn, limiter=self._read_limiter)
+
+    # ----- writes ------------------------------------------------------------------------------------
+
+    def write_sync(self, fn: Callable[[sa.Connection], T]) -> T:
+        with self.write_engine.begin() as conn:
+            return fn(conn)
+
+    async def write(self, fn: Callable[[sa.Connection], T]) -> T:
+        """Run ``fn`` in a transaction; return its result once that transaction has committed."""
+        if self._send is None:
+            return await trio.to_thread.run_sync(self.write_sync, fn, limiter=self._write_limiter)
+        op = _Op(fn)
+        await self._send.send(op)
+        await op.done.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result  # type: ignore[no-any-return]
+
+    async def run_committer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The group committer; lives in the daemon's nursery. Writes made before it starts, or after it
+        stops, run one transaction each."""
+        send, recv = trio.open_memory_channel[_Op](self._group_commit_max * 4)
+        self._send = send
+        task_status.started()
+        pending: list[_Op] = []
+        try:
+            async with recv:
+                while True:
+                    pending = [await recv.receive()]
+                    if self._group_commit_s:
+                        await trio.sleep(self._group_commit_s)
+                    while len(pending) < self._group_commit_max:
+                        try:
+                            pending.append(recv.receive_nowait())
+                        except trio.WouldBlock:
+                            break
+                    await trio.to_thread.run_sync(self._commit_batch, pending, limiter=self._write_limiter)
+                    for op in pending:
+                        op.done.set()
+                    pending = []
+        finally:
+            self._send = None
+            for op in pending:
+                if not op.done.is_set():
+                    op.error = op.error or StoreUnavailable("the store is shutting down")
+                    op.done.set()
+
+    def _commit_batch(self, ops: list[_Op]) -> None:
+        self.batches += 1
+        self.batched_ops += len(ops)
+        try:
+            with self.write_engine.begin() as conn:
+                results = [op.fn(conn) for op in ops]
+        except Exception:
+            if len(ops) == 1:
+                self._commit_one(ops[0])
+                return
+            # One write failed and took its companions down with it: run each on its own so that
+            # only the one at fault reports the error.
+            for op in ops:
+                self._commit_one(op)
+            return
+        for op, result in zip(ops, results, strict=True):
+            op.result = result
+
+    def _commit_one(self, op: _Op) -> None:
+        try:
+            with self.write_engine.begin() as conn:
+                op.result = op.fn(conn)
+        except sa.exc.OperationalError as e:
+            op.error = StoreUnavailable(f"database unavailable: {e.orig or e}")
+        except Exception as e:
+            op.error = e
+
+
+def database_from_config(cfg: Any) -> Database:
+    """Build the Database a :class:`masd.config.Config` describes."""
+    os.makedirs(cfg.data_path, exist_ok=True)
+    return Database(
+        cfg.store_url,
+        pool_size=cfg.store.pool_size,
+        readers=cfg.store.readers,
+        group_commit_ms=cfg.store.group_commit_ms,
+        group_commit_max=cfg.store.group_commit_max,
+    )

@@ -1,0 +1,247 @@
+"""Messages and their deliveries: storing accepted work, looking it up, and operator actions on it.
+
+Acceptance writes a message and one delivery per recipient in the same transaction, so a request is
+stored whole or not at all. A ``client_ref`` is unique per app: submitting it again returns the message
+already stored instead of a second one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from masd.core.states import FINAL_VALUES, DeliveryState
+from masd.store.tables import deliveries as d
+from masd.store.tables import messages as m
+from masd.store.tables import receipts as r
+from masd.store.tables import segments as s
+
+__all__ = [
+    "NewDelivery",
+    "NewMessage",
+    "cancel",
+    "get_message",
+    "insert_messages",
+    "list_deliveries",
+    "retry",
+]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewDelivery:
+    recipient: str
+    channel: str
+    segments: int
+    concat_ref: int
+    extension: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewMessage:
+    text: str
+    encoding: str
+    interface: str
+    priority: int
+    expires_at: float
+    max_attempts: int
+    deliveries: Sequence[NewDelivery]
+    app_id: int | None = None
+    client_ref: str | None = None
+    send_at: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Inserted:
+    message_id: int
+    created: bool  # False: the client_ref was already stored, and this is that message
+
+
+def insert_messages(conn: sa.Connection, items: Sequence[NewMessage], *, now: float) -> list[Inserted]:
+    """Store messages with their deliveries; answer with each one's id, in order."""
+    existing: dict[tuple[int | None, str], int] = {}
+    refs = [(i.app_id, i.client_ref) for i in items if i.client_ref is not None]
+    if refs:
+        for app_id in {a for a, _ in refs}:
+            wanted = [c for a, c in refs if a == app_id]
+            cond = m.c.app_id.is_(None) if app_id is None else m.c.app_id == app_id
+            for mid, cref in conn.execute(
+                sa.select(m.c.id, m.c.client_ref).where(cond, m.c.client_ref.in_(wanted))
+            ):
+                existing[(app_id, cref)] = mid
+    out: list[Inserted | None] = []
+    fresh: list[NewMessage] = []
+    seen_in_batch: dict[tuple[int | None, str], int] = {}
+    for i, item in enumerate(items):
+        key = (item.app_id, item.client_ref) if item.client_ref is not None else None
+        if key is not None and key in existing:
+            out.append(Inserted(existing[key], False))
+        elif key is not None and key in seen_in_batch:
+            out.append(None)  # filled in below with the first one's id
+        else:
+            if key is not None:
+                seen_in_batch[key] = i
+            out.append(None)
+            fresh.append(item)
+    if fresh:
+        ids = conn.execute(
+            sa.insert(m).returning(m.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "app_id": x.app_id,
+                    "interface": x.interface,
+                    "client_ref": x.client_ref,
+                    "text": x.text,
+                    "encoding": x.encoding,
+                    "priority": x.priority,
+                    "send_at": x.send_at,
+                    "expires_at": x.expires_at,
+                    "created_at": now,
+                }
+                for x in fresh
+            ],
+        ).scalars().all()
+        rows: list[dict[str, Any]] = []
+        for mid, x in zip(ids, fresh, strict=True):
+            for dl in x.deliveries:
+                rows.append(
+                    {
+                        "message_id": mid,
+                        "recipient": dl.recipient,
+                        "extension": dl.extension,
+                        "channel": dl.channel,
+                        "state": DeliveryState.QUEUED.value,
+                        "priority": x.priority,
+                        "not_before": x.send_at if x.send_at is not None else now,
+                        "expires_at": x.expires_at,
+                        "attempts": 0,
+                        "max_attempts": x.max_attempts,
+                        "segments": dl.segments,
+                        "seg_delivered": 0,
+                        "concat_ref": dl.concat_ref,
+                        "recovered": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+        conn.execute(sa.insert(d), rows)
+        it = iter(ids)
+        by_key: dict[tuple[int | None, str], int] = {}
+        for idx, item in enumerate(items):
+            if out[idx] is not None:
+                continue
+            key = (item.app_id, item.client_ref) if item.client_ref is not None else None
+            if key is not None and key in by_key:
+                out[idx] = Inserted(by_key[key], False)
+                continue
+            mid = next(it)
+            if key is not None:
+                by_key[key] = mid
+            out[idx] = Inserted(mid, True)
+    return [o for o in out if o is not None]
+
+
+def get_message(conn: sa.Connection, message_id: int, *, app_id: int | None = None) -> dict[str, Any] | None:
+    """A message with each delivery, its segments and receipts; None if absent (or another app's)."""
+    cond = m.c.id == message_id
+    if app_id is not None:
+        cond = sa.and_(cond, m.c.app_id == app_id)
+    msg = conn.execute(sa.select(m).where(cond)).mappings().first()
+    if msg is None:
+        return None
+    dels = [dict(x) for x in conn.execute(sa.select(d).where(d.c.message_id == message_id).order_by(d.c.id)).mappings()]
+    by_id = {x["id"]: x for x in dels}
+    for x in dels:
+        x["segment_list"] = []
+    if dels:
+        seg_rows = conn.execute(
+            sa.select(s).where(s.c.delivery_id.in_(list(by_id))).order_by(s.c.delivery_id, s.c.id)
+        ).mappings()
+        for seg in seg_rows:
+            by_id[seg["delivery_id"]]["segment_list"].append(dict(seg))
+    out = dict(msg)
+    out["deliveries"] = dels
+    return out
+
+
+def receipts_for(conn: sa.Connection, segment_ids: Sequence[int]) -> list[dict[str, Any]]:
+    if not segment_ids:
+        return []
+    return [dict(x) for x in conn.execute(sa.select(r).where(r.c.segment_id.in_(list(segment_ids)))).mappings()]
+
+
+def list_deliveries(
+    conn: sa.Connection,
+    *,
+    states: Sequence[str] = (),
+    channel: str | None = None,
+    limit: int = 50,
+    after_id: int = 0,
+) -> list[dict[str, Any]]:
+    q = sa.select(
+        d.c.id,
+        d.c.message_id,
+        d.c.recipient,
+        d.c.channel,
+        d.c.state,
+        d.c.reason,
+        d.c.priority,
+        d.c.attempts,
+        d.c.not_before,
+        d.c.created_at,
+        d.c.updated_at,
+    ).where(d.c.id > after_id)
+    if states:
+        q = q.where(d.c.state.in_(list(states)))
+    if channel:
+        q = q.where(d.c.channel == channel)
+    return [dict(x) for x in conn.execute(q.order_by(d.c.id).limit(limit)).mappings()]
+
+
+def state_counts(conn: sa.Connection) -> dict[str, int]:
+    return {st: n for st, n in conn.execute(sa.select(d.c.state, sa.func.count()).group_by(d.c.state))}
+
+
+def cancel(conn: sa.Connection, *, delivery_ids: Sequence[int] = (), message_id: int | None = None, now: float) -> int:
+    """Cancel deliveries still waiting in the queue. Ones already handed to a carrier cannot be."""
+    cond = d.c.state == DeliveryState.QUEUED.value
+    if message_id is not None:
+        cond = sa.and_(cond, d.c.message_id == message_id)
+    else:
+        cond = sa.and_(cond, d.c.id.in_(list(delivery_ids)))
+    return conn.execute(
+        sa.update(d)
+        .where(cond)
+        .values(state=DeliveryState.CANCELLED.value, reason="cancelled by operator", updated_at=now, done_at=now)
+    ).rowcount or 0
+
+
+def retry(
+    conn: sa.Connection,
+    *,
+    delivery_ids: Sequence[int] = (),
+    states: Sequence[str] = (),
+    now: float,
+    validity: float,
+) -> int:
+    """Put ended-but-unsuccessful deliveries back in the queue with a fresh validity and attempt count."""
+    retriable = [x for x in FINAL_VALUES if x not in (DeliveryState.DELIVERED.value, DeliveryState.CANCELLED.value)]
+    cond = d.c.state.in_([x for x in states if x in retriable] if states else retriable)
+    if delivery_ids:
+        cond = sa.and_(cond, d.c.id.in_(list(delivery_ids)))
+    return conn.execute(
+        sa.update(d)
+        .where(cond)
+        .values(
+            state=DeliveryState.QUEUED.value,
+            reason="retried by operator",
+            attempts=0,
+            seg_delivered=0,
+            not_before=now,
+            expires_at=now + validity,
+            updated_at=now,
+            done_at=None,
+        )
+    ).rowcount or 0

@@ -1,0 +1,248 @@
+"""The durable queue: claiming deliveries as leases, recording submit outcomes, returning lost claims.
+
+Every function here takes an open connection inside a transaction and is meant to be handed to
+:meth:`masd.store.db.Database.write` (or ``read``), so that many of them share one commit. A claim moves
+a delivery to ``submitting`` with ``claimed_by`` and ``lease_until``; that row is the record that a send
+may be under way, so after a crash the claim either expires or is returned at start, and the delivery is
+sent again (at-least-once: the possible duplicates are exactly the claims returned, counted in
+``recovered``). On PostgreSQL and MariaDB claims use ``FOR UPDATE SKIP LOCKED`` so several nodes share one
+queue; SQLite has one writer at a time and needs nothing more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from masd.core.states import PENDING_VALUES, DeliveryState
+from masd.store import receipts as receipt_store
+from masd.store.tables import deliveries as d
+from masd.store.tables import messages as m
+from masd.store.tables import segments as s
+
+__all__ = [
+    "Claim",
+    "SegmentRecord",
+    "SubmitResult",
+    "claim",
+    "pending_count",
+    "record_results",
+    "release",
+    "return_expired_leases",
+    "return_node_claims",
+    "sweep_overdue",
+]
+
+QUEUED = DeliveryState.QUEUED.value
+SUBMITTING = DeliveryState.SUBMITTING.value
+SUBMITTED = DeliveryState.SUBMITTED.value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claim:
+    delivery_id: int
+    message_id: int
+    recipient: str
+    extension: str
+    attempts: int  # including the attempt this claim is for
+    max_attempts: int
+    expires_at: float
+    concat_ref: int
+    text: str
+    recovered: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SegmentRecord:
+    seq: int
+    total: int
+    carrier_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """What became of one claimed delivery: submitted (segments), back to the queue, or final."""
+
+    delivery_id: int
+    state: DeliveryState
+    reason: str | None = None
+    not_before: float | None = None
+    segments: Sequence[SegmentRecord] = ()
+
+
+def claim(conn: sa.Connection, *, channel: str, node: str, now: float, lease: float, limit: int) -> list[Claim]:
+    pick = (
+        sa.select(d.c.id)
+        .where(d.c.channel == channel, d.c.state == QUEUED, d.c.not_before <= now)
+        .order_by(d.c.priority.desc(), d.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name != "sqlite":
+        pick = pick.with_for_update(skip_locked=True)
+    ids = [row[0] for row in conn.execute(pick)]
+    if not ids:
+        return []
+    conn.execute(
+        sa.update(d)
+        .where(d.c.id.in_(ids), d.c.state == QUEUED)
+        .values(
+            state=SUBMITTING,
+            claimed_by=node,
+            lease_until=now + lease,
+            attempts=d.c.attempts + 1,
+            updated_at=now,
+        )
+    )
+    rows = conn.execute(
+        sa.select(
+            d.c.id,
+            d.c.message_id,
+            d.c.recipient,
+            d.c.extension,
+            d.c.attempts,
+            d.c.max_attempts,
+            d.c.expires_at,
+            d.c.concat_ref,
+            m.c.text,
+            d.c.recovered,
+        )
+        .join(m, m.c.id == d.c.message_id)
+        .where(d.c.id.in_(ids), d.c.claimed_by == node, d.c.state == SUBMITTING)
+        .order_by(d.c.priority.desc(), d.c.id)
+    )
+    return [Claim(*row) for row in rows]
+
+
+def release(conn: sa.Connection, *, delivery_ids: Sequence[int], now: float) -> int:
+    """Give unsent claims back to the queue (shutdown, or a link that went down before sending)."""
+    if not delivery_ids:
+        return 0
+    res = conn.execute(
+        sa.update(d)
+        .where(d.c.id.in_(list(delivery_ids)), d.c.state == SUBMITTING)
+        .values(state=QUEUED, claimed_by=None, lease_until=None, attempts=d.c.attempts - 1, updated_at=now)
+    )
+    return res.rowcount or 0
+
+
+def record_results(conn: sa.Connection, *, channel: str, results: Sequence[SubmitResult], now: float) -> int:
+    """Write the outcome of a batch of submits; apply any receipts that were waiting for these carrier
+    ids. Returns how many held receipts were applied."""
+    submitted = [r for r in results if r.state == DeliveryState.SUBMITTED]
+    requeued = [r for r in results if r.state == DeliveryState.QUEUED]
+    final = [r for r in results if r.state not in (DeliveryState.SUBMITTED, DeliveryState.QUEUED)]
+    guard = sa.and_(d.c.id == sa.bindparam("b_id"), d.c.state == SUBMITTING)
+    if submitted:
+        conn.execute(
+            sa.update(d)
+            .where(guard)
+            .values(state=SUBMITTED, submitted_at=now, updated_at=now, claimed_by=None, lease_until=None),
+            [{"b_id": r.delivery_id} for r in submitted],
+        )
+        seg_rows = [
+            {
+                "delivery_id": r.delivery_id,
+                "seq": seg.seq,
+                "total": seg.total,
+                "channel": channel,
+                "carrier_id": seg.carrier_id,
+                "state": "submitted",
+                "submitted_at": now,
+            }
+            for r in submitted
+            for seg in r.segments
+        ]
+        conn.execute(sa.insert(s), seg_rows)
+    if requeued:
+        conn.execute(
+            sa.update(d)
+            .where(guard)
+            .values(
+                state=QUEUED,
+                reason=sa.bindparam("b_reason"),
+                not_before=sa.bindparam("b_not_before"),
+                claimed_by=None,
+                lease_until=None,
+                updated_at=now,
+            ),
+            [{"b_id": r.delivery_id, "b_reason": r.reason, "b_not_before": r.not_before} for r in requeued],
+        )
+    if final:
+        conn.execute(
+            sa.update(d)
+            .where(guard)
+            .values(
+                state=sa.bindparam("b_state"),
+                reason=sa.bindparam("b_reason"),
+                claimed_by=None,
+                lease_until=None,
+                updated_at=now,
+                done_at=now,
+            ),
+            [{"b_id": r.delivery_id, "b_state": r.state.value, "b_reason": r.reason} for r in final],
+        )
+    if submitted:
+        carrier_ids = [seg.carrier_id for r in submitted for seg in r.segments]
+        return receipt_store.apply_held(conn, channel=channel, carrier_ids=carrier_ids, now=now)
+    return 0
+
+
+def return_node_claims(conn: sa.Connection, *, node: str, now: float) -> int:
+    """At start: this node's earlier process is gone, so its claims go back to the queue at once."""
+    return _return(conn, sa.and_(d.c.state == SUBMITTING, d.c.claimed_by == node), now)
+
+
+def return_expired_leases(conn: sa.Connection, *, now: float) -> int:
+    """Claims whose lease ran out (their node died) go back to the queue."""
+    return _return(conn, sa.and_(d.c.state == SUBMITTING, d.c.lease_until < now), now)
+
+
+def _return(conn: sa.Connection, where: sa.ColumnElement[bool], now: float) -> int:
+    # The attempt that was under way is not counted against the delivery: whether it reached the
+    # carrier is unknown, and that uncertainty is what `recovered` records.
+    res = conn.execute(
+        sa.update(d)
+        .where(where)
+        .values(
+            state=QUEUED,
+            claimed_by=None,
+            lease_until=None,
+            not_before=now,
+            attempts=sa.case((d.c.attempts > 0, d.c.attempts - 1), else_=0),
+            recovered=d.c.recovered + 1,
+            updated_at=now,
+        )
+    )
+    return res.rowcount or 0
+
+
+def sweep_overdue(conn: sa.Connection, *, now: float, receipt_timeout: float) -> dict[str, int]:
+    """End what can no longer succeed: queued past validity, submitted with no receipt for too long."""
+    expired = conn.execute(
+        sa.update(d)
+        .where(d.c.state == QUEUED, d.c.expires_at < now)
+        .values(
+            state=DeliveryState.EXPIRED.value,
+            reason="validity period ended before it could be sent",
+            updated_at=now,
+            done_at=now,
+        )
+    ).rowcount
+    no_receipt = conn.execute(
+        sa.update(d)
+        .where(d.c.state == SUBMITTED, d.c.submitted_at < now - receipt_timeout)
+        .values(
+            state=DeliveryState.EXPIRED.value,
+            reason=f"no delivery receipt within {int(receipt_timeout)} s of submission",
+            updated_at=now,
+            done_at=now,
+        )
+    ).rowcount
+    return {"expired_in_queue": expired or 0, "no_receipt": no_receipt or 0}
+
+
+def pending_count(conn: sa.Connection) -> int:
+    """Deliveries not yet final: what the queue limit counts."""
+    return int(conn.execute(sa.select(sa.func.count()).select_from(d).where(d.c.state.in_(PENDING_VALUES))).scalar_one())
