@@ -115,9 +115,9 @@ class ChannelDriver(abc.ABC):
         """Keep the link up until cancelled; call ``task_status.started()`` once submits may be made."""
 
     @abc.abstractmethod
-    async def submit(self, destination: str, source: str, segments: Sequence[OutboundSegment]) -> list[
-        SubmitOutcome
-    ]:
+    async def submit(
+        self, destination: str, source: str, segments: Sequence[OutboundSegment]
+    ) -> list[SubmitOutcome]:
         """Send every segment of one delivery; return one outcome per segment, in order."""
 
     async def drain(self) -> None:

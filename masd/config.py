@@ -44,7 +44,9 @@ class StoreConfig(_Section):
 
 
 class QueueConfig(_Section):
-    max_pending: int = Field(2_000_000, ge=1, description="deliveries not yet final before new work is refused")
+    max_pending: int = Field(
+        2_000_000, ge=1, description="deliveries not yet final before new work is refused"
+    )
     lease_seconds: float = Field(60.0, gt=0, le=86_400)
     claim_batch: int = Field(500, ge=1, le=10_000)
     poll_interval: float = Field(0.2, gt=0, le=60, description="idle wait between empty claims, seconds")
@@ -78,7 +80,8 @@ class LogConfig(_Section):
 
 class ChannelConfig(_Section):
     driver: str = Field(
-        ..., description="entry point in the masd.channels group, e.g. sim or smpp; default: the channel's name"
+        ...,
+        description="entry point in the masd.channels group, e.g. sim or smpp; default: the channel's name",
     )
     rate: float = Field(100.0, gt=0, description="messages per second this channel may send")
     window: int = Field(100, ge=1, le=10_000, description="submits in flight at once")

@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 import trio
+from masd_adapters.base import ChannelDriver
 
 from masd.config import Config, ConfigError
 from masd.core.dispatch import Dispatcher
@@ -27,7 +28,6 @@ from masd.core.gateway import Gateway
 from masd.metrics import Metrics
 from masd.store import queue as queue_store
 from masd.store.db import Database, database_from_config
-from masd_adapters.base import ChannelDriver
 
 __all__ = ["Daemon", "load_driver"]
 
@@ -78,7 +78,9 @@ class Daemon:
         )
         if returned:
             self.metrics.recovered_claims.inc(returned)
-            log.warning("claims of an earlier run returned to the queue; each may be sent twice", count=returned)
+            log.warning(
+                "claims of an earlier run returned to the queue; each may be sent twice", count=returned
+            )
         await self.gateway.refresh_pending()
         log.info(
             "masd starting",

@@ -12,9 +12,12 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 
+import sqlalchemy as sa
 import structlog
 import trio
+from masd_adapters.base import ChannelDriver, SubmitError, SubmitOutcome
 
 from masd.config import ChannelConfig, Config
 from masd.core import retry as retry_rules
@@ -23,7 +26,6 @@ from masd.core.gateway import Gateway
 from masd.core.states import DeliveryState
 from masd.store import queue as queue_store
 from masd.store.queue import Claim, SegmentRecord, SubmitResult
-from masd_adapters.base import ChannelDriver, SubmitError
 
 __all__ = ["Dispatcher", "TokenBucket"]
 
@@ -94,13 +96,8 @@ class Dispatcher:
                     await trio.sleep(0.005)
                     continue
                 wake = self.gw.wake_event(self.name)
-                now = time.time()
                 try:
-                    claims = await db.write(
-                        lambda c, now=now, want=want: queue_store.claim(
-                            c, channel=self.name, node=self.node, now=now, lease=q.lease_seconds, limit=want
-                        )
-                    )
+                    claims = await db.write(self._claimer(want))
                 except Exception as e:
                     log.warning("claim failed; will try again", channel=self.name, error=str(e))
                     await trio.sleep(1.0)
@@ -119,6 +116,17 @@ class Dispatcher:
                     senders.start_soon(self._send_one, cl)
             # Draining: nothing new is claimed; what is not yet sending goes back to the queue.
             await self._release_unsent()
+
+    def _claimer(self, want: int) -> Callable[[sa.Connection], list[Claim]]:
+        now = time.time()
+        lease = self.cfg.queue.lease_seconds
+
+        def claim(conn: sa.Connection) -> list[Claim]:
+            return queue_store.claim(
+                conn, channel=self.name, node=self.node, now=now, lease=lease, limit=want
+            )
+
+        return claim
 
     async def drain(self) -> None:
         self.draining = True
@@ -151,7 +159,9 @@ class Dispatcher:
         now = time.time()
         if now >= cl.expires_at:
             self.unsent.discard(cl.delivery_id)
-            return SubmitResult(cl.delivery_id, DeliveryState.EXPIRED, "validity period ended in the queue"), 0
+            return SubmitResult(
+                cl.delivery_id, DeliveryState.EXPIRED, "validity period ended in the queue"
+            ), 0
         try:
             plan = split.plan(cl.text, concat=self.ch.concat, max_segments=q.max_segments)
         except split.TooManySegments as e:
@@ -162,22 +172,22 @@ class Dispatcher:
         source = self.ch.service_number + cl.extension
         started = time.monotonic()
         self.unsent.discard(cl.delivery_id)
+        outcomes: list[SubmitOutcome] = []
+        error: SubmitError | None
         try:
             outcomes = await self.driver.submit(cl.recipient, source, wire)
         except Exception as e:  # a driver bug must not lose the delivery
             log.exception("driver raised on submit", channel=self.name, delivery_id=cl.delivery_id)
-            outcomes = None
-            error: SubmitError | None = SubmitError(0, f"driver error: {e}", retriable=True)
+            error = SubmitError(0, f"driver error: {e}", retriable=True)
         else:
             error = next((o.error for o in outcomes if o.error is not None), None)
         self.gw.metrics.submit_latency.labels(self.name).observe(time.monotonic() - started)
-        if error is None and outcomes is not None:
+        if error is None:
             segs = [
                 SegmentRecord(seq=i + 1, total=len(outcomes), carrier_id=o.carrier_id or "")
                 for i, o in enumerate(outcomes)
             ]
             return SubmitResult(cl.delivery_id, DeliveryState.SUBMITTED, segments=segs), len(wire)
-        assert error is not None
         self.metrics_submitted(len(wire), "retry" if error.retriable else "rejected")
         if error.throttled:
             self.bucket.pause(1.0)
@@ -211,7 +221,11 @@ class Dispatcher:
             except Exception as e:
                 # The send happened; its record must not be dropped. Keep trying: the lease keeps other
                 # nodes off this delivery, and if we die the delivery is sent again (counted).
-                log.warning("could not record a submit outcome; retrying", error=str(e), delivery_id=result.delivery_id)
+                log.warning(
+                    "could not record a submit outcome; retrying",
+                    error=str(e),
+                    delivery_id=result.delivery_id,
+                )
                 await trio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         if held:
@@ -219,4 +233,9 @@ class Dispatcher:
         if result.state not in (DeliveryState.SUBMITTED, DeliveryState.QUEUED):
             self.gw.metrics.deliveries_final.labels(result.state.value).inc()
             self.gw.note_final()
-            log.info("delivery final", delivery_id=result.delivery_id, state=result.state.value, reason=result.reason)
+            log.info(
+                "delivery final",
+                delivery_id=result.delivery_id,
+                state=result.state.value,
+                reason=result.reason,
+            )

@@ -61,9 +61,15 @@ def revoke_app(conn: sa.Connection, name: str, *, now: float) -> bool:
 
 
 def find_by_key(conn: sa.Connection, key: str) -> dict[str, Any] | None:
-    row = conn.execute(
-        sa.select(apps.c.id, apps.c.name).where(apps.c.key_hash == hash_key(key), apps.c.revoked_at.is_(None))
-    ).mappings().first()
+    row = (
+        conn.execute(
+            sa.select(apps.c.id, apps.c.name).where(
+                apps.c.key_hash == hash_key(key), apps.c.revoked_at.is_(None)
+            )
+        )
+        .mappings()
+        .first()
+    )
     return dict(row) if row else None
 
 
@@ -71,8 +77,8 @@ def list_apps(conn: sa.Connection) -> list[dict[str, Any]]:
     return [
         dict(x)
         for x in conn.execute(
-            sa.select(apps.c.id, apps.c.name, apps.c.key_prefix, apps.c.created_at, apps.c.revoked_at).order_by(
-                apps.c.id
-            )
+            sa.select(
+                apps.c.id, apps.c.name, apps.c.key_prefix, apps.c.created_at, apps.c.revoked_at
+            ).order_by(apps.c.id)
         ).mappings()
     ]

@@ -86,23 +86,27 @@ def insert_messages(conn: sa.Connection, items: Sequence[NewMessage], *, now: fl
             out.append(None)
             fresh.append(item)
     if fresh:
-        ids = conn.execute(
-            sa.insert(m).returning(m.c.id, sort_by_parameter_order=True),
-            [
-                {
-                    "app_id": x.app_id,
-                    "interface": x.interface,
-                    "client_ref": x.client_ref,
-                    "text": x.text,
-                    "encoding": x.encoding,
-                    "priority": x.priority,
-                    "send_at": x.send_at,
-                    "expires_at": x.expires_at,
-                    "created_at": now,
-                }
-                for x in fresh
-            ],
-        ).scalars().all()
+        ids = (
+            conn.execute(
+                sa.insert(m).returning(m.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "app_id": x.app_id,
+                        "interface": x.interface,
+                        "client_ref": x.client_ref,
+                        "text": x.text,
+                        "encoding": x.encoding,
+                        "priority": x.priority,
+                        "send_at": x.send_at,
+                        "expires_at": x.expires_at,
+                        "created_at": now,
+                    }
+                    for x in fresh
+                ],
+            )
+            .scalars()
+            .all()
+        )
         rows: list[dict[str, Any]] = []
         for mid, x in zip(ids, fresh, strict=True):
             for dl in x.deliveries:
@@ -145,13 +149,16 @@ def insert_messages(conn: sa.Connection, items: Sequence[NewMessage], *, now: fl
 
 def get_message(conn: sa.Connection, message_id: int, *, app_id: int | None = None) -> dict[str, Any] | None:
     """A message with each delivery, its segments and receipts; None if absent (or another app's)."""
-    cond = m.c.id == message_id
+    cond: sa.ColumnElement[bool] = m.c.id == message_id
     if app_id is not None:
         cond = sa.and_(cond, m.c.app_id == app_id)
     msg = conn.execute(sa.select(m).where(cond)).mappings().first()
     if msg is None:
         return None
-    dels = [dict(x) for x in conn.execute(sa.select(d).where(d.c.message_id == message_id).order_by(d.c.id)).mappings()]
+    dels = [
+        dict(x)
+        for x in conn.execute(sa.select(d).where(d.c.message_id == message_id).order_by(d.c.id)).mappings()
+    ]
     by_id = {x["id"]: x for x in dels}
     for x in dels:
         x["segment_list"] = []
@@ -169,7 +176,9 @@ def get_message(conn: sa.Connection, message_id: int, *, app_id: int | None = No
 def receipts_for(conn: sa.Connection, segment_ids: Sequence[int]) -> list[dict[str, Any]]:
     if not segment_ids:
         return []
-    return [dict(x) for x in conn.execute(sa.select(r).where(r.c.segment_id.in_(list(segment_ids)))).mappings()]
+    return [
+        dict(x) for x in conn.execute(sa.select(r).where(r.c.segment_id.in_(list(segment_ids)))).mappings()
+    ]
 
 
 def list_deliveries(
@@ -204,18 +213,28 @@ def state_counts(conn: sa.Connection) -> dict[str, int]:
     return {st: n for st, n in conn.execute(sa.select(d.c.state, sa.func.count()).group_by(d.c.state))}
 
 
-def cancel(conn: sa.Connection, *, delivery_ids: Sequence[int] = (), message_id: int | None = None, now: float) -> int:
+def cancel(
+    conn: sa.Connection, *, delivery_ids: Sequence[int] = (), message_id: int | None = None, now: float
+) -> int:
     """Cancel deliveries still waiting in the queue. Ones already handed to a carrier cannot be."""
-    cond = d.c.state == DeliveryState.QUEUED.value
+    cond: sa.ColumnElement[bool] = d.c.state == DeliveryState.QUEUED.value
     if message_id is not None:
         cond = sa.and_(cond, d.c.message_id == message_id)
     else:
         cond = sa.and_(cond, d.c.id.in_(list(delivery_ids)))
-    return conn.execute(
-        sa.update(d)
-        .where(cond)
-        .values(state=DeliveryState.CANCELLED.value, reason="cancelled by operator", updated_at=now, done_at=now)
-    ).rowcount or 0
+    return (
+        conn.execute(
+            sa.update(d)
+            .where(cond)
+            .values(
+                state=DeliveryState.CANCELLED.value,
+                reason="cancelled by operator",
+                updated_at=now,
+                done_at=now,
+            )
+        ).rowcount
+        or 0
+    )
 
 
 def retry(
@@ -227,21 +246,28 @@ def retry(
     validity: float,
 ) -> int:
     """Put ended-but-unsuccessful deliveries back in the queue with a fresh validity and attempt count."""
-    retriable = [x for x in FINAL_VALUES if x not in (DeliveryState.DELIVERED.value, DeliveryState.CANCELLED.value)]
-    cond = d.c.state.in_([x for x in states if x in retriable] if states else retriable)
+    retriable = [
+        x for x in FINAL_VALUES if x not in (DeliveryState.DELIVERED.value, DeliveryState.CANCELLED.value)
+    ]
+    cond: sa.ColumnElement[bool] = d.c.state.in_(
+        [x for x in states if x in retriable] if states else retriable
+    )
     if delivery_ids:
         cond = sa.and_(cond, d.c.id.in_(list(delivery_ids)))
-    return conn.execute(
-        sa.update(d)
-        .where(cond)
-        .values(
-            state=DeliveryState.QUEUED.value,
-            reason="retried by operator",
-            attempts=0,
-            seg_delivered=0,
-            not_before=now,
-            expires_at=now + validity,
-            updated_at=now,
-            done_at=None,
-        )
-    ).rowcount or 0
+    return (
+        conn.execute(
+            sa.update(d)
+            .where(cond)
+            .values(
+                state=DeliveryState.QUEUED.value,
+                reason="retried by operator",
+                attempts=0,
+                seg_delivered=0,
+                not_before=now,
+                expires_at=now + validity,
+                updated_at=now,
+                done_at=None,
+            )
+        ).rowcount
+        or 0
+    )

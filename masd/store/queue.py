@@ -72,7 +72,9 @@ class SubmitResult:
     segments: Sequence[SegmentRecord] = ()
 
 
-def claim(conn: sa.Connection, *, channel: str, node: str, now: float, lease: float, limit: int) -> list[Claim]:
+def claim(
+    conn: sa.Connection, *, channel: str, node: str, now: float, lease: float, limit: int
+) -> list[Claim]:
     pick = (
         sa.select(d.c.id)
         .where(d.c.channel == channel, d.c.state == QUEUED, d.c.not_before <= now)
@@ -112,7 +114,21 @@ def claim(conn: sa.Connection, *, channel: str, node: str, now: float, lease: fl
         .where(d.c.id.in_(ids), d.c.claimed_by == node, d.c.state == SUBMITTING)
         .order_by(d.c.priority.desc(), d.c.id)
     )
-    return [Claim(*row) for row in rows]
+    return [
+        Claim(
+            delivery_id=row.id,
+            message_id=row.message_id,
+            recipient=row.recipient,
+            extension=row.extension,
+            attempts=row.attempts,
+            max_attempts=row.max_attempts,
+            expires_at=row.expires_at,
+            concat_ref=row.concat_ref,
+            text=row.text,
+            recovered=row.recovered,
+        )
+        for row in rows
+    ]
 
 
 def release(conn: sa.Connection, *, delivery_ids: Sequence[int], now: float) -> int:
@@ -245,4 +261,8 @@ def sweep_overdue(conn: sa.Connection, *, now: float, receipt_timeout: float) ->
 
 def pending_count(conn: sa.Connection) -> int:
     """Deliveries not yet final: what the queue limit counts."""
-    return int(conn.execute(sa.select(sa.func.count()).select_from(d).where(d.c.state.in_(PENDING_VALUES))).scalar_one())
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).select_from(d).where(d.c.state.in_(PENDING_VALUES))
+        ).scalar_one()
+    )

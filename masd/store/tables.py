@@ -23,7 +23,7 @@ metadata = sa.MetaData(
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; BigInteger elsewhere.
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-Time = sa.Double()
+Time: sa.types.TypeEngine[float] = sa.Double()
 
 
 def CaseSensitive(length: int) -> sa.types.TypeEngine[str]:

@@ -60,24 +60,32 @@ async def wait_final(d: Daemon, message_id: int, timeout: float = 15) -> dict[st
 
 async def test_a_message_to_two_numbers_is_delivered_to_both(running: Callable[..., Any]) -> None:
     d = await running()
-    acc = await d.gateway.send(SubmitRequest("会议通知：明天上午9点开会", ["+8613800138000", "13900139000"]), interface="test")
+    acc = await d.gateway.send(
+        SubmitRequest("会议通知：明天上午9点开会", ["+8613800138000", "13900139000"]), interface="test"
+    )
     assert acc.recipients == ["13800138000", "13900139000"] and acc.encoding == "ucs2"
     msg = await wait_final(d, acc.message_id)
     assert [x["state"] for x in msg["deliveries"]] == ["delivered", "delivered"]
     assert all(len(x["segment_list"]) == 1 and x["segment_list"][0]["carrier_id"] for x in msg["deliveries"])
 
 
-async def test_a_long_text_goes_out_in_segments_and_each_receipt_rolls_up(running: Callable[..., Any]) -> None:
+async def test_a_long_text_goes_out_in_segments_and_each_receipt_rolls_up(
+    running: Callable[..., Any],
+) -> None:
     d = await running()
     acc = await d.gateway.send(SubmitRequest("防汛通知" * 40, ["13800138000"]), interface="test")
     assert acc.segments == 3
     msg = await wait_final(d, acc.message_id)
     (dl,) = msg["deliveries"]
     assert dl["state"] == "delivered"
-    assert [(s["seq"], s["total"], s["state"]) for s in dl["segment_list"]] == [(i, 3, "delivered") for i in (1, 2, 3)]
+    assert [(s["seq"], s["total"], s["state"]) for s in dl["segment_list"]] == [
+        (i, 3, "delivered") for i in (1, 2, 3)
+    ]
 
 
-async def test_a_permanent_carrier_error_rejects_the_delivery_with_its_code(running: Callable[..., Any]) -> None:
+async def test_a_permanent_carrier_error_rejects_the_delivery_with_its_code(
+    running: Callable[..., Any],
+) -> None:
     d = await running(MASD_CHANNELS__SIM__OPTIONS="{receipt_delay = 0.01, reject_prefixes = ['1390']}")
     acc = await d.gateway.send(SubmitRequest("hi", ["13900000000", "13800000000"]), interface="test")
     msg = await wait_final(d, acc.message_id)
@@ -92,14 +100,18 @@ async def test_throttled_submits_are_retried_until_they_pass(running: Callable[.
         MASD_CHANNELS__SIM__OPTIONS="{receipt_delay = 0.01, submit_error_rate = 0.5, seed = 3}",
         MASD_QUEUE__MAX_ATTEMPTS="30",
     )
-    accs = await d.gateway.accept([SubmitRequest(f"m{i}", [f"1380000{i:04d}"]) for i in range(20)], interface="test")
+    accs = await d.gateway.accept(
+        [SubmitRequest(f"m{i}", [f"1380000{i:04d}"]) for i in range(20)], interface="test"
+    )
     for a in accs:
         msg = await wait_final(d, a.message_id, timeout=30)
         assert msg["deliveries"][0]["state"] == "delivered"
     assert d.metrics.retries.labels("sim")._value.get() > 0
 
 
-async def test_a_delivery_that_keeps_failing_ends_failed_after_its_attempts(running: Callable[..., Any]) -> None:
+async def test_a_delivery_that_keeps_failing_ends_failed_after_its_attempts(
+    running: Callable[..., Any],
+) -> None:
     d = await running(
         MASD_CHANNELS__SIM__OPTIONS="{submit_error_rate = 1.0}",
         MASD_QUEUE__MAX_ATTEMPTS="3",
@@ -111,7 +123,9 @@ async def test_a_delivery_that_keeps_failing_ends_failed_after_its_attempts(runn
     assert "ESME_RTHROTTLED" in dl["reason"] and "gave up after 3 attempts" in dl["reason"]
 
 
-async def test_a_delivery_that_cannot_be_sent_within_its_validity_expires(running: Callable[..., Any]) -> None:
+async def test_a_delivery_that_cannot_be_sent_within_its_validity_expires(
+    running: Callable[..., Any],
+) -> None:
     d = await running(MASD_CHANNELS__SIM__OPTIONS="{submit_error_rate = 1.0}", MASD_QUEUE__MAX_ATTEMPTS="50")
     acc = await d.gateway.send(SubmitRequest("x", ["13800138000"], validity_seconds=1), interface="test")
     msg = await wait_final(d, acc.message_id)
@@ -121,7 +135,9 @@ async def test_a_delivery_that_cannot_be_sent_within_its_validity_expires(runnin
 
 async def test_a_scheduled_message_waits_for_its_time(running: Callable[..., Any]) -> None:
     d = await running()
-    acc = await d.gateway.send(SubmitRequest("later", ["13800138000"], send_at=time.time() + 1.0), interface="test")
+    acc = await d.gateway.send(
+        SubmitRequest("later", ["13800138000"], send_at=time.time() + 1.0), interface="test"
+    )
     await trio.sleep(0.5)
     msg = await d.gateway.get_message(acc.message_id)
     assert msg is not None and msg["deliveries"][0]["state"] == "queued"
@@ -129,7 +145,9 @@ async def test_a_scheduled_message_waits_for_its_time(running: Callable[..., Any
     assert msg["deliveries"][0]["state"] == "delivered"
 
 
-async def test_a_bad_recipient_refuses_the_whole_request_and_stores_nothing(running: Callable[..., Any]) -> None:
+async def test_a_bad_recipient_refuses_the_whole_request_and_stores_nothing(
+    running: Callable[..., Any],
+) -> None:
     d = await running()
     with pytest.raises(Rejected) as e:
         await d.gateway.send(SubmitRequest("x", ["13800138000", "12345", "13900139000"]), interface="test")
@@ -159,7 +177,9 @@ async def test_a_full_queue_refuses_new_work_with_a_clear_error(running: Callabl
 
 async def test_higher_priority_messages_are_sent_first(running: Callable[..., Any]) -> None:
     d = await running(MASD_CHANNELS__SIM__RATE="20", MASD_CHANNELS__SIM__WINDOW="1")
-    low = await d.gateway.accept([SubmitRequest(f"low{i}", [f"1380000{i:04d}"], priority=0) for i in range(10)], interface="t")
+    low = await d.gateway.accept(
+        [SubmitRequest(f"low{i}", [f"1380000{i:04d}"], priority=0) for i in range(10)], interface="t"
+    )
     high = await d.gateway.send(SubmitRequest("urgent", ["13900000000"], priority=9), interface="t")
     msg = await wait_final(d, high.message_id)
     done_low = 0
@@ -174,7 +194,9 @@ async def test_higher_priority_messages_are_sent_first(running: Callable[..., An
 async def test_the_rate_limit_paces_segments(running: Callable[..., Any]) -> None:
     d = await running(MASD_CHANNELS__SIM__RATE="20")
     t0 = trio.current_time()
-    accs = await d.gateway.accept([SubmitRequest(f"r{i}", [f"1380000{i:04d}"]) for i in range(60)], interface="t")
+    accs = await d.gateway.accept(
+        [SubmitRequest(f"r{i}", [f"1380000{i:04d}"]) for i in range(60)], interface="t"
+    )
     for a in accs:
         await wait_final(d, a.message_id)
     elapsed = trio.current_time() - t0
@@ -188,11 +210,18 @@ async def test_receipts_are_stored_and_counted(running: Callable[..., Any]) -> N
     await wait_final(d, acc.message_id)
     assert d.metrics.receipts.labels("delivered")._value.get() >= 1
     text = d.metrics.render().decode()
-    for name in ("masd_messages_accepted_total", "masd_segments_submitted_total", "masd_receipts_total", "masd_queue_depth"):
+    for name in (
+        "masd_messages_accepted_total",
+        "masd_segments_submitted_total",
+        "masd_receipts_total",
+        "masd_queue_depth",
+    ):
         assert name in text
 
 
-async def test_logs_carry_message_and_delivery_ids(running: Callable[..., Any], capsys: pytest.CaptureFixture[str]) -> None:
+async def test_logs_carry_message_and_delivery_ids(
+    running: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     from masd.logging import configure_logging
 
     configure_logging("info", "json")

@@ -96,9 +96,21 @@ def test_a_message_is_stored_with_one_queued_delivery_per_recipient(db: Database
 
 
 def test_a_repeated_client_ref_returns_the_stored_message(db: Database) -> None:
-    first = db.write_sync(lambda c: msg_store.insert_messages(c, [new_message("13800138000", client_ref="r1", app_id=1)], now=NOW))
-    again = db.write_sync(lambda c: msg_store.insert_messages(c, [new_message("13800138000", client_ref="r1", app_id=1)], now=NOW))
-    other_app = db.write_sync(lambda c: msg_store.insert_messages(c, [new_message("13800138000", client_ref="r1", app_id=2)], now=NOW))
+    first = db.write_sync(
+        lambda c: msg_store.insert_messages(
+            c, [new_message("13800138000", client_ref="r1", app_id=1)], now=NOW
+        )
+    )
+    again = db.write_sync(
+        lambda c: msg_store.insert_messages(
+            c, [new_message("13800138000", client_ref="r1", app_id=1)], now=NOW
+        )
+    )
+    other_app = db.write_sync(
+        lambda c: msg_store.insert_messages(
+            c, [new_message("13800138000", client_ref="r1", app_id=2)], now=NOW
+        )
+    )
     assert first[0].created and not again[0].created
     assert again[0].message_id == first[0].message_id
     assert other_app[0].created and other_app[0].message_id != first[0].message_id
@@ -108,7 +120,12 @@ def test_a_repeated_client_ref_returns_the_stored_message(db: Database) -> None:
 def test_a_client_ref_repeated_within_one_batch_is_stored_once(db: Database) -> None:
     out = db.write_sync(
         lambda c: msg_store.insert_messages(
-            c, [new_message("13800138000", client_ref="x", app_id=1), new_message("13800138000", client_ref="x", app_id=1)], now=NOW
+            c,
+            [
+                new_message("13800138000", client_ref="x", app_id=1),
+                new_message("13800138000", client_ref="x", app_id=1),
+            ],
+            now=NOW,
         )
     )
     assert out[0].message_id == out[1].message_id
@@ -117,7 +134,12 @@ def test_a_client_ref_repeated_within_one_batch_is_stored_once(db: Database) -> 
 
 
 def test_claims_take_the_highest_priority_first_then_the_oldest(db: Database) -> None:
-    low, high, mid_ = insert(db, new_message("13800000001", priority=1), new_message("13800000002", priority=9), new_message("13800000003", priority=5))
+    low, high, mid_ = insert(
+        db,
+        new_message("13800000001", priority=1),
+        new_message("13800000002", priority=9),
+        new_message("13800000003", priority=5),
+    )
     order = [cl.message_id for cl in claim(db)]
     assert order == [high, mid_, low]
 
@@ -135,7 +157,11 @@ def test_a_claimed_delivery_is_submitting_under_a_lease_and_not_claimed_twice(db
     assert len(first) == 1 and len(second) == 1
     assert first[0].delivery_id != second[0].delivery_id
     assert claim(db, node="c") == []
-    row = db.read_sync(lambda c: c.execute(sa.select(deliveries).where(deliveries.c.id == first[0].delivery_id)).mappings().one())
+    row = db.read_sync(
+        lambda c: (
+            c.execute(sa.select(deliveries).where(deliveries.c.id == first[0].delivery_id)).mappings().one()
+        )
+    )
     assert row["state"] == "submitting" and row["claimed_by"] == "a" and row["lease_until"] == NOW + 60
     assert row["attempts"] == 1
 
@@ -170,7 +196,11 @@ def test_released_claims_are_queued_again_without_using_an_attempt(db: Database)
 def test_a_delivery_is_delivered_when_every_segment_is(db: Database) -> None:
     insert(db, new_message("13800138000", segments_each=2))
     (cl,) = claim(db)
-    res = q.SubmitResult(cl.delivery_id, DeliveryState.SUBMITTED, segments=[q.SegmentRecord(1, 2, "A1"), q.SegmentRecord(2, 2, "A2")])
+    res = q.SubmitResult(
+        cl.delivery_id,
+        DeliveryState.SUBMITTED,
+        segments=[q.SegmentRecord(1, 2, "A1"), q.SegmentRecord(2, 2, "A2")],
+    )
     db.write_sync(lambda c: q.record_results(c, channel="sim", results=[res], now=NOW))
     assert states(db)[cl.delivery_id] == "submitted"
     assert receipt(db, "A1", "delivered")[0].delivery_state is None
@@ -182,7 +212,11 @@ def test_a_delivery_is_delivered_when_every_segment_is(db: Database) -> None:
 def test_one_undelivered_segment_makes_the_delivery_undelivered_with_the_reason(db: Database) -> None:
     insert(db, new_message("13800138000", segments_each=2))
     (cl,) = claim(db)
-    res = q.SubmitResult(cl.delivery_id, DeliveryState.SUBMITTED, segments=[q.SegmentRecord(1, 2, "B1"), q.SegmentRecord(2, 2, "B2")])
+    res = q.SubmitResult(
+        cl.delivery_id,
+        DeliveryState.SUBMITTED,
+        segments=[q.SegmentRecord(1, 2, "B1"), q.SegmentRecord(2, 2, "B2")],
+    )
     db.write_sync(lambda c: q.record_results(c, channel="sim", results=[res], now=NOW))
     receipt(db, "B1", "delivered")
     assert receipt(db, "B2", "undelivered", 1)[0].delivery_state == "undelivered"
@@ -209,7 +243,11 @@ def test_a_receipt_that_overtakes_its_submit_response_is_held_then_applied(db: D
     assert states(db)[cls[0].delivery_id] == "submitting"
     submit_ok(db, cls)
     assert states(db)[cls[0].delivery_id] == "delivered"
-    held = db.read_sync(lambda c: c.execute(sa.select(sa.func.count()).select_from(receipts).where(receipts.c.segment_id.is_(None))).scalar_one())
+    held = db.read_sync(
+        lambda c: c.execute(
+            sa.select(sa.func.count()).select_from(receipts).where(receipts.c.segment_id.is_(None))
+        ).scalar_one()
+    )
     assert held == 0
 
 
@@ -234,7 +272,11 @@ def test_a_retriable_failure_requeues_with_a_later_time_and_a_final_one_records_
     assert claim(db, now=NOW + 10) == []
     (again,) = claim(db, now=NOW + 31)
     assert again.delivery_id == a.delivery_id and again.attempts == 2
-    row = db.read_sync(lambda c: c.execute(sa.select(deliveries.c.state, deliveries.c.reason).where(deliveries.c.id == b.delivery_id)).one())
+    row = db.read_sync(
+        lambda c: c.execute(
+            sa.select(deliveries.c.state, deliveries.c.reason).where(deliveries.c.id == b.delivery_id)
+        ).one()
+    )
     assert tuple(row) == ("rejected", "ESME_RINVDSTADR (0x0B)")
 
 
@@ -242,7 +284,9 @@ def test_overdue_deliveries_expire_with_a_reason(db: Database) -> None:
     insert(db, new_message("13800000001", expires_at=NOW + 10), new_message("13800000002", "13800000003"))
     cls = claim(db, limit=2)
     submitted = [cl for cl in cls if cl.recipient == "13800000002"]
-    db.write_sync(lambda c: q.release(c, delivery_ids=[cl.delivery_id for cl in cls if cl not in submitted], now=NOW))
+    db.write_sync(
+        lambda c: q.release(c, delivery_ids=[cl.delivery_id for cl in cls if cl not in submitted], now=NOW)
+    )
     submit_ok(db, submitted)
     swept = db.write_sync(lambda c: q.sweep_overdue(c, now=NOW + 20, receipt_timeout=5))
     assert swept == {"expired_in_queue": 1, "no_receipt": 1}
@@ -259,7 +303,11 @@ def test_only_queued_deliveries_can_be_cancelled(db: Database) -> None:
 def test_retry_requeues_failed_deliveries_with_fresh_attempts(db: Database) -> None:
     insert(db, new_message("13800000001"))
     (cl,) = claim(db)
-    db.write_sync(lambda c: q.record_results(c, channel="sim", results=[q.SubmitResult(cl.delivery_id, DeliveryState.FAILED, "x")], now=NOW))
+    db.write_sync(
+        lambda c: q.record_results(
+            c, channel="sim", results=[q.SubmitResult(cl.delivery_id, DeliveryState.FAILED, "x")], now=NOW
+        )
+    )
     assert db.write_sync(lambda c: msg_store.retry(c, states=["failed"], now=NOW, validity=60)) == 1
     (again,) = claim(db)
     assert again.attempts == 1
