@@ -53,6 +53,7 @@ class Daemon:
         self.db = db or database_from_config(cfg)
         self.metrics = Metrics()
         self.gateway = Gateway(cfg, self.db, self.metrics)
+        self.db.on_batch = self.metrics.commit_batch.observe
         self.node = cfg.node_name
         self.drivers: dict[str, ChannelDriver] = {}
         self.dispatchers: dict[str, Dispatcher] = {}
@@ -89,7 +90,7 @@ class Daemon:
             schema=rev,
             config=self.cfg.source,
             channels=list(self.cfg.channels),
-            queued=self.gateway._pending,
+            queued=self.gateway.pending,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(self.db.run_committer)
@@ -105,7 +106,11 @@ class Daemon:
             nursery.start_soon(self._watch_signals)
             self.ready = True
             self.started.set()
-            log.info("masd ready", seconds=round(time.monotonic() - t0, 3), http=self.cfg.http.listen)
+            log.info(
+                "masd ready",
+                seconds=round(time.monotonic() - t0, 3),
+                http=self.cfg.http.listen if self.cfg.http.enabled else "off",
+            )
             task_status.started(self)
             await self._stop.wait()
             self.ready = False

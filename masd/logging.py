@@ -39,5 +39,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
         cache_logger_on_first_use=False,
     )
     # Libraries that use the standard logging module (hypercorn, alembic) go to the same stream.
-    logging.basicConfig(level=max(_LEVELS[level], logging.INFO), stream=stream, format="%(name)s: %(message)s")
+    logging.basicConfig(
+        level=max(_LEVELS[level], logging.INFO), stream=stream, format="%(name)s: %(message)s"
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -21,9 +21,14 @@ class Metrics:
             "masd_requests_refused", "Submissions refused, by reason", ["interface", "reason"], registry=r
         )
         self.segments_submitted = Counter(
-            "masd_segments_submitted", "Segments handed to a channel, by result", ["channel", "result"], registry=r
+            "masd_segments_submitted",
+            "Segments handed to a channel, by result",
+            ["channel", "result"],
+            registry=r,
         )
-        self.receipts = Counter("masd_receipts", "Delivery receipts received, by status", ["status"], registry=r)
+        self.receipts = Counter(
+            "masd_receipts", "Delivery receipts received, by status", ["status"], registry=r
+        )
         self.receipts_held = Counter(
             "masd_receipts_held", "Receipts that arrived before their submit response", registry=r
         )
@@ -38,15 +43,21 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
-        self.replies = Counter("masd_replies", "Replies (MO) received, by whether matched", ["matched"], registry=r)
+        self.replies = Counter(
+            "masd_replies", "Replies (MO) received, by whether matched", ["matched"], registry=r
+        )
         self.voice_calls = Counter("masd_voice_calls", "Voice calls, by outcome", ["outcome"], registry=r)
-        self.channel_up = Gauge("masd_channel_up", "1 while the channel's link is up", ["channel"], registry=r)
+        self.channel_up = Gauge(
+            "masd_channel_up", "1 while the channel's link is up", ["channel"], registry=r
+        )
         self.recovered_claims = Counter(
             "masd_recovered_claims",
             "Claims returned to the queue after a crash or lost lease: each may be sent twice",
             registry=r,
         )
-        self.retries = Counter("masd_retries", "Deliveries put back for another attempt", ["channel"], registry=r)
+        self.retries = Counter(
+            "masd_retries", "Deliveries put back for another attempt", ["channel"], registry=r
+        )
         self.commit_batch = Histogram(
             "masd_store_commit_batch_size",
             "Writes per group-committed transaction",

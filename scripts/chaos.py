@@ -30,6 +30,7 @@ from masd_adapters.sim import read_journal
 
 from masd.config import load_config
 from masd.core.gateway import Gateway, SubmitRequest
+from masd.logging import configure_logging
 from masd.store.db import database_from_config
 from masd.store.tables import deliveries
 
@@ -84,6 +85,7 @@ def run(n: int, *, window: int, rate: float, kill_at: float, timeout: float, wor
     config = workdir / "chaos.toml"
     config.write_text(CONFIG.format(data_dir=data_dir.as_posix(), rate=rate, window=window))
     log = workdir / "daemon.log"
+    configure_logging("warning", "json")
     cfg = load_config(config, env={})
     db = database_from_config(cfg)
     db.upgrade()

@@ -35,11 +35,11 @@ log = structlog.get_logger("masd.dispatch")
 class TokenBucket:
     """Paces sends at ``rate`` per second with a burst of one second's worth."""
 
-    def __init__(self, rate: float, *, clock: trio.abc.Clock | None = None) -> None:
+    def __init__(self, rate: float) -> None:
         self.rate = rate
         self.capacity = max(1.0, rate)
         self.tokens = self.capacity
-        self.stamp = trio.current_time()
+        self.stamp: float | None = None  # set on first use: the bucket may be built outside trio.run
         self.paused_until = 0.0
         self._lock = trio.Lock()
 
@@ -47,15 +47,18 @@ class TokenBucket:
         async with self._lock:  # first come, first served
             while True:
                 now = trio.current_time()
+                if self.stamp is None:
+                    self.stamp = now
                 if now < self.paused_until:
                     await trio.sleep_until(self.paused_until)
                     continue
                 self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
                 self.stamp = now
-                if self.tokens >= n or self.tokens >= self.capacity:
+                # The tolerance keeps float rounding (0.9999… tokens) from spinning on sub-µs sleeps.
+                if self.tokens >= n - 1e-6 or self.tokens >= self.capacity - 1e-6:
                     self.tokens -= n
                     return
-                await trio.sleep((n - self.tokens) / self.rate)
+                await trio.sleep(max(0.0005, (n - self.tokens) / self.rate))
 
     def pause(self, seconds: float) -> None:
         """The carrier asked us to slow down: send nothing for a while."""
@@ -214,7 +217,7 @@ class Dispatcher:
             now = time.time()
             try:
                 with trio.CancelScope(shield=True):
-                    held = await self.gw.db.write(
+                    await self.gw.db.write(
                         lambda c: queue_store.record_results(c, channel=self.name, results=[result], now=now)
                     )
                 break
@@ -228,8 +231,6 @@ class Dispatcher:
                 )
                 await trio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        if held:
-            self.gw.metrics.receipts_held.inc(0)
         if result.state not in (DeliveryState.SUBMITTED, DeliveryState.QUEUED):
             self.gw.metrics.deliveries_final.labels(result.state.value).inc()
             self.gw.note_final()

@@ -134,16 +134,25 @@ class Gateway:
         now = time.time()
         start = max(now, req.send_at) if req.send_at is not None else now
         deliveries = []
-        encoding = split.choose_encoding(req.text)
-        most = 0
+        # The segment count depends only on the text and the channel's concatenation method.
+        counts: dict[str, int] = {}
+        try:
+            encoding = split.choose_encoding(req.text)
+        except ValueError as e:
+            raise Rejected("text", str(e)) from None
         for number in numbers:
             channel = req.channel or self.route(number)
             ch: ChannelConfig = self.cfg.channels[channel]
-            try:
-                n = len(split.plan(req.text, concat=ch.concat, max_segments=q.max_segments).parts)
-            except split.TooManySegments as e:
-                raise Rejected("text", str(e)) from None
-            most = max(most, n)
+            if ch.concat not in counts:
+                try:
+                    counts[ch.concat] = len(
+                        split.plan(req.text, concat=ch.concat, max_segments=q.max_segments).parts
+                    )
+                except split.TooManySegments as e:
+                    raise Rejected("text", str(e)) from None
+                except ValueError as e:  # e.g. an unpaired surrogate, which no encoding can carry
+                    raise Rejected("text", f"cannot be encoded: {e}") from None
+            n = counts[ch.concat]
             deliveries.append(
                 msg_store.NewDelivery(
                     recipient=number,
@@ -210,13 +219,24 @@ class Gateway:
                 self._pending += len(row.deliveries)
                 self.metrics.messages_accepted.labels(interface).inc()
                 self.metrics.deliveries_accepted.labels(interface).inc(len(row.deliveries))
-                log.info(
-                    "message accepted",
-                    message_id=ins.message_id,
-                    interface=interface,
-                    recipients=len(row.deliveries),
-                    segments=out[-1].segments,
-                )
+                if len(rows) == 1:
+                    log.info(
+                        "message accepted",
+                        message_id=ins.message_id,
+                        interface=interface,
+                        recipients=len(row.deliveries),
+                        segments=out[-1].segments,
+                    )
+        if len(rows) > 1:
+            # One line per batch: a 1,000-message batch should not write 1,000 log lines.
+            log.info(
+                "messages accepted",
+                interface=interface,
+                messages=len(out),
+                first_id=min(a.message_id for a in out),
+                last_id=max(a.message_id for a in out),
+                deliveries=n_deliveries,
+            )
         for name in {x.channel for r in rows for x in r.deliveries}:
             self.wake(name)
         return out
@@ -268,6 +288,11 @@ class Gateway:
     async def refresh_pending(self) -> int:
         self._pending = await self.db.read(queue_store.pending_count)
         self.metrics.queue_depth.set(self._pending)
+        return self._pending
+
+    @property
+    def pending(self) -> int:
+        """Deliveries not yet final, as of the last count plus what was accepted since."""
         return self._pending
 
     def note_final(self, n: int = 1) -> None:

@@ -35,7 +35,7 @@ FINAL = frozenset(
         DeliveryState.CANCELLED,
     }
 )
-FINAL_VALUES = tuple(s.value for s in FINAL)
+FINAL_VALUES = tuple(s.value for s in DeliveryState if s in FINAL)  # in the enum's order
 PENDING_VALUES = (DeliveryState.QUEUED.value, DeliveryState.SUBMITTING.value, DeliveryState.SUBMITTED.value)
 
 

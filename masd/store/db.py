@@ -35,6 +35,10 @@ class StoreUnavailable(RuntimeError):
     """The database could not be reached or refused the transaction."""
 
 
+class _CommitterGone(Exception):
+    """The group committer stopped before it ran this write."""
+
+
 @dataclasses.dataclass(eq=False)
 class _Op:
     fn: Callable[[sa.Connection], Any]
@@ -102,6 +106,7 @@ class Database:
         self._send: trio.MemorySendChannel[_Op] | None = None
         self.batches = 0  # how many transactions the committer ran, for tests and metrics
         self.batched_ops = 0
+        self.on_batch: Callable[[int], None] | None = None  # e.g. a histogram's observe
 
     # ----- lifecycle -------------------------------------------------------------------------------
 
@@ -154,8 +159,15 @@ class Database:
         if self._send is None:
             return await trio.to_thread.run_sync(self.write_sync, fn, limiter=self._write_limiter)
         op = _Op(fn)
-        await self._send.send(op)
-        await op.done.wait()
+        try:
+            await self._send.send(op)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            op.error = _CommitterGone()
+        else:
+            await op.done.wait()
+        if isinstance(op.error, _CommitterGone):
+            # The committer stopped before taking this write (shutdown): run it on its own.
+            return await trio.to_thread.run_sync(self.write_sync, fn, limiter=self._write_limiter)
         if op.error is not None:
             raise op.error
         return op.result  # type: ignore[no-any-return]
@@ -168,30 +180,38 @@ class Database:
         task_status.started()
         pending: list[_Op] = []
         try:
-            async with recv:
-                while True:
-                    pending = [await recv.receive()]
-                    if self._group_commit_s:
-                        await trio.sleep(self._group_commit_s)
-                    while len(pending) < self._group_commit_max:
-                        try:
-                            pending.append(recv.receive_nowait())
-                        except trio.WouldBlock:
-                            break
-                    await trio.to_thread.run_sync(self._commit_batch, pending, limiter=self._write_limiter)
-                    for op in pending:
-                        op.done.set()
-                    pending = []
+            while True:
+                pending = [await recv.receive()]
+                if self._group_commit_s:
+                    await trio.sleep(self._group_commit_s)
+                while len(pending) < self._group_commit_max:
+                    try:
+                        pending.append(recv.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                await trio.to_thread.run_sync(self._commit_batch, pending, limiter=self._write_limiter)
+                for op in pending:
+                    op.done.set()
+                pending = []
         finally:
             self._send = None
+            # Writes not yet committed go back to their callers, who run them on their own.
+            while True:
+                try:
+                    pending.append(recv.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+            recv.close()
             for op in pending:
                 if not op.done.is_set():
-                    op.error = op.error or StoreUnavailable("the store is shutting down")
+                    op.error = _CommitterGone()
                     op.done.set()
 
     def _commit_batch(self, ops: list[_Op]) -> None:
         self.batches += 1
         self.batched_ops += len(ops)
+        if self.on_batch is not None:
+            self.on_batch(len(ops))
         try:
             with self.write_engine.begin() as conn:
                 results = [op.fn(conn) for op in ops]

@@ -218,7 +218,9 @@ def cancel(
 ) -> int:
     """Cancel deliveries still waiting in the queue. Ones already handed to a carrier cannot be."""
     cond: sa.ColumnElement[bool] = d.c.state == DeliveryState.QUEUED.value
-    if message_id is not None:
+    if message_id is not None and delivery_ids:
+        cond = sa.and_(cond, sa.or_(d.c.message_id == message_id, d.c.id.in_(list(delivery_ids))))
+    elif message_id is not None:
         cond = sa.and_(cond, d.c.message_id == message_id)
     else:
         cond = sa.and_(cond, d.c.id.in_(list(delivery_ids)))

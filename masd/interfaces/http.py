@@ -1,0 +1,743 @@
+"""The HTTP interface: a JSON API served by Hypercorn's trio worker inside the daemon's nursery.
+
+    POST /v1/messages         submit one message to one or more recipients
+    GET  /v1/messages/{id}    a message with its deliveries, segments and receipts
+    GET  /healthz             the process serves (liveness)
+    GET  /readyz              the daemon is ready, the store answers and a channel is up (readiness)
+    GET  /metrics             Prometheus text exposition
+    GET  /openapi.json        this API, described
+
+Decisions a reader should know:
+
+* Every error is ``{"error": {"code", "reason", ...}}``, whoever found it (FastAPI's body parsing or the
+  core's validation), so a client has one shape to handle. Field names in errors are the ones the client
+  sent: the core calls recipients ``recipients``, the body calls them ``to``, and an error says ``to``.
+* Unknown body fields are refused: a misspelt ``send_at`` would otherwise send at once, which cannot be
+  taken back once a handset has it.
+* API keys are checked against the store once and then cached in-process (hits 30 s, misses 5 s), so the
+  hot path costs no database read for authentication. A revoked key keeps working for at most 30 s.
+* Handlers build their responses themselves. The response models document the API (and the tests check
+  the answers against them) but FastAPI does not validate each answer again, which at thousands of
+  requests per second is a cost worth not paying.
+* A naive ``send_at`` (no UTC offset) is read in the server's local time zone; an explicit offset or
+  ``Z`` is always better. Times in answers are UTC, ISO 8601 with a ``Z``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+
+import sqlalchemy as sa
+import structlog
+import trio
+from fastapi import Body, Depends, FastAPI, Path, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from hypercorn.typing import ASGIFramework
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, WithJsonSchema
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import masd
+from masd.core.gateway import QueueFull, Rejected, SubmitRequest
+from masd.store.db import StoreUnavailable
+
+if TYPE_CHECKING:
+    from masd.daemon import Daemon
+
+__all__ = [
+    "ApiError",
+    "BodyLimit",
+    "ErrorResponse",
+    "KeyCache",
+    "MessageOut",
+    "SendRequest",
+    "SendResponse",
+    "make_app",
+    "serve_http",
+]
+
+log = structlog.get_logger("masd.http")
+
+KEY_TTL = 30.0  # seconds a valid key is trusted without asking the store again
+MISS_TTL = 5.0  # seconds an unknown key is refused without asking again (a new key waits at most this)
+KEY_CACHE_MAX = 10_000  # entries; random keys from a scanner must not grow the cache without bound
+MAX_BODY = 1024 * 1024  # bytes: ample for 2,000 characters to tens of thousands of recipients
+READY_STORE_TIMEOUT = 2.0  # seconds: a probe that hangs is worse than one that says "no"
+QUEUE_FULL_RETRY_AFTER = "5"
+MAX_ID = 2**63 - 1  # the widest id column; larger numbers would fail in the driver, not as a 404
+
+_TOO_LARGE = f"the body is larger than {MAX_BODY} bytes"
+_GET_KEY = "create one with 'masd apps create NAME' (or 'masd apps rotate NAME' for a new key)"
+_BODY_FIELDS = ("to", "text", "priority", "send_at", "validity_seconds", "client_ref", "extension", "channel")
+_CORE_TO_HTTP_FIELD = {"recipients": "to"}
+
+
+# ----- models: the request ----------------------------------------------------------------------------
+
+
+def _one_or_many(value: Any) -> Any:
+    # One recipient may be given as a plain string; everything else is a list to pydantic.
+    return [value] if isinstance(value, str) else value
+
+
+_EXAMPLES: dict[str, dict[str, Any]] = {
+    "one": {
+        "summary": "One recipient",
+        "value": {"to": "13800138000", "text": "Your verification code is 482913."},
+    },
+    "chinese": {
+        "summary": "Chinese text to several recipients, scheduled, with a client reference",
+        "value": {
+            "to": ["13800138000", "+86 139-0013-9000"],
+            "text": "【会议通知】明天上午9点在三楼会议室召开项目评审会，请准时参加。回复1确认，回复2请假。",
+            "priority": 7,
+            "send_at": "2030-05-20T08:30:00+08:00",
+            "validity_seconds": 3600,
+            "client_ref": "oa-meeting-20300520-17",
+            "extension": "17",
+        },
+    },
+    "international": {
+        "summary": "An E.164 number outside mainland China",
+        "value": {"to": ["+4915112345678"], "text": "Server room temperature above 35 °C", "priority": 9},
+    },
+}
+
+
+class SendRequest(BaseModel):
+    """One message: one text to one or more recipients."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [e["value"] for e in _EXAMPLES.values()]}
+    )
+
+    to: Annotated[
+        list[str],
+        BeforeValidator(_one_or_many),
+        Field(min_length=1),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                ],
+                "description": "Recipient or recipients: a mainland mobile number (11 digits, optionally "
+                "with +86, 86 or 0086) or E.164 (+ and 8–15 digits). Spaces, dashes, parentheses and "
+                "full-width digits are ignored; duplicates after normalisation are dropped.",
+                "examples": ["13800138000", ["13800138000", "+4915112345678"]],
+            }
+        ),
+    ]
+    text: str = Field(
+        min_length=1,
+        description="The message text (at most queue.max_text_length characters, 2000 by default). "
+        "GSM 03.38 text is sent 7-bit (160 characters, 153 per part when split); anything else UCS-2 "
+        "(70, 67 per part).",
+    )
+    priority: StrictInt | None = Field(
+        None, ge=0, le=9, description="0 (lowest) to 9 (highest); default queue.default_priority (5)"
+    )
+    send_at: datetime | None = Field(
+        None,
+        description="ISO 8601 date and time to send at, e.g. 2030-05-20T08:30:00+08:00. Without a UTC "
+        "offset it is read in the server's local time zone. Omitted or in the past: send now.",
+    )
+    validity_seconds: StrictInt | None = Field(
+        None,
+        ge=1,
+        description="Give up on a delivery this long after send time; default queue.validity_seconds",
+    )
+    client_ref: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="Your reference, unique per app. Submitting the same client_ref again returns the "
+        "message already stored (200, created false) instead of sending twice.",
+    )
+    extension: str | None = Field(
+        None,
+        pattern=r"^[0-9]{0,12}$",
+        description="Digits appended to the channel's service number as the sender (扩展码); replies to "
+        "that number are matched back to this message.",
+    )
+    channel: str | None = Field(None, description="Send through this channel instead of the routed one")
+
+
+# ----- models: the answers ----------------------------------------------------------------------------
+
+
+class Links(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    self_: str = Field(alias="self", examples=["/v1/messages/42"])
+
+
+class SendResponse(BaseModel):
+    """The message as stored: 201 when created, 200 when its client_ref was already stored."""
+
+    id: int = Field(examples=[42])
+    state: str = Field(examples=["queued"], description="Always queued at acceptance")
+    recipients: list[str] = Field(examples=[["13800138000"]], description="Normalised, without duplicates")
+    segments: int = Field(examples=[1], description="Parts on the wire for the longest delivery")
+    encoding: Literal["gsm7", "ucs2"]
+    created: bool = Field(description="False: this client_ref was stored before and this is that message")
+    links: Links
+
+
+class SegmentOut(BaseModel):
+    seq: int
+    total: int
+    carrier_id: str
+    state: str = Field(description="submitted, delivered, undelivered, expired, rejected, deleted, unknown")
+    error_code: int | None
+    submitted_at: datetime
+    receipt_at: datetime | None
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    recipient: str
+    state: str = Field(
+        description="queued, submitting, submitted, delivered, undelivered, expired, rejected, failed, "
+        "cancelled"
+    )
+    reason: str | None
+    attempts: int
+    extension: str
+    channel: str
+    updated_at: datetime
+    segment_count: int = Field(description="Parts this delivery is split into")
+    segments: list[SegmentOut] = Field(description="Each part handed to the carrier, with its receipt")
+
+
+class MessageOut(BaseModel):
+    id: int
+    text: str
+    encoding: Literal["gsm7", "ucs2"]
+    priority: int
+    client_ref: str | None
+    created_at: datetime
+    send_at: datetime | None
+    expires_at: datetime
+    state: str = Field(description="The deliveries' state when they all share one, else mixed")
+    counts: dict[str, int] = Field(
+        description="Deliveries per state", examples=[{"delivered": 2, "queued": 1}]
+    )
+    deliveries: list[DeliveryOut]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["invalid"])
+    reason: str = Field(examples=["not a mainland mobile number (11 digits starting 13–19) nor E.164"])
+    field: str | None = Field(None, examples=["to"], description="The request field at fault")
+    index: int | None = Field(None, description="Position in a list field (e.g. which recipient)")
+    value: Any = Field(None, description="The value at fault, as given")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str] = Field(
+        examples=[{"daemon": "ok", "store": "ok", "channels": "up: sim"}],
+        description="Each check's finding: ok, or what is wrong",
+    )
+    failed: list[str] = Field(description="Names of the checks that failed")
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    described = {
+        400: "The body is not a JSON object",
+        401: "No API key, or one that is not valid",
+        404: "No such message for this app",
+        413: "The body is larger than 1 MiB",
+        422: "A field is missing or not valid; the error names it",
+        503: "The queue is full or the store is unavailable; retry after Retry-After seconds",
+    }
+    return {c: {"model": ErrorResponse, "description": described[c]} for c in codes}
+
+
+# ----- errors -----------------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An answer other than success; rendered as ``{"error": {...}}`` by its handler."""
+
+    def __init__(
+        self, status: int, code: str, reason: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.code = code
+        self.reason = reason
+        self.headers = headers
+        self.extra = extra
+
+
+def _error(
+    status: int, code: str, reason: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "reason": reason}
+    body.update((k, v) for k, v in extra.items() if v is not None)
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _http_field(field: str) -> str:
+    # "recipients" or "messages[3].recipients" → the body's own name for it.
+    head, dot, last = field.rpartition(".")
+    return f"{head}{dot}{_CORE_TO_HTTP_FIELD.get(last, last)}"
+
+
+def _echo(value: Any) -> Any:
+    # Echo the offending value when it helps and is small; never a whole object or a 100 kB text.
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 100):
+        return value
+    return None
+
+
+def _validation_response(exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    first = errors[0] if errors else {"type": "", "loc": (), "msg": "invalid request"}
+    kind = first.get("type", "")
+    loc = tuple(first.get("loc", ()))
+    if kind == "json_invalid":
+        detail = cast("dict[str, Any]", first.get("ctx") or {}).get("error", "")
+        return _error(400, "bad_request", f"the body is not valid JSON ({detail} at character {loc[-1]})")
+    if loc == ("body",):
+        if kind == "missing":
+            return _error(400, "bad_request", "the body is empty; send a JSON object")
+        if isinstance(first.get("input"), bytes):
+            return _error(
+                400, "bad_request", "the body is not JSON; send it with Content-Type: application/json"
+            )
+        return _error(400, "bad_request", "the body must be a JSON object")
+    source, path = (loc[0], loc[1:]) if loc and loc[0] in ("body", "path", "query", "header") else ("", loc)
+    names = [p for p in path if isinstance(p, str)]
+    index = next((p for p in path if isinstance(p, int)), None)
+    field = ".".join(names) or str(source)
+    if kind == "missing":
+        reason = "is required"
+    elif kind == "extra_forbidden":
+        reason = f"unknown field; the fields are {', '.join(_BODY_FIELDS)}"
+    elif field == "to" and kind == "list_type":
+        reason = "must be a phone number (a string) or a list of them"
+    else:
+        # Pydantic's sentences start "Input should ..."; the core's start lower-case mid-sentence.
+        msg = str(first.get("msg", "is not valid"))
+        reason = msg[:1].lower() + msg[1:]
+    value = None if kind in ("missing", "extra_forbidden") else _echo(first.get("input"))
+    return _error(422, "invalid", reason, field=field, index=index, value=value)
+
+
+class BodyLimit:
+    """ASGI middleware refusing request bodies over ``limit`` bytes with the usual JSON error.
+
+    Starlette's own limit answers a declared oversized body in plain text whatever the app's handlers
+    say, so masd keeps its own: a declared length over the limit is refused before anything is read;
+    a body without one (chunked) is counted as it arrives."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.limit:
+                    await _error(413, "too_large", _TOO_LARGE)(scope, receive, send)
+                    return
+                # The server reads exactly the declared length; nothing to count.
+                await self.app(scope, receive, send)
+                return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # An HTTPException is what FastAPI lets through from a body read (anything else it
+                    # turns into a 400), and on_http_error renders it.
+                    raise StarletteHTTPException(413)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+# ----- authentication -----------------------------------------------------------------------------------
+
+
+class KeyCache:
+    """API key → app, asking the store at most once per key per TTL.
+
+    Concurrent requests with the same uncached key share one lookup, so a burst at start-up (or after
+    expiry) costs one read, not one per request."""
+
+    def __init__(
+        self,
+        lookup: Callable[[str], Awaitable[dict[str, Any] | None]],
+        *,
+        ttl: float = KEY_TTL,
+        miss_ttl: float = MISS_TTL,
+        max_entries: int = KEY_CACHE_MAX,
+    ) -> None:
+        self._lookup = lookup
+        self._ttl = ttl
+        self._miss_ttl = miss_ttl
+        self._max = max_entries
+        self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._inflight: dict[str, trio.Event] = {}
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        while True:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] > time.monotonic():
+                return entry[1]
+            pending = self._inflight.get(key)
+            if pending is None:
+                break
+            # Someone is asking already; if their lookup fails we come round and ask ourselves.
+            await pending.wait()
+        done = self._inflight[key] = trio.Event()
+        try:
+            app = await self._lookup(key)
+        finally:
+            del self._inflight[key]
+            done.set()
+        now = time.monotonic()
+        if len(self._entries) >= self._max:
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            if len(self._entries) >= self._max:
+                self._entries.clear()
+        self._entries[key] = (now + (self._ttl if app is not None else self._miss_ttl), app)
+        return app
+
+
+# ----- converting stored rows -------------------------------------------------------------------------
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _message_json(msg: dict[str, Any]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    deliveries = []
+    for d in msg["deliveries"]:
+        counts[d["state"]] = counts.get(d["state"], 0) + 1
+        deliveries.append(
+            {
+                "id": d["id"],
+                "recipient": d["recipient"],
+                "state": d["state"],
+                "reason": d["reason"],
+                "attempts": d["attempts"],
+                "extension": d["extension"],
+                "channel": d["channel"],
+                "updated_at": _iso(d["updated_at"]),
+                "segment_count": d["segments"],
+                "segments": [
+                    {
+                        "seq": s["seq"],
+                        "total": s["total"],
+                        "carrier_id": s["carrier_id"],
+                        "state": s["state"],
+                        "error_code": s["error_code"],
+                        "submitted_at": _iso(s["submitted_at"]),
+                        "receipt_at": _iso(s["receipt_at"]),
+                    }
+                    for s in d["segment_list"]
+                ],
+            }
+        )
+    return {
+        "id": msg["id"],
+        "text": msg["text"],
+        "encoding": msg["encoding"],
+        "priority": msg["priority"],
+        "client_ref": msg["client_ref"],
+        "created_at": _iso(msg["created_at"]),
+        "send_at": _iso(msg["send_at"]),
+        "expires_at": _iso(msg["expires_at"]),
+        "state": next(iter(counts)) if len(counts) == 1 else "mixed",
+        "counts": counts,
+        "deliveries": deliveries,
+    }
+
+
+def _select_one(conn: sa.Connection) -> None:
+    # Compiled per dialect (Oracle needs FROM DUAL), unlike a literal "SELECT 1".
+    conn.execute(sa.select(sa.literal(1)))
+
+
+# ----- the application --------------------------------------------------------------------------------
+
+
+def make_app(daemon: Daemon) -> FastAPI:
+    """The ASGI application for one daemon; it holds no state beyond the key cache."""
+    gateway = daemon.gateway
+    keys = KeyCache(gateway.authenticate)
+    probe_limiter = trio.CapacityLimiter(1)  # a hung store holds one thread for probes, not one per probe
+    bearer = HTTPBearer(
+        auto_error=False,
+        scheme_name="bearer",
+        bearerFormat="masd API key",
+        description="An app's API key, sent as 'Authorization: Bearer <key>'; " + _GET_KEY + ".",
+    )
+
+    app = FastAPI(
+        title="masd",
+        version=masd.__version__,
+        summary="Messaging gateway: submit SMS, follow their deliveries and receipts",
+        description="Bearer API keys come from `masd apps create NAME`. Errors are always "
+        '`{"error": {"code", "reason", "field"?, "index"?, "value"?}}`.',
+        openapi_tags=[
+            {"name": "messages", "description": "Submitting messages and following them"},
+            {"name": "operations", "description": "Health, readiness and metrics for operators (no key)"},
+        ],
+    )
+
+    # Dependencies made in this closure go in default values, not in Annotated[...]: with postponed
+    # annotations FastAPI evaluates the annotation strings in the module's globals, where these names are
+    # not, and would silently take the parameter for a required query parameter.
+    async def caller(request: Request, creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> int:
+        if creds is None:
+            given = request.headers.get("authorization")
+            reason = (
+                "no API key; send 'Authorization: Bearer <key>'"
+                if not given
+                else "the Authorization header must be 'Bearer <key>'"
+            )
+            raise ApiError(
+                401, "unauthorized", f"{reason}; {_GET_KEY}", headers={"WWW-Authenticate": "Bearer"}
+            )
+        found = await keys.get(creds.credentials)
+        if found is None:
+            raise ApiError(
+                401,
+                "unauthorized",
+                f"the API key is not valid or was revoked; {_GET_KEY}",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        return int(found["id"])
+
+    # --- errors, all in one shape ---
+
+    async def on_api_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return _error(exc.status, exc.code, exc.reason, exc.headers, **exc.extra)
+
+    async def on_validation(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return _validation_response(exc)
+
+    async def on_rejected(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Rejected)
+        d = exc.as_dict()
+        d["field"] = _http_field(d["field"])
+        if "value" in d:
+            d["value"] = _echo(d["value"])
+        reason = d.pop("reason")
+        return _error(422, "invalid", reason, **d)
+
+    async def on_queue_full(_: Request, exc: Exception) -> Response:
+        return _error(503, "queue_full", str(exc), {"Retry-After": QUEUE_FULL_RETRY_AFTER})
+
+    async def on_store_down(_: Request, exc: Exception) -> Response:
+        # The driver's message names hosts and databases: it goes to the log, not to the client.
+        log.warning("store unavailable; answered 503", error=str(exc))
+        reason = "the message store is unavailable; nothing was stored, try again"
+        return _error(503, "store_unavailable", reason, {"Retry-After": QUEUE_FULL_RETRY_AFTER})
+
+    async def on_crash(_: Request, exc: Exception) -> Response:
+        # Starlette re-raises after this answer, so Hypercorn still logs the traceback.
+        return _error(500, "internal", "the server failed to handle this request; it has been logged")
+
+    async def on_http_error(_: Request, exc: Exception) -> Response:
+        # Unknown paths, wrong methods, oversized bodies: the same shape as every other error.
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        reason = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 413:
+            reason = _TOO_LARGE
+        return _error(exc.status_code, code, reason.lower() if reason.istitle() else reason, exc.headers)
+
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(Rejected, on_rejected)
+    app.add_exception_handler(QueueFull, on_queue_full)
+    app.add_exception_handler(StoreUnavailable, on_store_down)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_crash)
+
+    # --- messages ---
+
+    @app.post(
+        "/v1/messages",
+        tags=["messages"],
+        summary="Submit a message",
+        status_code=201,
+        response_model=SendResponse,
+        responses={
+            200: {"model": SendResponse, "description": "The client_ref was stored before: that message"},
+            **_errors(400, 401, 413, 422, 503),
+        },
+    )
+    async def send_message(
+        body: Annotated[SendRequest, Body(openapi_examples=_EXAMPLES)],
+        app_id: int = Depends(caller),
+    ) -> Response:
+        """Validate and store the message; it is queued for sending when this answers."""
+        req = SubmitRequest(
+            text=body.text,
+            recipients=body.to,
+            priority=body.priority,
+            send_at=body.send_at.timestamp() if body.send_at is not None else None,
+            validity_seconds=body.validity_seconds,
+            client_ref=body.client_ref,
+            extension=body.extension or "",
+            channel=body.channel,
+        )
+        acc = await gateway.send(req, interface="http", app_id=app_id)
+        location = f"/v1/messages/{acc.message_id}"
+        return JSONResponse(
+            {
+                "id": acc.message_id,
+                "state": "queued",
+                "recipients": acc.recipients,
+                "segments": acc.segments,
+                "encoding": acc.encoding,
+                "created": acc.created,
+                "links": {"self": location},
+            },
+            status_code=201 if acc.created else 200,
+            headers={"Location": location},
+        )
+
+    @app.get(
+        "/v1/messages/{id}",
+        tags=["messages"],
+        summary="A message, its deliveries and their receipts",
+        response_model=MessageOut,
+        responses=_errors(401, 404, 422),
+    )
+    async def get_message(
+        message_id: Annotated[int, Path(alias="id", ge=1, le=MAX_ID, description="The message's id")],
+        app_id: int = Depends(caller),
+    ) -> Response:
+        """Only the calling app's messages are visible; another app's answer 404 like a missing one."""
+        msg = await gateway.get_message(message_id, app_id=app_id)
+        if msg is None:
+            raise ApiError(404, "not_found", f"no message {message_id} for this app", value=message_id)
+        return JSONResponse(_message_json(msg))
+
+    # --- operations ---
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness", response_model=HealthOut)
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def store_check() -> str:
+        with trio.move_on_after(READY_STORE_TIMEOUT):
+            try:
+                # abandon_on_cancel: a store that does not answer must not hold the probe past its deadline.
+                await trio.to_thread.run_sync(
+                    daemon.db.read_sync, _select_one, limiter=probe_limiter, abandon_on_cancel=True
+                )
+            except Exception as e:
+                return f"error: {e}"
+            return "ok"
+        return f"no answer within {READY_STORE_TIMEOUT:g} s"
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: started, the store answers, a channel is up",
+        response_model=ReadyOut,
+        responses={503: {"model": ReadyOut, "description": "Not ready; failed names the checks"}},
+    )
+    async def readyz() -> Response:
+        up = sorted(name for name, drv in daemon.drivers.items() if drv.up)
+        down = sorted(name for name, drv in daemon.drivers.items() if not drv.up)
+        checks = {
+            "daemon": "ok" if daemon.ready else "not ready (starting or stopping)",
+            "store": await store_check(),
+            "channels": f"up: {', '.join(up)}"
+            if up
+            else f"none up (down: {', '.join(down) or 'none configured'})",
+        }
+        failed = [
+            name
+            for name, ok in (
+                ("daemon", daemon.ready),
+                ("store", checks["store"] == "ok"),
+                ("channels", bool(up)),
+            )
+            if not ok
+        ]
+        return JSONResponse(
+            {"status": "not_ready" if failed else "ready", "checks": checks, "failed": failed},
+            status_code=503 if failed else 200,
+        )
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
+    )
+    async def metrics() -> Response:
+        return Response(daemon.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+# ----- serving ----------------------------------------------------------------------------------------
+
+
+def hypercorn_config(listen: str) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [listen]
+    config.accesslog = None  # one log line per request is too much at thousands of requests per second
+    # Hand Hypercorn a logger rather than "-": with "-" it adds a stderr handler of its own and every line
+    # also propagates to the root handler masd.logging configures, so each appears twice.
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+async def serve_http(
+    daemon: Daemon, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve the API on ``daemon.cfg.http.listen`` until cancelled; started once the socket listens."""
+    # The daemon stops the server by cancelling its nursery once it has drained, so Hypercorn's own
+    # graceful-shutdown trigger waits on an event that nobody sets.
+    never = trio.Event()
+    config = hypercorn_config(daemon.cfg.http.listen)
+    app = make_app(daemon)
+    # Starlette's ASGI types and Hypercorn's differ only in how precisely they spell the same protocol.
+    await serve(cast(ASGIFramework, app), config, shutdown_trigger=never.wait, task_status=task_status)
