@@ -34,10 +34,14 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     echo "installing masd and its dependencies into .venv (first run takes a minute)" >&2
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[${MASD_EXTRAS:-dev}]" 2>&1 \
-        | grep -v '^WARNING: Location' >&2 || true
-    "$VENV/bin/python" -c 'import masd, masd_adapters' || { echo "installing masd failed" >&2; exit 1; }
+    LOG="$VENV/install.log"
+    if ! { "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip \
+           && "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[${MASD_EXTRAS:-dev}]"; } \
+         >"$LOG" 2>&1 || ! "$VENV/bin/python" -c 'import masd, masd_adapters' 2>>"$LOG"; then
+        tail -n 40 "$LOG" >&2
+        echo "installing masd failed; the whole log is in $LOG" >&2
+        exit 1
+    fi
     echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
