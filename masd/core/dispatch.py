@@ -217,8 +217,8 @@ class Dispatcher:
             now = time.time()
             try:
                 with trio.CancelScope(shield=True):
-                    await self.gw.db.write(
-                        lambda c: queue_store.record_results(c, channel=self.name, results=[result], now=now)
+                    await self.gw.db.write_item(
+                        queue_store.record_result_items, queue_store.ResultItem(self.name, result, now)
                     )
                 break
             except Exception as e:

@@ -198,12 +198,12 @@ class Gateway:
             )
         now = time.time()
         try:
-            inserted = await self.db.write(lambda c: msg_store.insert_messages(c, rows, now=now))
+            inserted = await self.db.write_item(msg_store.insert_message_items, (rows, now))
         except Exception as e:
             if "unique" not in str(e).lower() and "duplicate" not in str(e).lower():
                 raise
             # Another node stored the same client_ref a moment ago: read it back instead.
-            inserted = await self.db.write(lambda c: msg_store.insert_messages(c, rows, now=now))
+            inserted = await self.db.write_item(msg_store.insert_message_items, (rows, now))
         out = []
         for ins, row in zip(inserted, rows, strict=True):
             out.append(
@@ -305,23 +305,22 @@ class Gateway:
         item = receipt_store.IncomingReceipt(
             receipt.carrier_id, receipt.status.value, receipt.error_code, receipt.raw
         )
-        outcomes = await self.db.write(
-            lambda c: receipt_store.store_receipts(c, channel=channel, items=[item], now=now)
+        o: receipt_store.ReceiptOutcome = await self.db.write_item(
+            receipt_store.store_receipt_items, receipt_store.ReceiptItem(channel, item, now)
         )
         self.metrics.receipts.labels(receipt.status.value).inc()
-        for o in outcomes:
-            if o.segment_id is None:
-                self.metrics.receipts_held.inc()
-            if o.delivery_state:
-                self.metrics.deliveries_final.labels(o.delivery_state).inc()
-                self.note_final()
-                log.info(
-                    "delivery final",
-                    delivery_id=o.delivery_id,
-                    state=o.delivery_state,
-                    carrier_id=o.carrier_id,
-                    channel=channel,
-                )
+        if o.segment_id is None:
+            self.metrics.receipts_held.inc()
+        if o.delivery_state:
+            self.metrics.deliveries_final.labels(o.delivery_state).inc()
+            self.note_final()
+            log.info(
+                "delivery final",
+                delivery_id=o.delivery_id,
+                state=o.delivery_state,
+                carrier_id=o.carrier_id,
+                channel=channel,
+            )
 
     async def reply(self, channel: str, reply: InboundReply) -> None:
         now = time.time()

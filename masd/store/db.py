@@ -39,12 +39,24 @@ class _CommitterGone(Exception):
     """The group committer stopped before it ran this write."""
 
 
+# A handler for writes of one kind: it takes many items and answers one result per item, in order.
+BatchHandler = Callable[[sa.Connection, list[Any]], list[Any]]
+
+
 @dataclasses.dataclass(eq=False)
 class _Op:
-    fn: Callable[[sa.Connection], Any]
+    fn: Callable[[sa.Connection], Any] | None
     done: trio.Event = dataclasses.field(default_factory=trio.Event)
     result: Any = None
     error: BaseException | None = None
+    handler: BatchHandler | None = None  # set for a mergeable write: `item` joins others of its kind
+    item: Any = None
+
+    def run_alone(self, conn: sa.Connection) -> Any:
+        if self.handler is not None:
+            return self.handler(conn, [self.item])[0]
+        assert self.fn is not None
+        return self.fn(conn)
 
 
 def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int) -> sa.Engine:
@@ -158,7 +170,19 @@ class Database:
         """Run ``fn`` in a transaction; return its result once that transaction has committed."""
         if self._send is None:
             return await trio.to_thread.run_sync(self.write_sync, fn, limiter=self._write_limiter)
-        op = _Op(fn)
+        return await self._enqueue(_Op(fn), lambda c: fn(c))
+
+    async def write_item(self, handler: BatchHandler, item: Any) -> Any:
+        """A write that may be merged with others of the same ``handler``: one call of the handler with
+        every such item waiting, so that a thousand receipts cost a few statements, not thousands."""
+        if self._send is None:
+            return await trio.to_thread.run_sync(
+                self.write_sync, lambda c: handler(c, [item])[0], limiter=self._write_limiter
+            )
+        return await self._enqueue(_Op(None, handler=handler, item=item), lambda c: handler(c, [item])[0])
+
+    async def _enqueue(self, op: _Op, alone: Callable[[sa.Connection], T]) -> T:
+        assert self._send is not None
         try:
             await self._send.send(op)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -167,7 +191,7 @@ class Database:
             await op.done.wait()
         if isinstance(op.error, _CommitterGone):
             # The committer stopped before taking this write (shutdown): run it on its own.
-            return await trio.to_thread.run_sync(self.write_sync, fn, limiter=self._write_limiter)
+            return await trio.to_thread.run_sync(self.write_sync, alone, limiter=self._write_limiter)
         if op.error is not None:
             raise op.error
         return op.result  # type: ignore[no-any-return]
@@ -214,7 +238,7 @@ class Database:
             self.on_batch(len(ops))
         try:
             with self.write_engine.begin() as conn:
-                results = [op.fn(conn) for op in ops]
+                results = self._run_ops(conn, ops)
         except Exception:
             if len(ops) == 1:
                 self._commit_one(ops[0])
@@ -227,10 +251,37 @@ class Database:
         for op, result in zip(ops, results, strict=True):
             op.result = result
 
+    @staticmethod
+    def _run_ops(conn: sa.Connection, ops: list[_Op]) -> list[Any]:
+        """Plain writes run one by one; mergeable ones run as one handler call per kind, at the place of
+        the first of their kind."""
+        results: list[Any] = [None] * len(ops)
+        groups: dict[BatchHandler, list[int]] = {}
+        order: list[BatchHandler | int] = []
+        for i, op in enumerate(ops):
+            if op.handler is None:
+                order.append(i)
+            else:
+                if op.handler not in groups:
+                    groups[op.handler] = []
+                    order.append(op.handler)
+                groups[op.handler].append(i)
+        for step in order:
+            if isinstance(step, int):
+                fn = ops[step].fn
+                assert fn is not None
+                results[step] = fn(conn)
+            else:
+                idx = groups[step]
+                out = step(conn, [ops[i].item for i in idx])
+                for i, r in zip(idx, out, strict=True):
+                    results[i] = r
+        return results
+
     def _commit_one(self, op: _Op) -> None:
         try:
             with self.write_engine.begin() as conn:
-                op.result = op.fn(conn)
+                op.result = op.run_alone(conn)
         except sa.exc.OperationalError as e:
             op.error = StoreUnavailable(f"database unavailable: {e.orig or e}")
         except Exception as e:

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from masd.core.states import FINAL_VALUES, DeliveryState
+from masd.store._bulk import executemany
 from masd.store.tables import deliveries as d
 from masd.store.tables import messages as m
 from masd.store.tables import receipts as r
@@ -59,6 +60,48 @@ class Inserted:
     created: bool  # False: the client_ref was already stored, and this is that message
 
 
+_DELIVERY_COLUMNS = (
+    "message_id",
+    "recipient",
+    "extension",
+    "channel",
+    "state",
+    "priority",
+    "not_before",
+    "expires_at",
+    "attempts",
+    "max_attempts",
+    "segments",
+    "seg_delivered",
+    "concat_ref",
+    "recovered",
+    "created_at",
+    "updated_at",
+)
+
+
+_MESSAGE_COLUMNS = (
+    "id",
+    "app_id",
+    "interface",
+    "client_ref",
+    "text",
+    "encoding",
+    "priority",
+    "send_at",
+    "expires_at",
+    "created_at",
+)
+
+
+def _insert_messages_with_ids() -> sa.ClauseElement:
+    return sa.insert(m).values({c: sa.bindparam(c) for c in _MESSAGE_COLUMNS})
+
+
+def _insert_deliveries() -> sa.ClauseElement:
+    return sa.insert(d).values({c: sa.bindparam(c) for c in _DELIVERY_COLUMNS})
+
+
 def insert_messages(conn: sa.Connection, items: Sequence[NewMessage], *, now: float) -> list[Inserted]:
     """Store messages with their deliveries; answer with each one's id, in order."""
     existing: dict[tuple[int | None, str], int] = {}
@@ -86,27 +129,35 @@ def insert_messages(conn: sa.Connection, items: Sequence[NewMessage], *, now: fl
             out.append(None)
             fresh.append(item)
     if fresh:
-        ids = (
-            conn.execute(
-                sa.insert(m).returning(m.c.id, sort_by_parameter_order=True),
-                [
-                    {
-                        "app_id": x.app_id,
-                        "interface": x.interface,
-                        "client_ref": x.client_ref,
-                        "text": x.text,
-                        "encoding": x.encoding,
-                        "priority": x.priority,
-                        "send_at": x.send_at,
-                        "expires_at": x.expires_at,
-                        "created_at": now,
-                    }
-                    for x in fresh
-                ],
+        msg_rows = [
+            {
+                "app_id": x.app_id,
+                "interface": x.interface,
+                "client_ref": x.client_ref,
+                "text": x.text,
+                "encoding": x.encoding,
+                "priority": x.priority,
+                "send_at": x.send_at,
+                "expires_at": x.expires_at,
+                "created_at": now,
+            }
+            for x in fresh
+        ]
+        ids: Sequence[int]
+        if conn.dialect.name == "sqlite":
+            # SQLite runs an INSERT … RETURNING once per row. It has one writer and this transaction holds
+            # the write lock (BEGIN IMMEDIATE), so the next ids are ours to hand out.
+            top = conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM messages").scalar_one()
+            ids = range(top + 1, top + 1 + len(msg_rows))
+            for mid, row in zip(ids, msg_rows, strict=True):
+                row["id"] = mid
+            executemany(conn, "insert_messages_with_ids", _insert_messages_with_ids, msg_rows)
+        else:
+            ids = (
+                conn.execute(sa.insert(m).returning(m.c.id, sort_by_parameter_order=True), msg_rows)
+                .scalars()
+                .all()
             )
-            .scalars()
-            .all()
-        )
         rows: list[dict[str, Any]] = []
         for mid, x in zip(ids, fresh, strict=True):
             for dl in x.deliveries:
@@ -130,7 +181,7 @@ def insert_messages(conn: sa.Connection, items: Sequence[NewMessage], *, now: fl
                         "updated_at": now,
                     }
                 )
-        conn.execute(sa.insert(d), rows)
+        executemany(conn, "insert_deliveries", _insert_deliveries, rows)
         it = iter(ids)
         by_key: dict[tuple[int | None, str], int] = {}
         for idx, item in enumerate(items):
@@ -145,6 +196,20 @@ def insert_messages(conn: sa.Connection, items: Sequence[NewMessage], *, now: fl
                 by_key[key] = mid
             out[idx] = Inserted(mid, True)
     return [o for o in out if o is not None]
+
+
+def insert_message_items(
+    conn: sa.Connection, items: Sequence[tuple[Sequence[NewMessage], float]]
+) -> list[list[Inserted]]:
+    """Batch handler for :meth:`Database.write_item`: several requests' messages in one insert."""
+    flat = [m for batch, _ in items for m in batch]
+    done = insert_messages(conn, flat, now=max(now for _, now in items))
+    out: list[list[Inserted]] = []
+    at = 0
+    for batch, _ in items:
+        out.append(done[at : at + len(batch)])
+        at += len(batch)
+    return out
 
 
 def get_message(conn: sa.Connection, message_id: int, *, app_id: int | None = None) -> dict[str, Any] | None:

@@ -18,16 +18,19 @@ import sqlalchemy as sa
 
 from masd.core.states import PENDING_VALUES, DeliveryState
 from masd.store import receipts as receipt_store
+from masd.store._bulk import executemany
 from masd.store.tables import deliveries as d
 from masd.store.tables import messages as m
 from masd.store.tables import segments as s
 
 __all__ = [
     "Claim",
+    "ResultItem",
     "SegmentRecord",
     "SubmitResult",
     "claim",
     "pending_count",
+    "record_result_items",
     "record_results",
     "release",
     "return_expired_leases",
@@ -70,6 +73,13 @@ class SubmitResult:
     reason: str | None = None
     not_before: float | None = None
     segments: Sequence[SegmentRecord] = ()
+
+
+_SEGMENT_COLUMNS = ("delivery_id", "seq", "total", "channel", "carrier_id", "state", "submitted_at")
+
+
+def _insert_segments() -> sa.ClauseElement:
+    return sa.insert(s).values({c: sa.bindparam(c) for c in _SEGMENT_COLUMNS})
 
 
 def claim(
@@ -151,11 +161,21 @@ def record_results(conn: sa.Connection, *, channel: str, results: Sequence[Submi
     final = [r for r in results if r.state not in (DeliveryState.SUBMITTED, DeliveryState.QUEUED)]
     guard = sa.and_(d.c.id == sa.bindparam("b_id"), d.c.state == SUBMITTING)
     if submitted:
-        conn.execute(
-            sa.update(d)
-            .where(guard)
-            .values(state=SUBMITTED, submitted_at=now, updated_at=now, claimed_by=None, lease_until=None),
-            [{"b_id": r.delivery_id} for r in submitted],
+        executemany(
+            conn,
+            "mark_submitted",
+            lambda: (
+                sa.update(d)
+                .where(guard)
+                .values(
+                    state=SUBMITTED,
+                    submitted_at=sa.bindparam("b_now"),
+                    updated_at=sa.bindparam("b_now"),
+                    claimed_by=None,
+                    lease_until=None,
+                )
+            ),
+            [{"b_id": r.delivery_id, "b_now": now} for r in submitted],
         )
         seg_rows = [
             {
@@ -170,7 +190,7 @@ def record_results(conn: sa.Connection, *, channel: str, results: Sequence[Submi
             for r in submitted
             for seg in r.segments
         ]
-        conn.execute(sa.insert(s), seg_rows)
+        executemany(conn, "insert_segments", _insert_segments, seg_rows)
     if requeued:
         conn.execute(
             sa.update(d)
@@ -203,6 +223,23 @@ def record_results(conn: sa.Connection, *, channel: str, results: Sequence[Submi
         carrier_ids = [seg.carrier_id for r in submitted for seg in r.segments]
         return receipt_store.apply_held(conn, channel=channel, carrier_ids=carrier_ids, now=now)
     return 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResultItem:
+    channel: str
+    result: SubmitResult
+    now: float
+
+
+def record_result_items(conn: sa.Connection, items: Sequence[ResultItem]) -> list[int]:
+    """Batch handler for :meth:`Database.write_item`: the outcomes of many submits in a few statements."""
+    by_channel: dict[str, list[ResultItem]] = {}
+    for it in items:
+        by_channel.setdefault(it.channel, []).append(it)
+    for channel, its in by_channel.items():
+        record_results(conn, channel=channel, results=[i.result for i in its], now=max(i.now for i in its))
+    return [0] * len(items)
 
 
 def return_node_claims(conn: sa.Connection, *, node: str, now: float) -> int:

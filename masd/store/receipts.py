@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
 from masd.core.states import DeliveryState, delivery_state_for_segment_failure
+from masd.store._bulk import executemany
 from masd.store.tables import deliveries as d
 from masd.store.tables import receipts as r
 from masd.store.tables import segments as s
 
-__all__ = ["IncomingReceipt", "ReceiptOutcome", "apply_held", "store_receipts"]
+__all__ = [
+    "IncomingReceipt",
+    "ReceiptItem",
+    "ReceiptOutcome",
+    "apply_held",
+    "store_receipt_items",
+    "store_receipts",
+]
 
 FINAL_SEGMENT = frozenset({"delivered", "undelivered", "expired", "rejected", "deleted", "unknown"})
 SUBMITTED = DeliveryState.SUBMITTED.value
@@ -34,6 +43,13 @@ class IncomingReceipt:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ReceiptItem:
+    channel: str
+    receipt: IncomingReceipt
+    now: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ReceiptOutcome:
     carrier_id: str
     segment_id: int | None  # None: held until its submit response is recorded
@@ -44,38 +60,69 @@ class ReceiptOutcome:
 def store_receipts(
     conn: sa.Connection, *, channel: str, items: Sequence[IncomingReceipt], now: float
 ) -> list[ReceiptOutcome]:
+    return store_receipt_items(conn, [ReceiptItem(channel, i, now) for i in items])
+
+
+@dataclasses.dataclass(slots=True)
+class _Hit:
+    segment_id: int
+    delivery_id: int
+    status: str
+    error_code: int | None
+    now: float
+
+
+def _lock(q: sa.Select[Any], conn: sa.Connection) -> sa.Select[Any]:
+    # Another node may apply a receipt for the same delivery at the same time; SQLite has one writer.
+    return q if conn.dialect.name == "sqlite" else q.with_for_update()
+
+
+_RECEIPT_COLUMNS = ("channel", "carrier_id", "segment_id", "status", "error_code", "raw", "received_at")
+
+
+def _insert_receipts() -> sa.ClauseElement:
+    return sa.insert(r).values({c: sa.bindparam(c) for c in _RECEIPT_COLUMNS})
+
+
+def store_receipt_items(conn: sa.Connection, items: Sequence[ReceiptItem]) -> list[ReceiptOutcome]:
+    """Store a batch of receipts and apply them, in a handful of statements whatever the batch size."""
     if not items:
         return []
-    ids = list({i.carrier_id for i in items})
-    known: dict[str, tuple[int, int]] = {}
-    for seg_id, carrier_id, delivery_id in conn.execute(
-        sa.select(s.c.id, s.c.carrier_id, s.c.delivery_id)
-        .where(s.c.channel == channel, s.c.carrier_id.in_(ids))
-        .order_by(s.c.id)
-    ):
-        known[carrier_id] = (seg_id, delivery_id)  # the latest segment wins if a carrier reused an id
-    outcomes: list[ReceiptOutcome] = []
-    rows = []
-    for item in items:
-        hit = known.get(item.carrier_id)
+    wanted: dict[str, set[str]] = {}
+    for it in items:
+        wanted.setdefault(it.channel, set()).add(it.receipt.carrier_id)
+    known: dict[tuple[str, str], tuple[int, int]] = {}
+    for channel, ids in wanted.items():
+        q = (
+            sa.select(s.c.id, s.c.carrier_id, s.c.delivery_id)
+            .where(s.c.channel == channel, s.c.carrier_id.in_(list(ids)))
+            .order_by(s.c.id)
+        )
+        for seg_id, carrier_id, delivery_id in conn.execute(q):
+            known[(channel, carrier_id)] = (seg_id, delivery_id)  # the latest wins if an id was reused
+    rows: list[dict[str, Any]] = []
+    hits: list[_Hit | None] = []
+    for it in items:
+        rec = it.receipt
+        hit = known.get((it.channel, rec.carrier_id))
         rows.append(
             {
-                "channel": channel,
-                "carrier_id": item.carrier_id,
+                "channel": it.channel,
+                "carrier_id": rec.carrier_id,
                 "segment_id": hit[0] if hit else None,
-                "status": item.status,
-                "error_code": item.error_code,
-                "raw": item.raw[:2000] if item.raw else None,
-                "received_at": now,
+                "status": rec.status,
+                "error_code": rec.error_code,
+                "raw": rec.raw[:2000] if rec.raw else None,
+                "received_at": it.now,
             }
         )
-        if hit is None:
-            outcomes.append(ReceiptOutcome(item.carrier_id, None, None, None))
-            continue
-        state = _apply(conn, segment_id=hit[0], delivery_id=hit[1], receipt=item, now=now)
-        outcomes.append(ReceiptOutcome(item.carrier_id, hit[0], hit[1], state))
-    conn.execute(sa.insert(r), rows)
-    return outcomes
+        hits.append(_Hit(hit[0], hit[1], rec.status, rec.error_code, it.now) if hit else None)
+    executemany(conn, "insert_receipts", _insert_receipts, rows)
+    states = _apply_many(conn, hits)
+    return [
+        ReceiptOutcome(it.receipt.carrier_id, h.segment_id if h else None, h.delivery_id if h else None, st)
+        for it, h, st in zip(items, hits, states, strict=True)
+    ]
 
 
 def apply_held(conn: sa.Connection, *, channel: str, carrier_ids: Sequence[str], now: float) -> int:
@@ -97,66 +144,112 @@ def apply_held(conn: sa.Connection, *, channel: str, carrier_ids: Sequence[str],
             )
         )
     }
-    applied = 0
+    hits: list[_Hit | None] = []
+    links = []
     for h in held:
         hit = segs.get(h.carrier_id)
         if hit is None:
             continue
-        conn.execute(sa.update(r).where(r.c.id == h.id).values(segment_id=hit[0]))
-        _apply(
-            conn,
-            segment_id=hit[0],
-            delivery_id=hit[1],
-            receipt=IncomingReceipt(h.carrier_id, h.status, h.error_code),
-            now=now,
+        links.append({"b_id": h.id, "b_segment_id": hit[0]})
+        hits.append(_Hit(hit[0], hit[1], h.status, h.error_code, now))
+    if links:
+        conn.execute(
+            sa.update(r)
+            .where(r.c.id == sa.bindparam("b_id"))
+            .values(segment_id=sa.bindparam("b_segment_id")),
+            links,
         )
-        applied += 1
-    return applied
+        _apply_many(conn, hits)
+    return len(links)
 
 
-def _apply(
-    conn: sa.Connection, *, segment_id: int, delivery_id: int, receipt: IncomingReceipt, now: float
-) -> str | None:
-    """Move one segment to its final state and roll the delivery up; return the delivery's new final
-    state if this receipt decided it."""
-    if receipt.status not in FINAL_SEGMENT:
-        return None  # intermediate (accepted, enroute): kept in receipts, changes nothing
-    changed = conn.execute(
-        sa.update(s)
-        .where(s.c.id == segment_id, s.c.state == "submitted")
-        .values(state=receipt.status, error_code=receipt.error_code, receipt_at=now)
-    ).rowcount
-    if not changed:
-        return None  # a repeated receipt for a segment already decided
-    if receipt.status == "delivered":
-        # `state` is assigned before `seg_delivered` so that MySQL, which evaluates SET clauses left to
-        # right with the new values, computes the same result as PostgreSQL and SQLite.
-        done = d.c.seg_delivered + 1 >= d.c.segments
-        res = conn.execute(
-            sa.update(d)
-            .where(d.c.id == delivery_id, d.c.state == SUBMITTED)
-            .ordered_values(
-                (d.c.state, sa.case((done, DeliveryState.DELIVERED.value), else_=d.c.state)),
-                (d.c.done_at, sa.case((done, now), else_=d.c.done_at)),
-                (d.c.seg_delivered, d.c.seg_delivered + 1),
-                (d.c.updated_at, now),
+def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[str | None]:
+    """Move segments to their final states and roll their deliveries up. Returns, per hit, the
+    delivery's new final state if that receipt decided it."""
+    out: list[str | None] = [None] * len(hits)
+    live = [(i, h) for i, h in enumerate(hits) if h is not None and h.status in FINAL_SEGMENT]
+    if not live:
+        return out
+    seg_ids = list({h.segment_id for _, h in live})
+    seg_rows = {
+        row.id: row
+        for row in conn.execute(
+            _lock(sa.select(s.c.id, s.c.state, s.c.seq, s.c.total).where(s.c.id.in_(seg_ids)), conn)
+        )
+    }
+    seg_state = {sid: row.state for sid, row in seg_rows.items()}
+    seg_updates: list[dict[str, Any]] = []
+    events: list[tuple[int, _Hit]] = []
+    for i, h in live:
+        if seg_state.get(h.segment_id) != "submitted":
+            continue  # a repeated receipt for a segment already decided
+        seg_state[h.segment_id] = h.status
+        seg_updates.append(
+            {"b_id": h.segment_id, "b_state": h.status, "b_error": h.error_code, "b_at": h.now}
+        )
+        events.append((i, h))
+    if not seg_updates:
+        return out
+    executemany(
+        conn,
+        "receipt_segments",
+        lambda: (
+            sa.update(s)
+            .where(s.c.id == sa.bindparam("b_id"))
+            .values(
+                state=sa.bindparam("b_state"),
+                error_code=sa.bindparam("b_error", type_=sa.Integer),
+                receipt_at=sa.bindparam("b_at"),
+            )
+        ),
+        seg_updates,
+    )
+    del_ids = list({h.delivery_id for _, h in events})
+    dels = {
+        row.id: [row.state, row.segments, row.seg_delivered]
+        for row in conn.execute(
+            _lock(
+                sa.select(d.c.id, d.c.state, d.c.segments, d.c.seg_delivered).where(d.c.id.in_(del_ids)), conn
             )
         )
-        if not res.rowcount:
-            return None
-        state = conn.execute(sa.select(d.c.state).where(d.c.id == delivery_id)).scalar_one()
-        return str(state) if state == DeliveryState.DELIVERED.value else None
-    final = delivery_state_for_segment_failure(receipt.status)
-    seq, total = conn.execute(sa.select(s.c.seq, s.c.total).where(s.c.id == segment_id)).one()
-    code = f", error code {receipt.error_code}" if receipt.error_code is not None else ""
-    res = conn.execute(
-        sa.update(d)
-        .where(d.c.id == delivery_id, d.c.state == SUBMITTED)
-        .values(
-            state=final.value,
-            reason=f"carrier receipt for segment {seq}/{total}: {receipt.status}{code}",
-            done_at=now,
-            updated_at=now,
+    }
+    changed: dict[int, dict[str, Any]] = {}
+    for i, h in events:
+        cur = dels.get(h.delivery_id)
+        if cur is None or cur[0] != SUBMITTED:
+            continue
+        upd = changed.setdefault(h.delivery_id, {"b_id": h.delivery_id, "b_reason": None, "b_done": None})
+        upd["b_at"] = h.now
+        if h.status == "delivered":
+            cur[2] += 1
+            if cur[2] >= cur[1]:
+                cur[0] = DeliveryState.DELIVERED.value
+                upd["b_done"] = h.now
+                out[i] = cur[0]
+        else:
+            row = seg_rows[h.segment_id]
+            code = f", error code {h.error_code}" if h.error_code is not None else ""
+            cur[0] = delivery_state_for_segment_failure(h.status).value
+            upd["b_reason"] = f"carrier receipt for segment {row.seq}/{row.total}: {h.status}{code}"
+            upd["b_done"] = h.now
+            out[i] = cur[0]
+        upd["b_state"] = cur[0]
+        upd["b_seg"] = cur[2]
+    if changed:
+        executemany(
+            conn,
+            "receipt_deliveries",
+            lambda: (
+                sa.update(d)
+                .where(d.c.id == sa.bindparam("b_id"))
+                .values(
+                    state=sa.bindparam("b_state"),
+                    seg_delivered=sa.bindparam("b_seg"),
+                    reason=sa.func.coalesce(sa.bindparam("b_reason", type_=sa.String), d.c.reason),
+                    done_at=sa.bindparam("b_done", type_=sa.Double),
+                    updated_at=sa.bindparam("b_at"),
+                )
+            ),
+            list(changed.values()),
         )
-    )
-    return final.value if res.rowcount else None
+    return out
