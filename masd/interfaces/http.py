@@ -175,6 +175,17 @@ class SendRequest(BaseModel):
 # ----- models: the answers ----------------------------------------------------------------------------
 
 
+MAX_BATCH = 1000
+
+
+class BatchRequest(BaseModel):
+    """Up to 1,000 messages, accepted or refused together."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[SendRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
 class Links(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -191,6 +202,10 @@ class SendResponse(BaseModel):
     encoding: Literal["gsm7", "ucs2"]
     created: bool = Field(description="False: this client_ref was stored before and this is that message")
     links: Links
+
+
+class BatchResponse(BaseModel):
+    messages: list[SendResponse] = Field(description="One per message sent, in the same order")
 
 
 class SegmentOut(BaseModel):
@@ -301,6 +316,19 @@ def _http_field(field: str) -> str:
     # "recipients" or "messages[3].recipients" → the body's own name for it.
     head, dot, last = field.rpartition(".")
     return f"{head}{dot}{_CORE_TO_HTTP_FIELD.get(last, last)}"
+
+
+def _submit_request(body: SendRequest) -> SubmitRequest:
+    return SubmitRequest(
+        text=body.text,
+        recipients=body.to,
+        priority=body.priority,
+        send_at=body.send_at.timestamp() if body.send_at is not None else None,
+        validity_seconds=body.validity_seconds,
+        client_ref=body.client_ref,
+        extension=body.extension or "",
+        channel=body.channel,
+    )
 
 
 def _echo(value: Any) -> Any:
@@ -612,17 +640,7 @@ def make_app(daemon: Daemon) -> FastAPI:
         app_id: int = Depends(caller),
     ) -> Response:
         """Validate and store the message; it is queued for sending when this answers."""
-        req = SubmitRequest(
-            text=body.text,
-            recipients=body.to,
-            priority=body.priority,
-            send_at=body.send_at.timestamp() if body.send_at is not None else None,
-            validity_seconds=body.validity_seconds,
-            client_ref=body.client_ref,
-            extension=body.extension or "",
-            channel=body.channel,
-        )
-        acc = await gateway.send(req, interface="http", app_id=app_id)
+        acc = await gateway.send(_submit_request(body), interface="http", app_id=app_id)
         location = f"/v1/messages/{acc.message_id}"
         return JSONResponse(
             {
@@ -636,6 +654,37 @@ def make_app(daemon: Daemon) -> FastAPI:
             },
             status_code=201 if acc.created else 200,
             headers={"Location": location},
+        )
+
+    @app.post(
+        "/v1/messages/batch",
+        tags=["messages"],
+        summary="Submit up to 1,000 messages in one request",
+        status_code=201,
+        response_model=BatchResponse,
+        responses=_errors(400, 401, 413, 422, 503),
+    )
+    async def send_batch(body: BatchRequest, app_id: int = Depends(caller)) -> Response:
+        """All or nothing: if any message has a bad field, none is stored, and the error names it as
+        ``messages[i].field``. Each message keeps its own ``client_ref`` idempotency."""
+        reqs = [_submit_request(m) for m in body.messages]
+        accepted = await gateway.accept(reqs, interface="http", app_id=app_id)
+        return JSONResponse(
+            {
+                "messages": [
+                    {
+                        "id": acc.message_id,
+                        "state": "queued",
+                        "recipients": acc.recipients,
+                        "segments": acc.segments,
+                        "encoding": acc.encoding,
+                        "created": acc.created,
+                        "links": {"self": f"/v1/messages/{acc.message_id}"},
+                    }
+                    for acc in accepted
+                ]
+            },
+            status_code=201,
         )
 
     @app.get(

@@ -386,3 +386,33 @@ async def test_openapi_documents_the_api(env: Env) -> None:
 
 async def test_unknown_path_is_a_json_error(env: Env) -> None:
     assert _error(await env.client.get("/v2/nothing"), 404)["code"] == "not_found"
+
+
+async def test_a_batch_is_accepted_whole_and_each_message_delivered(env: Env) -> None:
+    body = {"messages": [{"to": f"1380000{i:04d}", "text": f"batch {i}"} for i in range(50)]}
+    r = await env.client.post("/v1/messages/batch", json=body, headers=env.auth())
+    assert r.status_code == 201, r.text
+    out = r.json()["messages"]
+    assert len(out) == 50 and len({m["id"] for m in out}) == 50
+    assert out[7]["recipients"] == ["13800000007"]
+    msg = await env.wait_final(out[-1]["id"])
+    assert msg["deliveries"][0]["state"] == "delivered"
+
+
+async def test_a_batch_with_one_bad_message_stores_none_and_names_it(env: Env) -> None:
+    body = {
+        "messages": [
+            {"to": "13800000001", "text": "ok"},
+            {"to": ["13800000002", "999"], "text": "bad number"},
+        ]
+    }
+    r = await env.client.post("/v1/messages/batch", json=body, headers=env.auth())
+    err = _error(r, 422)
+    assert err["field"] == "messages[1].to" and err["index"] == 1
+    assert await env.daemon.gateway.state_counts() == {}
+
+
+async def test_a_batch_over_the_limit_is_refused(env: Env) -> None:
+    body = {"messages": [{"to": "13800000001", "text": "x"}] * 1001}
+    err = _error(await env.client.post("/v1/messages/batch", json=body, headers=env.auth()), 422)
+    assert err["field"] == "messages"
