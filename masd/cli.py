@@ -21,6 +21,7 @@ import contextlib
 import csv
 import dataclasses
 import datetime as dt
+import importlib.util
 import io
 import json
 import os
@@ -47,6 +48,7 @@ from masd.core import recipients as rcpt
 from masd.core.gateway import Accepted, Gateway, QueueFull, Rejected, SubmitRequest
 from masd.core.states import FINAL_VALUES, DeliveryState
 from masd.logging import configure_logging
+from masd.sim_cli import sim_app
 from masd.store import apps as app_store
 from masd.store.db import Database, StoreUnavailable, database_from_config
 
@@ -110,6 +112,7 @@ apps_app = typer.Typer(help="Applications and their API keys (应用与密钥)."
 app.add_typer(db_app, name="db")
 app.add_typer(queue_app, name="queue")
 app.add_typer(apps_app, name="apps")
+app.add_typer(sim_app, name="sim")
 
 ConfigOption = Annotated[
     Path | None,
@@ -1003,6 +1006,26 @@ def apps_rotate(
     out.print(f"new API key for {name!r} (the old one no longer works):", markup=False, soft_wrap=True)
     out.print(key, markup=False, soft_wrap=True)
     out.print(KEY_NOTE, style="yellow", markup=False)
+
+
+@app.command(
+    "bench",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def bench(ctx: typer.Context) -> None:
+    """Benchmark end to end against the simulated SMSC and Kannel (性能测试); see scripts/bench --help."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
+    if not script.is_file():
+        _fail(
+            "masd bench runs scripts/bench.py from a source checkout of masd; "
+            "none was found beside this install"
+        )
+    spec = importlib.util.spec_from_file_location("masd_bench", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    raise typer.Exit(module.main(list(ctx.args)))
 
 
 def main() -> None:

@@ -1,0 +1,279 @@
+"""``masd sim``: simulators (模拟器) to run masd against without a carrier account.
+
+``masd sim smsc`` runs the simulated SMSC of :mod:`masd_adapters.smpp.smsc`, a real SMPP 3.4 server,
+until Ctrl-C or SIGTERM (then exit 0). ``masd sim mo`` makes that running SMSC send a mobile-originated
+message (上行短信) to whoever is bound, and ``masd sim stats`` shows its counters; both talk to its
+control port (newline-delimited JSON on 127.0.0.1, described in that module).
+
+As everywhere in masd's CLI, results go to stdout (one JSON document with ``--json``), notes and errors to
+stderr; exit codes are 0 success, 1 failure (port in use, SMSC not reachable, request refused), 2 usage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import trio
+import typer
+
+__all__ = ["sim_app"]
+
+sim_app = typer.Typer(
+    help="Simulators (模拟器): a simulated SMPP SMSC, and mobile-originated messages sent through it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (机器可读输出).")]
+HostOption = Annotated[str, typer.Option("--host", help="Where the SMSC's control port listens.")]
+ControlPortOption = Annotated[
+    int, typer.Option("--control-port", help="The SMSC's control port (its SMPP port + 1 by default).")
+]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+@sim_app.command()
+def smsc(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on for SMPP.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="SMPP port; 0 picks a free one.")] = 2775,
+    account: Annotated[
+        list[str] | None,
+        typer.Option("--account", help="system_id:password an ESME may bind with; repeatable. [masd:masd]"),
+    ] = None,
+    receipt_delay: Annotated[
+        str, typer.Option("--receipt-delay", help="Seconds until a receipt: '1.5', or a range '0.5-2'.")
+    ] = "0.1-1",
+    outcomes: Annotated[
+        str,
+        typer.Option(
+            "--outcomes",
+            help="Receipt outcome weights, e.g. 'delivered=0.95,undelivered=0.05'; names: delivered, "
+            "undelivered, expired, rejected, deleted, unknown, none (no receipt at all).",
+        ),
+    ] = "delivered=1",
+    throttle_every: Annotated[
+        int, typer.Option("--throttle-every", help="Answer every Nth submit_sm of a bind 0x58; 0 = off.")
+    ] = 0,
+    throttle_above: Annotated[
+        float,
+        typer.Option("--throttle-above", help="Answer 0x58 above this many submits/s per bind; 0 = off."),
+    ] = 0.0,
+    disconnect_every: Annotated[
+        int,
+        typer.Option("--disconnect-every", help="Drop a connection when its Nth PDU arrives; 0 = off."),
+    ] = 0,
+    reject_prefix: Annotated[
+        list[str] | None,
+        typer.Option("--reject-prefix", help="Refuse destinations starting with this (0x0B); repeatable."),
+    ] = None,
+    id_format: Annotated[str, typer.Option("--id-format", help="Message ids: hex or decimal.")] = "hex",
+    receipt_text_case: Annotated[
+        str, typer.Option("--receipt-text-case", help="Receipt text keys: lower (id:, stat:) or upper.")
+    ] = "lower",
+    receipt_text_id: Annotated[
+        str,
+        typer.Option("--receipt-text-id", help="Id in the receipt text: same, or decimal (of a hex id)."),
+    ] = "same",
+    no_receipt_tlvs: Annotated[
+        bool,
+        typer.Option("--no-receipt-tlvs", help="Leave receipted_message_id/message_state TLVs out."),
+    ] = False,
+    enquire_link: Annotated[
+        float,
+        typer.Option("--enquire-link", help="Seconds between the SMSC's own enquire_link; 0 = never."),
+    ] = 30.0,
+    resend_after: Annotated[
+        float, typer.Option("--resend-after", help="Send a receipt again if unanswered this long (s).")
+    ] = 10.0,
+    max_binds: Annotated[
+        int, typer.Option("--max-binds", help="Binds allowed per system_id; 0 = no limit.")
+    ] = 0,
+    record: Annotated[
+        Path | None, typer.Option("--record", help="Append every submit_sm received to this JSONL file.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for delays, outcomes and ids.")] = None,
+    control_port: Annotated[
+        int | None,
+        typer.Option("--control-port", help="Control port (JSON lines); default SMPP port + 1; -1 = none."),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info (binds and drops) or warning.")
+    ] = "warning",
+    as_json: JsonOption = False,
+) -> None:
+    """Run a simulated SMPP 3.4 SMSC (模拟短信中心) until Ctrl-C or SIGTERM."""
+    from masd_adapters.smpp.smsc import Smsc, SmscConfig, account_list, parse_delay, parse_outcomes
+
+    try:
+        config = SmscConfig(
+            host=host,
+            port=port,
+            accounts=account_list(account or ["masd:masd"]),
+            id_format=id_format,  # type: ignore[arg-type]  # checked by SmscConfig
+            receipt_delay=parse_delay(receipt_delay),
+            outcomes=parse_outcomes(outcomes),
+            receipt_text_case=receipt_text_case,  # type: ignore[arg-type]
+            receipt_text_id=receipt_text_id,  # type: ignore[arg-type]
+            receipt_tlvs=not no_receipt_tlvs,
+            throttle_every=throttle_every,
+            throttle_above_rate=throttle_above,
+            disconnect_every=disconnect_every,
+            reject_prefixes=tuple(reject_prefix or ()),
+            seed=seed,
+            record=record,
+            control=control_port != -1,
+            control_port=None if control_port in (None, -1) else control_port,
+            max_binds=max_binds,
+            enquire_link_interval=enquire_link,
+            receipt_resend_after=resend_after,
+        )
+    except ValueError as e:
+        _fail(f"invalid option: {e}", 2)
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.WARNING),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    server = Smsc(config)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                await nursery.start(server.serve)
+                if as_json:
+                    _print_json(
+                        {
+                            "host": host,
+                            "port": server.port,
+                            "control_port": server.control_port or None,
+                            "accounts": sorted(config.accounts),
+                        }
+                    )
+                else:
+                    control = f", control on 127.0.0.1:{server.control_port}" if config.control else ""
+                    typer.echo(
+                        f"masd sim smsc: SMPP on {host}:{server.port}{control}; "
+                        f"accounts: {', '.join(sorted(config.accounts))}"
+                    )
+                    sys.stdout.flush()
+                async for signum in signals:
+                    typer.echo(f"{signal.Signals(signum).name}: stopping", err=True)
+                    break
+                nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt | SystemExit):
+            raise
+        # Failures to start (port in use, record file not writable) come wrapped in exception groups.
+        problem = next((leaf for leaf in _leaves(e) if isinstance(leaf, OSError)), None)
+        if problem is None:
+            raise
+        if problem.filename:
+            _fail(f"cannot open {problem.filename}: {problem.strerror or problem}")
+        _fail(f"cannot listen on {host}:{port} or its control port: {problem.strerror or problem}")
+    stats = server.stats
+    typer.echo(
+        f"stopped: {stats.submits} submits ({stats.throttled} throttled, {stats.rejected} rejected), "
+        f"{stats.receipts_acked} receipts acknowledged, {stats.receipts_pending} pending, "
+        f"{stats.mo_acked} MO acknowledged",
+        err=True,
+    )
+
+
+def _control(host: str, port: int, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """One request to the control port; exits 1 when the SMSC cannot be reached or refuses it."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(json.dumps(request, ensure_ascii=False).encode() + b"\n")
+            buf = b""
+            while b"\n" not in buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+    except OSError as e:
+        _fail(f"cannot reach the SMSC control port {host}:{port}: {e.strerror or e}")
+    try:
+        answer = json.loads(buf.partition(b"\n")[0])
+    except ValueError:
+        _fail(f"the SMSC control port {host}:{port} sent no valid answer")
+    if not isinstance(answer, dict):
+        _fail(f"the SMSC control port {host}:{port} sent no valid answer")
+    return answer
+
+
+@sim_app.command()
+def mo(
+    sender: Annotated[str, typer.Option("--from", help="The handset's number (主叫号码).")],
+    destination: Annotated[str, typer.Option("--to", help="The service number, extension included.")],
+    text: Annotated[str, typer.Option("--text", help="The message text.")],
+    split: Annotated[
+        str, typer.Option("--split", help="How a long text is concatenated: udh8, udh16, sar or payload.")
+    ] = "udh8",
+    system_id: Annotated[
+        str | None, typer.Option("--system-id", help="Deliver to binds of this account.")
+    ] = None,
+    shuffle: Annotated[bool, typer.Option("--shuffle", help="Send the parts out of order.")] = False,
+    host: HostOption = "127.0.0.1",
+    control_port: ControlPortOption = 2776,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMSC.")] = 5.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Make a running simulated SMSC send a mobile-originated message (模拟上行短信)."""
+    request: dict[str, Any] = {"op": "mo", "from": sender, "to": destination, "text": text, "split": split}
+    if system_id is not None:
+        request["system_id"] = system_id
+    if shuffle:
+        request["shuffle"] = True
+    answer = _control(host, control_port, request, timeout)
+    if as_json:
+        _print_json(answer)
+    if not answer.get("ok"):
+        _fail(f"the SMSC refused: {answer.get('error', 'no reason given')}")
+    if not as_json:
+        parts = answer.get("parts")
+        typer.echo(f"MO from {sender} to {destination}: {parts} part{'' if parts == 1 else 's'} sent")
+
+
+@sim_app.command()
+def stats(
+    host: HostOption = "127.0.0.1",
+    control_port: ControlPortOption = 2776,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMSC.")] = 5.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a running simulated SMSC's counters (统计)."""
+    answer = _control(host, control_port, {"op": "stats"}, timeout)
+    if not answer.get("ok"):
+        _fail(f"the SMSC refused: {answer.get('error', 'no reason given')}")
+    counters = answer.get("stats", {})
+    if as_json:
+        _print_json(counters)
+        return
+    width = max(map(len, counters), default=0)
+    for key, value in counters.items():
+        typer.echo(f"{key:<{width}}  {value}")
