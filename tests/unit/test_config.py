@@ -26,7 +26,8 @@ def test_no_file_means_the_embedded_defaults_with_the_sim_channel() -> None:
 
 def test_the_shipped_example_and_demo_configurations_are_valid() -> None:
     assert load_config(ROOT / "config" / "masd.toml", env={}).queue.max_attempts == 5
-    assert load_config(ROOT / "config" / "demo.toml", env={}).channels["sim"].rate == 200
+    demo = load_config(ROOT / "config" / "demo.toml", env={})
+    assert demo.channels["smpp"].driver == "smpp" and demo.channels["smpp"].options["port"] == 2775
 
 
 def test_environment_overrides_the_file_and_is_read_as_toml(tmp_path: Path) -> None:

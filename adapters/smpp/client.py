@@ -1,0 +1,900 @@
+"""The SMPP 3.4 ESME driver (``smpp`` channel): binds to a carrier's SMSC over TCP and sends and receives SMS.
+
+:class:`SmppChannel` keeps ``binds`` sessions open for the daemon's life, each a transceiver bind or a
+transmitter + receiver pair, and reconnects each on its own with exponential backoff and jitter. Every
+connection has a reader task (responses go to the submitter waiting on that sequence number; deliver_sm
+goes to a bounded pool of handlers so a slow store never stops the acks of the others), a writer task
+(PDUs queued in one scheduler tick leave in one ``send_all``) and a keepalive task (enquire_link when
+the link has been quiet). ``submit`` sends one delivery's segments in order on the least-loaded bound
+transmitter, holding at most ``window`` submit_sm outstanding per session. Receipts and mobile-originated
+messages are acknowledged only after the core has stored them, so a crash loses nothing the SMSC thinks
+was delivered. The hot PDUs go through :mod:`.fast`; binds, unbinds and the rest through smpplib
+(:mod:`.pdu`).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, cast
+
+import structlog
+import trio
+
+from ..base import (
+    ChannelDriver,
+    ChannelEvents,
+    InboundReceipt,
+    InboundReply,
+    OutboundSegment,
+    SubmitError,
+    SubmitOutcome,
+)
+from . import fast, mo, receipts, status
+from .pdu import HEADER, PduError, PduStream, SequenceGenerator, generic_nack, make
+
+__all__ = ["SmppChannel"]
+
+log = structlog.get_logger("masd.smpp")
+
+# command_id values this module handles itself (SMPP 3.4 §5.1.2.1).
+_GENERIC_NACK: Final = 0x80000000
+_BIND_RECEIVER: Final = 0x00000001
+_BIND_TRANSMITTER: Final = 0x00000002
+_BIND_TRANSCEIVER: Final = 0x00000009
+_UNBIND: Final = 0x00000006
+_UNBIND_RESP: Final = 0x80000006
+_ENQUIRE_LINK: Final = 0x00000015
+_ENQUIRE_LINK_RESP: Final = 0x80000015
+_ALERT_NOTIFICATION: Final = 0x00000102
+_RESPONSE_BIT: Final = 0x80000000
+
+# command_status values the driver answers with (§5.1.3).
+_ESME_ROK: Final = 0x00
+_ESME_RINVCMDLEN: Final = 0x02
+_ESME_RINVCMDID: Final = 0x03
+_ESME_RINVBNDSTS: Final = 0x04
+_ESME_RSYSERR: Final = 0x08
+_ESME_RBINDFAIL: Final = 0x0D
+_ESME_RINVPASWD: Final = 0x0E
+_ESME_RINVSYSID: Final = 0x0F
+_ESME_RX_T_APPN: Final = 0x64  # "temporary application error": the SMSC keeps the message and re-sends it
+
+_BIND_PDU = {
+    "transceiver": "bind_transceiver",
+    "transmitter": "bind_transmitter",
+    "receiver": "bind_receiver",
+}
+_BIND_RESP = {
+    "transceiver": _BIND_TRANSCEIVER | _RESPONSE_BIT,
+    "transmitter": _BIND_TRANSMITTER | _RESPONSE_BIT,
+    "receiver": _BIND_RECEIVER | _RESPONSE_BIT,
+}
+
+# deliver_sm handled at once per connection. More wait in a backlog so the reader keeps reading (the
+# submit_sm_resps behind them must not wait for a slow store); the SMSC's own window bounds the backlog
+# in practice, and past _DELIVER_BACKLOG the reader stops reading and TCP pushes back.
+_DELIVER_CONCURRENCY = 64
+_DELIVER_BACKLOG = 10_000
+_STABLE_BIND = 10.0  # seconds a bind must last before a drop resets the reconnect backoff to its minimum
+_UNBIND_WAIT = 2.0  # seconds to wait for unbind_resp on shutdown
+_MO_RETRY_CACHE = 10_000  # completed MO messages kept for a re-send after the store refused them
+
+_OPTIONS = frozenset(
+    {
+        "host",
+        "port",
+        "system_id",
+        "password",
+        "system_type",
+        "bind",
+        "binds",
+        "window",
+        "response_timeout",
+        "enquire_link_interval",
+        "reconnect_min",
+        "reconnect_max",
+        "source_ton",
+        "source_npi",
+        "dest_ton",
+        "dest_npi",
+        "registered_delivery",
+        "id_format",
+        "receipt_ids",
+        "mo_timeout",
+        "max_rate",
+        "address_range",
+        "interface_version",
+    }
+)
+_ID_FORMATS = ("auto", "hex", "decimal", "as-is")
+# What a lost or garbled connection raises from a read or a write.
+_LINK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, PduError)
+
+
+def _invalid(channel: str, option: str, value: object, allowed: str) -> ValueError:
+    return ValueError(f"smpp channel {channel!r}: option {option}={value!r} is invalid: {allowed}")
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int subclass; `true` typed into a numeric option must not read as 1.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Settings:
+    """The validated options."""
+
+    host: str
+    port: int
+    system_id: str
+    password: str
+    system_type: str
+    bind: str
+    binds: int
+    window: int
+    response_timeout: float
+    enquire_link_interval: float
+    reconnect_min: float
+    reconnect_max: float
+    source_ton: int | None  # None: guess per source address
+    source_npi: int | None
+    dest_ton: int | None
+    dest_npi: int | None
+    registered_delivery: int
+    id_format: receipts.IdFormat
+    receipt_ids: receipts.IdFormat
+    mo_timeout: float
+    max_rate: float | None
+    address_range: str
+    interface_version: int
+
+
+def _parse_options(channel: str, opts: Mapping[str, Any]) -> _Settings:
+    unknown = sorted(set(opts) - _OPTIONS)
+    if unknown:
+        raise ValueError(
+            f"smpp channel {channel!r}: unknown option {unknown[0]}={opts[unknown[0]]!r}; "
+            f"allowed options: {', '.join(sorted(_OPTIONS))}"
+        )
+
+    def text(key: str, default: str | None, max_len: int, *, required: bool = False) -> str:
+        value = opts.get(key, default)
+        if required and (value is None or value == ""):
+            raise _invalid(channel, key, value, "required; expected a non-empty string")
+        if not isinstance(value, str) or len(value) > max_len or not value.isascii() or "\0" in value:
+            # The SMPP C-octet strings have fixed maxima; smpplib would silently cut a longer value, and a
+            # cut password fails the bind with a misleading error.
+            shown: object = value
+            if key == "password" and isinstance(value, str):
+                shown = f"<{len(value)} characters, not shown>"  # a password never goes into a log line
+            raise _invalid(channel, key, shown, f"expected ASCII text of at most {max_len} characters")
+        return value
+
+    def integer(key: str, default: int, lo: int, hi: int) -> int:
+        value = opts.get(key, default)
+        if not _is_int(value) or not lo <= value <= hi:
+            raise _invalid(channel, key, value, f"expected an integer from {lo} to {hi}")
+        return int(value)
+
+    def optional_integer(key: str, lo: int, hi: int) -> int | None:
+        return None if opts.get(key) is None else integer(key, 0, lo, hi)
+
+    def seconds(key: str, default: float) -> float:
+        value = opts.get(key, default)
+        if not _is_number(value) or value <= 0:
+            raise _invalid(channel, key, value, "expected a number of seconds greater than 0")
+        return float(value)
+
+    def choice(key: str, default: str, allowed: Sequence[str]) -> str:
+        value = opts.get(key, default)
+        if value not in allowed:
+            raise _invalid(channel, key, value, "expected one of " + ", ".join(repr(a) for a in allowed))
+        return str(value)
+
+    reconnect_min = seconds("reconnect_min", 1.0)
+    reconnect_max = seconds("reconnect_max", 60.0)
+    if reconnect_max < reconnect_min:
+        raise _invalid(
+            channel, "reconnect_max", reconnect_max, f"must be >= reconnect_min ({reconnect_min:g})"
+        )
+    max_rate = opts.get("max_rate")
+    if max_rate is not None and (not _is_number(max_rate) or max_rate <= 0):
+        raise _invalid(channel, "max_rate", max_rate, "expected submits per second greater than 0, or unset")
+    return _Settings(
+        host=text("host", None, 255, required=True),
+        port=integer("port", 2775, 1, 65535),
+        system_id=text("system_id", None, 15, required=True),
+        password=text("password", "", 8),
+        system_type=text("system_type", "", 12),
+        bind=choice("bind", "transceiver", ("transceiver", "tx+rx")),
+        binds=integer("binds", 1, 1, 64),
+        window=integer("window", 100, 1, 10_000),
+        response_timeout=seconds("response_timeout", 10.0),
+        enquire_link_interval=seconds("enquire_link_interval", 30.0),
+        reconnect_min=reconnect_min,
+        reconnect_max=reconnect_max,
+        source_ton=optional_integer("source_ton", 0, 255),
+        source_npi=optional_integer("source_npi", 0, 255),
+        dest_ton=optional_integer("dest_ton", 0, 255),
+        dest_npi=optional_integer("dest_npi", 0, 255),
+        registered_delivery=integer("registered_delivery", 1, 0, 255),
+        id_format=cast(receipts.IdFormat, choice("id_format", "auto", _ID_FORMATS)),
+        receipt_ids=cast(receipts.IdFormat, choice("receipt_ids", "as-is", _ID_FORMATS)),
+        mo_timeout=seconds("mo_timeout", 60.0),
+        max_rate=None if max_rate is None else float(max_rate),
+        address_range=text("address_range", "", 40),
+        interface_version=integer("interface_version", 0x34, 0, 255),
+    )
+
+
+class _Waiter:
+    """One request awaiting its response; resolved by the reader, or marked lost when the link drops."""
+
+    __slots__ = ("command_id", "done", "lost", "message_id", "status")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.lost = False
+        self.command_id = 0
+        self.status = 0
+        self.message_id = ""
+
+
+class _Link:
+    """One bind over one TCP connection, reconnected for the driver's whole life.
+
+    Fields that describe a connection (``bound``, ``pending``, the output buffer, ``scope``) are reset on
+    every reconnect; the window semaphore and sequence generator live as long as the link.
+    """
+
+    def __init__(self, label: str, mode: str, window: int, logger: Any) -> None:
+        self.label = label
+        self.mode = mode  # transceiver | transmitter | receiver
+        self.transmits = mode != "receiver"
+        self.log = logger.bind(session=label, bind=mode)
+        self.window = trio.Semaphore(window)
+        self.seq = SequenceGenerator()
+        self.bound = False
+        self.pending: dict[int, _Waiter] = {}
+        self.outstanding = 0  # submit_sm sent and not answered (what the window limits)
+        self.out = bytearray()
+        self.out_ready = trio.Event()
+        self.scope: trio.CancelScope | None = None
+        self.last_rx = 0.0
+        self.closed = trio.Event()  # set whenever no connection is open
+        self.unbinding = False  # we sent unbind: the SMSC closing the connection is expected
+        self.closed.set()
+
+    def send(self, data: bytes) -> None:
+        """Queue a PDU; the writer sends everything queued in one go."""
+        self.out += data
+        self.out_ready.set()
+
+    def request(self, data: bytes, seq: int) -> _Waiter:
+        waiter = _Waiter()
+        self.pending[seq] = waiter
+        self.send(data)
+        return waiter
+
+    def drop(self) -> None:
+        if self.scope is not None:
+            self.scope.cancel()
+
+    def fail_pending(self) -> None:
+        pending, self.pending = self.pending, {}
+        for waiter in pending.values():
+            waiter.lost = True
+            waiter.done.set()
+
+
+class _Inbox:
+    """A connection's deliver_sm handling: how many workers run, and what waits for one."""
+
+    __slots__ = ("active", "backlog", "room")
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.backlog: collections.deque[bytes] = collections.deque()
+        self.room = trio.Event()  # set when the backlog shrinks
+
+
+class SmppChannel(ChannelDriver):
+    """SMPP 3.4 client driver. See the module docstring; options are validated in ``__init__``."""
+
+    def __init__(self, name: str, options: Mapping[str, Any], events: ChannelEvents, data_dir: str) -> None:
+        super().__init__(name, options, events, data_dir)
+        self.settings = s = _parse_options(name, self.options)
+        # Never the password: log lines end up in shared log stores.
+        self._log = log.bind(channel=name, system_id=s.system_id)
+        links: list[_Link] = []
+        for i in range(1, s.binds + 1):
+            if s.bind == "transceiver":
+                links.append(_Link(str(i), "transceiver", s.window, self._log))
+            else:
+                links.append(_Link(f"{i}-tx", "transmitter", s.window, self._log))
+                links.append(_Link(f"{i}-rx", "receiver", s.window, self._log))
+        self._links = links
+        self._transmitters = [link for link in links if link.transmits]
+        self._rr = 0
+        self._rng = random.Random()
+        self._reassembler = mo.Reassembler(timeout=s.mo_timeout)
+        # Completed MO messages the store refused, keyed by the PDU that completed them: when the SMSC
+        # re-sends that PDU the parts it completed are no longer in the reassembler, so use this instead.
+        self._unstored_mo: dict[tuple[Any, ...], tuple[InboundReply, float]] = {}
+        self._unstored_partial: list[InboundReply] = []
+        self._interval = 1.0 / s.max_rate if s.max_rate else 0.0
+        self._tat = -math.inf  # pacing: theoretical arrival time of the next submit (GCRA)
+        self._running = False
+        self._draining = False
+        self._drain_started = trio.Event()
+        self._in_flight = 0
+        self._idle: trio.Event | None = None
+
+    # -- the driver interface -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self._running:
+            raise RuntimeError(f"smpp channel {self.name!r} is already running")
+        self._running = True
+        self._log.info(
+            "smpp channel starting",
+            host=self.settings.host,
+            port=self.settings.port,
+            bind=self.settings.bind,
+            binds=self.settings.binds,
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                for link in self._links:
+                    nursery.start_soon(self._maintain, link)
+                nursery.start_soon(self._expire_mo)
+                # Started at once: the dispatcher waits for ``up`` itself, and a carrier that is down must
+                # not hold up the daemon's start.
+                task_status.started()
+        finally:
+            self._running = False
+            for link in self._links:
+                link.bound = False
+            self._update_up()
+
+    async def submit(
+        self, destination: str, source: str, segments: Sequence[OutboundSegment]
+    ) -> list[SubmitOutcome]:
+        link = None if self._draining else self._pick()
+        if link is None:
+            return [SubmitOutcome(error=status.link_down_error()) for _ in segments]
+        src_ton, src_npi, src = self._source_address(source)
+        dst_ton, dst_npi, dst = self._destination_address(destination)
+        self._in_flight += 1
+        try:
+            outcomes: list[SubmitOutcome] = []
+            for seg in segments:
+                outcome = await self._submit_segment(link, seg, src_ton, src_npi, src, dst_ton, dst_npi, dst)
+                outcomes.append(outcome)
+                if outcome.error is not None:
+                    # The core retries the whole delivery; sending the rest would only make orphan parts.
+                    outcomes.extend(outcome for _ in range(len(segments) - len(outcomes)))
+                    break
+            return outcomes
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def drain(self) -> None:
+        """Refuse new submits, let those in flight get their responses (at most ``response_timeout``),
+        then unbind every session and close it. Reconnection stops for good."""
+        self._draining = True
+        self._drain_started.set()
+        with trio.move_on_after(self.settings.response_timeout):
+            while self._in_flight:
+                self._idle = trio.Event()
+                await self._idle.wait()
+        self._idle = None
+        async with trio.open_nursery() as nursery:
+            for link in self._links:
+                nursery.start_soon(self._unbind, link)
+        self._log.info("smpp channel drained")
+
+    # -- sessions -------------------------------------------------------------------------------------
+
+    def _update_up(self) -> None:
+        up = any(link.bound for link in self._transmitters)
+        if up != self.up:
+            self.up = up
+            self._log.info("smpp channel is up" if up else "smpp channel is down")
+            self.events.link_state(self.name, up)
+
+    async def _maintain(self, link: _Link) -> None:
+        """Connect, bind and serve one link; after each loss wait (exponential backoff, jitter) and redo."""
+        s = self.settings
+        backoff = s.reconnect_min
+        while not self._draining:
+            try:
+                bound_for, refused = await self._session(link)
+            except Exception:
+                # A bug in this driver must cost one connection, not the channel (or the daemon).
+                link.log.exception("smpp session failed unexpectedly; reconnecting")
+                bound_for, refused = 0.0, None
+            if self._draining:
+                break
+            if bound_for >= _STABLE_BIND:
+                backoff = s.reconnect_min
+            if refused in (_ESME_RINVPASWD, _ESME_RINVSYSID):
+                # Retrying fast cannot help and may get the account locked; keep trying slowly so a fixed
+                # password on the carrier's side is picked up without a restart.
+                delay = s.reconnect_max
+                link.log.error(
+                    "bind refused: the SMSC rejected system_id/password; check the channel's credentials",
+                    status=status.name(refused),
+                    retry_in=round(delay, 1),
+                )
+            else:
+                delay = backoff
+                backoff = min(backoff * 2, s.reconnect_max)
+            # Jitter keeps many sessions (or many nodes) from reconnecting in lockstep after an outage.
+            delay *= self._rng.uniform(0.5, 1.0)
+            with trio.move_on_after(delay):
+                await self._drain_started.wait()
+
+    async def _session(self, link: _Link) -> tuple[float, int | None]:
+        """One connection's life. Returns (seconds it was bound, bind status if the bind was refused)."""
+        s = self.settings
+        try:
+            with trio.fail_after(s.response_timeout):
+                stream = await trio.open_tcp_stream(s.host, s.port)
+        except (OSError, trio.TooSlowError) as e:
+            link.log.warning("cannot connect to the SMSC", host=s.host, port=s.port, error=str(e) or repr(e))
+            return 0.0, None
+        pdus = PduStream(stream)
+        bound_at: float | None = None
+        link.closed = trio.Event()
+        try:
+            try:
+                bind_status = await self._bind(link, pdus)
+            except (*_LINK_ERRORS, trio.TooSlowError) as e:
+                link.log.warning("bind failed", error=str(e) or repr(e))
+                return 0.0, None
+            if bind_status != _ESME_ROK:
+                if bind_status not in (_ESME_RINVPASWD, _ESME_RINVSYSID):
+                    link.log.warning("bind refused", status=status.name(bind_status))
+                return 0.0, bind_status
+            bound_at = trio.current_time()
+            link.log.info("bound", host=s.host, port=s.port)
+            await self._serve(link, pdus)
+            return trio.current_time() - bound_at, None
+        finally:
+            was_bound = link.bound
+            link.bound = False
+            link.scope = None
+            link.out.clear()
+            link.fail_pending()
+            if was_bound:
+                self._update_up()
+            if bound_at is not None:
+                link.log.info("connection closed", bound_for=round(trio.current_time() - bound_at, 3))
+            await trio.aclose_forcefully(stream)
+            link.closed.set()
+
+    async def _bind(self, link: _Link, pdus: PduStream) -> int:
+        """Send the bind and wait for its response; the bind status (0 = bound)."""
+        s = self.settings
+        seq = link.seq.next_sequence()
+        pdu = make(
+            _BIND_PDU[link.mode],
+            seq,
+            system_id=s.system_id,
+            password=s.password,
+            system_type=s.system_type,
+            interface_version=s.interface_version,
+            addr_ton=0,
+            addr_npi=0,
+            address_range=s.address_range,
+        )
+        expected = _BIND_RESP[link.mode]
+        with trio.fail_after(s.response_timeout):
+            await pdus.send_raw(pdu.generate())
+            while True:
+                raw = await pdus.receive_raw()
+                if raw is None:
+                    raise PduError("the SMSC closed the connection without answering the bind")
+                _, command_id, command_status, rseq = HEADER.unpack_from(raw)
+                if rseq == seq and command_id in (expected, _GENERIC_NACK):
+                    if command_id == _GENERIC_NACK and not command_status:
+                        return _ESME_RBINDFAIL  # a nack must carry an error; treat a bare one as a refusal
+                    return int(command_status)
+                if command_id == _ENQUIRE_LINK:
+                    await pdus.send_raw(HEADER.pack(16, _ENQUIRE_LINK_RESP, 0, rseq))
+                elif not command_id & _RESPONSE_BIT:
+                    await pdus.send_raw(generic_nack(rseq, _ESME_RINVBNDSTS))
+
+    async def _serve(self, link: _Link, pdus: PduStream) -> None:
+        """Run the connection's reader, writer and keepalive until one of them ends it."""
+        link.out.clear()
+        link.out_ready = trio.Event()
+        link.last_rx = trio.current_time()
+        link.unbinding = False
+        async with trio.open_nursery() as nursery:
+            link.scope = nursery.cancel_scope
+            if self._draining:  # drain() began while this link was binding
+                nursery.start_soon(self._unbind, link)
+            link.bound = True
+            self._update_up()
+            nursery.start_soon(self._writer, link, pdus)
+            nursery.start_soon(self._keepalive, link)
+            await self._reader(link, pdus, nursery)
+            nursery.cancel_scope.cancel()
+
+    async def _unbind(self, link: _Link) -> None:
+        if not link.bound:
+            return
+        seq = link.seq.next_sequence()
+        link.unbinding = True
+        waiter = link.request(make("unbind", seq).generate(), seq)
+        with trio.move_on_after(min(_UNBIND_WAIT, self.settings.response_timeout)):
+            await waiter.done.wait()
+        if waiter.done.is_set() and not waiter.lost:
+            link.log.info("unbound")
+        else:
+            link.log.warning("no unbind_resp from the SMSC; closing anyway")
+        link.drop()
+        with trio.move_on_after(_UNBIND_WAIT):
+            await link.closed.wait()
+
+    # -- per-connection tasks -------------------------------------------------------------------------
+
+    async def _writer(self, link: _Link, pdus: PduStream) -> None:
+        try:
+            while True:
+                if not link.out:
+                    link.out_ready = trio.Event()
+                    await link.out_ready.wait()
+                    continue
+                # Hand over the whole buffer: under load one send_all carries many PDUs.
+                data, link.out = link.out, bytearray()
+                await pdus.send_raw(bytes(data))
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            link.log.warning("connection lost while sending", error=str(e) or repr(e))
+            link.drop()
+
+    async def _keepalive(self, link: _Link) -> None:
+        """enquire_link after ``enquire_link_interval`` without inbound traffic; no answer drops the link."""
+        s = self.settings
+        while True:
+            due = link.last_rx + s.enquire_link_interval
+            if trio.current_time() < due:
+                await trio.sleep_until(due)
+                continue
+            seq = link.seq.next_sequence()
+            waiter = link.request(HEADER.pack(16, _ENQUIRE_LINK, 0, seq), seq)
+            with trio.move_on_after(s.response_timeout):
+                await waiter.done.wait()
+            if not waiter.done.is_set():
+                link.pending.pop(seq, None)
+                link.log.warning("no enquire_link_resp; dropping the connection", timeout=s.response_timeout)
+                link.drop()
+                return
+
+    async def _reader(self, link: _Link, pdus: PduStream, nursery: trio.Nursery) -> None:
+        inbox = _Inbox()
+        try:
+            while True:
+                raw = await pdus.receive_raw()
+                if raw is None:
+                    if not link.unbinding:
+                        link.log.warning("the SMSC closed the connection")
+                    return
+                link.last_rx = trio.current_time()
+                _, command_id, command_status, seq = HEADER.unpack_from(raw)
+                if command_id & _RESPONSE_BIT:
+                    self._on_response(link, raw, command_id, command_status, seq)
+                elif command_id == fast.DELIVER_SM:
+                    if inbox.active < _DELIVER_CONCURRENCY:
+                        inbox.active += 1
+                        nursery.start_soon(self._deliver_worker, link, raw, inbox)
+                    else:
+                        inbox.backlog.append(raw)
+                        while len(inbox.backlog) >= _DELIVER_BACKLOG:
+                            inbox.room = trio.Event()
+                            await inbox.room.wait()
+                elif command_id == _ENQUIRE_LINK:
+                    link.send(HEADER.pack(16, _ENQUIRE_LINK_RESP, 0, seq))
+                elif command_id == _UNBIND:
+                    link.log.info("the SMSC unbound; reconnecting")
+                    # Straight to the socket (the stream's lock orders it after any send in progress), so
+                    # the answer is out before the connection closes.
+                    with trio.move_on_after(self.settings.response_timeout):
+                        await pdus.send_raw(make("unbind_resp", seq).generate())
+                    return
+                elif command_id == _ALERT_NOTIFICATION:
+                    pass  # no response is defined for it (§4.12.1)
+                else:
+                    link.send(generic_nack(seq, _ESME_RINVCMDID))
+        except _LINK_ERRORS as e:
+            link.log.warning("connection lost while reading", error=str(e) or repr(e))
+
+    def _on_response(self, link: _Link, raw: bytes, command_id: int, command_status: int, seq: int) -> None:
+        waiter = link.pending.pop(seq, None)
+        if waiter is None:
+            # Usually the answer to a submit that already timed out; the core has retried it.
+            link.log.info("response to no outstanding request", command_id=f"0x{command_id:08X}", seq=seq)
+            return
+        waiter.command_id = command_id
+        waiter.status = command_status
+        if command_id == fast.SUBMIT_SM_RESP and command_status == 0:
+            try:
+                waiter.message_id = fast.decode_resp(raw)[3]
+            except PduError:
+                waiter.message_id = ""
+        waiter.done.set()
+
+    # -- submit path ----------------------------------------------------------------------------------
+
+    def _pick(self) -> _Link | None:
+        """The bound transmitter with the fewest outstanding submits; ties go round robin."""
+        best: _Link | None = None
+        n = len(self._transmitters)
+        self._rr = (self._rr + 1) % n
+        for i in range(n):
+            link = self._transmitters[(self._rr + i) % n]
+            if link.bound and (best is None or link.outstanding < best.outstanding):
+                best = link
+        return best
+
+    def _source_address(self, source: str) -> tuple[int, int, str]:
+        s = self.settings
+        if source.startswith("+"):
+            guess = (1, 1)  # international, E.164
+            source = source[1:]
+        elif source.isdigit():
+            guess = (0, 0)  # unknown: a service number / short code as the carrier assigned it
+        else:
+            guess = (5, 0)  # alphanumeric sender id
+        ton = guess[0] if s.source_ton is None else s.source_ton
+        npi = guess[1] if s.source_npi is None else s.source_npi
+        return ton, npi, source
+
+    def _destination_address(self, destination: str) -> tuple[int, int, str]:
+        # masd stores mainland mobiles as 11 national digits and other numbers as +E.164: the first go
+        # as TON unknown / NPI ISDN, the second as international; either can be fixed by configuration.
+        s = self.settings
+        guess = (1, 1) if destination.startswith("+") else (0, 1)
+        ton = guess[0] if s.dest_ton is None else s.dest_ton
+        npi = guess[1] if s.dest_npi is None else s.dest_npi
+        return ton, npi, destination.removeprefix("+")
+
+    async def _pace(self) -> None:
+        """Space submits at ``max_rate`` (GCRA without burst): a carrier's cap is usually per second, and
+        going over it earns throttling errors; the core paces too, this is the last line."""
+        now = trio.current_time()
+        start = max(self._tat, now)
+        self._tat = start + self._interval
+        if start > now:
+            await trio.sleep_until(start)
+
+    async def _submit_segment(
+        self,
+        link: _Link,
+        seg: OutboundSegment,
+        src_ton: int,
+        src_npi: int,
+        src: str,
+        dst_ton: int,
+        dst_npi: int,
+        dst: str,
+    ) -> SubmitOutcome:
+        s = self.settings
+        tlvs: dict[int, bytes] | None = None
+        short_message = seg.short_message
+        if seg.message_payload is not None:
+            tlvs = {fast.MESSAGE_PAYLOAD: seg.message_payload}
+            short_message = b""
+        elif seg.sar is not None:
+            ref, total, part = seg.sar
+            tlvs = {
+                fast.SAR_MSG_REF_NUM: (ref & 0xFFFF).to_bytes(2, "big"),
+                fast.SAR_TOTAL_SEGMENTS: bytes((total,)),
+                fast.SAR_SEGMENT_SEQNUM: bytes((part,)),
+            }
+        if self._interval:
+            await self._pace()
+        async with link.window:
+            if not link.bound:  # the link dropped while this submit waited for a slot
+                return SubmitOutcome(error=status.link_down_error())
+            seq = link.seq.next_sequence()
+            try:
+                data = fast.encode_submit_sm(
+                    seq,
+                    source_addr=src,
+                    destination_addr=dst,
+                    short_message=short_message,
+                    esm_class=0x40 if seg.udh else 0x00,
+                    data_coding=seg.data_coding,
+                    registered_delivery=s.registered_delivery,
+                    source_addr_ton=src_ton,
+                    source_addr_npi=src_npi,
+                    dest_addr_ton=dst_ton,
+                    dest_addr_npi=dst_npi,
+                    tlvs=tlvs,
+                )
+            except ValueError as e:
+                # Nothing the carrier could accept: a retry would fail the same way.
+                return SubmitOutcome(error=SubmitError(0, f"cannot encode submit_sm: {e}", retriable=False))
+            waiter = link.request(data, seq)
+            link.outstanding += 1
+            try:
+                with trio.move_on_after(s.response_timeout):
+                    await waiter.done.wait()
+            finally:
+                link.outstanding -= 1
+                if not waiter.done.is_set():
+                    link.pending.pop(seq, None)
+        if not waiter.done.is_set():
+            link.log.warning("no submit_sm_resp in time", seq=seq, timeout=s.response_timeout)
+            return SubmitOutcome(error=status.timeout_error())
+        if waiter.lost:
+            return SubmitOutcome(error=status.link_down_error())
+        if waiter.status == 0 and waiter.command_id == fast.SUBMIT_SM_RESP:
+            return SubmitOutcome(carrier_id=receipts.canonical_id(waiter.message_id, s.id_format))
+        if waiter.status == 0:
+            # A generic_nack that carries no error: not a success, and no code to judge it by.
+            return SubmitOutcome(error=SubmitError(0, "GENERIC_NACK", retriable=True))
+        error = status.classify(waiter.status)
+        if error.rebind:
+            link.log.warning("the SMSC asked for a rebind; reconnecting", status=error.name)
+            link.drop()
+        return SubmitOutcome(error=error)
+
+    # -- inbound: receipts and mobile-originated messages ---------------------------------------------
+
+    async def _deliver_worker(self, link: _Link, raw: bytes, inbox: _Inbox) -> None:
+        """Handle this deliver_sm, then whatever queued up behind the busy workers meanwhile."""
+        try:
+            while True:
+                await self._on_deliver(link, raw)
+                if not inbox.backlog:
+                    return
+                raw = inbox.backlog.popleft()
+                inbox.room.set()
+        finally:
+            inbox.active -= 1
+
+    async def _on_deliver(self, link: _Link, raw: bytes) -> None:
+        seq = HEADER.unpack_from(raw)[3]
+        try:
+            sm = fast.decode_sm(raw)
+        except PduError as e:
+            link.log.warning("undecodable deliver_sm; answered with generic_nack", error=str(e), seq=seq)
+            link.send(generic_nack(seq, _ESME_RINVCMDLEN))
+            return
+        try:
+            answer = await self._handle_deliver(link, sm)
+        except Exception:
+            link.log.exception("deliver_sm handling failed; refused so that the SMSC re-sends it")
+            answer = _ESME_RSYSERR
+        link.send(fast.encode_resp(fast.DELIVER_SM_RESP, seq, answer))
+
+    async def _handle_deliver(self, link: _Link, sm: fast.SubmitSm) -> int:
+        """Store one deliver_sm through the core; the command_status to answer it with."""
+        if receipts.is_receipt(sm.esm_class):
+            try:
+                receipt = self._parse_receipt(sm)
+            except Exception:
+                receipt = None
+            if receipt is None:
+                # Refusing it would make the SMSC re-send it forever; acknowledge and keep the evidence.
+                link.log.warning(
+                    "receipt not understood; acknowledged and dropped",
+                    short_message=sm.short_message.decode("latin-1"),
+                    tlvs={f"0x{k:04X}": v.hex() for k, v in sm.tlvs.items()},
+                )
+                return _ESME_ROK
+            try:
+                await self.events.receipt(self.name, receipt)
+            except Exception as e:
+                link.log.warning(
+                    "could not store a receipt; the SMSC will re-send it",
+                    carrier_id=receipt.carrier_id,
+                    error=str(e) or repr(e),
+                )
+                return _ESME_RX_T_APPN
+            return _ESME_ROK
+
+        sender = _address(sm.source_addr, sm.source_addr_ton)
+        destination = sm.destination_addr.decode("latin-1")
+        tlvs = tuple(sorted(sm.tlvs.items()))
+        key = (sender, destination, sm.esm_class, sm.data_coding, sm.short_message, tlvs)
+        now = trio.current_time()
+        cached = self._unstored_mo.pop(key, None)
+        reply: InboundReply | None
+        if cached is not None:
+            reply = cached[0]
+        else:
+            try:
+                reply = self._reassembler.add(
+                    sender=sender,
+                    destination=destination,
+                    data_coding=sm.data_coding,
+                    short_message=sm.short_message,
+                    esm_class=sm.esm_class,
+                    tlvs=sm.tlvs,
+                    now=now,
+                )
+            except Exception:
+                link.log.exception("could not decode a mobile-originated message", sender=sender)
+                return _ESME_RSYSERR
+        if reply is None:
+            return _ESME_ROK  # one part of several; held until the rest arrive
+        try:
+            await self.events.reply(self.name, reply)
+        except Exception as e:
+            if len(self._unstored_mo) < _MO_RETRY_CACHE:
+                self._unstored_mo[key] = (reply, now + self.settings.mo_timeout * 10)
+            link.log.warning(
+                "could not store a reply; the SMSC will re-send it", sender=sender, error=str(e) or repr(e)
+            )
+            return _ESME_RX_T_APPN
+        return _ESME_ROK
+
+    def _parse_receipt(self, sm: fast.SubmitSm) -> InboundReceipt | None:
+        """The receipt, its id in the form the submit_sm_resp ids were stored under.
+
+        ``receipt_ids`` names the base of the id in the receipt *text* when an SMSC writes it differently
+        from its submit_sm_resp (the simulated SMSC's ``receipt_text_id="decimal"``); the
+        receipted_message_id TLV is by definition the submit_sm_resp's id, so it is never converted."""
+        s = self.settings
+        tlv_id = sm.tlvs.get(fast.RECEIPTED_MESSAGE_ID, b"").split(b"\0", 1)[0].strip()
+        if s.receipt_ids == "as-is" or tlv_id:
+            return receipts.parse_receipt(sm, id_format=s.id_format)
+        receipt = receipts.parse_receipt(sm, id_format="as-is")
+        if receipt is None:
+            return None
+        base = 16 if s.receipt_ids == "hex" else 10
+        try:
+            value = int(receipt.carrier_id, base)
+        except ValueError:
+            return receipt  # not a number in the declared base: keep it, a wrong guess loses nothing more
+        if s.id_format == "decimal" or (s.id_format in ("auto", "as-is") and base == 16):
+            converted = str(value)
+        else:
+            converted = format(value, "x")
+        return dataclasses.replace(receipt, carrier_id=receipts.canonical_id(converted, s.id_format))
+
+    async def _expire_mo(self) -> None:
+        """Deliver what is left of messages whose parts stopped arriving; forget stale retry entries."""
+        tick = min(1.0, self.settings.mo_timeout / 4)
+        while True:
+            await trio.sleep(tick)
+            now = trio.current_time()
+            self._unstored_partial.extend(self._reassembler.expire(now))
+            for key in [k for k, (_, until) in self._unstored_mo.items() if until <= now]:
+                del self._unstored_mo[key]
+            while self._unstored_partial:
+                reply = self._unstored_partial[0]
+                try:
+                    await self.events.reply(self.name, reply)
+                except Exception as e:
+                    # These parts were acknowledged already, so only we hold them: try again next tick.
+                    self._log.warning(
+                        "could not store an incomplete reply; will retry",
+                        sender=reply.sender,
+                        error=str(e) or repr(e),
+                    )
+                    break
+                self._unstored_partial.pop(0)
+
+
+def _address(raw: bytes, ton: int) -> str:
+    """A sender as the core expects it: E.164 with ``+`` when the SMSC says the number is international."""
+    text = raw.decode("latin-1")
+    if ton == 1 and text.isdigit():
+        return "+" + text
+    return text
