@@ -20,7 +20,6 @@ from typing import Any
 
 import structlog
 import trio
-from masd_adapters.base import ChannelDriver
 
 from masd.config import Config, ConfigError
 from masd.core.dispatch import Dispatcher
@@ -28,6 +27,7 @@ from masd.core.gateway import Gateway
 from masd.metrics import Metrics
 from masd.store import queue as queue_store
 from masd.store.db import Database, database_from_config
+from masd_adapters.base import ChannelDriver
 
 __all__ = ["Daemon", "load_driver"]
 

@@ -26,13 +26,13 @@ from typing import Any
 
 import sqlalchemy as sa
 import trio
-from masd_adapters.sim import read_journal
 
 from masd.config import load_config
 from masd.core.gateway import Gateway, SubmitRequest
 from masd.logging import configure_logging
 from masd.store.db import database_from_config
 from masd.store.tables import deliveries
+from masd_adapters.sim import read_journal
 
 CONFIG = """\
 [node]

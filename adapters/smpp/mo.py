@@ -18,10 +18,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Literal
 
+from masd.core.gsm7 import decode_unpacked
 from masd_adapters.base import InboundReply
 from masd_adapters.smpp.fast import MESSAGE_PAYLOAD, SAR_MSG_REF_NUM, SAR_SEGMENT_SEQNUM, SAR_TOTAL_SEGMENTS
-
-from masd.core.gsm7 import decode_unpacked
 
 __all__ = ["MISSING", "Reassembler", "concat_info", "decode_text", "split_udh"]
 

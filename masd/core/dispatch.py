@@ -17,7 +17,6 @@ from collections.abc import Callable
 import sqlalchemy as sa
 import structlog
 import trio
-from masd_adapters.base import ChannelDriver, SubmitError, SubmitOutcome
 
 from masd.config import ChannelConfig, Config
 from masd.core import retry as retry_rules
@@ -26,6 +25,7 @@ from masd.core.gateway import Gateway
 from masd.core.states import DeliveryState
 from masd.store import queue as queue_store
 from masd.store.queue import Claim, SegmentRecord, SubmitResult
+from masd_adapters.base import ChannelDriver, SubmitError, SubmitOutcome
 
 __all__ = ["Dispatcher", "TokenBucket"]
 

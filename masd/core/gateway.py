@@ -16,7 +16,6 @@ from typing import Any
 
 import structlog
 import trio
-from masd_adapters.base import InboundReceipt, InboundReply
 
 from masd.config import ChannelConfig, Config
 from masd.core import recipients as rcpt
@@ -29,6 +28,7 @@ from masd.store import queue as queue_store
 from masd.store import receipts as receipt_store
 from masd.store.db import Database
 from masd.store.tables import replies as replies_table
+from masd_adapters.base import InboundReceipt, InboundReply
 
 __all__ = ["Accepted", "Gateway", "QueueFull", "Rejected", "SubmitRequest"]
 

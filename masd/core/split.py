@@ -14,9 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from masd_adapters.base import OutboundSegment
-
 from masd.core import gsm7
+from masd_adapters.base import OutboundSegment
 
 __all__ = [
     "Concat",

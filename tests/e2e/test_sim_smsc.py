@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 import trio
+
+from masd.core import split
 from masd_adapters.base import OutboundSegment
 from masd_adapters.smpp.pdu import HEADER, PduStream, SequenceGenerator, make
 from masd_adapters.smpp.smsc import Smsc, SmscConfig
-
-from masd.core import split
 
 pytestmark = pytest.mark.e2e
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import trio
+
 from masd_adapters.base import InboundReceipt, InboundReply, OutboundSegment, ReceiptStatus
 from masd_adapters.smpp import fast, receipts
 from masd_adapters.smpp.client import SmppChannel

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+
 from masd_adapters.base import InboundReceipt, InboundReply, OutboundSegment, ReceiptStatus
 from masd_adapters.sim import SimChannel, read_journal
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from masd_adapters.smpp import fast, pdu
 from masd_adapters.smpp.pdu import PduError
 

@@ -8,11 +8,11 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from masd.core import gsm7
 from masd_adapters.base import InboundReply
 from masd_adapters.smpp import fast
 from masd_adapters.smpp.mo import MISSING, Reassembler, concat_info, decode_text, split_udh
-
-from masd.core import gsm7
 
 GSM_CHARS = (
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCXYZÄÖÑÜ§¿abcxyzäöñüà^{}\\[~]|€"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from masd_adapters.base import InboundReceipt, ReceiptStatus
 from masd_adapters.smpp import fast, receipts
 from masd_adapters.smpp.receipts import canonical_id, id_candidates, is_receipt, parse_receipt

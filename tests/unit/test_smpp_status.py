@@ -6,6 +6,7 @@ import pytest
 import smpplib.consts
 from hypothesis import given
 from hypothesis import strategies as st
+
 from masd_adapters.base import SubmitError
 from masd_adapters.smpp import status
 

@@ -8,7 +8,6 @@ from typing import get_args
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from masd_adapters.base import OutboundSegment
 
 from masd.core import gsm7
 from masd.core.split import (
@@ -21,6 +20,7 @@ from masd.core.split import (
     plan,
     reassemble,
 )
+from masd_adapters.base import OutboundSegment
 
 CONCATS: tuple[Concat, ...] = get_args(Concat)
 SPLIT_CONCATS: tuple[Concat, ...] = ("udh8", "udh16", "sar")
