@@ -110,6 +110,10 @@ def smsc(
     max_binds: Annotated[
         int, typer.Option("--max-binds", help="Binds allowed per system_id; 0 = no limit.")
     ] = 0,
+    deliver_window: Annotated[
+        int,
+        typer.Option("--deliver-window", help="deliver_sm (receipts, replies) unanswered at once per bind."),
+    ] = 100,
     record: Annotated[
         Path | None, typer.Option("--record", help="Append every submit_sm received to this JSONL file.")
     ] = None,
@@ -148,6 +152,7 @@ def smsc(
             max_binds=max_binds,
             enquire_link_interval=enquire_link,
             receipt_resend_after=resend_after,
+            deliver_window=deliver_window,
         )
     except ValueError as e:
         _fail(f"invalid option: {e}", 2)

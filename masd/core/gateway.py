@@ -176,7 +176,12 @@ class Gateway:
         )
 
     async def accept(
-        self, requests: Sequence[SubmitRequest], *, interface: str, app_id: int | None = None
+        self,
+        requests: Sequence[SubmitRequest],
+        *,
+        interface: str,
+        app_id: int | None = None,
+        count_refusals: bool = True,
     ) -> list[Accepted]:
         """Validate every request, then store them all in one transaction. Raises :class:`Rejected` (with
         ``index`` set to the request's position for a batch) or :class:`QueueFull`; then nothing is stored."""
@@ -185,13 +190,15 @@ class Gateway:
             try:
                 rows.append(self.prepare(req, interface=interface, app_id=app_id))
             except Rejected as e:
-                self.metrics.requests_refused.labels(interface, "invalid").inc()
+                if count_refusals:
+                    self.metrics.requests_refused.labels(interface, "invalid").inc()
                 if len(requests) > 1:
                     e.field = f"messages[{i}].{e.field}"
                 raise
         n_deliveries = sum(len(r.deliveries) for r in rows)
         if self._pending + n_deliveries > self.cfg.queue.max_pending:
-            self.metrics.requests_refused.labels(interface, "queue_full").inc()
+            if count_refusals:
+                self.metrics.requests_refused.labels(interface, "queue_full").inc()
             raise QueueFull(
                 f"the queue holds {self._pending} unfinished deliveries and its limit is "
                 f"{self.cfg.queue.max_pending}; try again later (queue.max_pending raises the limit)"

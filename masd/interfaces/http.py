@@ -48,6 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import masd
 from masd.core.gateway import QueueFull, Rejected, SubmitRequest
+from masd.interfaces.fastpath import FastSubmit
 from masd.store.db import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -763,6 +764,7 @@ def make_app(daemon: Daemon) -> FastAPI:
     async def metrics() -> Response:
         return Response(daemon.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    app.state.keys = keys
     return app
 
 
@@ -788,5 +790,6 @@ async def serve_http(
     never = trio.Event()
     config = hypercorn_config(daemon.cfg.http.listen)
     app = make_app(daemon)
+    fast = FastSubmit(app, daemon.gateway, app.state.keys.get, max_body=MAX_BODY, max_batch=MAX_BATCH)
     # Starlette's ASGI types and Hypercorn's differ only in how precisely they spell the same protocol.
-    await serve(cast(ASGIFramework, app), config, shutdown_trigger=never.wait, task_status=task_status)
+    await serve(cast(ASGIFramework, fast), config, shutdown_trigger=never.wait, task_status=task_status)

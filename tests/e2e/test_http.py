@@ -416,3 +416,10 @@ async def test_a_batch_over_the_limit_is_refused(env: Env) -> None:
     body = {"messages": [{"to": "13800000001", "text": "x"}] * 1001}
     err = _error(await env.client.post("/v1/messages/batch", json=body, headers=env.auth()), 422)
     assert err["field"] == "messages"
+
+
+async def test_a_refused_request_is_counted_once_whichever_path_answers_it(env: Env) -> None:
+    refused = env.daemon.metrics.requests_refused.labels("http", "invalid")
+    before = refused._value.get()
+    _error(await env.send({"to": ["12345"], "text": "hi"}), 422)
+    assert refused._value.get() == before + 1
