@@ -558,6 +558,9 @@ class SmppChannel(ChannelDriver):
                     link.out_ready = trio.Event()
                     await link.out_ready.wait()
                     continue
+                # Let every task that is ready to run queue its PDU first: one send_all (one syscall)
+                # then carries them all instead of one each.
+                await trio.lowlevel.checkpoint()
                 # Hand over the whole buffer: under load one send_all carries many PDUs.
                 data, link.out = link.out, bytearray()
                 await pdus.send_raw(bytes(data))

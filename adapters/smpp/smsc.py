@@ -475,6 +475,9 @@ class _Conn:
             while True:
                 await self.wake.wait()
                 self.wake = trio.Event()
+                # One pass of the scheduler first, so responses that are about to be queued go in the
+                # same send_all.
+                await trio.lowlevel.checkpoint()
                 while self.out:
                     # Swap rather than copy: whatever arrives during send_all goes into a fresh buffer.
                     data, self.out = self.out, bytearray()

@@ -109,14 +109,22 @@ class Dispatcher:
                     with trio.move_on_after(q.poll_interval):
                         await wake.wait()
                     continue
+                if len(claims) < want and q.claim_linger_ms:
+                    # Work arrives a request at a time; claiming each as it comes costs a transaction per
+                    # delivery. A short wait lets the next claim take what arrived meanwhile.
+                    linger = trio.current_time() + q.claim_linger_ms / 1000
                 for cl in claims:
                     self.inflight += 1
                     self.unsent.add(cl.delivery_id)
+                else:
+                    linger = 0.0
                 for cl in claims:
                     if self.draining:
                         break
                     await self.window.acquire()
                     senders.start_soon(self._send_one, cl)
+                if linger:
+                    await trio.sleep_until(linger)
             # Draining: nothing new is claimed; what is not yet sending goes back to the queue.
             await self._release_unsent()
 
@@ -218,7 +226,8 @@ class Dispatcher:
             try:
                 with trio.CancelScope(shield=True):
                     await self.gw.db.write_item(
-                        queue_store.record_result_items, queue_store.ResultItem(self.name, result, now)
+                        queue_store.record_result_items,
+                        queue_store.ResultItem(self.name, result, now, self.gw.held),
                     )
                 break
             except Exception as e:

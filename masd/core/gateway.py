@@ -87,6 +87,8 @@ class Gateway:
         self._ref = itertools.count(random.randrange(1 << 16))
         self._pending = 0  # deliveries not final, from the last count plus what was accepted since
         self._wake: dict[str, trio.Event] = {name: trio.Event() for name in cfg.channels}
+        # SQLite belongs to this machine's masd alone, so it can remember which receipts it holds.
+        self.held = receipt_store.HeldReceipts() if db.dialect == "sqlite" else None
 
     # ----- accepting ---------------------------------------------------------------------------------
 
@@ -313,7 +315,7 @@ class Gateway:
             receipt.carrier_id, receipt.status.value, receipt.error_code, receipt.raw
         )
         o: receipt_store.ReceiptOutcome = await self.db.write_item(
-            receipt_store.store_receipt_items, receipt_store.ReceiptItem(channel, item, now)
+            receipt_store.store_receipt_items, receipt_store.ReceiptItem(channel, item, now, self.held)
         )
         self.metrics.receipts.labels(receipt.status.value).inc()
         if o.segment_id is None:

@@ -153,7 +153,14 @@ def release(conn: sa.Connection, *, delivery_ids: Sequence[int], now: float) -> 
     return res.rowcount or 0
 
 
-def record_results(conn: sa.Connection, *, channel: str, results: Sequence[SubmitResult], now: float) -> int:
+def record_results(
+    conn: sa.Connection,
+    *,
+    channel: str,
+    results: Sequence[SubmitResult],
+    now: float,
+    held: receipt_store.HeldReceipts | None = None,
+) -> int:
     """Write the outcome of a batch of submits; apply any receipts that were waiting for these carrier
     ids. Returns how many held receipts were applied."""
     submitted = [r for r in results if r.state == DeliveryState.SUBMITTED]
@@ -221,7 +228,14 @@ def record_results(conn: sa.Connection, *, channel: str, results: Sequence[Submi
         )
     if submitted:
         carrier_ids = [seg.carrier_id for r in submitted for seg in r.segments]
-        return receipt_store.apply_held(conn, channel=channel, carrier_ids=carrier_ids, now=now)
+        if held is not None:
+            carrier_ids = held.waiting(channel, carrier_ids)
+            if not carrier_ids:
+                return 0
+        n = receipt_store.apply_held(conn, channel=channel, carrier_ids=carrier_ids, now=now)
+        if held is not None:
+            held.applied(channel, carrier_ids)
+        return n
     return 0
 
 
@@ -230,6 +244,7 @@ class ResultItem:
     channel: str
     result: SubmitResult
     now: float
+    held: receipt_store.HeldReceipts | None = None
 
 
 def record_result_items(conn: sa.Connection, items: Sequence[ResultItem]) -> list[int]:
@@ -238,7 +253,13 @@ def record_result_items(conn: sa.Connection, items: Sequence[ResultItem]) -> lis
     for it in items:
         by_channel.setdefault(it.channel, []).append(it)
     for channel, its in by_channel.items():
-        record_results(conn, channel=channel, results=[i.result for i in its], now=max(i.now for i in its))
+        record_results(
+            conn,
+            channel=channel,
+            results=[i.result for i in its],
+            now=max(i.now for i in its),
+            held=its[0].held,
+        )
     return [0] * len(items)
 
 

@@ -22,6 +22,7 @@ from masd.store.tables import receipts as r
 from masd.store.tables import segments as s
 
 __all__ = [
+    "HeldReceipts",
     "IncomingReceipt",
     "ReceiptItem",
     "ReceiptOutcome",
@@ -42,11 +43,43 @@ class IncomingReceipt:
     raw: str = ""
 
 
+class HeldReceipts:
+    """Carrier ids of the receipts this process stored as held, so that recording a submit outcome asks
+    the database for waiting receipts only when one may be there.
+
+    Only trustworthy where this process stores every receipt — SQLite, which one machine's masd owns.
+    With PostgreSQL or MariaDB another node may hold a receipt for our segment, so there every record
+    asks. The set is a hint: a stale entry costs a query, never a wrong answer."""
+
+    LIMIT = 100_000
+
+    def __init__(self) -> None:
+        self._ids: set[tuple[str, str]] = set()
+        self.overflowed = False  # too many orphans to track: ask every time, as without the hint
+
+    def add(self, channel: str, carrier_id: str) -> None:
+        if len(self._ids) >= self.LIMIT:
+            self.overflowed = True
+            self._ids.clear()
+        if not self.overflowed:
+            self._ids.add((channel, carrier_id))
+
+    def waiting(self, channel: str, carrier_ids: Sequence[str]) -> list[str]:
+        if self.overflowed:
+            return list(carrier_ids)
+        return [c for c in carrier_ids if (channel, c) in self._ids]
+
+    def applied(self, channel: str, carrier_ids: Sequence[str]) -> None:
+        for c in carrier_ids:
+            self._ids.discard((channel, c))
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ReceiptItem:
     channel: str
     receipt: IncomingReceipt
     now: float
+    held: HeldReceipts | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -117,6 +150,8 @@ def store_receipt_items(conn: sa.Connection, items: Sequence[ReceiptItem]) -> li
             }
         )
         hits.append(_Hit(hit[0], hit[1], rec.status, rec.error_code, it.now) if hit else None)
+        if hit is None and it.held is not None:
+            it.held.add(it.channel, rec.carrier_id)
     executemany(conn, "insert_receipts", _insert_receipts, rows)
     states = _apply_many(conn, hits)
     return [
