@@ -147,9 +147,10 @@ class Gateway:
             ch: ChannelConfig = self.cfg.channels[channel]
             if ch.concat not in counts:
                 try:
-                    counts[ch.concat] = len(
-                        split.plan(req.text, concat=ch.concat, max_segments=q.max_segments).parts
-                    )
+                    parts = len(split.plan(req.text, concat=ch.concat, max_segments=q.max_segments).parts)
+                    # message_payload carries the whole text in one PDU, with one receipt: that is what
+                    # the delivery waits for, whatever the network splits it into later.
+                    counts[ch.concat] = 1 if ch.concat == "payload" else parts
                 except split.TooManySegments as e:
                     raise Rejected("text", str(e)) from None
                 except ValueError as e:  # e.g. an unpaired surrogate, which no encoding can carry

@@ -1,0 +1,51 @@
+"""scripts/bench.py runs end to end: a short masd-single load (wrk → HTTP → store → SMPP → masd sim smsc →
+receipt stored) that produces figures. The full benchmark is scripts/bench; see docs/benchmarks.md.
+
+The test installs nothing. It needs wrk (Debian package ``wrk``, which scripts/test installs): where wrk is
+missing but apt-get is there, that is a missing install step and the test fails; only a machine that
+has neither is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+BENCH = Path(__file__).resolve().parent.parent.parent / "scripts" / "bench.py"
+
+
+def test_a_quick_masd_single_run_measures_throughput_and_latency() -> None:
+    if shutil.which("wrk") is None:
+        if shutil.which("apt-get") is None:
+            pytest.skip("wrk is not installed and apt-get is not available to install it")
+        pytest.fail("wrk is not installed: scripts/test installs it (apt-get install wrk)")
+    argv = [
+        sys.executable,
+        str(BENCH),
+        "--quick",
+        "--duration",
+        "2",
+        "--rows",
+        "masd-single",
+        "--no-write",
+        "--no-install",
+        "--json",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    (row,) = result["rows"]
+    assert row["row"] == "masd-single" and row["measured"], row["note"]
+    assert row["accepted"] > 0 and row["receipts"] == row["accepted"]
+    assert row["e2e_rate"] > 0 and row["accept_rate"] > 0
+    assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert row["smsc_submits"] >= row["accepted"]
+    assert row["cpu"]["masd"] > 0
+    assert result["machine"]["nproc"]
