@@ -1024,6 +1024,7 @@ def bench(ctx: typer.Context) -> None:
     spec = importlib.util.spec_from_file_location("masd_bench", script)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there while the module loads
     spec.loader.exec_module(module)
     raise typer.Exit(module.main(list(ctx.args)))
 

@@ -278,13 +278,14 @@ def masd_argv(*args: str) -> list[str]:
 def shown(argv: Sequence[str], work: Path) -> str:
     """A command line as the report shows it: no absolute paths of this machine."""
     out = []
+    masd_cli = list(argv[:3]) == [sys.executable, "-m", "masd.cli"]
     for i, a in enumerate(argv):
-        if i == 0 and a == sys.executable:
+        if masd_cli and i < 2:
             continue
-        if i == 1 and argv[0] == sys.executable and a == "-m":
-            continue
-        if i == 2 and argv[0] == sys.executable and a == "masd.cli":
+        if masd_cli and i == 2:
             a = "masd"
+        elif i == 0 and a == sys.executable:
+            a = "python"
         a = a.replace(str(ROOT) + "/", "")
         if a.startswith("/usr/") or a.startswith("/bin/"):
             a = Path(a).name
@@ -1029,7 +1030,7 @@ def masd_queued(s: Settings) -> list[Row]:
     label = f"{n:,}"
     work = s.workdir / "queued"
     work.mkdir(parents=True)
-    commands: list[str] = []
+    commands = [f"# first: {n:,} messages queued through masd.core.gateway.Gateway.accept, 1,000 a call"]
     rows: list[Row] = []
     http_port = free_port()
     # Nothing listens on this port: the channel stays down and nothing drains.
@@ -1293,7 +1294,9 @@ def report(rows: Sequence[Row], s: Settings, info: dict[str, str], argv: Sequenc
         "",
         "## Commands",
         "",
-        "`$WORK` is the run's temporary directory; `$KEY` the API key `masd apps create` printed.",
+        "`$WORK` is the run's temporary directory; `$KEY` the API key `masd apps create` printed. The "
+        "configuration files (masd.toml, kannel.conf) and wrk's Lua scripts are written by scripts/bench.py "
+        "(`MASD_CONFIG`, `KANNEL_CONF`, `LUA_*`).",
         "",
     ]
     for name, cs in cmds.items():
