@@ -145,6 +145,10 @@ class Daemon:
     async def _housekeeping(self) -> None:
         q = self.cfg.queue
         interval = max(0.5, min(5.0, q.lease_seconds / 4))
+        # The overdue sweeps read every queued and submitted row (no index serves them, and one would tax
+        # every state change); validity and receipt timeouts are hours, so once a minute is plenty.
+        sweep_every = max(interval, min(60.0, q.validity_seconds / 10, q.receipt_timeout_seconds / 10))
+        next_sweep = 0.0
         while True:
             await trio.sleep(interval)
             now = time.time()
@@ -153,9 +157,14 @@ class Daemon:
                 if n:
                     self.metrics.recovered_claims.inc(n)
                     log.warning("expired leases returned to the queue", count=n)
-                swept = await self.db.write(
-                    lambda c: queue_store.sweep_overdue(c, now=now, receipt_timeout=q.receipt_timeout_seconds)
-                )
+                swept: dict[str, int] = {}
+                if trio.current_time() >= next_sweep:
+                    next_sweep = trio.current_time() + sweep_every
+                    swept = await self.db.write(
+                        lambda c: queue_store.sweep_overdue(
+                            c, now=now, receipt_timeout=q.receipt_timeout_seconds
+                        )
+                    )
                 for why, count in swept.items():
                     if count:
                         self.metrics.deliveries_final.labels("expired").inc(count)
