@@ -234,3 +234,48 @@ async def test_logs_carry_message_and_delivery_ids(
     final = [x for x in lines if x.get("event") == "delivery final"]
     assert accepted and accepted[0]["message_id"] == acc.message_id
     assert final and "delivery_id" in final[0]
+
+
+async def test_recipients_are_routed_to_the_channel_with_the_longest_matching_prefix(tmp_path: Path) -> None:
+    cfg = tmp_path / "masd.toml"
+    cfg.write_text(
+        f"""
+[node]
+data_dir = "{tmp_path.as_posix()}"
+[http]
+enabled = false
+[queue]
+poll_interval = 0.05
+[channels.unicom]
+driver = "sim"
+prefixes = ["130", "131", "132"]
+[channels.unicom.options]
+receipt_delay = 0.01
+[channels.unicom_iot]
+driver = "sim"
+prefixes = ["1320"]
+[channels.unicom_iot.options]
+receipt_delay = 0.01
+[channels.other]
+driver = "sim"
+[channels.other.options]
+receipt_delay = 0.01
+"""
+    )
+    d = Daemon(load_config(cfg, env={}))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(d.run)
+        acc = await d.gateway.send(
+            SubmitRequest("路由测试", ["13012345678", "13201234567", "13912345678", "+447700900123"]),
+            interface="test",
+        )
+        msg = await wait_final(d, acc.message_id)
+        d.stop()
+    routed = {x["recipient"]: x["channel"] for x in msg["deliveries"]}
+    assert routed == {
+        "13012345678": "unicom",
+        "13201234567": "unicom_iot",
+        "13912345678": "other",
+        "+447700900123": "other",
+    }
+    assert {x["state"] for x in msg["deliveries"]} == {"delivered"}
