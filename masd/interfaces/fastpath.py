@@ -17,9 +17,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from masd.core.gateway import Gateway, QueueFull, Rejected, SubmitRequest
+from masd.core.gateway import Accepted, Gateway, QueueFull, Rejected, SubmitRequest
 
-__all__ = ["FastSubmit"]
+__all__ = ["FastSubmit", "accepted_json"]
 
 _PLAIN = frozenset({"to", "text", "priority", "validity_seconds", "client_ref", "extension", "channel"})
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -54,7 +54,8 @@ def _request(body: Any) -> SubmitRequest | None:
     )
 
 
-def _answer(acc: Any) -> dict[str, Any]:
+def accepted_json(acc: Accepted) -> dict[str, Any]:
+    """The answer to an accepted message, the same from this path and from the full routes."""
     return {
         "id": acc.message_id,
         "state": "queued",
@@ -144,11 +145,11 @@ class FastSubmit:
             # Nothing was stored; the full route runs the same checks and words the answer.
             return False
         if path == "/v1/messages":
-            out: dict[str, Any] = _answer(accepted[0])
+            out: dict[str, Any] = accepted_json(accepted[0])
             status = 201 if accepted[0].created else 200
             headers = [*_JSON_HEADERS, (b"location", out["links"]["self"].encode())]
         else:
-            out = {"messages": [_answer(a) for a in accepted]}
+            out = {"messages": [accepted_json(a) for a in accepted]}
             status = 201
             headers = list(_JSON_HEADERS)
         data = json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()

@@ -48,7 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import masd
 from masd.core.gateway import QueueFull, Rejected, SubmitRequest
-from masd.interfaces.fastpath import FastSubmit
+from masd.interfaces.fastpath import FastSubmit, accepted_json
 from masd.store.db import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -642,19 +642,9 @@ def make_app(daemon: Daemon) -> FastAPI:
     ) -> Response:
         """Validate and store the message; it is queued for sending when this answers."""
         acc = await gateway.send(_submit_request(body), interface="http", app_id=app_id)
-        location = f"/v1/messages/{acc.message_id}"
+        out = accepted_json(acc)
         return JSONResponse(
-            {
-                "id": acc.message_id,
-                "state": "queued",
-                "recipients": acc.recipients,
-                "segments": acc.segments,
-                "encoding": acc.encoding,
-                "created": acc.created,
-                "links": {"self": location},
-            },
-            status_code=201 if acc.created else 200,
-            headers={"Location": location},
+            out, status_code=201 if acc.created else 200, headers={"Location": out["links"]["self"]}
         )
 
     @app.post(
@@ -670,23 +660,7 @@ def make_app(daemon: Daemon) -> FastAPI:
         ``messages[i].field``. Each message keeps its own ``client_ref`` idempotency."""
         reqs = [_submit_request(m) for m in body.messages]
         accepted = await gateway.accept(reqs, interface="http", app_id=app_id)
-        return JSONResponse(
-            {
-                "messages": [
-                    {
-                        "id": acc.message_id,
-                        "state": "queued",
-                        "recipients": acc.recipients,
-                        "segments": acc.segments,
-                        "encoding": acc.encoding,
-                        "created": acc.created,
-                        "links": {"self": f"/v1/messages/{acc.message_id}"},
-                    }
-                    for acc in accepted
-                ]
-            },
-            status_code=201,
-        )
+        return JSONResponse({"messages": [accepted_json(acc) for acc in accepted]}, status_code=201)
 
     @app.get(
         "/v1/messages/{id}",
