@@ -98,11 +98,18 @@ def store_receipts(
 
 @dataclasses.dataclass(slots=True)
 class _Hit:
-    segment_id: int
-    delivery_id: int
+    segment: sa.Row[Any]  # id, carrier_id, delivery_id, state, seq, total
     status: str
     error_code: int | None
     now: float
+
+    @property
+    def segment_id(self) -> int:
+        return int(self.segment.id)
+
+    @property
+    def delivery_id(self) -> int:
+        return int(self.segment.delivery_id)
 
 
 def _lock(q: sa.Select[Any], conn: sa.Connection) -> sa.Select[Any]:
@@ -117,6 +124,17 @@ def _insert_receipts() -> sa.ClauseElement:
     return sa.insert(r).values({c: sa.bindparam(c) for c in _RECEIPT_COLUMNS})
 
 
+def _segments(conn: sa.Connection, channel: str, carrier_ids: Sequence[str]) -> dict[str, sa.Row[Any]]:
+    """The segments these carrier ids name on this channel, locked, with what applying a receipt needs.
+    If a carrier reused an id, the latest segment wins."""
+    q = (
+        sa.select(s.c.id, s.c.carrier_id, s.c.delivery_id, s.c.state, s.c.seq, s.c.total)
+        .where(s.c.channel == channel, s.c.carrier_id.in_(list(carrier_ids)))
+        .order_by(s.c.id)
+    )
+    return {row.carrier_id: row for row in conn.execute(_lock(q, conn))}
+
+
 def store_receipt_items(conn: sa.Connection, items: Sequence[ReceiptItem]) -> list[ReceiptOutcome]:
     """Store a batch of receipts and apply them, in a handful of statements whatever the batch size."""
     if not items:
@@ -124,32 +142,24 @@ def store_receipt_items(conn: sa.Connection, items: Sequence[ReceiptItem]) -> li
     wanted: dict[str, set[str]] = {}
     for it in items:
         wanted.setdefault(it.channel, set()).add(it.receipt.carrier_id)
-    known: dict[tuple[str, str], tuple[int, int]] = {}
-    for channel, ids in wanted.items():
-        q = (
-            sa.select(s.c.id, s.c.carrier_id, s.c.delivery_id)
-            .where(s.c.channel == channel, s.c.carrier_id.in_(list(ids)))
-            .order_by(s.c.id)
-        )
-        for seg_id, carrier_id, delivery_id in conn.execute(q):
-            known[(channel, carrier_id)] = (seg_id, delivery_id)  # the latest wins if an id was reused
+    known = {channel: _segments(conn, channel, list(ids)) for channel, ids in wanted.items()}
     rows: list[dict[str, Any]] = []
     hits: list[_Hit | None] = []
     for it in items:
         rec = it.receipt
-        hit = known.get((it.channel, rec.carrier_id))
+        hit = known[it.channel].get(rec.carrier_id)
         rows.append(
             {
                 "channel": it.channel,
                 "carrier_id": rec.carrier_id,
-                "segment_id": hit[0] if hit else None,
+                "segment_id": hit.id if hit else None,
                 "status": rec.status,
                 "error_code": rec.error_code,
                 "raw": rec.raw[:2000] if rec.raw else None,
                 "received_at": it.now,
             }
         )
-        hits.append(_Hit(hit[0], hit[1], rec.status, rec.error_code, it.now) if hit else None)
+        hits.append(_Hit(hit, rec.status, rec.error_code, it.now) if hit else None)
         if hit is None and it.held is not None:
             it.held.add(it.channel, rec.carrier_id)
     executemany(conn, "insert_receipts", _insert_receipts, rows)
@@ -171,22 +181,15 @@ def apply_held(conn: sa.Connection, *, channel: str, carrier_ids: Sequence[str],
     ).all()
     if not held:
         return 0
-    segs = {
-        carrier_id: (seg_id, delivery_id)
-        for seg_id, carrier_id, delivery_id in conn.execute(
-            sa.select(s.c.id, s.c.carrier_id, s.c.delivery_id).where(
-                s.c.channel == channel, s.c.carrier_id.in_([h.carrier_id for h in held])
-            )
-        )
-    }
+    segs = _segments(conn, channel, [h.carrier_id for h in held])
     hits: list[_Hit | None] = []
     links = []
     for h in held:
         hit = segs.get(h.carrier_id)
         if hit is None:
             continue
-        links.append({"b_id": h.id, "b_segment_id": hit[0]})
-        hits.append(_Hit(hit[0], hit[1], h.status, h.error_code, now))
+        links.append({"b_id": h.id, "b_segment_id": hit.id})
+        hits.append(_Hit(hit, h.status, h.error_code, now))
     if links:
         conn.execute(
             sa.update(r)
@@ -205,14 +208,8 @@ def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[str | 
     live = [(i, h) for i, h in enumerate(hits) if h is not None and h.status in FINAL_SEGMENT]
     if not live:
         return out
-    seg_ids = list({h.segment_id for _, h in live})
-    seg_rows = {
-        row.id: row
-        for row in conn.execute(
-            _lock(sa.select(s.c.id, s.c.state, s.c.seq, s.c.total).where(s.c.id.in_(seg_ids)), conn)
-        )
-    }
-    seg_state = {sid: row.state for sid, row in seg_rows.items()}
+    # A segment's state as this batch leaves it: two receipts for one segment apply only the first.
+    seg_state = {h.segment_id: h.segment.state for _, h in live}
     seg_updates: list[dict[str, Any]] = []
     events: list[tuple[int, _Hit]] = []
     for i, h in live:
@@ -262,10 +259,10 @@ def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[str | 
                 upd["b_done"] = h.now
                 out[i] = cur[0]
         else:
-            row = seg_rows[h.segment_id]
             code = f", error code {h.error_code}" if h.error_code is not None else ""
             cur[0] = delivery_state_for_segment_failure(h.status).value
-            upd["b_reason"] = f"carrier receipt for segment {row.seq}/{row.total}: {h.status}{code}"
+            seg = h.segment
+            upd["b_reason"] = f"carrier receipt for segment {seg.seq}/{seg.total}: {h.status}{code}"
             upd["b_done"] = h.now
             out[i] = cur[0]
         upd["b_state"] = cur[0]
