@@ -15,6 +15,8 @@ from masd.config import load_config
 from masd.core.gateway import QueueFull, Rejected, SubmitRequest
 from masd.daemon import Daemon
 
+from .helpers import wait_final
+
 
 def make_daemon(tmp_path: Path, **env: str) -> Daemon:
     base = {
@@ -46,16 +48,6 @@ async def running(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         yield start
         for d in daemons:
             d.stop()
-
-
-async def wait_final(d: Daemon, message_id: int, timeout: float = 15) -> dict[str, Any]:
-    with trio.fail_after(timeout):
-        while True:
-            msg = await d.gateway.get_message(message_id)
-            assert msg is not None
-            if all(x["state"] not in ("queued", "submitting", "submitted") for x in msg["deliveries"]):
-                return msg
-            await trio.sleep(0.05)
 
 
 async def test_a_message_to_two_numbers_is_delivered_to_both(running: Callable[..., Any]) -> None:

@@ -28,11 +28,12 @@ from masd.core.gateway import SubmitRequest
 from masd.daemon import Daemon
 from masd.store.tables import replies
 
+from .helpers import wait_final
+
 pytestmark = pytest.mark.e2e
 
 INTEROP = Path(__file__).resolve().parent.parent / "interop"
 SERVICE_NUMBER = "1065700012345"
-FINAL = ("delivered", "undelivered", "expired", "rejected", "failed", "cancelled")
 
 CONFIG = """
 [node]
@@ -198,16 +199,6 @@ async def start(tmp_path: Path, node_smsc: list[str]) -> AsyncIterator[StartRig]
 async def wait_bound(daemon: Daemon, smsc: NodeSmsc, binds: int, timeout: float = 15) -> None:
     with trio.fail_after(timeout):
         while not (daemon.drivers["smpp"].up and len((await smsc.stats())["bound"]) >= binds):
-            await trio.sleep(0.05)
-
-
-async def wait_final(d: Daemon, message_id: int, timeout: float = 30) -> dict[str, Any]:
-    with trio.fail_after(timeout):
-        while True:
-            msg = await d.gateway.get_message(message_id)
-            assert msg is not None
-            if all(x["state"] in FINAL for x in msg["deliveries"]):
-                return msg
             await trio.sleep(0.05)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +16,8 @@ from masd.core.split import plan
 from masd.daemon import Daemon
 from masd.store.tables import replies
 from masd_adapters.smpp.smsc import Smsc, SmscConfig
+
+from .helpers import wait_final
 
 
 @dataclass
@@ -74,16 +75,6 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 async def daemon_stopped(d: Daemon) -> None:
     with trio.move_on_after(10):
         while d.ready:
-            await trio.sleep(0.05)
-
-
-async def wait_final(d: Daemon, message_id: int, timeout: float = 20) -> dict[str, Any]:
-    with trio.fail_after(timeout):
-        while True:
-            msg = await d.gateway.get_message(message_id)
-            assert msg is not None
-            if all(x["state"] not in ("queued", "submitting", "submitted") for x in msg["deliveries"]):
-                return msg
             await trio.sleep(0.05)
 
 
