@@ -17,40 +17,55 @@ configuration error.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import datetime as dt
 import importlib.util
 import io
-import json
-import os
 import re
+import secrets
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import sqlalchemy as sa
 import trio
 import typer
-from alembic.util.exc import CommandError
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from masd import __version__
-from masd.config import Config, ConfigError, load_config
+from masd._cli import (
+    ConfigOption,
+    JsonOption,
+    _fail,
+    _iso,
+    _jsonable,
+    _load,
+    _local,
+    _note,
+    _print_json,
+    _run,
+    _store,
+    err,
+    out,
+)
+from masd.cli_dbpoll import dbpoll_app
+from masd.cli_replies import replies_app
+from masd.cli_webhooks import webhooks_app
+from masd.config import ConfigError
+from masd.core import apps as app_policy
 from masd.core import recipients as rcpt
-from masd.core.gateway import Accepted, Gateway, QueueFull, Rejected, SubmitRequest
+from masd.core.gateway import Accepted, App, Gateway, QueueFull, Refused, Rejected, SubmitRequest
 from masd.core.states import FINAL_VALUES, DeliveryState
-from masd.logging import configure_logging
+from masd.modules.contacts.cli import contacts_app
 from masd.sim_cli import sim_app
 from masd.store import apps as app_store
-from masd.store.db import Database, StoreUnavailable, database_from_config
+from masd.store.db import StoreUnavailable
 
 if TYPE_CHECKING:
     from masd.daemon import Daemon
@@ -74,8 +89,6 @@ RETRIABLE = tuple(
     if s in FINAL_VALUES and s not in (DeliveryState.DELIVERED.value, DeliveryState.CANCELLED.value)
 )
 HANDED_OVER = (DeliveryState.SUBMITTING.value, DeliveryState.SUBMITTED.value)
-# Store columns holding epoch seconds; they are shown as local time and written to JSON as ISO 8601.
-TIME_KEYS = frozenset({"not_before", "lease_until"})
 
 STATE_STYLE = {
     "queued": "cyan",
@@ -88,12 +101,6 @@ STATE_STYLE = {
     "failed": "red",
     "cancelled": "dim",
 }
-
-# Piped output keeps the tables' natural width: rich would otherwise assume 80 columns and cut numbers
-# short with an ellipsis, which breaks `masd queue list | grep`. A terminal (or $COLUMNS) sets its own.
-out = Console(highlight=False, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 250)
-err = Console(stderr=True, highlight=False)
-
 app = typer.Typer(
     name="masd",
     help="masd — SMS gateway daemon (短信网关): run it, send messages and look after the queue.",
@@ -113,101 +120,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(queue_app, name="queue")
 app.add_typer(apps_app, name="apps")
 app.add_typer(sim_app, name="sim")
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        envvar="MASD_CONFIG",
-        help="Configuration file (配置文件, TOML). Without it: built-in defaults plus MASD_* variables.",
-        show_default=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (机器可读输出).")]
-
-
-# ----- shared plumbing ----------------------------------------------------------------------------------
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    # soft_wrap: rich would otherwise break long lines at 80 columns when stderr is not a terminal,
-    # which splits messages that people grep for.
-    err.print(message, style="red", markup=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _note(message: str, style: str = "yellow") -> None:
-    err.print(message, style=style, markup=False, soft_wrap=True)
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
-
-
-def _load(path: Path | None, *, daemon: bool = False) -> Config:
-    try:
-        cfg = load_config(path)
-    except ConfigError as e:
-        _fail(str(e), 2)
-    if daemon:
-        configure_logging(cfg.log.level, cfg.log.format)
-    else:
-        # A one-shot command reports its result itself; the core's info lines ("message accepted") would
-        # only repeat it, so show warnings and worse unless the configuration asks for debug.
-        configure_logging("warning" if cfg.log.level == "info" else cfg.log.level, cfg.log.format)
-    return cfg
-
-
-@contextlib.contextmanager
-def _store(cfg: Config, *, upgrade: bool = True) -> Iterator[Database]:
-    """Open the configured database (migrated to head unless ``upgrade`` is false); turn store failures
-    into a message and exit code 1 instead of a traceback."""
-    try:
-        db = database_from_config(cfg)
-    except OSError as e:
-        _fail(f"cannot create the data directory {cfg.data_path}: {e.strerror or e}")
-    try:
-        # Only migrate when behind: upgrade() takes the write lock, which a read-only command should not
-        # contend for with a busy daemon.
-        if upgrade and db.current_revision() != db.head_revision():
-            db.upgrade()
-        yield db
-    except (sa.exc.SQLAlchemyError, StoreUnavailable, CommandError) as e:
-        detail = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-        _fail(f"database {db.describe()}: {detail}")
-    finally:
-        db.dispose()
-
-
-def _run(fn: Callable[[], Awaitable[T]]) -> T:
-    return trio.run(fn)
-
-
-def _local(t: float | None) -> str:
-    if t is None:
-        return "-"
-    return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _iso(t: float | None) -> str | None:
-    return None if t is None else dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="milliseconds")
-
-
-def _is_time_key(key: str) -> bool:
-    return key.endswith("_at") or key in TIME_KEYS
-
-
-def _jsonable(value: Any) -> Any:
-    """Store rows for JSON: epoch-second columns become ISO 8601 with the local offset."""
-    if isinstance(value, dict):
-        return {
-            k: _iso(v) if _is_time_key(k) and isinstance(v, int | float) else _jsonable(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
+app.add_typer(replies_app, name="replies")
+app.add_typer(contacts_app, name="contacts")
+app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(dbpoll_app, name="dbpoll")
 
 
 def _state_text(state: str) -> Text:
@@ -494,6 +410,14 @@ def send(
         str | None,
         typer.Option(help="Channel (通道) to use instead of routing by prefix.", show_default=False),
     ] = None,
+    app_name: Annotated[
+        str | None,
+        typer.Option(
+            "--app",
+            help="Send as this app (以应用身份): its limits and extension apply, replies go to it.",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -557,11 +481,20 @@ def send(
 
     with _store(cfg) as db:
         gateway = Gateway(cfg, db)
+        sender: App | None = None
+        if app_name is not None:
+            sender = _run(lambda: gateway.app_named(app_name))
+            if sender is None:
+                _fail(f"no active app named {app_name!r}; 'masd apps list' shows them")
         # Validate every message before the first is stored: a command either sends its whole list or
         # nothing (short of the store failing half-way, which is reported below).
         for i, req in enumerate(requests):
             try:
-                gateway.prepare(req, interface="cli", app_id=None)
+                if sender is not None:
+                    sender.check_kind(req.kind)
+                gateway.prepare(req, interface="cli", app_id=None, app=sender)
+            except Refused as e:
+                _fail(f"{e.reason}\nnothing was sent")
             except Rejected as e:
                 _fail(_rejected_message(e, kept[i * CHUNK : (i + 1) * CHUNK]) + "\nnothing was sent")
 
@@ -588,15 +521,18 @@ def send(
                 task = progress.add_task("accepting", total=len(numbers))
                 for req in requests:
                     try:
-                        done.extend(await gateway.accept([req], interface="cli"))
-                    except (QueueFull, Rejected, StoreUnavailable, sa.exc.SQLAlchemyError) as e:
+                        done.extend(await gateway.accept([req], interface="cli", app=sender))
+                    except (QueueFull, Rejected, Refused, StoreUnavailable, sa.exc.SQLAlchemyError) as e:
                         return done, e
                     progress.advance(task, len(req.recipients))
             return done, None
 
         accepted, error = _run(accept_all)
     if error is not None:
-        reason = _rejected_message(error, ()) if isinstance(error, Rejected) else str(error)
+        if isinstance(error, Rejected):
+            reason = _rejected_message(error, ())
+        else:
+            reason = error.reason if isinstance(error, Refused) else str(error)
         if accepted:
             ids = ", ".join(str(a.message_id) for a in accepted)
             _fail(
@@ -919,31 +855,181 @@ def _check_name(name: str) -> str:
     return name
 
 
+ChannelsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--channels",
+        help="Kinds of channel the app may use (允许的通道), comma-separated: sms, voice. Default: all.",
+        show_default=False,
+    ),
+]
+RateOption = Annotated[
+    str | None,
+    typer.Option(
+        "--rate",
+        help="Most recipients per second (发送速率), e.g. 50/s, 600/min. Default: unlimited.",
+        show_default=False,
+    ),
+]
+QuotaOption = Annotated[
+    str | None,
+    typer.Option(
+        "--quota",
+        help="Most recipients per day (每日配额), e.g. 10000/day. Default: unlimited.",
+        show_default=False,
+    ),
+]
+ExtensionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--extension",
+        help="Extension digits after the service number (扩展码); replies to it belong to this app.",
+        show_default=False,
+    ),
+]
+WebhookOption = Annotated[
+    str | None,
+    typer.Option(
+        "--webhook",
+        help="URL that receives the app's receipts and replies (回调地址), signed; '' removes it.",
+        show_default=False,
+    ),
+]
+
+
+def _app_settings(
+    channels: str | None,
+    rate: str | None,
+    quota: str | None,
+    extension: str | None,
+    webhook: str | None,
+) -> dict[str, Any]:
+    """Options → stored settings. An empty value ('' or 'none') clears that limit."""
+    settings: dict[str, Any] = {}
+
+    def cleared(v: str) -> bool:
+        return v.strip().lower() in ("", "none", "unlimited", "all")
+
+    try:
+        if channels is not None:
+            settings["channels"] = None if cleared(channels) else app_policy.parse_channels(channels)
+        if rate is not None:
+            settings["rate"] = None if cleared(rate) else app_policy.parse_rate(rate)
+        if quota is not None:
+            settings["quota_per_day"] = None if cleared(quota) else app_policy.parse_quota(quota)
+    except ValueError as e:
+        opt = "--channels" if "channel" in str(e) else "--rate" if "rate" in str(e) else "--quota"
+        raise typer.BadParameter(str(e), param_hint=opt) from None
+    if extension is not None:
+        ext = extension.strip()
+        if ext and (not ext.isdigit() or len(ext) > 12):
+            raise typer.BadParameter("must be 1 to 12 digits", param_hint="--extension")
+        settings["extension"] = ext or None
+    if webhook is not None:
+        url = webhook.strip()
+        if url and not re.match(r"^https?://[^\s/]+", url):
+            raise typer.BadParameter("must be an http:// or https:// URL", param_hint="--webhook")
+        settings["webhook_url"] = url or None
+        settings["webhook_secret"] = secrets.token_hex(32) if url else None
+    return settings
+
+
+def _describe_app(r: dict[str, Any]) -> dict[str, str]:
+    ch = r.get("channels")
+    quota = r.get("quota_per_day")
+    return {
+        "channels": ch.replace(",", ", ") if ch else "all",
+        "rate": app_policy.format_rate(r.get("rate")),
+        "quota": f"{quota}/day" if quota else "unlimited",
+        "extension": r.get("extension") or "-",
+        "webhook": r.get("webhook_url") or "-",
+    }
+
+
+def _print_settings(name: str, settings: dict[str, Any], as_json: bool, extra: dict[str, Any]) -> None:
+    shown = _describe_app(settings)
+    if as_json:
+        data = {**extra, "name": name, **{k: settings.get(k) for k in app_store.SETTINGS}}
+        _print_json(data)
+        return
+    for k, v in shown.items():
+        out.print(f"  {k:<10} {v}", markup=False, soft_wrap=True)
+    if settings.get("webhook_secret"):
+        out.print("webhook signing secret (签名密钥), shown once:", markup=False)
+        out.print(settings["webhook_secret"], markup=False, soft_wrap=True)
+
+
 @apps_app.command("create")
 def apps_create(
     name: Annotated[str, typer.Argument(help="A name for the application (应用名称), e.g. oa.")],
+    channels: ChannelsOption = None,
+    rate: RateOption = None,
+    quota: QuotaOption = None,
+    extension: ExtensionOption = None,
+    webhook: WebhookOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create an application and print its API key once (创建应用)."""
+    """Create an application and print its API key once (创建应用).
+
+    Example: masd apps create oa --channels sms,voice --rate 50/s --quota 10000/day --extension 01
+    """
     name = _check_name(name)
+    settings = _app_settings(channels, rate, quota, extension, webhook)
     cfg = _load(config)
     with _store(cfg) as db:
         try:
-            app_id, key = _run(lambda: db.write(lambda c: app_store.create_app(c, name, now=time.time())))
-        except app_store.AppExists as e:
+            app_id, key = _run(
+                lambda: db.write(lambda c: app_store.create_app(c, name, now=time.time(), **settings))
+            )
+        except (app_store.AppExists, ValueError) as e:
             _fail(str(e))
     if as_json:
-        _print_json({"id": app_id, "name": name, "key": key})
+        _print_settings(name, settings, True, {"id": app_id, "key": key})
         return
     out.print(f"created app {name!r} (id {app_id}); its API key (密钥):", markup=False, soft_wrap=True)
     out.print(key, markup=False, soft_wrap=True)
     out.print(KEY_NOTE, style="yellow", markup=False)
+    _print_settings(name, settings, False, {})
+
+
+@apps_app.command("set")
+def apps_set(
+    name: Annotated[str, typer.Argument(help="Application name.")],
+    channels: ChannelsOption = None,
+    rate: RateOption = None,
+    quota: QuotaOption = None,
+    extension: ExtensionOption = None,
+    webhook: WebhookOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change an application's limits, extension or webhook (修改应用设置); 'none' clears a limit.
+
+    A running daemon applies the change within a few seconds (it caches keys briefly)."""
+    name = _check_name(name)
+    settings = _app_settings(channels, rate, quota, extension, webhook)
+    if not settings:
+        _fail("nothing to change: give --channels, --rate, --quota, --extension or --webhook", 2)
+    cfg = _load(config)
+    with _store(cfg) as db:
+        try:
+            ok = _run(lambda: db.write(lambda c: app_store.update_app(c, name, **settings)))
+        except ValueError as e:
+            _fail(str(e))
+        row = _run(lambda: db.read(lambda c: app_store.get_app(c, name))) if ok else None
+    if not ok or row is None:
+        _fail(f"no active app named {name!r}")
+    if not as_json:
+        out.print(f"app {name!r} now:", markup=False, soft_wrap=True)
+    # The secret is shown only when this command made it.
+    row["webhook_secret"] = settings.get("webhook_secret")
+    _print_settings(name, row, as_json, {"id": row["id"]})
 
 
 @apps_app.command("list")
 def apps_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """List applications (应用列表); keys are never shown, only their first characters."""
+    """List applications (应用列表) with their limits; keys are never shown, only their first characters."""
     cfg = _load(config)
     with _store(cfg) as db:
         rows = _run(lambda: db.read(app_store.list_apps))
@@ -954,14 +1040,32 @@ def apps_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         out.print("no apps; 'masd apps create NAME' makes one")
         return
     table = Table(show_edge=False)
-    for name in ("id", "name", "key starts", "created", "status"):
-        table.add_column(name, no_wrap=name != "name")
+    cols = (
+        "id",
+        "name",
+        "key starts",
+        "channels",
+        "rate",
+        "quota",
+        "extension",
+        "webhook",
+        "created",
+        "status",
+    )
+    for col in cols:
+        table.add_column(col, no_wrap=col not in ("name", "webhook"))
     for r in rows:
         revoked = r.get("revoked_at")
+        d = _describe_app(r)
         table.add_row(
             str(r["id"]),
             Text(r["name"]),
             r["key_prefix"] + "…",
+            d["channels"],
+            d["rate"],
+            d["quota"],
+            d["extension"],
+            Text(d["webhook"]),
             _local(r["created_at"]),
             Text(f"revoked {_local(revoked)}", style="dim") if revoked else Text("active", style="green"),
         )

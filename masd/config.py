@@ -9,6 +9,7 @@ TOML, e.g. ``5`` or ``true`` or ``[1, 2]``, and as a plain string otherwise).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -63,17 +64,102 @@ class QueueConfig(_Section):
     max_text_length: int = Field(2000, ge=1, le=100_000)
 
 
+def _check_listen(v: str) -> str:
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(
+            "must be host:port with a port from 1 to 65535 (0: any free port), e.g. 127.0.0.1:8080"
+        )
+    return v
+
+
 class HttpConfig(_Section):
     enabled: bool = True
     listen: str = Field("127.0.0.1:8080", description="host:port")
 
-    @field_validator("listen")
+    _listen = field_validator("listen")(_check_listen)
+
+
+class SocketConfig(_Section):
+    enabled: bool = True
+    listen: str = Field("127.0.0.1:9700", description="host:port of the NDJSON socket interface")
+    max_unacked: int = Field(1000, ge=1, le=100_000, description="pushes in flight to one connection")
+    send_buffer: int = Field(1000, ge=1, le=100_000, description="frames queued for one slow reader")
+    max_frame_bytes: int = Field(
+        65_536, ge=1024, le=16 * 1024 * 1024, description="longest frame a client may send, newline excluded"
+    )
+    pipeline: int = Field(100, ge=1, le=10_000, description="submits of one connection handled at once")
+    login_timeout: float = Field(60.0, gt=0, le=3600, description="seconds a connection may take to log in")
+
+    _listen = field_validator("listen")(_check_listen)
+
+
+class RepliesConfig(_Section):
+    window_hours: float = Field(
+        72.0, ge=0, description="a reply goes to the app of the latest delivery to its sender within this"
+    )
+    keywords: dict[str, str] = Field(
+        default_factory=dict, description='first word of a reply → app name, e.g. TD = "oa"'
+    )
+
+
+class EventsConfig(_Section):
+    retention_days: float = Field(
+        7.0, gt=0, description="receipt and reply events kept this long, read or not"
+    )
+
+
+class WebhooksConfig(_Section):
+    enabled: bool = Field(True, description="send apps' events to their webhook_url (masd apps set)")
+    max_attempts: int = Field(8, ge=1, le=100, description="attempts before an event is parked")
+    backoff_seconds: float = Field(2.0, gt=0, description="first retry delay; doubles each attempt")
+    backoff_max_seconds: float = Field(300.0, gt=0, description="the longest delay between two attempts")
+    timeout_seconds: float = Field(10.0, gt=0, le=300, description="one attempt's deadline, answer included")
+    discover_seconds: float = Field(
+        5.0, gt=0, le=3600, description="how often to look for apps whose webhook was set, changed or removed"
+    )
+
+
+class MeetingConfig(_Section):
+    enabled: bool = Field(True, description="run the meeting module (会信通)")
+    app: str = Field("meeting", description="the app the module sends as; created at start if missing")
+    extension: str = Field(
+        "9", pattern=r"^[0-9]{1,4}$", description="the module's extension; each meeting's id follows it"
+    )
+    signature: str = Field("", description="appended to every SMS, e.g. 【市政府办公室】")
+    second_sms_after_minutes: float | None = Field(
+        60.0, ge=0, description="default delay of the second SMS to those who have not replied"
+    )
+    call_after_minutes: float | None = Field(
+        30.0, ge=0, description="default delay, after the second SMS, of the call (mode sms+voice)"
+    )
+    remind_before_minutes: float | None = Field(
+        60.0, ge=0, description="default: remind those attending this long before the start"
+    )
+    confirm_replies: bool = Field(True, description="answer each understood reply with a confirmation")
+    words: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="reply words by meaning (attend, decline, leave, checkin) replacing the defaults",
+    )
+
+    @field_validator("words")
     @classmethod
-    def _host_port(cls, v: str) -> str:
-        host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("must be host:port with a port from 1 to 65535, e.g. 127.0.0.1:8080")
+    def _meanings(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for k in v:
+            if k not in ("attend", "decline", "leave", "checkin"):
+                raise ValueError(f"{k!r} is not a reply meaning; use attend, decline, leave or checkin")
         return v
+
+
+class DbPollConfig(_Section):
+    url: str = Field(..., description="SQLAlchemy URL of the OA database holding api_mt_<code> etc.")
+    app: str = Field(..., description="the app this interface acts as (masd apps create …)")
+    dialect: Literal["mas"] = "mas"
+    interval: float = Field(1.0, gt=0, le=3600, description="seconds between polls when idle")
+    batch: int = Field(200, ge=1, le=10_000, description="rows claimed per poll")
+    encoding: Literal["auto", "utf-8", "gbk"] = Field(
+        "auto", description="CONTENT bytes: auto (UTF-8, else GBK), utf-8 or gbk"
+    )
 
 
 class LogConfig(_Section):
@@ -85,6 +171,9 @@ class ChannelConfig(_Section):
     driver: str = Field(
         ...,
         description="entry point in the masd.channels group, e.g. sim or smpp; default: the channel's name",
+    )
+    kind: Literal["sms", "voice"] = Field(
+        "sms", description="what the channel carries; apps are allowed kinds"
     )
     rate: float = Field(100.0, gt=0, description="messages per second this channel may send")
     window: int = Field(100, ge=1, le=10_000, description="submits in flight at once")
@@ -111,6 +200,12 @@ class Config(_Section):
     store: StoreConfig = StoreConfig()
     queue: QueueConfig = QueueConfig()
     http: HttpConfig = HttpConfig()
+    socket: SocketConfig = SocketConfig()
+    replies: RepliesConfig = RepliesConfig()
+    events: EventsConfig = EventsConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
+    meeting: MeetingConfig = MeetingConfig()
+    dbpoll: dict[str, DbPollConfig] = Field(default_factory=dict, description="interface code → OA database")
     log: LogConfig = LogConfig()
     channels: dict[str, ChannelConfig] = Field(default_factory=_default_channels)
     source: str = Field("", description="where this configuration was read from")
@@ -120,6 +215,16 @@ class Config(_Section):
     def _some_channel(cls, v: dict[str, ChannelConfig]) -> dict[str, ChannelConfig]:
         if not v:
             raise ValueError("at least one [channels.NAME] section is needed")
+        return v
+
+    @field_validator("dbpoll")
+    @classmethod
+    def _codes(cls, v: dict[str, DbPollConfig]) -> dict[str, DbPollConfig]:
+        for code in v:
+            if not re.fullmatch(r"[A-Za-z0-9_]{1,32}", code):
+                raise ValueError(
+                    f"interface code {code!r} must be 1 to 32 letters, digits or _ (it names tables)"
+                )
         return v
 
     @property

@@ -5,7 +5,11 @@
     ├── housekeeping (lost leases, overdue deliveries, queue depth)
     ├── channel driver × N  (each keeps its link up)
     ├── dispatcher × N      (claims and sends)
-    └── HTTP server
+    ├── meeting module  (会信通: notices, escalation, reminders, replies; its own app and tables)
+    ├── HTTP server
+    ├── DB pollers      (per [dbpoll.CODE]: intake from api_mt, reports into api_rpt/api_mo)
+    ├── socket server   (per connection: reader, writer, pusher, cursor writer)
+    └── webhook sender  (one task per app with a webhook)
 
 Shutdown (SIGINT/SIGTERM) asks the dispatchers to stop claiming, gives what is in flight until the
 drain deadline, returns unsent claims to the queue and then cancels the rest.
@@ -16,7 +20,7 @@ from __future__ import annotations
 import importlib.metadata
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
@@ -25,9 +29,13 @@ from masd.config import Config, ConfigError
 from masd.core.dispatch import Dispatcher
 from masd.core.gateway import Gateway
 from masd.metrics import Metrics
+from masd.store import events as event_store
 from masd.store import queue as queue_store
 from masd.store.db import Database, database_from_config
 from masd_adapters.base import ChannelDriver
+
+if TYPE_CHECKING:
+    from masd.modules.meeting.service import MeetingService
 
 __all__ = ["Daemon", "load_driver"]
 
@@ -64,6 +72,11 @@ class Daemon:
             except (ValueError, TypeError) as e:
                 raise ConfigError(f"channels.{name}.options: {e}") from None
             self.dispatchers[name] = Dispatcher(name, ch, self.drivers[name], self.gateway, cfg, self.node)
+        self.meeting: MeetingService | None = None
+        if cfg.meeting.enabled:
+            from masd.modules.meeting.service import MeetingService
+
+            self.meeting = MeetingService(self.gateway, cfg)
         self.ready = False
         self.started = trio.Event()
         self._stop = trio.Event()
@@ -99,10 +112,25 @@ class Daemon:
                 nursery.start_soon(self._keep_driver, name, drv)
             for disp in self.dispatchers.values():
                 await nursery.start(disp.run)
+            if self.meeting is not None:
+                await nursery.start(self.meeting.run)
             if self.cfg.http.enabled:
                 from masd.interfaces.http import serve_http
 
                 await nursery.start(serve_http, self)
+            if self.cfg.dbpoll:
+                from masd.interfaces.dbpoll import serve_dbpoll
+
+                await nursery.start(serve_dbpoll, self)
+            if self.cfg.socket.enabled:
+                from masd.interfaces.socket import SocketServer
+
+                self.socket_server = SocketServer(self.gateway, self.cfg.socket, self.metrics)
+                await nursery.start(self.socket_server.serve)
+            if self.cfg.webhooks.enabled:
+                from masd.interfaces.webhooks import WebhookSender
+
+                await nursery.start(WebhookSender(self.gateway, self.cfg.webhooks).run)
             nursery.start_soon(self._watch_signals)
             self.ready = True
             self.started.set()
@@ -169,6 +197,16 @@ class Daemon:
                     if count:
                         self.metrics.deliveries_final.labels("expired").inc(count)
                         log.info("deliveries expired", why=why, count=count)
+                        self.gateway.signal_events()
+                if swept:
+                    keep = self.cfg.events.retention_days * 86400
+                    pruned = await self.db.write(lambda c: event_store.prune(c, before=now - keep))
+                    if pruned:
+                        log.info(
+                            "old app events dropped",
+                            count=pruned,
+                            retention_days=self.cfg.events.retention_days,
+                        )
                 await self.gateway.refresh_pending()
             except Exception as e:
                 log.warning("housekeeping failed; will try again", error=str(e))

@@ -41,6 +41,8 @@ data_dir = "{data_dir}"
 
 [http]
 enabled = false
+[socket]
+enabled = false
 
 [log]
 level = "warning"

@@ -25,7 +25,7 @@ from masd.core.gateway import Gateway
 from masd.core.states import DeliveryState
 from masd.store import queue as queue_store
 from masd.store.queue import Claim, SegmentRecord, SubmitResult
-from masd_adapters.base import ChannelDriver, SubmitError, SubmitOutcome
+from masd_adapters.base import ChannelDriver, OutboundSegment, SubmitError, SubmitOutcome
 
 __all__ = ["Dispatcher", "TokenBucket"]
 
@@ -173,12 +173,16 @@ class Dispatcher:
             return SubmitResult(
                 cl.delivery_id, DeliveryState.EXPIRED, "validity period ended in the queue"
             ), 0
-        try:
-            plan = split.plan(cl.text, concat=self.ch.concat, max_segments=q.max_segments)
-        except split.TooManySegments as e:
-            self.unsent.discard(cl.delivery_id)
-            return SubmitResult(cl.delivery_id, DeliveryState.FAILED, str(e)), 0
-        wire = split.encode(plan, concat=self.ch.concat, ref=cl.concat_ref)
+        if self.ch.kind == "voice":
+            # A call reads the whole text: one "segment", the text in UTF-8, for the driver to speak.
+            wire = [OutboundSegment(1, 1, data_coding=8, short_message=cl.text.encode("utf-8"))]
+        else:
+            try:
+                plan = split.plan(cl.text, concat=self.ch.concat, max_segments=q.max_segments)
+            except split.TooManySegments as e:
+                self.unsent.discard(cl.delivery_id)
+                return SubmitResult(cl.delivery_id, DeliveryState.FAILED, str(e)), 0
+            wire = split.encode(plan, concat=self.ch.concat, ref=cl.concat_ref)
         await self.bucket.take(len(wire))
         source = self.ch.service_number + cl.extension
         started = time.monotonic()
@@ -217,7 +221,8 @@ class Dispatcher:
         if d.state == DeliveryState.QUEUED:
             self.gw.metrics.retries.labels(self.name).inc()
             log.info("submit will be retried", delivery_id=cl.delivery_id, reason=reason, attempt=cl.attempts)
-        return SubmitResult(cl.delivery_id, d.state, d.reason, d.not_before), len(wire)
+        code = error.code or None
+        return SubmitResult(cl.delivery_id, d.state, d.reason, d.not_before, error_code=code), len(wire)
 
     async def _record(self, result: SubmitResult) -> None:
         delay = 0.5
@@ -243,6 +248,7 @@ class Dispatcher:
         if result.state not in (DeliveryState.SUBMITTED, DeliveryState.QUEUED):
             self.gw.metrics.deliveries_final.labels(result.state.value).inc()
             self.gw.note_final()
+            self.gw.signal_events()
             log.info(
                 "delivery final",
                 delivery_id=result.delivery_id,

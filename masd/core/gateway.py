@@ -19,18 +19,33 @@ import trio
 
 from masd.config import ChannelConfig, Config
 from masd.core import recipients as rcpt
+from masd.core import replies as routing
 from masd.core import split
+from masd.core.apps import App, Forbidden, QuotaExceeded, RateLimited, RateLimiter, Refused
 from masd.core.states import DeliveryState
 from masd.metrics import Metrics
 from masd.store import apps as app_store
+from masd.store import events as event_store
 from masd.store import messages as msg_store
 from masd.store import queue as queue_store
 from masd.store import receipts as receipt_store
+from masd.store import replies as reply_store
 from masd.store.db import Database
-from masd.store.tables import replies as replies_table
 from masd_adapters.base import InboundReceipt, InboundReply
+from masd_adapters.voice_sim import call_outcome
 
-__all__ = ["Accepted", "Gateway", "QueueFull", "Rejected", "SubmitRequest"]
+__all__ = [
+    "Accepted",
+    "App",
+    "Forbidden",
+    "Gateway",
+    "QueueFull",
+    "QuotaExceeded",
+    "RateLimited",
+    "Refused",
+    "Rejected",
+    "SubmitRequest",
+]
 
 log = structlog.get_logger("masd.core")
 
@@ -66,8 +81,9 @@ class SubmitRequest:
     send_at: float | None = None  # epoch seconds
     validity_seconds: int | None = None
     client_ref: str | None = None
-    extension: str = ""
+    extension: str = ""  # after the app's own extension, if it has one
     channel: str | None = None
+    kind: str = "sms"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -89,14 +105,19 @@ class Gateway:
         self._wake: dict[str, trio.Event] = {name: trio.Event() for name in cfg.channels}
         # SQLite belongs to this machine's masd alone, so it can remember which receipts it holds.
         self.held = receipt_store.HeldReceipts() if db.dialect == "sqlite" else None
+        self.rates = RateLimiter()
+        self._usage: dict[tuple[int, str], int] = {}  # (app id, local day) → recipients accepted
+        self._events = trio.Event()
 
     # ----- accepting ---------------------------------------------------------------------------------
 
-    def route(self, recipient: str) -> str:
+    def route(self, recipient: str, kind: str = "sms") -> str:
         """The channel for a recipient: the longest matching prefix, else the first channel without any."""
         best: tuple[int, str] | None = None
         fallback: str | None = None
         for name, ch in self.cfg.channels.items():
+            if ch.kind != kind:
+                continue
             if not ch.prefixes and fallback is None:
                 fallback = name
             for p in ch.prefixes:
@@ -104,11 +125,20 @@ class Gateway:
                     best = (len(p), name)
         if best:
             return best[1]
-        return fallback or next(iter(self.cfg.channels))
+        if fallback:
+            return fallback
+        for name, ch in self.cfg.channels.items():
+            if ch.kind == kind:
+                return name
+        raise Rejected("kind", f"no {kind} channel is configured", value=kind)
 
-    def prepare(self, req: SubmitRequest, *, interface: str, app_id: int | None) -> msg_store.NewMessage:
+    def prepare(
+        self, req: SubmitRequest, *, interface: str, app_id: int | None, app: App | None = None
+    ) -> msg_store.NewMessage:
         """Validate one request and turn it into rows; raise :class:`Rejected` naming the field."""
         q = self.cfg.queue
+        if req.kind not in ("sms", "voice"):
+            raise Rejected("kind", "must be sms or voice", value=req.kind)
         if not isinstance(req.text, str) or req.text == "":
             raise Rejected("text", "must not be empty")
         if len(req.text) > q.max_text_length:
@@ -125,26 +155,40 @@ class Gateway:
         validity = q.validity_seconds if req.validity_seconds is None else req.validity_seconds
         if validity <= 0:
             raise Rejected("validity_seconds", "must be a positive number of seconds", value=validity)
-        if req.extension and (not req.extension.isdigit() or len(req.extension) > 12):
-            raise Rejected("extension", "must be up to 12 digits", value=req.extension)
+        if req.extension and not req.extension.isdigit():
+            raise Rejected("extension", "must be digits only", value=req.extension)
+        extension = ((app.extension or "") if app else "") + (req.extension or "")
+        if len(extension) > 12:
+            raise Rejected(
+                "extension",
+                f"with the app's own extension it is {len(extension)} digits; the maximum is 12",
+                value=req.extension,
+            )
         if req.client_ref is not None and not 0 < len(req.client_ref) <= 128:
             raise Rejected("client_ref", "must be 1 to 128 characters")
         if req.channel is not None and req.channel not in self.cfg.channels:
             raise Rejected(
                 "channel", f"no such channel; configured: {', '.join(self.cfg.channels)}", value=req.channel
             )
+        if req.channel is not None and self.cfg.channels[req.channel].kind != req.kind:
+            raise Rejected("channel", f"is not a {req.kind} channel", value=req.channel)
         now = time.time()
         start = max(now, req.send_at) if req.send_at is not None else now
         deliveries = []
         # The segment count depends only on the text and the channel's concatenation method.
         counts: dict[str, int] = {}
+        encoding: str
         try:
             encoding = split.choose_encoding(req.text)
         except ValueError as e:
             raise Rejected("text", str(e)) from None
+        if req.kind == "voice":
+            encoding = "tts"
         for number in numbers:
-            channel = req.channel or self.route(number)
+            channel = req.channel or self.route(number, req.kind)
             ch: ChannelConfig = self.cfg.channels[channel]
+            if ch.kind == "voice":
+                counts[ch.concat] = 1  # a call carries the whole text
             if ch.concat not in counts:
                 try:
                     parts = len(split.plan(req.text, concat=ch.concat, max_segments=q.max_segments).parts)
@@ -162,7 +206,7 @@ class Gateway:
                     channel=channel,
                     segments=n,
                     concat_ref=next(self._ref) & 0xFFFF,
-                    extension=req.extension,
+                    extension=extension,
                 )
             )
         return msg_store.NewMessage(
@@ -184,22 +228,50 @@ class Gateway:
         *,
         interface: str,
         app_id: int | None = None,
+        app: App | None = None,
+        notify: bool = False,
         count_refusals: bool = True,
     ) -> list[Accepted]:
         """Validate every request, then store them all in one transaction. Raises :class:`Rejected` (with
-        ``index`` set to the request's position for a batch) or :class:`QueueFull`; then nothing is stored."""
+        ``index`` set to the request's position for a batch), :class:`Refused` (the app may not, now or
+        at all: :class:`Forbidden`, :class:`RateLimited`, :class:`QuotaExceeded`) or :class:`QueueFull`;
+        then nothing is stored.
+
+        ``app``: the authenticated app, whose permissions, rate and quota are enforced here for every
+        interface. ``notify``: the app wants an event when each delivery ends (socket, webhooks, DB
+        polling read them)."""
+        if app is not None:
+            app_id = app.id
         rows: list[msg_store.NewMessage] = []
         for i, req in enumerate(requests):
             try:
-                rows.append(self.prepare(req, interface=interface, app_id=app_id))
-            except Rejected as e:
+                if app is not None:
+                    app.check_kind(req.kind)
+                rows.append(self.prepare(req, interface=interface, app_id=app_id, app=app))
+            except (Rejected, Refused) as e:
                 if count_refusals:
-                    self.metrics.requests_refused.labels(interface, "invalid").inc()
+                    why = "invalid" if isinstance(e, Rejected) else "forbidden"
+                    self.metrics.requests_refused.labels(interface, why).inc()
                 if len(requests) > 1:
                     e.field = f"messages[{i}].{e.field}"
                 raise
         n_deliveries = sum(len(r.deliveries) for r in rows)
+        day = ""
+        if app is not None:
+            day = time.strftime("%Y-%m-%d")
+            try:
+                await self._check_quota(app, day, n_deliveries)
+                self.rates.take(app, n_deliveries)
+            except Refused as e:
+                if count_refusals:
+                    self.metrics.requests_refused.labels(interface, type(e).__name__.lower()).inc()
+                raise
+            rows = [dataclasses.replace(r, usage_day=day) for r in rows]
+        if notify:
+            rows = [dataclasses.replace(r, notify=True) for r in rows]
         if self._pending + n_deliveries > self.cfg.queue.max_pending:
+            if app is not None:
+                self.rates.give_back(app, n_deliveries)
             if count_refusals:
                 self.metrics.requests_refused.labels(interface, "queue_full").inc()
             raise QueueFull(
@@ -208,12 +280,20 @@ class Gateway:
             )
         now = time.time()
         try:
-            inserted = await self.db.write_item(msg_store.insert_message_items, (rows, now))
-        except Exception as e:
-            if "unique" not in str(e).lower() and "duplicate" not in str(e).lower():
-                raise
-            # Another node stored the same client_ref a moment ago: read it back instead.
-            inserted = await self.db.write_item(msg_store.insert_message_items, (rows, now))
+            try:
+                inserted = await self.db.write_item(msg_store.insert_message_items, (rows, now))
+            except Exception as e:
+                if "unique" not in str(e).lower() and "duplicate" not in str(e).lower():
+                    raise
+                # Another node stored the same client_ref a moment ago: read it back instead.
+                inserted = await self.db.write_item(msg_store.insert_message_items, (rows, now))
+        except BaseException:
+            if app is not None:
+                self.rates.give_back(app, n_deliveries)
+            raise
+        if app is not None:
+            fresh = sum(len(r.deliveries) for r, ins in zip(rows, inserted, strict=True) if ins.created)
+            self._usage[(app.id, day)] = self._usage.get((app.id, day), 0) + fresh
         out = []
         for ins, row in zip(inserted, rows, strict=True):
             out.append(
@@ -251,8 +331,37 @@ class Gateway:
             self.wake(name)
         return out
 
-    async def send(self, req: SubmitRequest, *, interface: str, app_id: int | None = None) -> Accepted:
-        return (await self.accept([req], interface=interface, app_id=app_id))[0]
+    async def send(
+        self,
+        req: SubmitRequest,
+        *,
+        interface: str,
+        app_id: int | None = None,
+        app: App | None = None,
+        notify: bool = False,
+    ) -> Accepted:
+        return (await self.accept([req], interface=interface, app_id=app_id, app=app, notify=notify))[0]
+
+    async def _check_quota(self, app: App, day: str, n: int) -> None:
+        if app.quota_per_day is None:
+            return
+        key = (app.id, day)
+        if key not in self._usage:
+            used = await self.db.read(lambda c: msg_store.usage_on(c, app.id, day))
+            self._usage = {k: v for k, v in self._usage.items() if k[1] == day}  # forget other days
+            self._usage.setdefault(key, used)
+        used = self._usage[key]
+        if used + n > app.quota_per_day:
+            raise QuotaExceeded(
+                "quota",
+                f"app {app.name!r} has used {used} of its {app.quota_per_day} recipients for {day}; "
+                f"this request needs {n}. The quota starts again at midnight "
+                f"(or raise it: masd apps set {app.name} --quota N/day)",
+            )
+
+    async def usage_today(self, app: App) -> int:
+        day = time.strftime("%Y-%m-%d")
+        return await self.db.read(lambda c: msg_store.usage_on(c, app.id, day))
 
     def wake(self, channel: str) -> None:
         ev = self._wake.get(channel)
@@ -280,6 +389,8 @@ class Gateway:
             lambda c: msg_store.cancel(c, delivery_ids=delivery_ids, message_id=message_id, now=now)
         )
         self.metrics.deliveries_final.labels(DeliveryState.CANCELLED.value).inc(n)
+        if n:
+            self.signal_events()
         return n
 
     async def retry(self, *, delivery_ids: Sequence[int] = (), states: Sequence[str] = ()) -> int:
@@ -292,8 +403,44 @@ class Gateway:
             self.wake(name)
         return n
 
-    async def authenticate(self, key: str) -> dict[str, Any] | None:
-        return await self.db.read(lambda c: app_store.find_by_key(c, key))
+    async def authenticate(self, key: str) -> App | None:
+        """The live app this API key belongs to, or None."""
+        row = await self.db.read(lambda c: app_store.find_by_key(c, key))
+        return App.from_row(row) if row else None
+
+    async def app_named(self, name: str) -> App | None:
+        row = await self.db.read(lambda c: app_store.get_app(c, name))
+        return App.from_row(row) if row else None
+
+    # ----- app events: receipts and replies the apps are told -------------------------------------------
+
+    def events_changed(self) -> trio.Event:
+        """Set the next time an app event may have been written; consumers wait on it, then read."""
+        return self._events
+
+    def signal_events(self) -> None:
+        self._events.set()
+        self._events = trio.Event()
+
+    async def read_events(self, app_id: int, *, after: int, limit: int = 100) -> list[dict[str, Any]]:
+        return await self.db.read(lambda c: event_store.read_events(c, app_id, after=after, limit=limit))
+
+    async def get_cursor(self, app_id: int, consumer: str) -> int:
+        return await self.db.read(lambda c: event_store.get_cursor(c, app_id, consumer))
+
+    async def set_cursor(self, app_id: int, consumer: str, last_event_id: int) -> None:
+        now = time.time()
+        await self.db.write(lambda c: event_store.set_cursor(c, app_id, consumer, last_event_id, now=now))
+
+    async def disown_reply(self, reply_id: int, app_id: int) -> bool:
+        """An app hands a reply back: it is not for it. It joins the unmatched replies."""
+        ok = await self.db.write(lambda c: reply_store.disown(c, reply_id, app_id=app_id))
+        if ok:
+            self.metrics.replies.labels("false").inc()
+        return ok
+
+    async def list_replies(self, **kw: Any) -> list[dict[str, Any]]:
+        return await self.db.read(lambda c: reply_store.list_replies(c, **kw))
 
     async def refresh_pending(self) -> int:
         self._pending = await self.db.read(queue_store.pending_count)
@@ -323,7 +470,12 @@ class Gateway:
             self.metrics.receipts_held.inc()
         if o.delivery_state:
             self.metrics.deliveries_final.labels(o.delivery_state).inc()
+            ch = self.cfg.channels.get(channel)
+            if ch is not None and ch.kind == "voice":
+                # Counted when the receipt ends the delivery, so a receipt sent again is not counted twice.
+                self.metrics.voice_calls.labels(call_outcome(receipt.status, receipt.error_code)).inc()
             self.note_final()
+            self.signal_events()
             log.info(
                 "delivery final",
                 delivery_id=o.delivery_id,
@@ -333,21 +485,63 @@ class Gateway:
             )
 
     async def reply(self, channel: str, reply: InboundReply) -> None:
+        """Store a reply with its owner (see :mod:`masd.core.replies`) and tell that app."""
         now = time.time()
-        await self.db.write(
-            lambda c: c.execute(
-                replies_table.insert().values(
-                    channel=channel,
-                    sender=reply.sender,
-                    destination=reply.destination,
-                    text=reply.text,
-                    received_at=now,
-                )
+        rc = self.cfg.replies
+        sender = routing.normalise_sender(reply.sender)
+        ch = self.cfg.channels.get(channel)
+        numbers = [ch.service_number] if ch else []
+        numbers += [c.service_number for c in self.cfg.channels.values()]
+        extension = routing.extension_of(reply.destination, numbers)
+        since = now - rc.window_hours * 3600
+
+        def route(conn: Any) -> tuple[routing.Route, int | None]:
+            owners = app_store.owners_of_extensions(conn)
+            found = routing.by_extension(extension, owners)
+            if found is not None:
+                hit = reply_store.latest_delivery(conn, sender, since=since, extension=extension)
+                return found, hit[0] if hit else None
+            if rc.keywords:
+                names = app_store.ids_by_name(conn, list(rc.keywords.values()))
+                rules = {kw: names[name] for kw, name in rc.keywords.items() if name in names}
+                found = routing.by_keyword(reply.text, rules, extension)
+                if found is not None:
+                    hit = reply_store.latest_delivery(conn, sender, since=since, app_id=found.app_id)
+                    return found, hit[0] if hit else None
+            hit = reply_store.latest_delivery(conn, sender, since=since)
+            if hit is not None and hit[1] is not None:
+                return routing.Route(int(hit[1]), routing.RECENT, extension), hit[0]
+            return routing.Route(None, routing.NONE, extension), hit[0] if hit else None
+
+        def store(conn: Any) -> tuple[int, routing.Route]:
+            found, delivery_id = route(conn)
+            reply_id = reply_store.insert_reply(
+                conn,
+                channel=channel,
+                sender=sender,
+                destination=reply.destination,
+                text=reply.text,
+                now=now,
+                app_id=found.app_id,
+                matched_by=found.matched_by,
+                extension=found.extension,
+                delivery_id=delivery_id,
             )
+            return reply_id, found
+
+        reply_id, found = await self.db.write(store)
+        self.metrics.replies.labels("true" if found.app_id is not None else "false").inc()
+        if found.app_id is not None:
+            self.signal_events()
+        log.info(
+            "reply received",
+            reply_id=reply_id,
+            channel=channel,
+            sender=sender,
+            destination=reply.destination,
+            app_id=found.app_id,
+            matched_by=found.matched_by,
         )
-        # Reply routing (extension → keyword → recent delivery) comes with the interfaces work.
-        self.metrics.replies.labels("false").inc()
-        log.info("reply received", channel=channel, sender=reply.sender, destination=reply.destination)
 
     def link_state(self, channel: str, up: bool) -> None:
         self.metrics.channel_up.labels(channel).set(1 if up else 0)

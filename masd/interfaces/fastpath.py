@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from masd.core.gateway import Accepted, Gateway, QueueFull, Rejected, SubmitRequest
+from masd.core.gateway import Accepted, App, Gateway, QueueFull, Refused, Rejected, SubmitRequest
 
 __all__ = ["FastSubmit", "accepted_json"]
 
@@ -72,7 +72,7 @@ class FastSubmit:
         self,
         app: ASGIApp,
         gateway: Gateway,
-        authenticate: Callable[[str], Awaitable[dict[str, Any] | None]],
+        authenticate: Callable[[str], Awaitable[App | None]],
         *,
         max_body: int,
         max_batch: int,
@@ -113,11 +113,11 @@ class FastSubmit:
         body = b"".join(chunks)
         if json_body and len(body) <= self.max_body and key:
             app = await self.authenticate(key)
-            if app is not None and await self._serve(path, body, int(app["id"]), send):
+            if app is not None and await self._serve(path, body, app, send):
                 return
         await self.app(scope, _replay(body, receive), send)
 
-    async def _serve(self, path: str, body: bytes, app_id: int, send: Send) -> bool:
+    async def _serve(self, path: str, body: bytes, app: App, send: Send) -> bool:
         try:
             parsed = json.loads(body)
         except ValueError:
@@ -140,8 +140,10 @@ class FastSubmit:
                     return False
                 reqs.append(req)
         try:
-            accepted = await self.gateway.accept(reqs, interface="http", app_id=app_id, count_refusals=False)
-        except (Rejected, QueueFull):
+            accepted = await self.gateway.accept(
+                reqs, interface="http", app=app, notify=app.webhook_url is not None, count_refusals=False
+            )
+        except (Rejected, Refused, QueueFull):
             # Nothing was stored; the full route runs the same checks and words the answer.
             return False
         if path == "/v1/messages":

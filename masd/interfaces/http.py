@@ -1,7 +1,9 @@
 """The HTTP interface: a JSON API served by Hypercorn's trio worker inside the daemon's nursery.
 
     POST /v1/messages         submit one message to one or more recipients
+    POST /v1/messages/batch   submit up to 1,000 messages, all or none
     GET  /v1/messages/{id}    a message with its deliveries, segments and receipts
+    GET  /v1/replies          the app's replies after a cursor, oldest first
     GET  /healthz             the process serves (liveness)
     GET  /readyz              the daemon is ready, the store answers and a channel is up (readiness)
     GET  /metrics             Prometheus text exposition
@@ -26,6 +28,7 @@ Decisions a reader should know:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -34,7 +37,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 import sqlalchemy as sa
 import structlog
 import trio
-from fastapi import Body, Depends, FastAPI, Path, Request, Security
+from fastapi import Body, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -47,9 +50,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import masd
-from masd.core.gateway import QueueFull, Rejected, SubmitRequest
+from masd.core.gateway import App, QueueFull, Refused, Rejected, SubmitRequest
 from masd.interfaces.fastpath import FastSubmit, accepted_json
 from masd.store.db import StoreUnavailable
+from masd.store.tables import deliveries as deliveries_table
+from masd.store.tables import messages as messages_table
 
 if TYPE_CHECKING:
     from masd.daemon import Daemon
@@ -60,6 +65,8 @@ __all__ = [
     "ErrorResponse",
     "KeyCache",
     "MessageOut",
+    "RepliesPage",
+    "ReplyOut",
     "SendRequest",
     "SendResponse",
     "make_app",
@@ -68,13 +75,14 @@ __all__ = [
 
 log = structlog.get_logger("masd.http")
 
-KEY_TTL = 30.0  # seconds a valid key is trusted without asking the store again
+KEY_TTL = 5.0  # seconds a valid key is trusted without asking the store again (a revoke takes this long)
 MISS_TTL = 5.0  # seconds an unknown key is refused without asking again (a new key waits at most this)
 KEY_CACHE_MAX = 10_000  # entries; random keys from a scanner must not grow the cache without bound
 MAX_BODY = 1024 * 1024  # bytes: ample for 2,000 characters to tens of thousands of recipients
 READY_STORE_TIMEOUT = 2.0  # seconds: a probe that hangs is worse than one that says "no"
 QUEUE_FULL_RETRY_AFTER = "5"
 MAX_ID = 2**63 - 1  # the widest id column; larger numbers would fail in the driver, not as a 404
+MAX_REPLIES = 1000  # replies in one page of GET /v1/replies
 
 _TOO_LARGE = f"the body is larger than {MAX_BODY} bytes"
 _GET_KEY = "create one with 'masd apps create NAME' (or 'masd apps rotate NAME' for a new key)"
@@ -179,6 +187,19 @@ class SendRequest(BaseModel):
 MAX_BATCH = 1000
 
 
+_BATCH_EXAMPLES: dict[str, dict[str, Any]] = {
+    "two": {
+        "summary": "Two messages, each with its own recipients and reference",
+        "value": {
+            "messages": [
+                {"to": "13800138000", "text": "第一条：明天上午9点开会", "client_ref": "oa-batch-1"},
+                {"to": ["13900139000", "+4915112345678"], "text": "second", "priority": 7},
+            ]
+        },
+    },
+}
+
+
 class BatchRequest(BaseModel):
     """Up to 1,000 messages, accepted or refused together."""
 
@@ -251,12 +272,64 @@ class MessageOut(BaseModel):
     deliveries: list[DeliveryOut]
 
 
+_REPLY_EXAMPLE: dict[str, Any] = {
+    "id": 7,
+    "sender": "13800138000",
+    "destination": "106570001234517",
+    "extension": "17",
+    "text": "1",
+    "received_at": "2030-05-20T01:02:03.456Z",
+    "matched_by": "extension",
+    "channel": "smpp",
+    "message_id": 42,
+    "client_ref": "oa-meeting-20300520-17",
+    "delivery_id": 118,
+}
+
+
+class ReplyOut(BaseModel):
+    """A reply (上行短信) routed to the calling app."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_REPLY_EXAMPLE]})
+
+    id: int = Field(description="Increasing; use the last one seen as the next `after`")
+    sender: str = Field(description="The handset that replied, normalised like a recipient")
+    destination: str = Field(description="The number it replied to: service number and extension")
+    extension: str = Field(
+        description="What followed the app's own extension in the destination (often the extension the "
+        "message was sent with); empty when nothing did"
+    )
+    text: str
+    received_at: datetime = Field(description="When masd received it, UTC")
+    matched_by: str = Field(
+        description="How it was routed to this app: extension, keyword, recent (the latest delivery to "
+        "the sender) or manual (masd replies assign)"
+    )
+    channel: str = Field(description="The channel it arrived on")
+    message_id: int | None = Field(description="The message it answers, when known")
+    client_ref: str | None = Field(description="That message's client_ref, when it had one")
+    delivery_id: int | None = Field(description="The delivery it answers, when known")
+
+
+class RepliesPage(BaseModel):
+    """One page of replies; poll again with ``after=next``."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"replies": [_REPLY_EXAMPLE], "next": 7}]})
+
+    replies: list[ReplyOut] = Field(description="Oldest first; empty when there is nothing new")
+    next: int = Field(
+        description="The cursor for the next call: the last reply's id, or the given `after` when there "
+        "were none"
+    )
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["invalid"])
     reason: str = Field(examples=["not a mainland mobile number (11 digits starting 13–19) nor E.164"])
     field: str | None = Field(None, examples=["to"], description="The request field at fault")
     index: int | None = Field(None, description="Position in a list field (e.g. which recipient)")
     value: Any = Field(None, description="The value at fault, as given")
+    retry_after: float | None = Field(None, description="Seconds to wait before trying again (429)")
 
 
 class ErrorResponse(BaseModel):
@@ -276,16 +349,23 @@ class ReadyOut(BaseModel):
     failed: list[str] = Field(description="Names of the checks that failed")
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+def _errors(*codes: int, **described_as: str) -> dict[int | str, dict[str, Any]]:
+    """Error responses for the OpenAPI document; ``described_as`` rewords one (``e503="…"``)."""
     described = {
         400: "The body is not a JSON object",
         401: "No API key, or one that is not valid",
+        403: "The app may not use this kind of channel (masd apps set NAME --channels …)",
         404: "No such message for this app",
         413: "The body is larger than 1 MiB",
         422: "A field is missing or not valid; the error names it",
+        429: "The app's rate or daily quota is used up; retry after Retry-After seconds",
         503: "The queue is full or the store is unavailable; retry after Retry-After seconds",
     }
+    described.update((int(k[1:]), v) for k, v in described_as.items())
     return {c: {"model": ErrorResponse, "description": described[c]} for c in codes}
+
+
+_STORE_DOWN = "The store is unavailable; retry after Retry-After seconds"
 
 
 # ----- errors -----------------------------------------------------------------------------------------
@@ -423,7 +503,7 @@ class KeyCache:
 
     def __init__(
         self,
-        lookup: Callable[[str], Awaitable[dict[str, Any] | None]],
+        lookup: Callable[[str], Awaitable[App | None]],
         *,
         ttl: float = KEY_TTL,
         miss_ttl: float = MISS_TTL,
@@ -433,10 +513,10 @@ class KeyCache:
         self._ttl = ttl
         self._miss_ttl = miss_ttl
         self._max = max_entries
-        self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._entries: dict[str, tuple[float, App | None]] = {}
         self._inflight: dict[str, trio.Event] = {}
 
-    async def get(self, key: str) -> dict[str, Any] | None:
+    async def get(self, key: str) -> App | None:
         while True:
             entry = self._entries.get(key)
             if entry is not None and entry[0] > time.monotonic():
@@ -515,6 +595,34 @@ def _message_json(msg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _reply_json(r: dict[str, Any], answers: Mapping[int, tuple[int, str | None]]) -> dict[str, Any]:
+    message_id, client_ref = answers.get(r["delivery_id"], (None, None))
+    return {
+        "id": r["id"],
+        "sender": r["sender"],
+        "destination": r["destination"],
+        "extension": r["extension"],
+        "text": r["text"],
+        "received_at": _iso(r["received_at"]),
+        "matched_by": r["matched_by"],
+        "channel": r["channel"],
+        "message_id": message_id,
+        "client_ref": client_ref,
+        "delivery_id": r["delivery_id"],
+    }
+
+
+def _answered(conn: sa.Connection, delivery_ids: list[int]) -> dict[int, tuple[int, str | None]]:
+    """delivery id → (message id, client_ref) of the messages these replies answer."""
+    d, m = deliveries_table, messages_table
+    rows = conn.execute(
+        sa.select(d.c.id, m.c.id, m.c.client_ref)
+        .select_from(d.join(m, m.c.id == d.c.message_id))
+        .where(d.c.id.in_(delivery_ids))
+    )
+    return {int(did): (int(mid), ref) for did, mid, ref in rows}
+
+
 def _select_one(conn: sa.Connection) -> None:
     # Compiled per dialect (Oracle needs FROM DUAL), unlike a literal "SELECT 1".
     conn.execute(sa.select(sa.literal(1)))
@@ -543,6 +651,8 @@ def make_app(daemon: Daemon) -> FastAPI:
         '`{"error": {"code", "reason", "field"?, "index"?, "value"?}}`.',
         openapi_tags=[
             {"name": "messages", "description": "Submitting messages and following them"},
+            {"name": "replies", "description": "Replies from handsets, routed to the app they answer"},
+            {"name": "contacts", "description": "The address book (通讯录): people, departments, groups"},
             {"name": "operations", "description": "Health, readiness and metrics for operators (no key)"},
         ],
     )
@@ -550,7 +660,7 @@ def make_app(daemon: Daemon) -> FastAPI:
     # Dependencies made in this closure go in default values, not in Annotated[...]: with postponed
     # annotations FastAPI evaluates the annotation strings in the module's globals, where these names are
     # not, and would silently take the parameter for a required query parameter.
-    async def caller(request: Request, creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> int:
+    async def caller(request: Request, creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> App:
         if creds is None:
             given = request.headers.get("authorization")
             reason = (
@@ -569,7 +679,15 @@ def make_app(daemon: Daemon) -> FastAPI:
                 f"the API key is not valid or was revoked; {_GET_KEY}",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
-        return int(found["id"])
+        return found
+
+    # --- the modules' routes (imported here: they use this module's error helpers) ---
+
+    from masd.modules.contacts.http import router as contacts_router
+
+    app.state.db = daemon.db
+    app.state.daemon = daemon
+    app.include_router(contacts_router, dependencies=[Depends(caller)])
 
     # --- errors, all in one shape ---
 
@@ -589,6 +707,20 @@ def make_app(daemon: Daemon) -> FastAPI:
             d["value"] = _echo(d["value"])
         reason = d.pop("reason")
         return _error(422, "invalid", reason, **d)
+
+    async def on_refused(_: Request, exc: Exception) -> Response:
+        # 403: the app may never do this (permissions); 429: not now (rate, quota), with Retry-After.
+        assert isinstance(exc, Refused)
+        d = exc.as_dict()
+        d["field"] = _http_field(d["field"])
+        reason = d.pop("reason")
+        headers = {}
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        code = {"rate": "rate_limited", "quota": "quota_exceeded"}.get(
+            exc.field.rsplit(".", 1)[-1], "forbidden"
+        )
+        return _error(exc.status, code, reason, headers, **d)
 
     async def on_queue_full(_: Request, exc: Exception) -> Response:
         return _error(503, "queue_full", str(exc), {"Retry-After": QUEUE_FULL_RETRY_AFTER})
@@ -618,6 +750,7 @@ def make_app(daemon: Daemon) -> FastAPI:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(Rejected, on_rejected)
+    app.add_exception_handler(Refused, on_refused)
     app.add_exception_handler(QueueFull, on_queue_full)
     app.add_exception_handler(StoreUnavailable, on_store_down)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
@@ -633,15 +766,17 @@ def make_app(daemon: Daemon) -> FastAPI:
         response_model=SendResponse,
         responses={
             200: {"model": SendResponse, "description": "The client_ref was stored before: that message"},
-            **_errors(400, 401, 413, 422, 503),
+            **_errors(400, 401, 403, 413, 422, 429, 503),
         },
     )
     async def send_message(
         body: Annotated[SendRequest, Body(openapi_examples=_EXAMPLES)],
-        app_id: int = Depends(caller),
+        caller_app: App = Depends(caller),
     ) -> Response:
         """Validate and store the message; it is queued for sending when this answers."""
-        acc = await gateway.send(_submit_request(body), interface="http", app_id=app_id)
+        acc = await gateway.send(
+            _submit_request(body), interface="http", app=caller_app, notify=caller_app.webhook_url is not None
+        )
         out = accepted_json(acc)
         return JSONResponse(
             out, status_code=201 if acc.created else 200, headers={"Location": out["links"]["self"]}
@@ -653,13 +788,18 @@ def make_app(daemon: Daemon) -> FastAPI:
         summary="Submit up to 1,000 messages in one request",
         status_code=201,
         response_model=BatchResponse,
-        responses=_errors(400, 401, 413, 422, 503),
+        responses=_errors(400, 401, 403, 413, 422, 429, 503),
     )
-    async def send_batch(body: BatchRequest, app_id: int = Depends(caller)) -> Response:
+    async def send_batch(
+        body: Annotated[BatchRequest, Body(openapi_examples=_BATCH_EXAMPLES)],
+        caller_app: App = Depends(caller),
+    ) -> Response:
         """All or nothing: if any message has a bad field, none is stored, and the error names it as
         ``messages[i].field``. Each message keeps its own ``client_ref`` idempotency."""
         reqs = [_submit_request(m) for m in body.messages]
-        accepted = await gateway.accept(reqs, interface="http", app_id=app_id)
+        accepted = await gateway.accept(
+            reqs, interface="http", app=caller_app, notify=caller_app.webhook_url is not None
+        )
         return JSONResponse({"messages": [accepted_json(acc) for acc in accepted]}, status_code=201)
 
     @app.get(
@@ -667,17 +807,70 @@ def make_app(daemon: Daemon) -> FastAPI:
         tags=["messages"],
         summary="A message, its deliveries and their receipts",
         response_model=MessageOut,
-        responses=_errors(401, 404, 422),
+        responses=_errors(401, 404, 422, 503, e503=_STORE_DOWN),
     )
     async def get_message(
         message_id: Annotated[int, Path(alias="id", ge=1, le=MAX_ID, description="The message's id")],
-        app_id: int = Depends(caller),
+        caller_app: App = Depends(caller),
     ) -> Response:
         """Only the calling app's messages are visible; another app's answer 404 like a missing one."""
-        msg = await gateway.get_message(message_id, app_id=app_id)
+        msg = await gateway.get_message(message_id, app_id=caller_app.id)
         if msg is None:
             raise ApiError(404, "not_found", f"no message {message_id} for this app", value=message_id)
         return JSONResponse(_message_json(msg))
+
+    # --- replies ---
+
+    @app.get(
+        "/v1/replies",
+        tags=["replies"],
+        summary="The app's replies after a cursor, oldest first",
+        response_model=RepliesPage,
+        responses={
+            200: {
+                "description": "A page of replies, possibly empty",
+                "content": {
+                    "application/json": {
+                        "examples": {
+                            "some": {
+                                "summary": "A reply to a message sent with extension 17",
+                                "value": {"replies": [_REPLY_EXAMPLE], "next": 7},
+                            },
+                            "none": {
+                                "summary": "Nothing new after reply 7",
+                                "value": {"replies": [], "next": 7},
+                            },
+                        }
+                    }
+                },
+            },
+            **_errors(401, 422, 503, e503=_STORE_DOWN),
+        },
+    )
+    async def list_replies(
+        after: Annotated[
+            int,
+            Query(
+                ge=0,
+                le=MAX_ID,
+                description="Return replies after this id: 0 (the default) for the oldest kept, then the "
+                "`next` of the previous answer",
+            ),
+        ] = 0,
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_REPLIES, description=f"At most this many (1 to {MAX_REPLIES})")
+        ] = 100,
+        caller_app: App = Depends(caller),
+    ) -> Response:
+        """Replies routed to the calling app (by its extension, a keyword rule or the latest delivery to
+        the sender), oldest first. Poll with ``after`` set to the previous answer's ``next``: each reply
+        is returned once, none is skipped."""
+        found = await gateway.list_replies(app_id=caller_app.id, after=after, limit=limit)
+        delivery_ids = sorted({r["delivery_id"] for r in found if r["delivery_id"] is not None})
+        answers = await daemon.db.read(lambda c: _answered(c, delivery_ids)) if delivery_ids else {}
+        return JSONResponse(
+            {"replies": [_reply_json(r, answers) for r in found], "next": found[-1]["id"] if found else after}
+        )
 
     # --- operations ---
 

@@ -15,6 +15,8 @@ import sqlalchemy as sa
 
 from masd.core.states import FINAL_VALUES, DeliveryState
 from masd.store._bulk import executemany
+from masd.store._final import finalise_where
+from masd.store.tables import app_usage as u
 from masd.store.tables import deliveries as d
 from masd.store.tables import messages as m
 from masd.store.tables import receipts as r
@@ -52,6 +54,8 @@ class NewMessage:
     app_id: int | None = None
     client_ref: str | None = None
     send_at: float | None = None
+    notify: bool = False  # write an app event when each delivery ends
+    usage_day: str | None = None  # the app's local day its recipients count against (quota)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,6 +95,7 @@ _MESSAGE_COLUMNS = (
     "send_at",
     "expires_at",
     "created_at",
+    "notify",
 )
 
 
@@ -140,6 +145,7 @@ def insert_messages(conn: sa.Connection, items: Sequence[NewMessage], *, now: fl
                 "send_at": x.send_at,
                 "expires_at": x.expires_at,
                 "created_at": now,
+                "notify": 1 if x.notify else 0,
             }
             for x in fresh
         ]
@@ -182,6 +188,7 @@ def insert_messages(conn: sa.Connection, items: Sequence[NewMessage], *, now: fl
                     }
                 )
         executemany(conn, "insert_deliveries", _insert_deliveries, rows)
+        _count_usage(conn, fresh)
         it = iter(ids)
         by_key: dict[tuple[int | None, str], int] = {}
         for idx, item in enumerate(items):
@@ -196,6 +203,28 @@ def insert_messages(conn: sa.Connection, items: Sequence[NewMessage], *, now: fl
                 by_key[key] = mid
             out[idx] = Inserted(mid, True)
     return [o for o in out if o is not None]
+
+
+def _count_usage(conn: sa.Connection, fresh: Sequence[NewMessage]) -> None:
+    usage: dict[tuple[int, str], int] = {}
+    for x in fresh:
+        if x.app_id is not None and x.usage_day:
+            key = (x.app_id, x.usage_day)
+            usage[key] = usage.get(key, 0) + len(x.deliveries)
+    for (app_id, day), n in usage.items():
+        hit = conn.execute(
+            sa.update(u).where(u.c.app_id == app_id, u.c.day == day).values(recipients=u.c.recipients + n)
+        ).rowcount
+        if not hit:
+            conn.execute(sa.insert(u).values(app_id=app_id, day=day, recipients=n))
+
+
+def usage_on(conn: sa.Connection, app_id: int, day: str) -> int:
+    """Recipients the app had accepted on that local day."""
+    v = conn.execute(
+        sa.select(u.c.recipients).where(u.c.app_id == app_id, u.c.day == day)
+    ).scalar_one_or_none()
+    return int(v or 0)
 
 
 def insert_message_items(
@@ -289,18 +318,16 @@ def cancel(
         cond = sa.and_(cond, d.c.message_id == message_id)
     else:
         cond = sa.and_(cond, d.c.id.in_(list(delivery_ids)))
-    return (
-        conn.execute(
-            sa.update(d)
-            .where(cond)
-            .values(
-                state=DeliveryState.CANCELLED.value,
-                reason="cancelled by operator",
-                updated_at=now,
-                done_at=now,
-            )
-        ).rowcount
-        or 0
+    return finalise_where(
+        conn,
+        cond,
+        {
+            "state": DeliveryState.CANCELLED.value,
+            "reason": "cancelled by operator",
+            "updated_at": now,
+            "done_at": now,
+        },
+        now=now,
     )
 
 
@@ -328,6 +355,7 @@ def retry(
             .values(
                 state=DeliveryState.QUEUED.value,
                 reason="retried by operator",
+                error_code=None,
                 attempts=0,
                 seg_delivered=0,
                 not_before=now,

@@ -17,8 +17,10 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from masd.core.states import PENDING_VALUES, DeliveryState
+from masd.store import events
 from masd.store import receipts as receipt_store
 from masd.store._bulk import executemany
+from masd.store._final import finalise_where
 from masd.store.tables import deliveries as d
 from masd.store.tables import messages as m
 from masd.store.tables import segments as s
@@ -73,6 +75,7 @@ class SubmitResult:
     reason: str | None = None
     not_before: float | None = None
     segments: Sequence[SegmentRecord] = ()
+    error_code: int | None = None  # the carrier's status code, when it refused
 
 
 _SEGMENT_COLUMNS = ("delivery_id", "seq", "total", "channel", "carrier_id", "state", "submitted_at")
@@ -219,13 +222,23 @@ def record_results(
             .values(
                 state=sa.bindparam("b_state"),
                 reason=sa.bindparam("b_reason"),
+                error_code=sa.bindparam("b_code", type_=sa.Integer),
                 claimed_by=None,
                 lease_until=None,
                 updated_at=now,
                 done_at=now,
             ),
-            [{"b_id": r.delivery_id, "b_state": r.state.value, "b_reason": r.reason} for r in final],
+            [
+                {
+                    "b_id": r.delivery_id,
+                    "b_state": r.state.value,
+                    "b_reason": r.reason,
+                    "b_code": r.error_code,
+                }
+                for r in final
+            ],
         )
+        events.record_final(conn, [r.delivery_id for r in final], now=now)
     if submitted:
         carrier_ids = [seg.carrier_id for r in submitted for seg in r.segments]
         if held is not None:
@@ -294,27 +307,29 @@ def _return(conn: sa.Connection, where: sa.ColumnElement[bool], now: float) -> i
 
 def sweep_overdue(conn: sa.Connection, *, now: float, receipt_timeout: float) -> dict[str, int]:
     """End what can no longer succeed: queued past validity, submitted with no receipt for too long."""
-    expired = conn.execute(
-        sa.update(d)
-        .where(d.c.state == QUEUED, d.c.expires_at < now)
-        .values(
-            state=DeliveryState.EXPIRED.value,
-            reason="validity period ended before it could be sent",
-            updated_at=now,
-            done_at=now,
-        )
-    ).rowcount
-    no_receipt = conn.execute(
-        sa.update(d)
-        .where(d.c.state == SUBMITTED, d.c.submitted_at < now - receipt_timeout)
-        .values(
-            state=DeliveryState.EXPIRED.value,
-            reason=f"no delivery receipt within {int(receipt_timeout)} s of submission",
-            updated_at=now,
-            done_at=now,
-        )
-    ).rowcount
-    return {"expired_in_queue": expired or 0, "no_receipt": no_receipt or 0}
+    expired = finalise_where(
+        conn,
+        sa.and_(d.c.state == QUEUED, d.c.expires_at < now),
+        {
+            "state": DeliveryState.EXPIRED.value,
+            "reason": "validity period ended before it could be sent",
+            "updated_at": now,
+            "done_at": now,
+        },
+        now=now,
+    )
+    no_receipt = finalise_where(
+        conn,
+        sa.and_(d.c.state == SUBMITTED, d.c.submitted_at < now - receipt_timeout),
+        {
+            "state": DeliveryState.EXPIRED.value,
+            "reason": f"no delivery receipt within {int(receipt_timeout)} s of submission",
+            "updated_at": now,
+            "done_at": now,
+        },
+        now=now,
+    )
+    return {"expired_in_queue": expired, "no_receipt": no_receipt}
 
 
 def pending_count(conn: sa.Connection) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from masd.core.states import DeliveryState, delivery_state_for_segment_failure
+from masd.store import events
 from masd.store._bulk import executemany
 from masd.store.tables import deliveries as d
 from masd.store.tables import receipts as r
@@ -211,7 +212,7 @@ def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[str | 
     # A segment's state as this batch leaves it: two receipts for one segment apply only the first.
     seg_state = {h.segment_id: h.segment.state for _, h in live}
     seg_updates: list[dict[str, Any]] = []
-    events: list[tuple[int, _Hit]] = []
+    finalised: list[tuple[int, _Hit]] = []
     for i, h in live:
         if seg_state.get(h.segment_id) != "submitted":
             continue  # a repeated receipt for a segment already decided
@@ -219,7 +220,7 @@ def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[str | 
         seg_updates.append(
             {"b_id": h.segment_id, "b_state": h.status, "b_error": h.error_code, "b_at": h.now}
         )
-        events.append((i, h))
+        finalised.append((i, h))
     if not seg_updates:
         return out
     executemany(
@@ -236,7 +237,7 @@ def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[str | 
         ),
         seg_updates,
     )
-    del_ids = list({h.delivery_id for _, h in events})
+    del_ids = list({h.delivery_id for _, h in finalised})
     dels = {
         row.id: [row.state, row.segments, row.seg_delivered]
         for row in conn.execute(
@@ -246,11 +247,13 @@ def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[str | 
         )
     }
     changed: dict[int, dict[str, Any]] = {}
-    for i, h in events:
+    for i, h in finalised:
         cur = dels.get(h.delivery_id)
         if cur is None or cur[0] != SUBMITTED:
             continue
-        upd = changed.setdefault(h.delivery_id, {"b_id": h.delivery_id, "b_reason": None, "b_done": None})
+        upd = changed.setdefault(
+            h.delivery_id, {"b_id": h.delivery_id, "b_reason": None, "b_done": None, "b_code": None}
+        )
         upd["b_at"] = h.now
         if h.status == "delivered":
             cur[2] += 1
@@ -263,6 +266,7 @@ def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[str | 
             cur[0] = delivery_state_for_segment_failure(h.status).value
             seg = h.segment
             upd["b_reason"] = f"carrier receipt for segment {seg.seq}/{seg.total}: {h.status}{code}"
+            upd["b_code"] = h.error_code
             upd["b_done"] = h.now
             out[i] = cur[0]
         upd["b_state"] = cur[0]
@@ -278,10 +282,14 @@ def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[str | 
                     state=sa.bindparam("b_state"),
                     seg_delivered=sa.bindparam("b_seg"),
                     reason=sa.func.coalesce(sa.bindparam("b_reason", type_=sa.String), d.c.reason),
+                    error_code=sa.func.coalesce(sa.bindparam("b_code", type_=sa.Integer), d.c.error_code),
                     done_at=sa.bindparam("b_done", type_=sa.Double),
                     updated_at=sa.bindparam("b_at"),
                 )
             ),
             list(changed.values()),
         )
+        done = [u["b_id"] for u in changed.values() if u["b_done"] is not None]
+        if done:
+            events.record_final(conn, done, now=max(h.now for _, h in finalised))
     return out

@@ -10,7 +10,20 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-__all__ = ["apps", "deliveries", "messages", "metadata", "receipts", "replies", "segments"]
+__all__ = [
+    "app_events",
+    "app_usage",
+    "apps",
+    "dbpoll_messages",
+    "deliveries",
+    "event_cursors",
+    "messages",
+    "metadata",
+    "receipts",
+    "replies",
+    "segments",
+    "webhook_parked",
+]
 
 metadata = sa.MetaData(
     naming_convention={
@@ -41,6 +54,24 @@ apps = sa.Table(
     sa.Column("key_prefix", sa.String(16), nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("revoked_at", Time, nullable=True),
+    # What the app may do. NULL channels = every kind; NULL rate/quota = unlimited.
+    sa.Column("channels", sa.String(64), nullable=True),
+    sa.Column("rate", Time, nullable=True),  # recipients per second
+    sa.Column("quota_per_day", sa.Integer, nullable=True),  # recipients per local calendar day
+    # Replies to the service number followed by this extension belong to the app.
+    sa.Column("extension", sa.String(12), nullable=True, unique=True),
+    sa.Column("webhook_url", sa.String(512), nullable=True),
+    sa.Column("webhook_secret", sa.String(96), nullable=True),
+)
+
+# Recipients accepted per app per day, for the quota; the day is the node's local date, as office staff
+# read "10000/day".
+app_usage = sa.Table(
+    "app_usage",
+    metadata,
+    sa.Column("app_id", Id, primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("recipients", sa.BigInteger, nullable=False),
 )
 
 messages = sa.Table(
@@ -56,6 +87,8 @@ messages = sa.Table(
     sa.Column("send_at", Time, nullable=True),
     sa.Column("expires_at", Time, nullable=False),
     sa.Column("created_at", Time, nullable=False),
+    # 1: the app wants an event for each delivery's final state (socket, webhooks, DB polling).
+    sa.Column("notify", sa.SmallInteger, nullable=False, server_default="0"),
     sa.UniqueConstraint("app_id", "client_ref"),
 )
 
@@ -70,6 +103,7 @@ deliveries = sa.Table(
     sa.Column("channel", sa.String(64), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("reason", sa.String(255), nullable=True),
+    sa.Column("error_code", sa.Integer, nullable=True),  # the carrier's code when it ended unsuccessfully
     sa.Column("priority", sa.SmallInteger, nullable=False),
     sa.Column("not_before", Time, nullable=False),
     sa.Column("expires_at", Time, nullable=False),
@@ -87,6 +121,8 @@ deliveries = sa.Table(
     sa.Column("done_at", Time, nullable=True),
     sa.Index("ix_deliveries_message_id", "message_id"),
     sa.Index("ix_deliveries_state_lease", "state", "lease_until"),
+    # Reply routing looks up the latest delivery to the number a reply came from.
+    sa.Index("ix_deliveries_recipient", "recipient", "id"),
 )
 
 # The dispatcher's claim walks this index in priority order (highest first, then oldest) and stops after
@@ -141,4 +177,61 @@ replies = sa.Table(
     sa.Column("destination", sa.String(32), nullable=False),
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("received_at", Time, nullable=False),
+    # Where routing sent it: the owning app (NULL = unmatched), how, and what it answers.
+    sa.Column("app_id", Id, nullable=True),
+    sa.Column("matched_by", sa.String(16), nullable=False, server_default="none"),
+    sa.Column("extension", sa.String(21), nullable=False, server_default=""),  # after the app's own
+    sa.Column("delivery_id", Id, nullable=True),
+    sa.Index("ix_replies_app_id", "app_id", "id"),
+)
+
+# The outbox of what an app is told: a delivery reached its final state (kind "receipt"), or a reply
+# was routed to it ("reply"). Written in the same transaction as the change itself, so a consumer
+# (socket, webhooks, DB polling) that reads past its cursor misses nothing, even after a crash.
+app_events = sa.Table(
+    "app_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("app_id", Id, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("delivery_id", Id, nullable=True),
+    sa.Column("reply_id", Id, nullable=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_app_events_app_id", "app_id", "id"),
+)
+
+# How far each consumer of an app's events has got (consumer: "socket", "webhook", "dbpoll:CODE", …).
+event_cursors = sa.Table(
+    "event_cursors",
+    metadata,
+    sa.Column("app_id", Id, primary_key=True),
+    sa.Column("consumer", sa.String(64), primary_key=True),
+    sa.Column("last_event_id", Id, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+# Webhook calls that failed every attempt: kept, listed by `masd webhooks`, and retried on demand.
+webhook_parked = sa.Table(
+    "webhook_parked",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("app_id", Id, nullable=False),
+    sa.Column("event_id", Id, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.String(512), nullable=False),
+    sa.Column("parked_at", Time, nullable=False),
+    sa.Index("ix_webhook_parked_app_id", "app_id", "id"),
+)
+
+# Messages that came from an OA's api_mt_<code> table: which row, so that receipts go to
+# api_rpt_<code> with the OA's SM_ID and replies to extension SRC_ID to api_mo_<code>.
+dbpoll_messages = sa.Table(
+    "dbpoll_messages",
+    metadata,
+    sa.Column("message_id", Id, primary_key=True),
+    sa.Column("code", sa.String(32), nullable=False),
+    sa.Column("sm_id", sa.BigInteger, nullable=False),
+    sa.Column("src_id", sa.String(12), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_dbpoll_messages_src", "code", "src_id", "message_id"),
 )

@@ -101,7 +101,8 @@ def test_apps_create_list_rotate_revoke(masd: Masd) -> None:
     assert "already exists" in again.stderr and "Traceback" not in again.stderr
 
     made = _json(masd("apps", "create", "crm", "--json"))
-    assert set(made) == {"id", "name", "key"} and made["name"] == "crm"
+    assert {"id", "name", "key"} <= set(made) and made["name"] == "crm"
+    assert (made["channels"], made["rate"], made["quota_per_day"]) == (None, None, None)
     rotated = _json(masd("apps", "rotate", "crm", "--json"))
     assert rotated["key"].startswith("masd_") and rotated["key"] != made["key"]
 
@@ -222,7 +223,7 @@ def test_run_delivers_and_stops_on_sigterm(masd: Masd, env: dict[str, str], tmp_
     with log.open("w") as log_file:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "masd.cli", "run"],
-            env={**env, "MASD_HTTP__ENABLED": "false"},
+            env={**env, "MASD_HTTP__ENABLED": "false", "MASD_SOCKET__ENABLED": "false"},
             cwd=tmp_path,
             stdout=log_file,
             stderr=subprocess.STDOUT,

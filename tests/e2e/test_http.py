@@ -71,6 +71,7 @@ async def running(tmp_path: Path, **extra_env: str) -> AsyncIterator[Env]:
     env = {
         "MASD_NODE__DATA_DIR": str(tmp_path),
         "MASD_HTTP__LISTEN": f"127.0.0.1:{port}",
+        "MASD_SOCKET__ENABLED": "false",
         "MASD_CHANNELS__SIM__OPTIONS": "{receipt_delay = 0.01}",
         **extra_env,
     }

@@ -23,6 +23,7 @@ def make_daemon(tmp_path: Path, **env: str) -> Daemon:
         "MASD_NODE__DATA_DIR": str(tmp_path),
         "MASD_NODE__NAME": "test-node",
         "MASD_HTTP__ENABLED": "false",
+        "MASD_SOCKET__ENABLED": "false",
         "MASD_QUEUE__POLL_INTERVAL": "0.05",
         "MASD_QUEUE__RETRY_BASE_SECONDS": "0.05",
         "MASD_QUEUE__RETRY_MAX_SECONDS": "0.2",
@@ -235,6 +236,8 @@ async def test_recipients_are_routed_to_the_channel_with_the_longest_matching_pr
 [node]
 data_dir = "{tmp_path.as_posix()}"
 [http]
+enabled = false
+[socket]
 enabled = false
 [queue]
 poll_interval = 0.05

@@ -41,6 +41,8 @@ name = "interop-test"
 data_dir = "{data}"
 [http]
 enabled = false
+[socket]
+enabled = false
 [queue]
 poll_interval = 0.05
 retry_base_seconds = 0.1

@@ -32,6 +32,8 @@ name = "smpp-test"
 data_dir = "{data}"
 [http]
 enabled = false
+[socket]
+enabled = false
 [queue]
 poll_interval = 0.05
 retry_base_seconds = 0.1

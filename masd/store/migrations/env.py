@@ -9,6 +9,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
+# The modules' tables live on the same metadata; importing them registers them for autogenerate.
+import masd.modules.contacts.tables
+import masd.modules.meeting.tables  # noqa: F401
 from masd.store.tables import metadata
 
 config = context.config

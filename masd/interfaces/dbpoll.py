@@ -1,0 +1,644 @@
+"""DB polling, dialect ``mas``: an OA system's MAS tables as an interface to masd.
+
+For each configured interface code one :class:`MasPoller` runs under the daemon's nursery with two
+tasks:
+
+- **intake** reads ``api_mt_<code>`` in batches (oldest ``AUTO_SN`` first), accepts each good row
+  through the gateway as the configured app, notes it in masd's ``dbpoll_messages`` and then deletes it
+  from ``api_mt``. A bad row is reported in ``api_rpt_<code>`` and deleted in the same OA transaction.
+  Intake is idempotent: each row is accepted with a ``client_ref`` derived from its ``AUTO_SN`` and
+  content, so a row read again after a crash or an OA outage (accepted, not yet deleted) returns the
+  stored message instead of sending twice. A future ``SEND_TIME`` is accepted at once as a scheduled
+  message; the row leaves ``api_mt`` and the core sends it when due.
+- **reports** follows the app's event outbox (cursor ``dbpoll:<code>``): receipts of this code's
+  messages with a non-zero SM_ID become ``api_rpt`` rows, replies become ``api_mo`` rows. The cursor
+  moves only after the OA transaction has committed (at least once).
+
+The OA database is reached through its own SQLAlchemy engine on worker threads. When it cannot be
+reached, both tasks wait and try again with backoff (logged once per outage, gauge
+``masd_dbpoll_up{code}``); nothing is removed from ``api_mt`` before masd has stored it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+import structlog
+import trio
+from prometheus_client import Gauge
+
+from masd.config import ConfigError, DbPollConfig
+from masd.core.apps import Forbidden, QuotaExceeded, RateLimited
+from masd.core.gateway import App, Gateway, QueueFull, Rejected, SubmitRequest
+from masd.interfaces import mas_tables as mas
+from masd.store.db import Database, StoreUnavailable
+from masd.store.tables import dbpoll_messages as dm
+
+if TYPE_CHECKING:
+    from masd.daemon import Daemon
+
+__all__ = ["MasPoller", "OaDatabase", "oa_engine", "serve_dbpoll"]
+
+T = TypeVar("T")
+log = structlog.get_logger("masd.dbpoll")
+
+INTERFACE = "dbpoll"
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 30.0
+APP_MISSING_WAIT = 30.0
+QUOTA_WAIT = 60.0  # a full quota is checked again this often (it may be raised meanwhile)
+CONNECT_TIMEOUT = 5
+CONTENT_RECHECK = 300.0  # seconds: how often to look again at the CONTENT column's character set
+
+
+# ----- the OA's database ---------------------------------------------------------------------------------
+
+
+def oa_engine(url: str, *, polling: bool = False, field: str = "url") -> sa.Engine:
+    """An engine for an OA database URL. ``polling``: the engine the poller uses — on SQLite it never
+    creates a missing file (a wrong path or a file moved away is an outage, not an empty database) and
+    hands text over as bytes, so that GBK written into a TEXT column can be decoded instead of failing
+    the whole batch."""
+    try:
+        u = sa.make_url(url)
+    except sa.exc.ArgumentError as e:
+        raise ConfigError(f"{field} = {url!r}: not a SQLAlchemy URL ({e})") from None
+    backend = u.get_backend_name()
+    if backend == "postgresql" and u.drivername == "postgresql":
+        u = u.set(drivername="postgresql+psycopg")
+    if backend in ("mysql", "mariadb") and "+" not in u.drivername:
+        u = u.set(drivername=f"{backend}+pymysql")
+    try:
+        if backend == "sqlite":
+            path = u.database or ""
+            if not path or path == ":memory:":
+                raise ConfigError(f"{field} = {url!r}: an OA database on SQLite must be a file")
+            full = str(Path(path).expanduser().resolve())
+
+            def connect() -> sqlite3.Connection:
+                if polling:
+                    conn = sqlite3.connect(
+                        Path(full).as_uri() + "?mode=rw",
+                        uri=True,
+                        timeout=CONNECT_TIMEOUT,
+                        check_same_thread=False,
+                    )
+                    conn.text_factory = bytes
+                else:
+                    conn = sqlite3.connect(full, timeout=CONNECT_TIMEOUT, check_same_thread=False)
+                return conn
+
+            return sa.create_engine(
+                "sqlite://", creator=connect, poolclass=sa.pool.QueuePool, pool_size=2, max_overflow=2
+            )
+        kwargs: dict[str, Any] = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True}
+        if backend in ("mysql", "mariadb"):
+            kwargs["isolation_level"] = "READ COMMITTED"
+            kwargs["pool_recycle"] = 3600
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+        elif backend == "postgresql":
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+        return sa.create_engine(u, **kwargs)
+    except (sa.exc.NoSuchModuleError, ImportError) as e:
+        raise ConfigError(f"{field} = {url!r}: no database driver for it ({e})") from None
+
+
+def describe(url: str) -> str:
+    """A database URL fit for logs: without its password."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+class OaDatabase:
+    """The OA's database, driven from trio: one transaction per call, on a worker thread."""
+
+    def __init__(self, url: str, *, field: str = "url") -> None:
+        self.engine = oa_engine(url, polling=True, field=field)
+        self.dialect = self.engine.dialect.name
+        self._limiter = trio.CapacityLimiter(2)
+
+    def _tx(self, fn: Callable[[sa.Connection], T]) -> T:
+        with self.engine.begin() as conn:
+            return fn(conn)
+
+    async def run(self, fn: Callable[[sa.Connection], T]) -> T:
+        # An unreachable server may keep a thread in connect() for seconds: let shutdown leave it behind.
+        return await trio.to_thread.run_sync(self._tx, fn, limiter=self._limiter, abandon_on_cancel=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def content_column(conn: sa.Connection, table: sa.Table) -> sa.ColumnElement[Any]:
+    """How to select CONTENT so that GBK bytes arrive as bytes: on MySQL/MariaDB a latin1 or ascii
+    column (where legacy OA code stores GBK bytes unconverted) is read as BINARY; elsewhere the driver
+    already gives bytes for BLOB/bytea columns and (on the polling SQLite engine) for text."""
+    col = table.c.content
+    if conn.dialect.name not in ("mysql", "mariadb"):
+        return col
+    charset = conn.execute(
+        sa.text(
+            "SELECT CHARACTER_SET_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND COLUMN_NAME = 'content'"
+        ),
+        {"t": table.name},
+    ).scalar()
+    if charset is None or str(charset).lower() in ("latin1", "ascii", "binary"):
+        return sa.cast(col, sa.LargeBinary).label("content")
+    return col
+
+
+# ----- outages -------------------------------------------------------------------------------------------
+
+
+class _Link:
+    """Whether a database is reachable, logged once per outage however many tasks hit it."""
+
+    def __init__(self, code: str, what: str, gauge: Gauge | None) -> None:
+        self.code = code
+        self.what = what
+        self.gauge = gauge
+        self.down_since: float | None = None
+
+    def failed(self, error: BaseException, hint: str = "") -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            detail = str(getattr(error, "orig", None) or error).strip().splitlines()
+            log.warning(
+                f"{self.what} unavailable; retrying with backoff{hint}",
+                code=self.code,
+                error=detail[0] if detail else type(error).__name__,
+            )
+            if self.gauge is not None:
+                self.gauge.labels(self.code).set(0)
+
+    def ok(self) -> None:
+        if self.down_since is not None:
+            log.info(
+                f"{self.what} available again",
+                code=self.code,
+                down_seconds=round(time.monotonic() - self.down_since, 1),
+            )
+            self.down_since = None
+        if self.gauge is not None:
+            self.gauge.labels(self.code).set(1)
+
+
+class _Backoff:
+    def __init__(self) -> None:
+        self.delay = BACKOFF_FIRST
+
+    def next(self) -> float:
+        d = self.delay
+        self.delay = min(self.delay * 2, BACKOFF_MAX)
+        return d
+
+    def reset(self) -> None:
+        self.delay = BACKOFF_FIRST
+
+
+_OA_ERRORS = (sa.exc.SQLAlchemyError, OSError, sqlite3.Error)
+_MISSING_HINT = "; if its tables are missing, run: masd dbpoll init {code}"
+
+
+# ----- the poller ----------------------------------------------------------------------------------------
+
+
+class MasPoller:
+    """One interface code: intake from ``api_mt_<code>``, reports into ``api_rpt``/``api_mo``."""
+
+    def __init__(
+        self,
+        code: str,
+        cfg: DbPollConfig,
+        gateway: Gateway,
+        db: Database,
+        app: App,
+        *,
+        home: bool = True,
+        gauge: Gauge | None = None,
+    ) -> None:
+        self.code = code
+        self.cfg = cfg
+        self.gateway = gateway
+        self.db = db
+        self.app = app
+        self.home = home  # replies to this app that belong to no code land here
+        self.oa = OaDatabase(cfg.url, field=f"dbpoll.{code}.url")
+        self.tables = mas.mas_tables(code, self.oa.dialect)
+        self.consumer = f"dbpoll:{code}"
+        # One per task: a table only one of them uses may be missing while the other works, and each
+        # outage should be logged once, not once per flip between them.
+        self.links = {
+            task: (_Link(code, f"OA database ({task})", gauge), _Link(code, f"masd store ({task})", None))
+            for task in ("intake", "reports")
+        }
+        self._content: sa.ColumnElement[Any] | None = None
+        self._content_checked = 0.0
+        self._stall: str | None = None  # why intake is waiting (app, rate, quota, queue), logged once
+
+    async def run(self) -> None:
+        log.info(
+            "dbpoll started",
+            code=self.code,
+            app=self.app.name,
+            oa=describe(self.cfg.url),
+            tables=[t.name for t in self.tables],
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._intake_loop)
+                nursery.start_soon(self._report_loop)
+        finally:
+            self.oa.dispose()
+
+    def _failed(self, task: str, e: BaseException) -> None:
+        oa, store = self.links[task]
+        if isinstance(e, StoreUnavailable):
+            store.failed(e)
+        else:
+            oa.failed(e, _MISSING_HINT.format(code=self.code))
+
+    # ----- intake --------------------------------------------------------------------------------------
+
+    async def _intake_loop(self) -> None:
+        backoff = _Backoff()
+        while True:
+            try:
+                handled, wait = await self.intake_once()
+            except (*_OA_ERRORS, StoreUnavailable) as e:
+                self._failed("intake", e)
+                self._content = None
+                await trio.sleep(backoff.next())
+                continue
+            backoff.reset()
+            if wait is not None:
+                await trio.sleep(wait)
+            elif handled < self.cfg.batch:
+                await trio.sleep(self.cfg.interval)
+
+    async def intake_once(self) -> tuple[int, float | None]:
+        """One poll: read a batch, accept what can be, report and remove what cannot. Returns (rows
+        done, seconds to wait before the next poll when intake is stalled by the app's limits)."""
+        app = await self.gateway.app_named(self.cfg.app)
+        self.links["intake"][1].ok()
+        if app is None:
+            if self._stall != "app":
+                self._stall = "app"
+                log.error(
+                    "dbpoll app no longer exists or was revoked; api_mt rows wait",
+                    code=self.code,
+                    app=self.cfg.app,
+                )
+            return 0, APP_MISSING_WAIT
+        if self._stall == "app":
+            log.info("dbpoll app exists again; intake resumed", code=self.code, app=self.cfg.app)
+            self._stall = None
+        self.app = app
+        raw = await self.oa.run(self._read_batch)
+        self.links["intake"][0].ok()
+        if not raw:
+            return 0, None
+        now = mas.local_time(None)
+        rows: list[mas.MtRow] = []
+        bad: list[mas.BadRow] = []
+        for r in raw:
+            decided = mas.read_mt_row(r, code=self.code, encoding=self.cfg.encoding)
+            (rows if isinstance(decided, mas.MtRow) else bad).append(decided)  # type: ignore[arg-type]
+        accepted, refused, wait = await self._accept(app, rows)
+        bad += refused
+        if accepted:
+            await self._record(accepted)
+        reports: list[mas.RptRow] = []
+        for b in bad:
+            log.warning(
+                "dbpoll row refused", code=self.code, auto_sn=b.auto_sn, sm_id=b.sm_id, reason=b.reason
+            )
+            if b.sm_id != 0:
+                reports += b.reports(now)
+        for row, _ in accepted:
+            if row.sm_id != 0:
+                reports += [
+                    mas.RptRow(row.sm_id, entry, mas.CODES["bad_mobile"], f"{entry}: {why}", now)
+                    for entry, why in row.invalid
+                ]
+        done = [row.auto_sn for row, _ in accepted] + [b.auto_sn for b in bad]
+        if done:
+            await self.oa.run(lambda c: self._finish(c, done, reports))
+        return len(done), wait
+
+    def _read_batch(self, conn: sa.Connection) -> list[dict[str, Any]]:
+        t = self.tables.mt
+        if self._content is None or time.monotonic() >= self._content_checked + CONTENT_RECHECK:
+            self._content = content_column(conn, t)
+            self._content_checked = time.monotonic()
+        q = (
+            sa.select(
+                t.c.auto_sn,
+                t.c.sm_id,
+                t.c.src_id,
+                t.c.mobiles,
+                self._content,
+                t.c.send_time,
+                t.c.is_wap,
+                t.c.url,
+            )
+            .order_by(t.c.auto_sn)
+            .limit(self.cfg.batch)
+        )
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+    def _finish(self, conn: sa.Connection, done: Sequence[int], reports: Sequence[mas.RptRow]) -> None:
+        if reports:
+            conn.execute(sa.insert(self.tables.rpt), [r.values() for r in reports])
+        conn.execute(sa.delete(self.tables.mt).where(self.tables.mt.c.auto_sn.in_(list(done))))
+
+    async def _accept(
+        self, app: App, rows: list[mas.MtRow]
+    ) -> tuple[list[tuple[mas.MtRow, int]], list[mas.BadRow], float | None]:
+        """Accept rows in order; stop at the first that the app's rate, quota or the queue defers (it and
+        the rest stay in api_mt). Returns (accepted rows with message ids, refused rows, wait)."""
+        accepted: list[tuple[mas.MtRow, int]] = []
+        refused: list[mas.BadRow] = []
+        # notify is per call: rows wanting receipts (SM_ID ≠ 0) and rows that do not go separately.
+        for notify in (True, False):
+            group = [r for r in rows if (r.sm_id != 0) is notify]
+            while group:
+                try:
+                    results = await self.gateway.accept(
+                        [self._request(r) for r in group], interface=INTERFACE, app=app, notify=notify
+                    )
+                except Rejected as e:
+                    i = e.index if e.index is not None and len(group) > 1 else 0
+                    refused.append(self._refused(group.pop(i), mas.rejected_code(e.field), e))
+                    continue
+                except Forbidden as e:
+                    refused += [self._refused(r, mas.CODES["forbidden"], e) for r in group]
+                    break
+                except (RateLimited, QuotaExceeded, QueueFull) as e:
+                    if len(group) > 1:
+                        # A batch may be over a limit that single rows are not: go one by one.
+                        more, bad, wait = await self._accept_singly(app, group, notify)
+                        accepted += more
+                        refused += bad
+                        if wait is not None:
+                            return accepted, refused, wait
+                        break
+                    return accepted, refused, self._deferred(e)
+                accepted += [(r, a.message_id) for r, a in zip(group, results, strict=True)]
+                break
+        if self._stall in ("rate", "quota", "queue"):
+            log.info("dbpoll intake resumed", code=self.code)
+            self._stall = None
+        return accepted, refused, None
+
+    async def _accept_singly(
+        self, app: App, group: list[mas.MtRow], notify: bool
+    ) -> tuple[list[tuple[mas.MtRow, int]], list[mas.BadRow], float | None]:
+        accepted: list[tuple[mas.MtRow, int]] = []
+        refused: list[mas.BadRow] = []
+        for r in group:
+            try:
+                a = await self.gateway.send(self._request(r), interface=INTERFACE, app=app, notify=notify)
+            except Rejected as e:
+                refused.append(self._refused(r, mas.rejected_code(e.field), e))
+            except Forbidden as e:
+                refused.append(self._refused(r, mas.CODES["forbidden"], e))
+            except (RateLimited, QuotaExceeded, QueueFull) as e:
+                return accepted, refused, self._deferred(e)
+            else:
+                accepted.append((r, a.message_id))
+        return accepted, refused, None
+
+    def _request(self, r: mas.MtRow) -> SubmitRequest:
+        return SubmitRequest(
+            text=r.text, recipients=r.recipients, send_at=r.send_at, client_ref=r.ref, extension=r.src_id
+        )
+
+    @staticmethod
+    def _refused(r: mas.MtRow, code: int, e: Rejected | Forbidden) -> mas.BadRow:
+        field = e.field.rsplit(".", 1)[-1]
+        return mas.BadRow(r.auto_sn, r.sm_id, r.recipients, code, f"{field}: {e.reason}")
+
+    def _deferred(self, e: Exception) -> float:
+        """How long to leave api_mt alone after the app's rate, quota or the queue's limit said no.
+        Such rows are not bad: they stay and go out once the limit allows."""
+        kind = "rate" if isinstance(e, RateLimited) else "quota" if isinstance(e, QuotaExceeded) else "queue"
+        if self._stall != kind:
+            self._stall = kind
+            log.warning("dbpoll intake waiting; rows stay in api_mt", code=self.code, why=str(e))
+        if isinstance(e, RateLimited):
+            return max(0.05, min(e.retry_after or 1.0, BACKOFF_MAX))
+        if isinstance(e, QuotaExceeded):
+            return QUOTA_WAIT
+        return max(self.cfg.interval, 5.0)
+
+    async def _record(self, accepted: list[tuple[mas.MtRow, int]]) -> None:
+        """Note in masd's store which messages came from which row (upsert: a repeat is harmless)."""
+        now = time.time()
+        items = {mid: row for row, mid in accepted}
+
+        def write(conn: sa.Connection) -> None:
+            have = set(
+                conn.execute(sa.select(dm.c.message_id).where(dm.c.message_id.in_(list(items)))).scalars()
+            )
+            new = [
+                {
+                    "message_id": mid,
+                    "code": self.code,
+                    "sm_id": r.sm_id,
+                    "src_id": r.src_id,
+                    "created_at": now,
+                }
+                for mid, r in items.items()
+                if mid not in have
+            ]
+            if new:
+                conn.execute(sa.insert(dm), new)
+
+        await self.db.write(write)
+
+    # ----- reports: receipts and replies into the OA's tables ---------------------------------------
+
+    async def _report_loop(self) -> None:
+        backoff = _Backoff()
+        cursor: int | None = None
+        maybe_written = True  # the OA may already hold rows of the events after the cursor
+        while True:
+            changed = self.gateway.events_changed()
+            try:
+                if cursor is None:
+                    cursor = await self.gateway.get_cursor(self.app.id, self.consumer)
+                events = await self.gateway.read_events(self.app.id, after=cursor, limit=self.cfg.batch)
+                self.links["reports"][1].ok()
+                if not events:
+                    with trio.move_on_after(min(self.cfg.interval, 1.0)):
+                        await changed.wait()
+                    continue
+                rpt, mo = await self._translate(events)
+                if rpt or mo:
+                    dedupe = maybe_written
+                    maybe_written = True
+                    await self.oa.run(lambda c: self._write_reports(c, rpt, mo, dedupe=dedupe))
+                    self.links["reports"][0].ok()
+                last = int(events[-1]["event"])
+                maybe_written = True
+                await self.gateway.set_cursor(self.app.id, self.consumer, last)
+                maybe_written = False
+                cursor = last
+                backoff.reset()
+            except (*_OA_ERRORS, StoreUnavailable) as e:
+                self._failed("reports", e)
+                await trio.sleep(backoff.next())
+
+    async def _translate(self, events: list[dict[str, Any]]) -> tuple[list[mas.RptRow], list[dict[str, Any]]]:
+        message_ids = {int(e["message_id"]) for e in events if e.get("message_id") is not None}
+        extensions = {str(e.get("extension") or "") for e in events if e["type"] == "reply"}
+        code = self.code
+
+        def lookup(conn: sa.Connection) -> tuple[dict[int, tuple[str, int]], dict[str, int]]:
+            known: dict[int, tuple[str, int]] = {}
+            if message_ids:
+                known = {
+                    int(r.message_id): (str(r.code), int(r.sm_id))
+                    for r in conn.execute(
+                        sa.select(dm.c.message_id, dm.c.code, dm.c.sm_id).where(
+                            dm.c.message_id.in_(list(message_ids))
+                        )
+                    )
+                }
+            by_src: dict[str, int] = {}
+            for ext in extensions:
+                sm = conn.execute(
+                    sa.select(dm.c.sm_id)
+                    .where(dm.c.code == code, dm.c.src_id == ext)
+                    .order_by(dm.c.message_id.desc())
+                    .limit(1)
+                ).scalar()
+                if sm is not None:
+                    by_src[ext] = int(sm)
+            return known, by_src
+
+        known, by_src = await self.db.read(lookup)
+        rpt: list[mas.RptRow] = []
+        mo: list[dict[str, Any]] = []
+        for e in events:
+            mid = e.get("message_id")
+            owner: str | None = None
+            sm_id: int | None = None
+            if mid is not None and int(mid) in known:
+                owner, sm_id = known[int(mid)]
+            elif (sm_id := mas.sm_id_from_ref(e.get("client_ref"), code)) is not None:
+                owner = code  # accepted a moment ago, not yet noted in dbpoll_messages
+            elif str(e.get("client_ref") or "").startswith("mas:"):
+                owner = str(e["client_ref"]).split(":")[1]
+            if e["type"] == "receipt":
+                if owner != code or not sm_id:
+                    continue  # another interface's message, or SM_ID 0: no receipt wanted
+                rpt.append(
+                    mas.RptRow(
+                        sm_id,
+                        str(e["recipient"]),
+                        mas.receipt_code(str(e["state"]), e.get("error_code")),
+                        mas.receipt_desc(str(e["state"]), e.get("reason")),
+                        mas.local_time(e.get("done_at")),
+                    )
+                )
+            elif e["type"] == "reply":
+                ext = str(e.get("extension") or "")
+                if ext in by_src:
+                    sm = by_src[ext]
+                elif owner == code or (owner is None and self.home):
+                    sm = 0
+                else:
+                    continue  # it answers another code's message
+                text = str(e.get("text") or "")
+                mo.append(
+                    {
+                        "sm_id": sm,
+                        "mobile": str(e["sender"])[: mas.MOBILE_LENGTH],
+                        "content": text[: mas.MAX_CONTENT],
+                        "mo_time": mas.local_time(e.get("received_at")),
+                        "msg_fmt": mas.mo_msg_fmt(text),
+                    }
+                )
+        return rpt, mo
+
+    def _write_reports(
+        self, conn: sa.Connection, rpt: list[mas.RptRow], mo: list[dict[str, Any]], *, dedupe: bool
+    ) -> None:
+        t = self.tables
+        rpt_rows = [r.values() for r in rpt]
+        if dedupe:
+            # After a restart or a failure the OA may already hold these (written, cursor not moved).
+            rpt_rows = _unseen(conn, t.rpt, rpt_rows, ("sm_id", "mobile", "rpt_code", "rpt_time"), "sm_id")
+            mo = _unseen(conn, t.mo, mo, ("sm_id", "mobile", "content", "mo_time"), "mobile")
+        if rpt_rows:
+            conn.execute(sa.insert(t.rpt), rpt_rows)
+        if mo:
+            conn.execute(sa.insert(t.mo), mo)
+
+
+def _key_part(v: Any) -> str:
+    """One column of a row written and of a row read back, in the same form (SQLite gives bytes)."""
+    if isinstance(v, dt.datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(v, bytes | bytearray | memoryview):
+        return bytes(v).decode("utf-8", errors="replace")
+    return str(v)
+
+
+def _unseen(
+    conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], key: tuple[str, ...], by: str
+) -> list[dict[str, Any]]:
+    """The rows that the table does not already hold (compared on ``key``)."""
+    if not rows:
+        return rows
+    wanted = list({r[by] for r in rows})
+    held = {
+        tuple(_key_part(x) for x in r)
+        for r in conn.execute(sa.select(*[table.c[k] for k in key]).where(table.c[by].in_(wanted)))
+    }
+    return [r for r in rows if tuple(_key_part(r[k]) for k in key) not in held]
+
+
+# ----- the daemon's part ---------------------------------------------------------------------------------
+
+
+async def serve_dbpoll(
+    daemon: Daemon, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Start one poller per ``[dbpoll.CODE]``; refuse to start when a code's app does not exist."""
+    cfg = daemon.cfg
+    gauge = Gauge(
+        "masd_dbpoll_up",
+        "1 while the OA database of an interface code is reachable, 0 during an outage",
+        ["code"],
+        registry=daemon.metrics.registry,
+    )
+    homes: dict[str, str] = {}
+    for code in sorted(cfg.dbpoll):
+        homes.setdefault(cfg.dbpoll[code].app, code)
+    pollers: list[MasPoller] = []
+    for code, c in cfg.dbpoll.items():
+        app = await daemon.gateway.app_named(c.app)
+        if app is None:
+            raise ConfigError(
+                f"dbpoll.{code}.app = {c.app!r}: no such app (or it was revoked); create it with "
+                f"'masd apps create {c.app}' or name an existing app"
+            )
+        pollers.append(
+            MasPoller(code, c, daemon.gateway, daemon.db, app, home=homes[c.app] == code, gauge=gauge)
+        )
+    async with trio.open_nursery() as nursery:
+        for p in pollers:
+            nursery.start_soon(p.run)
+        task_status.started()

@@ -1,0 +1,419 @@
+"""Reading and writing the meeting module's tables. Synchronous functions of a connection, run through
+the core's :class:`~masd.store.db.Database` like the core's own store code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from masd.modules.meeting.tables import attendees as a
+from masd.modules.meeting.tables import meeting_log as lg
+from masd.modules.meeting.tables import meetings as m
+from masd.modules.meeting.tables import schedule_items as si
+
+__all__ = [
+    "BOARD_COLUMNS",
+    "add_schedule_item",
+    "attendee_by_message",
+    "board",
+    "due_calls",
+    "due_notices",
+    "due_reminders",
+    "due_schedule_items",
+    "due_second_sms",
+    "get_meeting",
+    "insert_meeting",
+    "log",
+    "open_meetings_of",
+    "search_meetings",
+    "update_attendee",
+]
+
+NOTIFIED = "notified"
+SCHEDULED = "scheduled"
+CANCELLED = "cancelled"
+
+
+def insert_meeting(
+    conn: sa.Connection, meeting: dict[str, Any], people: Sequence[dict[str, Any]], *, now: float
+) -> int:
+    """Store a meeting with its attendees (each: person_id, name, mobile, department)."""
+    mid = conn.execute(
+        sa.insert(m)
+        .values(**meeting, state=SCHEDULED, revision=0, created_at=now, updated_at=now)
+        .returning(m.c.id)
+    ).scalar_one()
+    conn.execute(
+        sa.insert(a),
+        [
+            {
+                "meeting_id": mid,
+                "person_id": p.get("person_id"),
+                "name": p.get("name") or "",
+                "mobile": p["mobile"],
+                "department": p.get("department") or "",
+                "updated_at": now,
+            }
+            for p in people
+        ],
+    )
+    log(conn, int(mid), None, "created", f"{len(people)} attendees", now=now)
+    return int(mid)
+
+
+def get_meeting(conn: sa.Connection, meeting_id: int) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(m).where(m.c.id == meeting_id)).mappings().first()
+    if row is None:
+        return None
+    out = dict(row)
+    out["attachments"] = json.loads(out["attachments"] or "[]")
+    return out
+
+
+def attendees_of(conn: sa.Connection, meeting_id: int) -> list[dict[str, Any]]:
+    q = sa.select(a).where(a.c.meeting_id == meeting_id).order_by(a.c.department, a.c.name, a.c.id)
+    return [dict(x) for x in conn.execute(q).mappings()]
+
+
+def update_attendee(conn: sa.Connection, attendee_id: int, *, now: float, **values: Any) -> None:
+    conn.execute(sa.update(a).where(a.c.id == attendee_id).values(**values, updated_at=now))
+
+
+def log(
+    conn: sa.Connection,
+    meeting_id: int | None,
+    attendee_id: int | None,
+    kind: str,
+    detail: str,
+    *,
+    now: float,
+) -> None:
+    conn.execute(
+        sa.insert(lg).values(meeting_id=meeting_id, attendee_id=attendee_id, at=now, kind=kind, detail=detail)
+    )
+
+
+# ----- what the scheduler does next -----------------------------------------------------------------
+
+
+def due_notices(conn: sa.Connection, *, now: float) -> list[dict[str, Any]]:
+    """Meetings whose notice time has come."""
+    q = sa.select(m).where(m.c.state == SCHEDULED, m.c.send_at <= now).order_by(m.c.send_at)
+    return [dict(x) for x in conn.execute(q).mappings()]
+
+
+def _silent(now: float) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        m.c.state == NOTIFIED,
+        a.c.response.is_(None),
+        a.c.checked_in_at.is_(None),  # someone who checked in is there: no need to chase them
+        a.c.notified_at.is_not(None),
+        m.c.starts_at > now,
+    )
+
+
+def _joined(*cols: Any) -> sa.Select[Any]:
+    return sa.select(a, *cols).select_from(a.join(m, m.c.id == a.c.meeting_id))
+
+
+def due_second_sms(conn: sa.Connection, *, now: float) -> list[dict[str, Any]]:
+    """Attendees who have not answered a notice sent ``second_sms_after`` ago (modes with SMS)."""
+    q = _joined().where(
+        _silent(now),
+        m.c.mode.in_(("sms", "sms+voice")),
+        m.c.second_sms_after.is_not(None),
+        a.c.second_sms_at.is_(None),
+        a.c.notified_at + m.c.second_sms_after <= now,
+    )
+    return [dict(x) for x in conn.execute(q.order_by(a.c.id)).mappings()]
+
+
+def due_calls(conn: sa.Connection, *, now: float) -> list[dict[str, Any]]:
+    """Attendees still silent ``call_after`` after the second SMS (or the notice, if there was none)."""
+    since = sa.case((m.c.second_sms_after.is_not(None), a.c.second_sms_at), else_=a.c.notified_at)
+    q = _joined().where(
+        _silent(now),
+        m.c.mode == "sms+voice",
+        m.c.call_after.is_not(None),
+        a.c.called_at.is_(None),
+        since.is_not(None),
+        since + m.c.call_after <= now,
+    )
+    return [dict(x) for x in conn.execute(q.order_by(a.c.id)).mappings()]
+
+
+def due_reminders(conn: sa.Connection, *, now: float) -> list[dict[str, Any]]:
+    """Attendees who said they would come, when the meeting is ``remind_before`` away."""
+    q = _joined().where(
+        m.c.state == NOTIFIED,
+        m.c.remind_before.is_not(None),
+        a.c.response == "attend",
+        a.c.reminded_at.is_(None),
+        m.c.starts_at - m.c.remind_before <= now,
+        m.c.starts_at > now,
+    )
+    return [dict(x) for x in conn.execute(q.order_by(a.c.id)).mappings()]
+
+
+def due_schedule_items(conn: sa.Connection, *, now: float) -> list[dict[str, Any]]:
+    q = sa.select(si).where(si.c.sent_at.is_(None), si.c.remind_at.is_not(None), si.c.remind_at <= now)
+    return [dict(x) for x in conn.execute(q.order_by(si.c.remind_at)).mappings()]
+
+
+def add_schedule_item(conn: sa.Connection, item: dict[str, Any], *, now: float) -> int:
+    return int(conn.execute(sa.insert(si).values(**item, created_at=now).returning(si.c.id)).scalar_one())
+
+
+# ----- matching what comes back ---------------------------------------------------------------------
+
+
+def attendee_by_message(conn: sa.Connection, message_id: int) -> tuple[dict[str, Any], str] | None:
+    """The attendee whose notice or call this message was: (attendee, "notice" | "call")."""
+    row = (
+        conn.execute(
+            sa.select(a).where(sa.or_(a.c.notice_message_id == message_id, a.c.call_message_id == message_id))
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    what = (
+        "call"
+        if row["call_message_id"] == message_id and row["notice_message_id"] != message_id
+        else "notice"
+    )
+    return dict(row), what
+
+
+def open_meetings_of(conn: sa.Connection, mobile: str, *, now: float) -> list[dict[str, Any]]:
+    """Meetings this number was notified of that have not ended or been cancelled, newest first, each
+    with the attendee row as ``attendee``."""
+    q = (
+        sa.select(m, a.c.id.label("attendee_id"))
+        .select_from(a.join(m, m.c.id == a.c.meeting_id))
+        .where(a.c.mobile == mobile, m.c.state == NOTIFIED, m.c.ends_at > now)
+        .order_by(m.c.starts_at.desc())
+    )
+    return [dict(x) for x in conn.execute(q).mappings()]
+
+
+def attendee_in(conn: sa.Connection, meeting_id: int, mobile: str) -> dict[str, Any] | None:
+    row = (
+        conn.execute(sa.select(a).where(a.c.meeting_id == meeting_id, a.c.mobile == mobile))
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+# ----- the organiser's board and the history --------------------------------------------------------
+
+BOARD_COLUMNS = (
+    "name",
+    "department",
+    "mobile",
+    "notified",
+    "delivered",
+    "response",
+    "reason",
+    "late",
+    "second_sms",
+    "called",
+    "call_outcome",
+    "reminded",
+    "checked_in",
+    "comment",
+)
+
+
+def board(conn: sa.Connection, meeting_id: int) -> dict[str, Any] | None:
+    """Counts and one row per attendee: who was notified, delivered, answered what, reminded, called,
+    checked in."""
+    meeting = get_meeting(conn, meeting_id)
+    if meeting is None:
+        return None
+    rows = attendees_of(conn, meeting_id)
+    counts = {
+        "attendees": len(rows),
+        "notified": sum(1 for r in rows if r["notified_at"] is not None),
+        "delivered": sum(1 for r in rows if r["notice_state"] == "delivered"),
+        "undelivered": sum(1 for r in rows if r["notice_state"] not in (None, "delivered")),
+        "attend": sum(1 for r in rows if r["response"] == "attend"),
+        "decline": sum(1 for r in rows if r["response"] == "decline"),
+        "leave": sum(1 for r in rows if r["response"] == "leave"),
+        "no_reply": sum(1 for r in rows if r["response"] is None),
+        "late": sum(1 for r in rows if r["response_late"]),
+        "second_sms": sum(1 for r in rows if r["second_sms_at"] is not None),
+        "called": sum(1 for r in rows if r["called_at"] is not None),
+        "reminded": sum(1 for r in rows if r["reminded_at"] is not None),
+        "checked_in": sum(1 for r in rows if r["checked_in_at"] is not None),
+    }
+    return {
+        "meeting": meeting,
+        "counts": counts,
+        "attendees": [
+            {
+                "id": r["id"],
+                "name": r["name"],
+                "department": r["department"],
+                "mobile": r["mobile"],
+                "notified": r["notified_at"],
+                "delivered": r["delivered_at"],
+                "notice_state": r["notice_state"],
+                "response": r["response"],
+                "reason": r["reason"],
+                "late": bool(r["response_late"]),
+                "response_via": r["response_via"],
+                "responded": r["responded_at"],
+                "second_sms": r["second_sms_at"],
+                "called": r["called_at"],
+                "call_outcome": r["call_outcome"],
+                "reminded": r["reminded_at"],
+                "checked_in": r["checked_in_at"],
+                "comment": r["comment"],
+            }
+            for r in rows
+        ],
+    }
+
+
+def search_meetings(
+    conn: sa.Connection,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    text: str | None = None,
+    attendee: str | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """The history: meetings starting in [start, end), whose title, place or agenda contains ``text``,
+    attended by someone whose name or mobile contains ``attendee``; newest first."""
+    q = sa.select(m).order_by(m.c.starts_at.desc()).limit(limit)
+    if start is not None:
+        q = q.where(m.c.starts_at >= start)
+    if end is not None:
+        q = q.where(m.c.starts_at < end)
+    if text:
+        like = f"%{text}%"
+        q = q.where(sa.or_(m.c.title.like(like), m.c.place.like(like), m.c.agenda.like(like)))
+    if attendee:
+        like = f"%{attendee}%"
+        who = sa.select(a.c.meeting_id).where(sa.or_(a.c.name.like(like), a.c.mobile.like(like)))
+        q = q.where(m.c.id.in_(who))
+    return [dict(x) for x in conn.execute(q).mappings()]
+
+
+# ----- reads for the organiser's surfaces: CLI, HTTP and exports -------------------------------------
+
+
+def _contains(column: Any, text: str) -> sa.ColumnElement[bool]:
+    # The organiser's text is literal: a "%" or "_" in a title must not act as a wildcard.
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    like: sa.ColumnElement[bool] = column.like(f"%{escaped}%", escape="\\")
+    return like
+
+
+def find_meetings(
+    conn: sa.Connection,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    ends_after: float | None = None,
+    text: str | None = None,
+    attendee: str | None = None,
+    app_id: int | None = None,
+    soonest_first: bool = False,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """Meetings starting in [start, end) (and, with ``ends_after``, not over by then) whose title, place
+    or agenda contains ``text`` and with an attendee whose name or mobile contains ``attendee``; only
+    those created by the app ``app_id`` when it is given. Newest first, or soonest first for a list of
+    what is coming. Each row has its attachments as a list."""
+    q = sa.select(m)
+    if start is not None:
+        q = q.where(m.c.starts_at >= start)
+    if end is not None:
+        q = q.where(m.c.starts_at < end)
+    if ends_after is not None:
+        q = q.where(m.c.ends_at > ends_after)
+    if text:
+        q = q.where(
+            sa.or_(_contains(m.c.title, text), _contains(m.c.place, text), _contains(m.c.agenda, text))
+        )
+    if attendee:
+        who = sa.select(a.c.meeting_id).where(
+            sa.or_(_contains(a.c.name, attendee), _contains(a.c.mobile, attendee))
+        )
+        q = q.where(m.c.id.in_(who))
+    if app_id is not None:
+        q = q.where(m.c.app_id == app_id)
+    order = (m.c.starts_at.asc(), m.c.id.asc()) if soonest_first else (m.c.starts_at.desc(), m.c.id.desc())
+    rows = [dict(x) for x in conn.execute(q.order_by(*order).limit(limit)).mappings()]
+    for row in rows:
+        row["attachments"] = json.loads(row["attachments"] or "[]")
+    return rows
+
+
+def attendee_counts(conn: sa.Connection, meeting_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Per meeting: attendees, and how many answered attend, decline, leave, or not at all."""
+    if not meeting_ids:
+        return {}
+    q = (
+        sa.select(a.c.meeting_id, a.c.response, sa.func.count())
+        .where(a.c.meeting_id.in_(list(meeting_ids)))
+        .group_by(a.c.meeting_id, a.c.response)
+    )
+    out: dict[int, dict[str, int]] = {
+        int(i): {"attendees": 0, "attend": 0, "decline": 0, "leave": 0, "no_reply": 0} for i in meeting_ids
+    }
+    for mid, response, n in conn.execute(q):
+        counts = out[int(mid)]
+        counts["attendees"] += int(n)
+        counts[response if response in ("attend", "decline", "leave") else "no_reply"] += int(n)
+    return out
+
+
+def meeting_events(conn: sa.Connection, meeting_id: int, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The meeting's log, latest ``limit`` entries, oldest first, each with the attendee's name and mobile
+    when it concerns one."""
+    q = (
+        sa.select(lg.c.id, lg.c.at, lg.c.kind, lg.c.detail, lg.c.attendee_id, a.c.name, a.c.mobile)
+        .select_from(lg.outerjoin(a, a.c.id == lg.c.attendee_id))
+        .where(lg.c.meeting_id == meeting_id)
+        .order_by(lg.c.id.desc())
+        .limit(limit)
+    )
+    return [dict(x) for x in reversed(conn.execute(q).mappings().all())]
+
+
+def get_schedule_item(conn: sa.Connection, item_id: int) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(si).where(si.c.id == item_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def list_schedule_items(
+    conn: sa.Connection,
+    *,
+    kind: str | None = None,
+    mobile: str | None = None,
+    pending: bool | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """Schedule reminders and memos, by time (those without one last), then by id; ``pending``: only
+    those still to be sent (True) or only those sent (False)."""
+    q = sa.select(si)
+    if kind is not None:
+        q = q.where(si.c.kind == kind)
+    if mobile is not None:
+        q = q.where(si.c.mobile == mobile)
+    if pending is True:
+        q = q.where(si.c.sent_at.is_(None), si.c.remind_at.is_not(None))
+    elif pending is False:
+        q = q.where(si.c.sent_at.is_not(None))
+    no_time_last = sa.case((si.c.remind_at.is_(None), 1), else_=0)
+    q = q.order_by(no_time_last, si.c.remind_at, si.c.id).limit(limit)
+    return [dict(x) for x in conn.execute(q).mappings()]

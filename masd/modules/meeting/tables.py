@@ -1,0 +1,110 @@
+"""The meeting module's own tables (会信通). Only this module writes them; it reaches the core through the
+:class:`~masd.core.gateway.Gateway` and never writes the core's tables.
+
+They live on the core's metadata so that one Alembic chain migrates everything. Times are epoch seconds.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from masd.store.tables import Id, Time, metadata
+
+__all__ = ["attendees", "meeting_log", "meetings", "schedule_items"]
+
+meetings = sa.Table(
+    "meetings",
+    metadata,
+    # The id is also the meeting code shown in notices ("#42") and the extension after the module's own.
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("starts_at", Time, nullable=False),
+    sa.Column("ends_at", Time, nullable=False),
+    sa.Column("place", sa.String(200), nullable=False, server_default=""),
+    sa.Column("agenda", sa.Text, nullable=False, server_default=""),
+    sa.Column("organiser", sa.String(100), nullable=False, server_default=""),
+    sa.Column("attachments", sa.Text, nullable=False, server_default="[]"),  # JSON list of file names
+    sa.Column("template", sa.Text, nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),  # sms | sms+voice | voice
+    sa.Column("send_at", Time, nullable=False),
+    sa.Column("reply_deadline", Time, nullable=True),
+    sa.Column("second_sms_after", sa.Integer, nullable=True),  # seconds after the notice
+    sa.Column("call_after", sa.Integer, nullable=True),  # seconds after the second SMS (or the notice)
+    sa.Column("remind_before", sa.Integer, nullable=True),  # seconds before the start
+    sa.Column("checkin_code", sa.String(12), nullable=False, server_default=""),
+    sa.Column("state", sa.String(16), nullable=False),  # scheduled | notified | cancelled
+    sa.Column("revision", sa.Integer, nullable=False, server_default="0"),  # bumped by each change notice
+    sa.Column("app_id", Id, nullable=True),  # the app that created it (HTTP), if any
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("notified_at", Time, nullable=True),
+    sa.Column("cancelled_at", Time, nullable=True),
+    sa.Index("ix_meetings_starts_at", "starts_at"),
+    sa.Index("ix_meetings_state", "state", "send_at"),
+)
+
+attendees = sa.Table(
+    "meeting_attendees",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("meeting_id", Id, sa.ForeignKey("meetings.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("person_id", Id, nullable=True),  # from the address book; NULL for a bare number
+    sa.Column("name", sa.String(100), nullable=False, server_default=""),
+    sa.Column("mobile", sa.String(24), nullable=False),
+    sa.Column("department", sa.String(255), nullable=False, server_default=""),
+    # The notice: the core message that carried it, and what became of it.
+    sa.Column("notice_message_id", Id, nullable=True),
+    sa.Column("notified_at", Time, nullable=True),
+    sa.Column("notice_state", sa.String(16), nullable=True),  # the delivery's final state
+    sa.Column("delivered_at", Time, nullable=True),
+    # The answer: attend | decline | leave, from an SMS or a keypress.
+    sa.Column("response", sa.String(16), nullable=True),
+    sa.Column("reason", sa.String(500), nullable=False, server_default=""),
+    sa.Column("responded_at", Time, nullable=True),
+    sa.Column("response_late", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("response_via", sa.String(8), nullable=True),  # sms | voice
+    sa.Column("comment", sa.String(500), nullable=False, server_default=""),
+    # Escalation: the second SMS, then the call.
+    sa.Column("second_sms_at", Time, nullable=True),
+    sa.Column("call_message_id", Id, nullable=True),
+    sa.Column("called_at", Time, nullable=True),
+    sa.Column("call_outcome", sa.String(32), nullable=True),  # answered | no-answer | … from the receipt
+    sa.Column("reminded_at", Time, nullable=True),  # the reminder before the start (attending only)
+    sa.Column("checked_in_at", Time, nullable=True),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("meeting_id", "mobile"),
+    sa.Index("ix_meeting_attendees_mobile", "mobile", "meeting_id"),
+    sa.Index("ix_meeting_attendees_notice", "notice_message_id"),
+    sa.Index("ix_meeting_attendees_call", "call_message_id"),
+)
+
+# What happened, for the history and for anyone asking "why was this person not called?".
+meeting_log = sa.Table(
+    "meeting_log",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("meeting_id", Id, nullable=True),
+    sa.Column("attendee_id", Id, nullable=True),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("kind", sa.String(24), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_meeting_log_meeting_id", "meeting_id", "id"),
+)
+
+# Schedule reminders (日程提醒) and memos (备忘录): a person's note, sent by SMS at its time if it has one.
+schedule_items = sa.Table(
+    "schedule_items",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(8), nullable=False),  # reminder | memo
+    sa.Column("person_id", Id, nullable=True),
+    sa.Column("name", sa.String(100), nullable=False, server_default=""),
+    sa.Column("mobile", sa.String(24), nullable=False),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("text", sa.Text, nullable=False, server_default=""),
+    sa.Column("remind_at", Time, nullable=True),
+    sa.Column("sent_at", Time, nullable=True),
+    sa.Column("message_id", Id, nullable=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_schedule_items_due", "sent_at", "remind_at"),
+)

@@ -1,0 +1,207 @@
+"""The app event outbox: what each app is to be told, and how far each of its consumers has read.
+
+An event is written in the same transaction as the change it reports — a delivery reaching its final
+state (kind ``receipt``, only for messages stored with ``notify``) or a reply routed to the app (kind
+``reply``) — so it can neither be lost nor reported for a change that was rolled back. Consumers (the
+socket server, the webhook sender, the DB poller) read past their cursor and move it once what they read
+is safely handed on: delivery to them is at-least-once, in event order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from masd.store.tables import app_events as e
+from masd.store.tables import deliveries as d
+from masd.store.tables import event_cursors as c
+from masd.store.tables import messages as m
+from masd.store.tables import replies as rp
+
+__all__ = [
+    "RECEIPT",
+    "REPLY",
+    "get_cursor",
+    "latest_event_id",
+    "prune",
+    "read_events",
+    "record_final",
+    "record_reply",
+    "set_cursor",
+]
+
+RECEIPT = "receipt"
+REPLY = "reply"
+_CHUNK = 500
+
+
+def record_final(conn: sa.Connection, delivery_ids: Sequence[int], *, now: float) -> int:
+    """Write a receipt event for each of these (just finalised) deliveries whose message asked for one.
+    Returns how many were written."""
+    n = 0
+    ids = list(delivery_ids)
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        sel = (
+            sa.select(m.c.app_id, sa.literal(RECEIPT), d.c.id, sa.literal(now, sa.Double))
+            .select_from(d.join(m, m.c.id == d.c.message_id))
+            .where(d.c.id.in_(chunk), m.c.notify == 1, m.c.app_id.is_not(None))
+            .order_by(d.c.id)
+        )
+        res = conn.execute(sa.insert(e).from_select(["app_id", "kind", "delivery_id", "created_at"], sel))
+        n += res.rowcount or 0
+    return n
+
+
+def record_reply(conn: sa.Connection, *, app_id: int, reply_id: int, now: float) -> None:
+    conn.execute(sa.insert(e).values(app_id=app_id, kind=REPLY, reply_id=reply_id, created_at=now))
+
+
+def latest_event_id(conn: sa.Connection, app_id: int) -> int:
+    return int(
+        conn.execute(
+            sa.select(sa.func.coalesce(sa.func.max(e.c.id), 0)).where(e.c.app_id == app_id)
+        ).scalar_one()
+    )
+
+
+def read_events(conn: sa.Connection, app_id: int, *, after: int, limit: int = 100) -> list[dict[str, Any]]:
+    """The app's events after ``after``, oldest first, each with what a consumer needs to report it.
+
+    receipt: event, type, message_id, client_ref, delivery_id, recipient, state, reason, error_code,
+             done_at
+    reply:   event, type, reply_id, sender, destination, extension, text, received_at, matched_by,
+             delivery_id and message_id/client_ref of what it answers (if known)
+    """
+    while True:
+        evs = conn.execute(
+            sa.select(e.c.id, e.c.kind, e.c.delivery_id, e.c.reply_id)
+            .where(e.c.app_id == app_id, e.c.id > after)
+            .order_by(e.c.id)
+            .limit(limit)
+        ).all()
+        if not evs:
+            return []
+        out = _payloads(conn, evs)
+        if out or len(evs) < limit:
+            return out
+        # A whole batch of events about purged rows: read on, so a consumer never stalls on them.
+        after = evs[-1].id
+
+
+def _payloads(conn: sa.Connection, evs: Sequence[Any]) -> list[dict[str, Any]]:
+    reply_ids = [x.reply_id for x in evs if x.reply_id is not None]
+    replies: dict[int, Any] = {}
+    if reply_ids:
+        replies = {
+            row.id: row
+            for row in conn.execute(
+                sa.select(
+                    rp.c.id,
+                    rp.c.sender,
+                    rp.c.destination,
+                    rp.c.extension,
+                    rp.c.text,
+                    rp.c.received_at,
+                    rp.c.matched_by,
+                    rp.c.delivery_id,
+                    rp.c.channel,
+                ).where(rp.c.id.in_(reply_ids))
+            )
+        }
+    delivery_ids = {x.delivery_id for x in evs if x.delivery_id is not None}
+    delivery_ids |= {r.delivery_id for r in replies.values() if r.delivery_id is not None}
+    dels: dict[int, Any] = {}
+    if delivery_ids:
+        dels = {
+            row.id: row
+            for row in conn.execute(
+                sa.select(
+                    d.c.id,
+                    d.c.message_id,
+                    d.c.recipient,
+                    d.c.state,
+                    d.c.reason,
+                    d.c.error_code,
+                    d.c.done_at,
+                    m.c.client_ref,
+                )
+                .select_from(d.join(m, m.c.id == d.c.message_id))
+                .where(d.c.id.in_(list(delivery_ids)))
+            )
+        }
+    out: list[dict[str, Any]] = []
+    for x in evs:
+        if x.kind == RECEIPT:
+            dl = dels.get(x.delivery_id)
+            if dl is None:  # the message was purged since; nothing left to report
+                continue
+            out.append(
+                {
+                    "event": x.id,
+                    "type": RECEIPT,
+                    "message_id": dl.message_id,
+                    "client_ref": dl.client_ref,
+                    "delivery_id": dl.id,
+                    "recipient": dl.recipient,
+                    "state": dl.state,
+                    "reason": dl.reason,
+                    "error_code": dl.error_code,
+                    "done_at": dl.done_at,
+                }
+            )
+        elif x.kind == REPLY:
+            r = replies.get(x.reply_id)
+            if r is None:
+                continue
+            ans = dels.get(r.delivery_id) if r.delivery_id is not None else None
+            out.append(
+                {
+                    "event": x.id,
+                    "type": REPLY,
+                    "reply_id": r.id,
+                    "sender": r.sender,
+                    "destination": r.destination,
+                    "extension": r.extension,
+                    "text": r.text,
+                    "received_at": r.received_at,
+                    "matched_by": r.matched_by,
+                    "channel": r.channel,
+                    "delivery_id": r.delivery_id,
+                    "message_id": ans.message_id if ans else None,
+                    "client_ref": ans.client_ref if ans else None,
+                }
+            )
+    return out
+
+
+def get_cursor(conn: sa.Connection, app_id: int, consumer: str) -> int:
+    v = conn.execute(
+        sa.select(c.c.last_event_id).where(c.c.app_id == app_id, c.c.consumer == consumer)
+    ).scalar_one_or_none()
+    return int(v or 0)
+
+
+def set_cursor(conn: sa.Connection, app_id: int, consumer: str, last_event_id: int, *, now: float) -> None:
+    """Move a consumer's cursor forward (never back: a late write from an old connection is ignored)."""
+    res = conn.execute(
+        sa.update(c)
+        .where(c.c.app_id == app_id, c.c.consumer == consumer, c.c.last_event_id < last_event_id)
+        .values(last_event_id=last_event_id, updated_at=now)
+    )
+    if res.rowcount:
+        return
+    exists = conn.execute(
+        sa.select(c.c.last_event_id).where(c.c.app_id == app_id, c.c.consumer == consumer)
+    ).first()
+    if exists is None:
+        conn.execute(
+            sa.insert(c).values(app_id=app_id, consumer=consumer, last_event_id=last_event_id, updated_at=now)
+        )
+
+
+def prune(conn: sa.Connection, *, before: float) -> int:
+    """Drop events older than the retention period, read or not."""
+    return conn.execute(sa.delete(e).where(e.c.created_at < before)).rowcount or 0

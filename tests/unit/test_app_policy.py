@@ -1,0 +1,101 @@
+"""App limits: parsing what operators type, the kinds an app may use, and the per-app token bucket."""
+
+from __future__ import annotations
+
+import pytest
+
+from masd.core.apps import App, Forbidden, RateLimited, RateLimiter, parse_channels, parse_quota, parse_rate
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("text", "per_second"),
+    [("50/s", 50.0), ("50", 50.0), ("600/min", 10.0), ("3600/h", 1.0), (" 2.5 / s ", 2.5), ("30/m", 0.5)],
+)
+def test_rates_are_read_in_recipients_per_second(text: str, per_second: float) -> None:
+    assert parse_rate(text) == pytest.approx(per_second)
+
+
+@pytest.mark.parametrize("text", ["fast", "50/day", "-1/s", "0/s", "/s", ""])
+def test_a_rate_that_is_not_one_is_refused_with_an_example(text: str) -> None:
+    with pytest.raises(ValueError, match=r"rate|more than zero"):
+        parse_rate(text)
+
+
+def test_quotas_are_per_day() -> None:
+    assert parse_quota("10000/day") == 10000
+    assert parse_quota("500") == 500
+    with pytest.raises(ValueError, match="10000/day"):
+        parse_quota("10000/month")
+
+
+def test_channel_kinds_are_checked_and_normalised() -> None:
+    assert parse_channels("voice, SMS") == "sms,voice"
+    with pytest.raises(ValueError, match="'fax' is not a channel kind"):
+        parse_channels("sms,fax")
+
+
+def test_an_app_without_the_kind_is_forbidden_and_told_which_it_may_use() -> None:
+    app = App.from_row({"id": 1, "name": "oa", "channels": "voice"})
+    app.check_kind("voice")
+    with pytest.raises(Forbidden) as e:
+        app.check_kind("sms")
+    assert e.value.status == 403 and e.value.field == "channel" and "voice" in e.value.reason
+
+
+def test_an_app_without_channels_may_use_every_kind() -> None:
+    app = App.from_row({"id": 1, "name": "oa", "channels": None})
+    app.check_kind("sms")
+    app.check_kind("voice")
+
+
+def test_the_bucket_allows_one_second_of_burst_then_refuses_with_the_wait() -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock)
+    app = App(1, "oa", rate=10.0)
+    for _ in range(10):
+        limiter.take(app, 1)
+    with pytest.raises(RateLimited) as e:
+        limiter.take(app, 1)
+    assert e.value.status == 429 and e.value.retry_after == pytest.approx(0.1)
+    clock.now += 0.1
+    limiter.take(app, 1)
+
+
+def test_a_request_bigger_than_the_burst_passes_on_a_full_bucket_and_leaves_a_debt() -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock)
+    app = App(1, "oa", rate=10.0)
+    limiter.take(app, 100)  # ten seconds' worth from a full bucket of one second's: nine in debt
+    clock.now += 5
+    with pytest.raises(RateLimited) as e:
+        limiter.take(app, 1)
+    assert e.value.retry_after == pytest.approx(4.1)  # four more seconds to pay the debt, 0.1 for this one
+    clock.now += 4.1
+    limiter.take(app, 1)
+
+
+def test_apps_have_separate_buckets_and_no_rate_means_no_limit() -> None:
+    limiter = RateLimiter(Clock())
+    slow, other, free = App(1, "a", rate=1.0), App(2, "b", rate=1.0), App(3, "c")
+    limiter.take(slow, 1)
+    with pytest.raises(RateLimited):
+        limiter.take(slow, 1)
+    limiter.take(other, 1)
+    for _ in range(1000):
+        limiter.take(free, 1000)
+
+
+def test_giving_back_undoes_a_take_that_was_then_refused_elsewhere() -> None:
+    limiter = RateLimiter(Clock())
+    app = App(1, "oa", rate=2.0)
+    limiter.take(app, 2)
+    limiter.give_back(app, 2)
+    limiter.take(app, 2)
