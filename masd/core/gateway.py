@@ -257,11 +257,17 @@ class Gateway:
                 raise
         n_deliveries = sum(len(r.deliveries) for r in rows)
         day = ""
+        charged = n_deliveries  # what counts against the app's rate and quota
         if app is not None:
             day = time.strftime("%Y-%m-%d")
+            refs = [r.client_ref for r in rows if r.client_ref is not None]
+            if refs and (app.rate is not None or app.quota_per_day is not None):
+                # A resubmitted client_ref answers with the stored message: it costs nothing again.
+                known = await self.db.read(lambda c: msg_store.existing_refs(c, app.id, refs))
+                charged = sum(len(r.deliveries) for r in rows if r.client_ref not in known)
             try:
-                await self._check_quota(app, day, n_deliveries)
-                self.rates.take(app, n_deliveries)
+                await self._check_quota(app, day, charged)
+                self.rates.take(app, charged)
             except Refused as e:
                 if count_refusals:
                     self.metrics.requests_refused.labels(interface, type(e).__name__.lower()).inc()
@@ -271,7 +277,7 @@ class Gateway:
             rows = [dataclasses.replace(r, notify=True) for r in rows]
         if self._pending + n_deliveries > self.cfg.queue.max_pending:
             if app is not None:
-                self.rates.give_back(app, n_deliveries)
+                self.rates.give_back(app, charged)
             if count_refusals:
                 self.metrics.requests_refused.labels(interface, "queue_full").inc()
             raise QueueFull(
@@ -289,7 +295,7 @@ class Gateway:
                 inserted = await self.db.write_item(msg_store.insert_message_items, (rows, now))
         except BaseException:
             if app is not None:
-                self.rates.give_back(app, n_deliveries)
+                self.rates.give_back(app, charged)
             raise
         if app is not None:
             fresh = sum(len(r.deliveries) for r, ins in zip(rows, inserted, strict=True) if ins.created)

@@ -219,6 +219,16 @@ def _count_usage(conn: sa.Connection, fresh: Sequence[NewMessage]) -> None:
             conn.execute(sa.insert(u).values(app_id=app_id, day=day, recipients=n))
 
 
+def existing_refs(conn: sa.Connection, app_id: int, refs: Sequence[str]) -> set[str]:
+    """Which of these client references the app has stored already."""
+    found: set[str] = set()
+    for i in range(0, len(refs), 500):
+        chunk = list(refs[i : i + 500])
+        q = sa.select(m.c.client_ref).where(m.c.app_id == app_id, m.c.client_ref.in_(chunk))
+        found.update(conn.execute(q).scalars())
+    return found
+
+
 def usage_on(conn: sa.Connection, app_id: int, day: str) -> int:
     """Recipients the app had accepted on that local day."""
     v = conn.execute(

@@ -146,3 +146,15 @@ async def test_a_revoked_key_stops_working(tmp_path: Path) -> None:
         with trio.fail_after(15):
             while (await post(client, key, ["13800000002"])).status_code != 401:
                 await trio.sleep(0.5)
+
+
+async def test_a_resubmitted_client_ref_passes_even_when_the_quota_is_used_up(tmp_path: Path) -> None:
+    async with daemon_at(tmp_path) as (daemon, client):
+        key = await make_app(daemon, "oa", quota_per_day=1)
+        body = {"to": ["13800000001"], "text": "x", "client_ref": "once"}
+        headers = {"Authorization": f"Bearer {key}"}
+        first = await client.post("/v1/messages", json=body, headers=headers)
+        assert first.status_code == 201
+        again = await client.post("/v1/messages", json=body, headers=headers)  # e.g. after a lost answer
+        assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+        assert (await post(client, key, ["13800000002"])).status_code == 429
