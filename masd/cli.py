@@ -63,6 +63,7 @@ from masd.core import recipients as rcpt
 from masd.core.gateway import Accepted, App, Gateway, QueueFull, Refused, Rejected, SubmitRequest
 from masd.core.states import FINAL_VALUES, DeliveryState
 from masd.modules.contacts.cli import contacts_app
+from masd.modules.meeting.cli import meeting_app, schedule_app
 from masd.sim_cli import sim_app
 from masd.store import apps as app_store
 from masd.store.db import StoreUnavailable
@@ -122,6 +123,8 @@ app.add_typer(apps_app, name="apps")
 app.add_typer(sim_app, name="sim")
 app.add_typer(replies_app, name="replies")
 app.add_typer(contacts_app, name="contacts")
+app.add_typer(meeting_app, name="meeting")
+app.add_typer(schedule_app, name="schedule")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(dbpoll_app, name="dbpoll")
 

@@ -569,6 +569,13 @@ data_dir = "{data_dir}"
 [http]
 listen = "127.0.0.1:{http_port}"
 
+# Not measured here; off so that a running demo's port does not matter.
+[socket]
+enabled = false
+
+[meeting]
+enabled = false
+
 [log]
 level = "warning"
 format = "json"

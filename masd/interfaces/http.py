@@ -653,6 +653,8 @@ def make_app(daemon: Daemon) -> FastAPI:
             {"name": "messages", "description": "Submitting messages and following them"},
             {"name": "replies", "description": "Replies from handsets, routed to the app they answer"},
             {"name": "contacts", "description": "The address book (通讯录): people, departments, groups"},
+            {"name": "meetings", "description": "Meetings (会信通): notices, replies, the organiser's board"},
+            {"name": "schedule", "description": "Schedule reminders (日程提醒) and memos (备忘录)"},
             {"name": "operations", "description": "Health, readiness and metrics for operators (no key)"},
         ],
     )
@@ -688,6 +690,10 @@ def make_app(daemon: Daemon) -> FastAPI:
     app.state.db = daemon.db
     app.state.daemon = daemon
     app.include_router(contacts_router, dependencies=[Depends(caller)])
+    from masd.modules.meeting.http import router as meeting_router
+
+    # The meeting routes check the key themselves: each app sees only the meetings it created.
+    app.include_router(meeting_router)
 
     # --- errors, all in one shape ---
 

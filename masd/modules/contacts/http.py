@@ -68,6 +68,7 @@ Db = Annotated[Database, Depends(database)]
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     described = {
+        400: "The body is not a JSON object",
         401: "No API key, or one that is not valid",
         404: "No such person, department or group",
         409: "The change conflicts with what exists (a mobile already in the book, a name taken, a "
@@ -335,7 +336,7 @@ async def list_people(
     summary="Add a person",
     status_code=201,
     response_model=PersonOut,
-    responses=_errors(401, 409, 422, 503),
+    responses=_errors(400, 401, 409, 413, 422, 503),
 )
 async def create_person(body: PersonIn, db: Db) -> Response:
     """Missing departments and groups are made. A mobile already in the book is refused (409)."""
@@ -370,7 +371,7 @@ async def get_person(person_id: PersonId, db: Db) -> Response:
     "/people/{id}",
     summary="Change a person's details",
     response_model=PersonOut,
-    responses=_errors(401, 404, 409, 422, 503),
+    responses=_errors(400, 401, 404, 409, 413, 422, 503),
 )
 async def update_person(person_id: PersonId, body: PersonPatch, db: Db) -> Response:
     def change(c: sa.Connection) -> dict[str, Any]:
@@ -404,7 +405,7 @@ async def department_tree(db: Db) -> Response:
     summary="Add a department",
     status_code=201,
     response_model=DepartmentOut,
-    responses=_errors(401, 409, 422, 503),
+    responses=_errors(400, 401, 409, 413, 422, 503),
 )
 async def create_department(body: DepartmentIn, db: Db) -> Response:
     found = await _write(
@@ -418,7 +419,7 @@ async def create_department(body: DepartmentIn, db: Db) -> Response:
     "/departments/{id}",
     summary="Rename a department",
     response_model=DepartmentOut,
-    responses=_errors(401, 404, 409, 422, 503),
+    responses=_errors(400, 401, 404, 409, 413, 422, 503),
 )
 async def rename_department(dept_id: DepartmentId, body: DepartmentRename, db: Db) -> Response:
     def rename(c: sa.Connection) -> dict[str, Any]:
@@ -456,7 +457,7 @@ async def list_groups(db: Db) -> Response:
     summary="Add a group",
     status_code=201,
     response_model=GroupOut,
-    responses=_errors(401, 409, 422, 503),
+    responses=_errors(400, 401, 409, 413, 422, 503),
 )
 async def create_group(body: GroupIn, db: Db) -> Response:
     def add(c: sa.Connection) -> dict[str, Any]:
@@ -499,7 +500,7 @@ async def delete_group(group_id: GroupId, db: Db) -> Response:
     "/groups/{id}/members",
     summary="Put people in a group",
     response_model=MembersAdded,
-    responses=_errors(401, 404, 422, 503),
+    responses=_errors(400, 401, 404, 413, 422, 503),
 )
 async def add_members(group_id: GroupId, body: MembersIn, db: Db) -> Response:
     """All or none: an unknown person refuses the whole request (404 naming ``people[i]``)."""
@@ -545,7 +546,7 @@ _UPLOAD_DOC = {
     "/import",
     summary="Import people from CSV or XLSX (preview by default)",
     response_model=ImportResult,
-    responses=_errors(401, 413, 422, 503),
+    responses=_errors(400, 401, 413, 422, 503),
     openapi_extra=_UPLOAD_DOC,
 )
 async def import_people(

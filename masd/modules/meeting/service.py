@@ -59,8 +59,23 @@ class _Safe(dict[str, str]):
         return ""
 
 
+# Times a meeting may have: from now until this many years ahead (a typo like year 9999 is refused, and
+# every time can be rendered).
+MAX_YEARS_AHEAD = 10
+
+
 def local_time(t: float) -> str:
-    return dt.datetime.fromtimestamp(t).strftime("%m月%d日%H:%M").lstrip("0")
+    try:
+        return dt.datetime.fromtimestamp(t).strftime("%m月%d日%H:%M").lstrip("0")
+    except (ValueError, OverflowError, OSError):
+        return "?"
+
+
+def check_time(field: str, t: float, *, now: float) -> None:
+    if t <= now:
+        raise Rejected(field, "is in the past")
+    if t >= now + MAX_YEARS_AHEAD * 366 * 86400:
+        raise Rejected(field, f"is more than {MAX_YEARS_AHEAD} years ahead")
 
 
 def render(template: str, meeting: dict[str, Any], attendee: dict[str, Any] | None = None) -> str:
@@ -81,12 +96,24 @@ def render(template: str, meeting: dict[str, Any], attendee: dict[str, Any] | No
 
 
 def check_template(template: str) -> None:
-    for _, field, _, _ in string.Formatter().parse(template):
-        if field is not None and field not in PLACEHOLDERS:
-            raise Rejected(
-                "template",
-                f"unknown placeholder {{{field}}}; use {', '.join('{' + p + '}' for p in PLACEHOLDERS)}",
-            )
+    """Only plain placeholders from :data:`PLACEHOLDERS` (no format specs: ``{name:>9999999}`` would
+    render megabytes); a lone brace is written ``{{`` or ``}}``."""
+    known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+    if len(template) > 2000:
+        raise Rejected("template", f"is {len(template)} characters; the maximum is 2000")
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise Rejected(
+            "template", f"is not a valid template ({e}); write a literal brace as {{{{ or }}}}"
+        ) from None
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field not in PLACEHOLDERS:
+            raise Rejected("template", f"unknown placeholder {{{field}}}; use {known}")
+        if spec or conversion:
+            raise Rejected("template", f"placeholder {{{field}}} takes no format; write it as {{{field}}}")
 
 
 @dataclasses.dataclass
@@ -153,10 +180,10 @@ class MeetingService:
         if not title:
             raise Rejected("title", "must not be empty")
         ends = spec.ends_at if spec.ends_at is not None else spec.starts_at + 3600
+        check_time("starts_at", spec.starts_at, now=now)
         if ends <= spec.starts_at:
             raise Rejected("ends_at", "must be after the start")
-        if spec.starts_at <= now:
-            raise Rejected("starts_at", "is in the past")
+        check_time("ends_at", ends, now=now)
         if spec.mode not in MODES:
             raise Rejected("mode", f"must be one of {', '.join(MODES)}", value=spec.mode)
         send_at = spec.send_at if spec.send_at is not None else now
@@ -217,18 +244,29 @@ class MeetingService:
             raise Rejected(sorted(bad)[0], f"cannot be changed; change {', '.join(sorted(allowed))}")
         now = time.time()
 
-        def write(conn: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        vals = {k: v for k, v in changes.items() if v is not None}
+        if "title" in vals:
+            vals["title"] = str(vals["title"]).strip()[:200]
+            if not vals["title"]:
+                raise Rejected("title", "must not be empty")
+        if "place" in vals:
+            vals["place"] = str(vals["place"])[:200]
+
+        def write(conn: Any) -> int:
             meeting = store.get_meeting(conn, meeting_id)
             if meeting is None:
                 raise Rejected("meeting", "no such meeting", value=meeting_id)
             if meeting["state"] == store.CANCELLED:
                 raise Rejected("meeting", "is cancelled", value=meeting_id)
-            vals = {k: v for k, v in changes.items() if v is not None}
             starts = vals.get("starts_at", meeting["starts_at"])
             ends = vals.get("ends_at", meeting["ends_at"])
             if "starts_at" in vals and "ends_at" not in vals:
                 ends = starts + (meeting["ends_at"] - meeting["starts_at"])
                 vals["ends_at"] = ends
+            if "starts_at" in vals:
+                check_time("starts_at", starts, now=now)
+                if starts <= meeting["send_at"] and meeting["state"] == store.SCHEDULED:
+                    raise Rejected("starts_at", "must be after the notice's send time", value=starts)
             if ends <= starts:
                 raise Rejected("ends_at", "must be after the start")
             conn.execute(
@@ -239,37 +277,33 @@ class MeetingService:
             # A changed time needs a new reminder.
             conn.execute(store.a.update().where(store.a.c.meeting_id == meeting_id).values(reminded_at=None))
             store.log(conn, meeting_id, None, "changed", json.dumps(vals, ensure_ascii=False), now=now)
-            fresh = store.get_meeting(conn, meeting_id)
-            assert fresh is not None
-            told = [x for x in store.attendees_of(conn, meeting_id) if x["notified_at"] is not None]
-            return fresh, told
+            return sum(1 for x in store.attendees_of(conn, meeting_id) if x["notified_at"] is not None)
 
-        meeting, told = await self.gw.db.write(write)
-        await self._send_all(meeting, told, CHANGE, f"change{meeting['revision']}")
-        return len(told)
+        told: int = await self.gw.db.write(write)
+        self.gw.signal_events()  # the scheduler sends the change notices (and retries them)
+        return told
 
     async def cancel(self, meeting_id: int) -> int:
         """Cancel a meeting; everyone already notified is told. Returns how many."""
         now = time.time()
 
-        def write(conn: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        def write(conn: Any) -> int:
             meeting = store.get_meeting(conn, meeting_id)
             if meeting is None:
                 raise Rejected("meeting", "no such meeting", value=meeting_id)
             if meeting["state"] == store.CANCELLED:
-                return meeting, []
+                return 0
             conn.execute(
                 store.m.update()
                 .where(store.m.c.id == meeting_id)
                 .values(state=store.CANCELLED, cancelled_at=now, updated_at=now)
             )
             store.log(conn, meeting_id, None, "cancelled", "", now=now)
-            return meeting, [x for x in store.attendees_of(conn, meeting_id) if x["notified_at"] is not None]
+            return sum(1 for x in store.attendees_of(conn, meeting_id) if x["notified_at"] is not None)
 
-        meeting, told = await self.gw.db.write(write)
-        if told:
-            await self._send_all(meeting, told, CANCEL, "cancel")
-        return len(told)
+        told: int = await self.gw.db.write(write)
+        self.gw.signal_events()  # the scheduler tells everyone notified (and retries)
+        return told
 
     async def add_schedule_item(
         self,
@@ -280,6 +314,7 @@ class MeetingService:
         text: str = "",
         remind_at: float | None = None,
         name: str = "",
+        app_id: int | None = None,
     ) -> int:
         """A schedule reminder (sent by SMS at ``remind_at``) or a memo (kept; sent too if it has a time)."""
         from masd.core import recipients as rcpt
@@ -296,6 +331,7 @@ class MeetingService:
             raise Rejected("remind_at", "a reminder needs a time")
         item = {
             "kind": kind,
+            "app_id": app_id,
             "mobile": number,
             "name": name,
             "title": title.strip(),
@@ -325,11 +361,16 @@ class MeetingService:
                 await woken.wait()
 
     async def tick(self, now: float | None = None) -> None:
-        """One pass: everything due is sent, everything that came back is applied."""
+        """One pass: everything due is sent, everything that came back is applied. A step that fails
+        (the queue is full, one meeting's data is bad) does not keep the others from running."""
         now = time.time() if now is None else now
-        await self._notices(now)
-        await self._escalate(now)
-        await self._schedule_items(now)
+        for step in (self._notices, self._changes, self._escalate, self._schedule_items):
+            try:
+                await step(now)
+            except (QueueFull, Refused) as e:
+                log.warning("meeting module could not send; will try again", step=step.__name__, error=str(e))
+            except Exception:
+                log.exception("meeting module step failed; will try again", step=step.__name__)
         await self.consume_events()
 
     # ----- sending ----------------------------------------------------------------------------------
@@ -372,12 +413,6 @@ class MeetingService:
             validity_seconds=validity,
         )
 
-    async def _send_all(
-        self, meeting: dict[str, Any], people: list[dict[str, Any]], template: str, what: str
-    ) -> list[int | None]:
-        reqs = [self._request(meeting, p, render(template, meeting, p), what) for p in people]
-        return await self._accept(reqs)
-
     async def _notices(self, now: float) -> None:
         for meeting in await self.gw.db.read(lambda c: store.due_notices(c, now=now)):
             mid = meeting["id"]
@@ -395,7 +430,11 @@ class MeetingService:
 
             def record(conn: Any) -> None:
                 for p, message_id in zip(pending, ids, strict=True):
-                    vals: dict[str, Any] = {"notice_message_id": message_id, "notified_at": now}
+                    vals: dict[str, Any] = {
+                        "notice_message_id": message_id,
+                        "notified_at": now,
+                        "notice_revision": meeting["revision"],
+                    }
                     if voice:
                         vals |= {"call_message_id": message_id, "called_at": now}
                     if message_id is None:
@@ -412,6 +451,43 @@ class MeetingService:
 
             await self.gw.db.write(record)
             log.info("meeting notices sent", meeting_id=mid, attendees=len(pending), mode=meeting["mode"])
+
+    async def _changes(self, now: float) -> None:
+        """Change and cancellation notices to everyone notified who has not been told yet."""
+        db = self.gw.db
+        for find, template, what in (
+            (store.due_change_notices, CHANGE, "change"),
+            (store.due_cancel_notices, CANCEL, "cancel"),
+        ):
+            rows: list[dict[str, Any]] = await db.read(functools.partial(find, now=now))
+            if not rows:
+                continue
+            meetings: dict[int, dict[str, Any]] = {}
+            for r in rows:
+                if r["meeting_id"] not in meetings:
+                    mt = await db.read(functools.partial(store.get_meeting, meeting_id=r["meeting_id"]))
+                    assert mt is not None
+                    meetings[r["meeting_id"]] = mt
+            reqs = []
+            for r in rows:
+                mt = meetings[r["meeting_id"]]
+                tag = f"change{mt['revision']}" if what == "change" else "cancel"
+                reqs.append(self._request(mt, r, render(template, mt, r), tag))
+            ids = await self._accept(reqs)
+
+            def record(
+                conn: Any, rows: list[dict[str, Any]] = rows, what: str = what, ids: list[int | None] = ids
+            ) -> None:
+                for r, message_id in zip(rows, ids, strict=True):
+                    if what == "change":
+                        vals: dict[str, Any] = {"notice_revision": meetings[r["meeting_id"]]["revision"]}
+                    else:
+                        vals = {"cancel_sent_at": now}
+                    store.update_attendee(conn, r["id"], now=now, **vals)
+                    store.log(conn, r["meeting_id"], r["id"], f"{what} notice", str(message_id), now=now)
+
+            await db.write(record)
+            log.info("meeting notices", kind=what, attendees=len(rows))
 
     async def _escalate(self, now: float) -> None:
         db = self.gw.db
@@ -680,9 +756,16 @@ def _checkin_open(meeting: dict[str, Any], now: float) -> bool:
 def resolve_attendees(conn: Any, spec: MeetingSpec) -> list[dict[str, Any]]:
     """Turn the organiser's choice into attendees (person_id, name, mobile, department) through the
     address book, merged by mobile; a bare number of someone in the book becomes that person."""
+    from masd.core import recipients as rcpt
     from masd.modules.contacts import store as contacts
     from masd.modules.contacts.model import ContactError
 
+    given: dict[str, dict[str, Any]] = {}
+    for i, x in enumerate(spec.attendees):
+        try:
+            given.setdefault(rcpt.normalize(str(x.get("mobile", ""))), x)
+        except rcpt.InvalidRecipient as e:
+            raise Rejected("attendees", e.reason, index=i, value=x.get("mobile")) from None
     out: dict[str, dict[str, Any]] = {}
     try:
         found = contacts.resolve(
@@ -690,11 +773,10 @@ def resolve_attendees(conn: Any, spec: MeetingSpec) -> list[dict[str, Any]]:
             people=list(spec.people),
             departments=list(spec.departments),
             groups=list(spec.groups),
-            numbers=[*spec.numbers, *(str(x.get("mobile", "")) for x in spec.attendees)],
+            numbers=[*spec.numbers, *given],
         )
     except ContactError as e:
         raise Rejected(e.field, e.reason, value=e.value) from None
-    given = {str(x.get("mobile", "")): x for x in spec.attendees}
     for p in found:
         row = dataclasses.asdict(p)
         extra = given.get(row["mobile"])

@@ -158,6 +158,28 @@ def due_reminders(conn: sa.Connection, *, now: float) -> list[dict[str, Any]]:
     return [dict(x) for x in conn.execute(q.order_by(a.c.id)).mappings()]
 
 
+def due_change_notices(conn: sa.Connection, *, now: float) -> list[dict[str, Any]]:
+    """Attendees told of an older revision of a meeting that has changed since (not yet started)."""
+    q = _joined(m.c.revision.label("meeting_revision")).where(
+        m.c.state == NOTIFIED,
+        a.c.notified_at.is_not(None),
+        a.c.notice_revision < m.c.revision,
+        m.c.starts_at > now,
+    )
+    return [dict(x) for x in conn.execute(q.order_by(a.c.id)).mappings()]
+
+
+def due_cancel_notices(conn: sa.Connection, *, now: float) -> list[dict[str, Any]]:
+    """Attendees notified of a meeting since cancelled who have not been told (until its start)."""
+    q = _joined().where(
+        m.c.state == CANCELLED,
+        a.c.notified_at.is_not(None),
+        a.c.cancel_sent_at.is_(None),
+        m.c.starts_at > now,
+    )
+    return [dict(x) for x in conn.execute(q.order_by(a.c.id)).mappings()]
+
+
 def due_schedule_items(conn: sa.Connection, *, now: float) -> list[dict[str, Any]]:
     q = sa.select(si).where(si.c.sent_at.is_(None), si.c.remind_at.is_not(None), si.c.remind_at <= now)
     return [dict(x) for x in conn.execute(q.order_by(si.c.remind_at)).mappings()]
@@ -402,10 +424,13 @@ def list_schedule_items(
     mobile: str | None = None,
     pending: bool | None = None,
     limit: int = 200,
+    app_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """Schedule reminders and memos, by time (those without one last), then by id; ``pending``: only
-    those still to be sent (True) or only those sent (False)."""
+    those still to be sent (True) or only those sent (False); ``app_id``: only that app's."""
     q = sa.select(si)
+    if app_id is not None:
+        q = q.where(si.c.app_id == app_id)
     if kind is not None:
         q = q.where(si.c.kind == kind)
     if mobile is not None:

@@ -55,6 +55,10 @@ attendees = sa.Table(
     # The notice: the core message that carried it, and what became of it.
     sa.Column("notice_message_id", Id, nullable=True),
     sa.Column("notified_at", Time, nullable=True),
+    # The meeting's revision the attendee was last told (the notice, then each change notice), and
+    # when they were told of a cancellation: the scheduler sends what is missing, so none is lost.
+    sa.Column("notice_revision", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cancel_sent_at", Time, nullable=True),
     sa.Column("notice_state", sa.String(16), nullable=True),  # the delivery's final state
     sa.Column("delivered_at", Time, nullable=True),
     # The answer: attend | decline | leave, from an SMS or a keypress.
@@ -97,6 +101,7 @@ schedule_items = sa.Table(
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("kind", sa.String(8), nullable=False),  # reminder | memo
+    sa.Column("app_id", Id, nullable=True),  # the app that made it (HTTP); NULL from the CLI
     sa.Column("person_id", Id, nullable=True),
     sa.Column("name", sa.String(100), nullable=False, server_default=""),
     sa.Column("mobile", sa.String(24), nullable=False),

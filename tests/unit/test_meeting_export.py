@@ -1,0 +1,191 @@
+"""The board and history exports: the bytes of XLSX and CSV files, read back with openpyxl and csv."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from typing import Any
+
+import pytest
+from openpyxl import load_workbook
+
+from masd.modules.meeting import export
+
+START = dt.datetime(2030, 5, 20, 9, 0).timestamp()
+NOTIFIED = dt.datetime(2030, 5, 19, 8, 0, 5).timestamp()
+
+
+def _row(**fields: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": 1,
+        "name": "张三",
+        "department": "市政府/办公室",
+        "mobile": "13800000001",
+        "notified": NOTIFIED,
+        "delivered": NOTIFIED + 3,
+        "notice_state": "delivered",
+        "response": None,
+        "reason": "",
+        "late": False,
+        "response_via": None,
+        "responded": None,
+        "second_sms": None,
+        "called": None,
+        "call_outcome": None,
+        "reminded": None,
+        "checked_in": None,
+        "comment": "",
+    }
+    row.update(fields)
+    return row
+
+
+def _board(*rows: dict[str, Any]) -> dict[str, Any]:
+    meeting = {
+        "id": 42,
+        "title": "周一例会",
+        "starts_at": START,
+        "ends_at": START + 3600,
+        "place": "三楼会议室",
+        "agenda": "",
+        "organiser": "办公室",
+        "attachments": ["议程.docx", "名单.xlsx"],
+        "mode": "sms+voice",
+        "state": "notified",
+        "checkin_code": "4821",
+        "reply_deadline": START - 3600,
+    }
+    counts = {"attendees": len(rows), "attend": sum(1 for r in rows if r["response"] == "attend")}
+    return {"meeting": meeting, "counts": counts, "attendees": list(rows)}
+
+
+def _sheet_rows(data: bytes, sheet: int = 0) -> list[tuple[Any, ...]]:
+    return list(load_workbook(io.BytesIO(data)).worksheets[sheet].iter_rows(values_only=True))
+
+
+def _csv_rows(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+
+
+def test_xlsx_board_has_a_header_and_one_row_per_attendee() -> None:
+    board = _board(_row(), _row(id=2, name="李四", mobile="13800000002", response="attend"))
+    rows = _sheet_rows(export.board_xlsx(board))
+    assert rows[0][:3] == ("姓名", "部门", "手机")
+    assert [(r[0], r[2]) for r in rows[1:]] == [("张三", "13800000001"), ("李四", "13800000002")]
+
+
+def test_xlsx_board_writes_times_as_local_date_cells() -> None:
+    rows = _sheet_rows(export.board_xlsx(_board(_row())))
+    header = rows[0]
+    cells = dict(zip(header, rows[1], strict=True))
+    assert cells["通知时间"] == dt.datetime(2030, 5, 19, 8, 0, 5)
+
+
+def test_board_answers_are_words_in_the_chosen_language() -> None:
+    board = _board(
+        _row(response="leave", reason="孩子发烧", late=True, response_via="sms"),
+        _row(id=2, mobile="13800000002", response=None, called=NOTIFIED, call_outcome="no-answer (486)"),
+    )
+    zh = _csv_rows(export.board_csv(board, lang="zh"))
+    first = dict(zip(zh[0], zh[1], strict=True))
+    assert (first["回复"], first["请假原因"], first["逾期"], first["回复方式"]) == (
+        "请假",
+        "孩子发烧",
+        "是",
+        "短信",
+    )
+    second = dict(zip(zh[0], zh[2], strict=True))
+    assert (second["回复"], second["呼叫结果"]) == ("未回复", "未接听 (486)")
+    en = _csv_rows(export.board_csv(board, lang="en"))
+    first_en = dict(zip(en[0], en[1], strict=True))
+    assert (first_en["Reply"], first_en["Late"], first_en["Delivery"]) == ("leave", "yes", "delivered")
+
+
+def test_csv_board_starts_with_a_byte_order_mark_for_excel() -> None:
+    assert export.board_csv(_board(_row())).startswith("\ufeff".encode())
+
+
+def test_csv_board_writes_times_as_local_text() -> None:
+    rows = _csv_rows(export.board_csv(_board(_row())))
+    assert dict(zip(rows[0], rows[1], strict=True))["通知时间"] == "2030-05-19 08:00:05"
+
+
+def test_csv_cells_that_a_spreadsheet_would_evaluate_are_quoted_as_text() -> None:
+    rows = _csv_rows(export.board_csv(_board(_row(comment='=HYPERLINK("http://x")', response="attend"))))
+    assert dict(zip(rows[0], rows[1], strict=True))["备注"] == '\'=HYPERLINK("http://x")'
+
+
+def test_csv_leaves_an_international_number_as_it_is() -> None:
+    rows = _csv_rows(export.board_csv(_board(_row(mobile="+4915112345678"))))
+    assert rows[1][2] == "+4915112345678"
+
+
+def test_xlsx_stores_a_formula_like_reply_as_a_string() -> None:
+    data = export.board_xlsx(_board(_row(comment="=1+1")))
+    cell = load_workbook(io.BytesIO(data)).worksheets[0]["Q2"]
+    assert (cell.value, cell.data_type) == ("=1+1", "s")
+
+
+def test_xlsx_drops_control_characters_it_cannot_hold() -> None:
+    rows = _sheet_rows(export.board_xlsx(_board(_row(comment="ok\x07\x1b"))))
+    assert rows[1][-1] == "ok"
+
+
+def test_xlsx_board_summary_sheet_has_the_meeting_and_its_counts() -> None:
+    board = _board(_row(response="attend"))
+    summary = dict(_sheet_rows(export.board_xlsx(board), sheet=1))
+    assert summary["会议编号"] == "#42"
+    assert summary["会议名称"] == "周一例会"
+    assert summary["附件"] == "议程.docx、名单.xlsx"
+    assert summary["通知方式"] == "短信+语音"
+    assert (summary["应到人数"], summary["参加"]) == (1, 1)
+
+
+def test_an_empty_board_is_a_header_only() -> None:
+    assert len(_sheet_rows(export.board_xlsx(_board()))) == 1
+    assert len(_csv_rows(export.board_csv(_board()))) == 1
+
+
+def test_history_has_one_row_per_meeting_with_its_counts() -> None:
+    meetings = [
+        _board()["meeting"],
+        {**_board()["meeting"], "id": 7, "title": "预算会", "state": "cancelled"},
+    ]
+    counts = {42: {"attendees": 5, "attend": 3, "decline": 1, "leave": 0, "no_reply": 1}}
+    rows = _sheet_rows(export.history_xlsx(meetings, counts, lang="en"))
+    assert rows[0] == (
+        "ID",
+        "Title",
+        "Starts",
+        "Ends",
+        "Place",
+        "Organiser",
+        "Mode",
+        "State",
+        "Attendees",
+        "Attend",
+        "Decline",
+        "Leave",
+        "No reply",
+    )
+    assert rows[1][:3] == (42, "周一例会", dt.datetime(2030, 5, 20, 9, 0))
+    assert rows[1][8:] == (5, 3, 1, 0, 1)
+    assert (rows[2][0], rows[2][7], rows[2][8]) == (7, "cancelled", 0)  # no counts: zero
+
+
+def test_history_csv_in_chinese() -> None:
+    rows = _csv_rows(export.history_csv([_board()["meeting"]], {}, lang="zh"))
+    assert rows[0][:2] == ["编号", "会议名称"]
+    assert rows[1][:3] == ["42", "周一例会", "2030-05-20 09:00:00"]
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("b.xlsx", "xlsx"), ("B.CSV", "csv"), ("dir.v2/b.csv", "csv")])
+def test_the_format_follows_the_extension(name: str, fmt: str) -> None:
+    assert export.format_of(name) == fmt
+
+
+@pytest.mark.parametrize("name", ["board", "board.xls", "board.pdf"])
+def test_another_extension_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match=r"\.xlsx or \.csv"):
+        export.format_of(name)
