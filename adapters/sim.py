@@ -28,6 +28,8 @@ from typing import Any
 
 import trio
 
+from . import _journal
+from ._journal import read_records, replace_atomically
 from .base import (
     ChannelDriver,
     ChannelEvents,
@@ -227,82 +229,51 @@ def read_journal(path: str | os.PathLike[str]) -> SimJournal:
     """Parse a simulator journal. A partial last line (a write cut short) is ignored and flagged in
     ``torn``; a malformed complete line anywhere raises ValueError, since this driver never writes one."""
     journal = SimJournal()
-    offset = 0
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.endswith(b"\n"):
-                journal.torn = True
-                break
-            offset += len(raw)
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-                kind = obj["t"]
-                if kind == "sub":
-                    journal.submitted.append(_decode_sub(obj))
-                elif kind == "ack":
-                    journal.acked.add(str(obj["id"]))
-                elif kind == "sum":
-                    journal.compacted_submitted += int(obj["sub"])
-                    journal.compacted_acked += int(obj["ack"])
-                else:
-                    raise ValueError(f"unknown record type {kind!r}")
-            except (ValueError, KeyError, TypeError, IndexError) as exc:
-                raise ValueError(f"{os.fspath(path)}:{lineno}: not a simulator journal line: {exc}") from exc
-    journal.valid_bytes = offset
+
+    def apply(obj: dict[str, Any]) -> None:
+        kind = obj["t"]
+        if kind == "sub":
+            journal.submitted.append(_decode_sub(obj))
+        elif kind == "ack":
+            journal.acked.add(str(obj["id"]))
+        elif kind == "sum":
+            journal.compacted_submitted += int(obj["sub"])
+            journal.compacted_acked += int(obj["ack"])
+        else:
+            raise ValueError(f"unknown record type {kind!r}")
+
+    journal.torn, journal.valid_bytes = read_records(path, apply, "simulator journal")
     return journal
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _compact(path: str, journal: SimJournal) -> SimJournal:
     """Rewrite the journal with only the receipts still owed plus a summary line; returns the new view.
-
-    Written to a side file, fsynced and renamed so a crash leaves either the old or the new journal."""
+    Replaced atomically, so a crash leaves either the old or the new journal."""
     keep = journal.unacked()
     summary: dict[str, Any] = {
         "t": "sum",
         "sub": journal.compacted_submitted + len(journal.submitted) - len(keep),
         "ack": journal.compacted_acked + len(journal.acked),
     }
-    tmp = path + ".compact"
-    with open(tmp, "wb") as f:
-        f.write(json.dumps(summary, separators=(",", ":")).encode() + b"\n")
-        for e in keep:
-            f.write(
-                _sub_line(
-                    e.carrier_id, e.destination, e.source, e.segment, e.status, e.submitted_at, e.due_at
-                )
-            )
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    lines = [json.dumps(summary, separators=(",", ":")).encode() + b"\n"]
+    lines += [
+        _sub_line(e.carrier_id, e.destination, e.source, e.segment, e.status, e.submitted_at, e.due_at)
+        for e in keep
+    ]
+    size = replace_atomically(path, lines)
     return SimJournal(
         submitted=keep,
         compacted_submitted=int(summary["sub"]),
         compacted_acked=int(summary["ack"]),
-        valid_bytes=os.path.getsize(path),
+        valid_bytes=size,
     )
 
 
 def _invalid(channel: str, option: str, value: object, allowed: str) -> ValueError:
-    return ValueError(f"sim channel {channel!r}: option {option}={value!r} is invalid: {allowed}")
+    return _journal.invalid_option("sim", channel, option, value, allowed)
 
 
-def _number(value: object) -> float | None:
-    """The value as a finite float, or None if it is not a number."""
-    # bool is an int subclass; `true` typed into the wrong option must not read as 1.
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+_number = _journal.number
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

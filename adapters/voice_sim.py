@@ -19,7 +19,6 @@ import dataclasses
 import enum
 import json
 import logging
-import math
 import os
 import random
 import re
@@ -30,7 +29,8 @@ from typing import Any
 
 import trio
 
-from . import tts
+from . import _journal, tts
+from ._journal import read_records, replace_atomically
 from .base import (
     ChannelDriver,
     ChannelEvents,
@@ -272,62 +272,44 @@ def read_call_journal(path: str | os.PathLike[str]) -> CallJournal:
     """Parse a voice simulator journal. A partial last line is ignored and flagged in ``torn``; a
     malformed complete line raises ValueError naming the file and line."""
     journal = CallJournal()
-    offset = 0
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.endswith(b"\n"):
-                journal.torn = True
-                break
-            offset += len(raw)
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-                kind = obj["t"]
-                if kind == "call":
-                    journal.calls.append(_decode_call(obj))
-                elif kind == "key":
-                    journal.keyed.add(str(obj["id"]))
-                elif kind == "end":
-                    journal.ended.add(str(obj["id"]))
-                elif kind == "sum":
-                    journal.compacted += int(obj["calls"])
-                else:
-                    raise ValueError(f"unknown record type {kind!r}")
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"{os.fspath(path)}:{lineno}: not a voice journal line: {exc}") from exc
-    journal.valid_bytes = offset
+
+    def apply(obj: dict[str, Any]) -> None:
+        kind = obj["t"]
+        if kind == "call":
+            journal.calls.append(_decode_call(obj))
+        elif kind == "key":
+            journal.keyed.add(str(obj["id"]))
+        elif kind == "end":
+            journal.ended.add(str(obj["id"]))
+        elif kind == "sum":
+            journal.compacted += int(obj["calls"])
+        else:
+            raise ValueError(f"unknown record type {kind!r}")
+
+    journal.torn, journal.valid_bytes = read_records(path, apply, "voice journal")
     return journal
 
 
 def _compact(path: str, journal: CallJournal) -> CallJournal:
     """Rewrite the journal with only the open calls (and their keypress marks) plus a summary line.
-    Written beside it and renamed, so a crash leaves the old or the new file, never a mix."""
+    Replaced atomically, so a crash leaves the old or the new file, never a mix."""
     keep = journal.open_calls()
     keyed = {c.call_id for c in keep} & journal.keyed
     done = journal.compacted + len(journal.calls) - len(keep)
-    tmp = path + ".compact"
-    with open(tmp, "wb") as f:
-        f.write(json.dumps({"t": "sum", "calls": done}).encode() + b"\n")
-        for call in keep:
-            f.write(_call_line(call))
-            if call.call_id in keyed:
-                f.write(_mark_line("key", call.call_id))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return CallJournal(calls=keep, keyed=keyed, compacted=done, valid_bytes=os.path.getsize(path))
+    lines = [json.dumps({"t": "sum", "calls": done}).encode() + b"\n"]
+    for call in keep:
+        lines.append(_call_line(call))
+        if call.call_id in keyed:
+            lines.append(_mark_line("key", call.call_id))
+    size = replace_atomically(path, lines)
+    return CallJournal(calls=keep, keyed=keyed, compacted=done, valid_bytes=size)
 
 
 def _invalid(channel: str, option: str, value: object, allowed: str) -> ValueError:
-    return ValueError(f"voice_sim channel {channel!r}: option {option}={value!r} is invalid: {allowed}")
+    return _journal.invalid_option("voice_sim", channel, option, value, allowed)
 
 
-def _number(value: object) -> float | None:
-    # bool is an int subclass; `true` typed into the wrong option must not read as 1.
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+_number = _journal.number
 
 
 @dataclasses.dataclass(slots=True)

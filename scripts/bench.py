@@ -11,6 +11,11 @@ connections on 2 threads, a fixed duration, a Lua script that makes every messag
     kannel-paced   either can take, so that their latencies compare: a saturated gateway's latency is
                    mostly its backlog
     masd-batch     masd, POST /v1/messages/batch, --batch-size messages per request
+    masd-socket    masd's socket interface (docs/socket.md): --socket-connections connections, each of
+                   its own app, each keeping --socket-pipeline single-recipient submits in flight and
+                   acknowledging the receipts pushed to it; the load generator is a subprocess of this
+                   script on non-blocking sockets, and its CPU use is reported so one can see it is not
+                   the bottleneck (Kannel has no such interface: masd only, like masd-batch)
     masd-rss-1m    resident memory of `masd run` with --queued messages queued (1,000,000) and the
                    channel unreachable, so nothing drains
     masd-ready-1m  seconds from starting `masd run` to /readyz answering 200 with as many queued
@@ -19,27 +24,31 @@ masd and Kannel rows alternate (masd, kannel, masd, kannel, …) for --rounds ro
 messages accepted, receipts stored, end-to-end throughput (receipts stored per second from the first
 accept to the last receipt), p50/p99 accept→receipt latency (masd: done_at - created_at of its deliveries
 table; Kannel: DLR arrival at the sink minus the time wrk made the request, carried in the dlr-url), and
-the CPU seconds of every process taken from /proc/<pid>/stat.
+the CPU seconds of every process taken from /proc/<pid>/stat (the socket load generator's from its own
+process time).
 
     scripts/bench                          # every row, 30 s each, writes docs/benchmarks.md
     scripts/bench --quick --no-write       # a smoke run: 3 s each, 20,000 queued
     scripts/bench --rows masd-single,kannel-single --duration 60 --rounds 3
     masd bench --rows masd-batch --json    # the same, through the CLI
+    scripts/bench --rows masd-socket --socket-connections 16
 
 Missing tools (wrk, kannel) are installed from Debian's packages unless --no-install; a row whose tool
-cannot be had is reported as not measured, with the reason.
+cannot be had is reported as not measured, with the reason. masd-socket needs neither.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
 import os
 import platform
 import re
+import selectors
 import shlex
 import shutil
 import signal
@@ -62,7 +71,8 @@ sys.modules.setdefault(__name__, types.ModuleType(__name__))
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-THROUGHPUT_ROWS = ("masd-single", "kannel-single", "masd-paced", "kannel-paced", "masd-batch")
+WRK_ROWS = ("masd-single", "kannel-single", "masd-paced", "kannel-paced", "masd-batch")
+THROUGHPUT_ROWS = (*WRK_ROWS, "masd-socket")
 QUEUED_ROWS = ("masd-rss-1m", "masd-ready-1m")
 ALL_ROWS = THROUGHPUT_ROWS + QUEUED_ROWS
 FINAL_STATES = ("delivered", "undelivered", "expired", "rejected", "failed", "cancelled")
@@ -83,6 +93,8 @@ class Settings:
     window: int
     batch_size: int
     paced_rate: float
+    socket_connections: int
+    socket_pipeline: int  # masd's [socket] pipeline, and the submits each connection keeps in flight
     queued: int
     drain_timeout: float
     smsc: str  # "masd" (masd sim smsc) or "node" (tests/interop/smsc.js)
@@ -100,14 +112,14 @@ class Row:
     note: str = ""
     accepted: int | None = None  # messages accepted by the gateway
     receipts: int | None = None  # messages whose delivery receipt was stored
-    requests: int | None = None  # HTTP requests wrk completed
-    errors: int | None = None  # non-2xx answers and socket errors seen by wrk
+    requests: int | None = None  # HTTP requests wrk completed (masd-socket: submit frames sent)
+    errors: int | None = None  # non-2xx answers and socket errors seen by wrk (masd-socket: error frames)
     accept_rate: float | None = None  # messages accepted per second of the load
     e2e_rate: float | None = None  # receipts stored per second, first accept → last receipt
     window_s: float | None = None
     p50_ms: float | None = None
     p99_ms: float | None = None
-    http_p50_ms: float | None = None  # wrk's request latency
+    http_p50_ms: float | None = None  # wrk's request latency (masd-socket: submit → submit_ack)
     http_p99_ms: float | None = None
     cpu: dict[str, float] = dataclasses.field(default_factory=dict)  # CPU seconds per component
     cpu_wall_s: float | None = None  # the wall-clock seconds those CPU seconds were counted over
@@ -509,7 +521,8 @@ def run_wrk(wrk: str, script: Path, url: str, s: Settings, log: Path) -> WrkResu
         raise RuntimeError(f"cannot read wrk's output: {text[-500:]}")
     requests = int(m.group(1))
     seconds = _ms(m.group(2) + m.group(3)) / 1000
-    non2xx = int(re.search(r"Non-2xx or 3xx responses: (\d+)", text).group(1)) if "Non-2xx" in text else 0
+    non2xx_m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    non2xx = int(non2xx_m.group(1)) if non2xx_m else 0
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     socket_errors = sum(int(x) for x in sock.groups()) if sock else 0
     rps_m = re.search(r"Requests/sec:\s+([\d.]+)", text)
@@ -569,9 +582,7 @@ data_dir = "{data_dir}"
 [http]
 listen = "127.0.0.1:{http_port}"
 
-# Not measured here; off so that a running demo's port does not matter.
-[socket]
-enabled = false
+{socket}
 
 [meeting]
 enabled = false
@@ -600,10 +611,32 @@ window = {window}
 """
 
 
-def write_masd_config(work: Path, *, http_port: int, smpp_port: int, window: int) -> Path:
+SOCKET_OFF = """\
+# Off except in the masd-socket row, so that a running demo's port does not matter.
+[socket]
+enabled = false"""
+
+SOCKET_ON = """\
+[socket]
+enabled = true
+listen = "127.0.0.1:{port}"
+pipeline = {pipeline}"""
+
+
+def write_masd_config(
+    work: Path,
+    *,
+    http_port: int,
+    smpp_port: int,
+    window: int,
+    socket_port: int | None = None,
+    socket_pipeline: int = 100,
+) -> Path:
     path = work / "masd.toml"
+    sock = SOCKET_OFF if socket_port is None else SOCKET_ON.format(port=socket_port, pipeline=socket_pipeline)
     path.write_text(
         MASD_CONFIG.format(
+            socket=sock,
             data_dir=(work / "data").as_posix(),
             http_port=http_port,
             smpp_port=smpp_port,
@@ -625,9 +658,10 @@ def masd_state_counts(work: Path) -> dict[str, int]:
         return dict(db.execute("SELECT state, count(*) FROM deliveries GROUP BY state").fetchall())
 
 
-def create_app_key(config: Path, work: Path, commands: list[str]) -> str:
-    argv = masd_argv("apps", "create", "bench", "--json", "--config", str(config))
-    commands.append(shown(argv, work))
+def create_app_key(config: Path, work: Path, commands: list[str] | None, name: str = "bench") -> str:
+    argv = masd_argv("apps", "create", name, "--json", "--config", str(config))
+    if commands is not None:
+        commands.append(shown(argv, work))
     out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
         raise RuntimeError(f"masd apps create failed: {out.stderr[-500:]}")
@@ -735,6 +769,145 @@ def masd_throughput(s: Settings, wrk: str, mode: str, run: int) -> Row:
             "undrained": left,
         }
     finally:
+        for p in reversed(procs):
+            p.stop()
+    return row
+
+
+def masd_socket(s: Settings, run: int) -> Row:
+    """The masd-socket row: a subprocess of this script (`bench.py _sockload SPEC`) drives masd's socket
+    interface; throughput and latency come from masd's deliveries table as in the other masd rows, and
+    the generator reports what it saw (answers, pushed receipts) and its own CPU time."""
+    row = Row("masd-socket", run)
+    work = s.workdir / f"{row.row}-{run}"
+    work.mkdir(parents=True)
+    sim = Simulator(s.smsc, work)
+    row.commands.append(shown(sim.proc.argv, work))
+    procs: list[Proc] = [sim.proc]
+    gen: Proc | None = None
+    try:
+        http_port, socket_port = free_port(), free_port()
+        config = write_masd_config(
+            work,
+            http_port=http_port,
+            smpp_port=sim.port,
+            window=s.window,
+            socket_port=socket_port,
+            socket_pipeline=s.socket_pipeline,
+        )
+        # One app per connection, so that each connection receives (and acknowledges) its own receipts:
+        # masd pushes an app's events to one connection only, the one that logged in last.
+        n = s.socket_connections
+        keys = [create_app_key(config, work, None, f"bench-{i}") for i in range(n)]
+        row.commands.append(
+            f"for i in $(seq 0 {n - 1}); do masd apps create bench-$i --json --config $WORK/masd.toml; done"
+        )
+        masd = start_masd(config, work, row.commands)
+        procs.append(masd)
+        base = f"http://127.0.0.1:{http_port}"
+        wait_for("masd's /readyz", lambda: http_get(base + "/readyz")[0] == 200, 60, procs)
+        wait_for("masd's socket interface", lambda: port_open(socket_port), 30, procs)
+        spec = work / "sockload.json"
+        result_path = work / "sockload-result.json"
+        spec.write_text(
+            json.dumps(
+                {
+                    "port": socket_port,
+                    "keys": keys,
+                    "duration": s.duration,
+                    "inflight": s.socket_pipeline,
+                    "stall": 30.0,
+                    "timeout": s.drain_timeout,
+                    "out": str(result_path),
+                }
+            )
+        )
+        gen_argv = [sys.executable, str(Path(__file__).resolve()), "_sockload", str(spec)]
+        meter = CpuMeter({"masd": masd.pid, "smsc": sim.proc.pid})
+        sim_before = sim.submits()
+        meter.start()
+        gen = Proc("socket-load", gen_argv, log=work / "sockload.log")
+        row.commands.append(
+            shown(gen_argv, work)
+            + f"  # {n} connections × {s.socket_pipeline} submits in flight for {s.duration:g} s"
+        )
+        # The generator exits once every accepted submit's receipt has been pushed to it (or they stop
+        # coming); then the store must have every delivery final with its receipt stored.
+        load = gen
+        wait_for("the socket load", lambda: not load.alive(), s.duration + s.drain_timeout + 120, procs)
+        left, row.note = drain(
+            "deliveries",
+            lambda: sum(v for k, v in masd_state_counts(work).items() if k not in FINAL_STATES),
+            timeout=s.drain_timeout,
+            stall=15,
+            procs=procs,
+        )
+        row.cpu = meter.stop()
+        row.cpu_wall_s = meter.wall
+        sim_after = sim.submits()
+        if gen.stop() != 0 or not result_path.exists():
+            tail = gen.log.read_text(errors="replace")[-1500:]
+            raise RuntimeError(f"the socket load generator failed:\n{tail}")
+        g = json.loads(result_path.read_text())
+        with contextlib.closing(masd_db(work)) as db:
+            accepted, first, last_created = db.execute(
+                "SELECT count(*), min(created_at), max(created_at) FROM deliveries"
+            ).fetchone()
+            done = db.execute(
+                "SELECT created_at, done_at FROM deliveries WHERE state = 'delivered' ORDER BY done_at"
+            ).fetchall()
+        lat = sorted((d - c) * 1000 for c, d in done)
+        row.requests = g["submitted"]
+        row.errors = sum(g["errors"].values())
+        row.accepted = int(accepted)
+        row.receipts = len(done)
+        row.accept_rate = round(accepted / max(g["load_seconds"], 1e-9), 1)
+        if done:
+            row.window_s = round(done[-1][1] - first, 3)
+            row.e2e_rate = round(len(done) / max(row.window_s, 1e-9), 1)
+        row.p50_ms = percentile(lat, 50)
+        row.p99_ms = percentile(lat, 99)
+        row.http_p50_ms, row.http_p99_ms = g["ack_p50_ms"], g["ack_p99_ms"]
+        row.smsc_submits = sim_after - sim_before
+        if row.window_s:
+            row.smsc_rate = round(row.smsc_submits / row.window_s, 1)
+        # The generator ran from before the meter's start to after its stop: its whole process time.
+        row.cpu["socket-load"] = round(g["cpu_seconds"], 2)
+        share = g["load_cpu_seconds"] / max(g["load_seconds"], 1e-9)
+        saturated = share >= 0.9
+        row.extra = {
+            "states": masd_state_counts(work),
+            "connections": n,
+            "in_flight_per_connection": s.socket_pipeline,
+            "submit_acks": g["acks"],
+            "error_frames": g["errors"],
+            "receipts_pushed": g["receipts"],
+            "duplicate_pushes": g["duplicate_pushes"],
+            "push_p50_ms": g["push_p50_ms"],
+            "push_p99_ms": g["push_p99_ms"],
+            "pushed_e2e_rate": g["pushed_e2e_rate"],
+            "load_seconds": g["load_seconds"],
+            "generator_load_cpu_share": round(share, 3),
+            "generator_saturated": saturated,
+            "accept_span_s": round(last_created - first, 3) if accepted else None,
+            "undrained": left,
+        }
+        notes = [row.note] if row.note else []
+        if saturated:
+            notes.append(
+                f"the load generator was saturated ({share:.0%} of one core during the load): "
+                "masd may accept more than shown"
+            )
+        else:
+            notes.append(f"load generator {share:.0%} of one core during the load, not the limit")
+        notes.append(
+            f"{g['receipts']:,} receipts pushed, submit → receipt frame p50 {_lat(g['push_p50_ms'])}, "
+            f"p99 {_lat(g['push_p99_ms'])}"
+        )
+        row.note = "; ".join(notes)
+    finally:
+        if gen is not None:
+            gen.stop()
         for p in reversed(procs):
             p.stop()
     return row
@@ -997,6 +1170,223 @@ def run_sink(port: int, out: Path) -> int:
     return 0
 
 
+# ----- the socket load generator (a subprocess: `bench.py _sockload SPEC`) --------------------------------
+
+
+class _LoadConn:
+    """One connection of the socket load: what it has sent and what it is owed."""
+
+    __slots__ = (
+        "acked",
+        "inbuf",
+        "index",
+        "last_event",
+        "out",
+        "pong",
+        "ready",
+        "receipted",
+        "sent_at",
+        "sock",
+        "waiting",
+        "writing",
+    )
+
+    def __init__(self, index: int, sock: socket.socket) -> None:
+        self.index = index
+        self.sock = sock
+        self.inbuf = bytearray()
+        self.out = bytearray()
+        self.writing = False  # registered for EVENT_WRITE
+        self.ready = False  # logged in
+        self.pong = False
+        self.sent_at: list[float] = []  # submit n (its ref is "n") was sent at sent_at[n]
+        self.waiting: collections.deque[int] = collections.deque()  # unanswered submits, oldest first
+        self.receipted: set[int] = set()
+        self.last_event = 0
+        self.acked = 0
+
+
+def _pct_ms(values: list[float], q: float) -> float | None:
+    got = percentile(values, q)
+    return None if got is None else round(got * 1000, 2)
+
+
+def run_sockload(spec_path: Path) -> int:
+    """Drive masd's socket interface as the spec says, then write what was seen to spec["out"].
+
+    Phases: log every connection in; for ``duration`` seconds keep ``inflight`` submits unanswered on
+    each connection (a new one for every answer); wait for the answers still owed; then wait for the
+    receipts of every accepted submit (acknowledging them as they come) until none has come for
+    ``stall`` seconds; ping every connection (so the acks are stored) and close. Non-blocking sockets
+    and one selector, no framework: the per-message work is one small formatted line out and one
+    json.loads per frame in."""
+    spec = json.loads(spec_path.read_text())
+    duration, inflight = float(spec["duration"]), int(spec["inflight"])
+    stall, timeout = float(spec["stall"]), float(spec["timeout"])
+    stop = False
+
+    def on_term(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    sel = selectors.DefaultSelector()
+    conns: list[_LoadConn] = []
+    for i, key in enumerate(spec["keys"]):
+        sock = socket.create_connection(("127.0.0.1", int(spec["port"])), timeout=10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        c = _LoadConn(i, sock)
+        c.out += json.dumps({"type": "login", "key": key}).encode() + b"\n"
+        sel.register(sock, selectors.EVENT_READ, c)
+        conns.append(c)
+
+    ack_lat: list[float] = []
+    push_lat: list[float] = []
+    errors: collections.Counter[str] = collections.Counter()
+    states: collections.Counter[str] = collections.Counter()
+    acks = receipts = duplicates = duplicate_pushes = 0
+    last_receipt_wall = 0.0
+    load_started_wall = 0.0
+
+    def fill(c: _LoadConn, now: float) -> None:
+        base = c.index * 10_000_000
+        while len(c.waiting) < inflight:
+            n = len(c.sent_at)
+            c.sent_at.append(now)
+            c.waiting.append(n)
+            c.out += (
+                f'{{"type":"submit","ref":"{n}","to":"138{(base + n) % 100_000_000:08d}",'
+                f'"text":"bench {c.index}-{n}"}}\n'
+            ).encode()
+
+    def flush(c: _LoadConn) -> None:
+        if c.out:
+            try:
+                sent = c.sock.send(c.out)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            del c.out[:sent]
+        want = bool(c.out)
+        if want != c.writing:
+            c.writing = want
+            sel.modify(c.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if want else 0), c)
+
+    def on_frame(c: _LoadConn, f: dict[str, Any], now: float) -> None:
+        nonlocal acks, receipts, duplicates, duplicate_pushes, last_receipt_wall
+        kind = f.get("type")
+        if kind == "receipt":
+            n = int(f["ref"])
+            c.last_event = max(c.last_event, int(f["event"]))
+            if n in c.receipted:
+                duplicate_pushes += 1
+                return
+            c.receipted.add(n)
+            receipts += 1
+            push_lat.append(now - c.sent_at[n])
+            states[f["state"]] += 1
+            last_receipt_wall = time.time()
+        elif kind == "submit_ack":
+            n = c.waiting.popleft()
+            ack_lat.append(now - c.sent_at[n])
+            acks += 1
+            duplicates += bool(f.get("duplicate"))
+        elif kind == "error":
+            errors[str(f.get("code"))] += 1
+            if f.get("ref") is not None and c.waiting:
+                c.waiting.popleft()
+            elif not c.ready:
+                raise RuntimeError(f"login refused: {f}")
+        elif kind == "login_ok":
+            c.ready = True
+        elif kind == "pong":
+            c.pong = True
+        elif kind == "reply":
+            c.last_event = max(c.last_event, int(f["event"]))
+
+    phase = "login"
+    t0 = time.monotonic()
+    load_t0 = load_end = closing_t = cpu_load0 = load_cpu = 0.0
+    progress = t0
+    for c in conns:
+        flush(c)
+    while True:
+        now = time.monotonic()
+        if phase == "login":
+            if all(c.ready for c in conns):
+                phase, load_t0, cpu_load0 = "load", now, time.process_time()
+                load_started_wall = time.time()
+                for c in conns:
+                    fill(c, now)
+                    flush(c)
+            elif now - t0 > 30:
+                raise RuntimeError("masd did not answer every login within 30 s")
+        if phase == "load" and (now - load_t0 >= duration or stop):
+            phase = "answers"
+        if phase == "answers" and not any(c.waiting for c in conns):
+            phase, load_end, progress = "receipts", now, now
+            load_cpu = time.process_time() - cpu_load0
+        if phase == "receipts" and (
+            receipts >= acks or stop or now - progress > stall or now - load_end > timeout
+        ):
+            phase, closing_t = "closing", now
+            for c in conns:
+                c.out += b'{"type":"ping","id":1}\n'
+                flush(c)
+        if phase == "closing" and (all(c.pong for c in conns) or now - closing_t > 10):
+            break
+        for key, mask in sel.select(timeout=0.05):
+            c = key.data
+            if mask & selectors.EVENT_READ:
+                try:
+                    data = c.sock.recv(262_144)
+                except (BlockingIOError, InterruptedError):
+                    data = None
+                if data == b"":
+                    raise RuntimeError(f"masd closed connection {c.index}")
+                if data:
+                    c.inbuf += data
+                    now = time.monotonic()
+                    start = 0
+                    while (end := c.inbuf.find(b"\n", start)) >= 0:
+                        on_frame(c, json.loads(c.inbuf[start:end]), now)
+                        start = end + 1
+                    del c.inbuf[:start]
+                    progress = now
+                    if phase == "load":
+                        fill(c, now)
+                    if c.last_event > c.acked:
+                        c.out += b'{"type":"ack","event":%d}\n' % c.last_event
+                        c.acked = c.last_event
+            flush(c)
+    for c in conns:
+        c.sock.close()
+    load_seconds = max(load_end - load_t0, 1e-9)
+    pushed_window = last_receipt_wall - load_started_wall if receipts else 0.0
+    result = {
+        "connections": len(conns),
+        "inflight": inflight,
+        "submitted": sum(len(c.sent_at) for c in conns),
+        "acks": acks,
+        "duplicates": duplicates,
+        "errors": dict(errors),
+        "receipts": receipts,
+        "duplicate_pushes": duplicate_pushes,
+        "states": dict(states),
+        "load_seconds": round(load_seconds, 3),
+        "load_cpu_seconds": round(load_cpu, 3),
+        "cpu_seconds": round(time.process_time(), 3),
+        "ack_p50_ms": _pct_ms(sorted(ack_lat), 50),
+        "ack_p99_ms": _pct_ms(sorted(ack_lat), 99),
+        "push_p50_ms": _pct_ms(sorted(push_lat), 50),
+        "push_p99_ms": _pct_ms(sorted(push_lat), 99),
+        "pushed_e2e_rate": round(receipts / pushed_window, 1) if pushed_window > 0 else None,
+        "stopped": stop,
+    }
+    Path(spec["out"]).write_text(json.dumps(result))
+    return 0
+
+
 # ----- 1,000,000 queued -------------------------------------------------------------------------------------
 
 
@@ -1083,10 +1473,10 @@ def masd_queued(s: Settings) -> list[Row]:
         sim = Simulator(s.smsc, work, throttle_every=1, receipts=False)
         row.commands.append(shown(sim.proc.argv, work))
         config2 = write_masd_config(work, http_port=http_port, smpp_port=sim.port, window=s.window)
-        masd = None
+        ready: Proc | None = None
         try:
             t0 = time.monotonic()
-            masd = start_masd(config2, work, row.commands, "masd-ready")
+            ready = masd = start_masd(config2, work, row.commands, "masd-ready")
             healthz = wait_for("/healthz", lambda: http_get(base + "/healthz")[0] == 200, 600, [masd])
             wait_for("/readyz", lambda: http_get(base + "/readyz")[0] == 200, 600, [masd])
             total = time.monotonic() - t0
@@ -1104,8 +1494,8 @@ def masd_queued(s: Settings) -> list[Row]:
                 f"{row.extra['vm_rss_mib_at_ready']} MiB"
             )
         finally:
-            if masd is not None:
-                masd.stop()
+            if ready is not None:
+                ready.stop()
             sim.proc.stop()
         rows.append(row)
     return rows
@@ -1201,7 +1591,7 @@ def table(rows: Sequence[Row]) -> str:
     if any(r.row not in QUEUED_ROWS for r in rows):
         out += [
             "| row | run | accepted | receipts stored | accepted/s | end-to-end receipts/s | "
-            "p50 accept→receipt | p99 accept→receipt | HTTP p50 / p99 | SMSC submit_sm/s | "
+            "p50 accept→receipt | p99 accept→receipt | request p50 / p99 | SMSC submit_sm/s | "
             "CPU seconds over the window (% of one core) | notes |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
         ]
@@ -1214,7 +1604,8 @@ def table(rows: Sequence[Row]) -> str:
         http = f"{_f(r.http_p50_ms, 1)} / {_f(r.http_p99_ms, 1)} ms" if r.http_p50_ms is not None else "—"
         notes = r.note
         if r.errors:
-            notes = (notes + "; " if notes else "") + f"{r.errors} HTTP errors"
+            what = "error frames" if r.row == "masd-socket" else "HTTP errors"
+            notes = (notes + "; " if notes else "") + f"{r.errors} {what}"
         out.append(
             f"| {r.row} | {r.run} | {_f(r.accepted)} | {_f(r.receipts)} | {_f(r.accept_rate)} | "
             f"{_f(r.e2e_rate)} | {_lat(r.p50_ms)} | {_lat(r.p99_ms)} | {http} | {_f(r.smsc_rate)} | "
@@ -1252,9 +1643,17 @@ METHOD = """\
   that is larger: requests in flight when wrk stops). End-to-end receipts/s: receipts stored ÷ (last
   receipt − first accept). SMSC submit_sm/s: the simulator's own counter over the same window; its CPU
   is in the CPU column, so one can see whether it was the limit.
+- masd-socket: the socket interface (docs/socket.md), {sc} connections, each logged in as its own app
+  (an app's receipts are pushed to one connection), each keeping {sp} single-recipient submits
+  unanswered (masd `[socket] pipeline = {sp}`) for {d} s and acknowledging the receipts pushed to it.
+  The load generator is a subprocess of scripts/bench.py on non-blocking sockets (one selector, one
+  process); its CPU is its own process time, and the notes give its share of one core during the load
+  (saturated at 90% or more). Throughput and latency come from masd's `deliveries` table as in the other
+  masd rows; request p50 / p99 is submit → `submit_ack`, and the notes give submit → `receipt` frame.
+- request p50 / p99: wrk's HTTP request latency; masd-socket, submit → `submit_ack`.
 - CPU: user + system seconds of each process from /proc/<pid>/stat, from the start of the load to the
-  last receipt, and that as a share of one core over the same time. Everything, wrk included, shares
-  the machine's {nproc} CPUs.
+  last receipt, and that as a share of one core over the same time. Everything, wrk and the socket load
+  generator included, shares the machine's {nproc} CPUs.
 - When a gateway accepts faster than it sends, a backlog builds during the load and its latency
   mostly measures that backlog. The *-paced rows offer both the same load, {paced} messages/s (wrk's
   `delay()` holds each connection back), so their latencies compare.\
@@ -1293,6 +1692,8 @@ def report(rows: Sequence[Row], s: Settings, info: dict[str, str], argv: Sequenc
             nproc=info["nproc"],
             smsc=SMSC_TEXT[s.smsc],
             paced=f"{s.paced_rate:g}",
+            sc=s.socket_connections,
+            sp=s.socket_pipeline,
         ),
         "",
         "## Results",
@@ -1302,8 +1703,9 @@ def report(rows: Sequence[Row], s: Settings, info: dict[str, str], argv: Sequenc
         "## Commands",
         "",
         "`$WORK` is the run's temporary directory; `$KEY` the API key `masd apps create` printed. The "
-        "configuration files (masd.toml, kannel.conf) and wrk's Lua scripts are written by scripts/bench.py "
-        "(`MASD_CONFIG`, `KANNEL_CONF`, `LUA_*`).",
+        "configuration files (masd.toml, kannel.conf), wrk's Lua scripts and the socket load's spec are "
+        "written by scripts/bench.py (`MASD_CONFIG`, `KANNEL_CONF`, `LUA_*`, `masd_socket`); "
+        "`bench.py _sockload` is its socket load generator (`run_sockload`).",
         "",
     ]
     for name, cs in cmds.items():
@@ -1336,6 +1738,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     ap.add_argument(
         "--paced-rate", type=float, default=300, help="messages/s offered in the *-paced rows (300)"
     )
+    ap.add_argument(
+        "--socket-connections", type=int, default=8, help="connections (one app each) of masd-socket (8)"
+    )
+    ap.add_argument(
+        "--socket-pipeline",
+        type=int,
+        default=100,
+        help="masd-socket: masd's [socket] pipeline, and the submits each connection keeps in flight (100)",
+    )
     ap.add_argument("--queued", type=int, help="messages queued for the memory and start-up rows (1,000,000)")
     ap.add_argument("--drain-timeout", type=float, help="most seconds to wait for the receipts after a load")
     ap.add_argument("--smsc", choices=("masd", "node"), default="masd", help="the SMSC simulator (masd)")
@@ -1351,6 +1762,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_sink"]:
         return run_sink(int(argv[1]), Path(argv[2]))
+    if argv[:1] == ["_sockload"]:
+        return run_sockload(Path(argv[1]))
     a = parse_args(argv)
     rows_wanted = [r.strip() for r in a.rows.split(",") if r.strip()]
     unknown = [r for r in rows_wanted if r not in ALL_ROWS]
@@ -1368,6 +1781,8 @@ def main(argv: list[str] | None = None) -> int:
         window=a.window,
         batch_size=a.batch_size,
         paced_rate=a.paced_rate,
+        socket_connections=a.socket_connections,
+        socket_pipeline=a.socket_pipeline,
         queued=a.queued or (20_000 if a.quick else 1_000_000),
         drain_timeout=a.drain_timeout or max(120.0, duration * 20),
         smsc=a.smsc,
@@ -1397,11 +1812,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         wrk: str | None = None
-        if any(r in THROUGHPUT_ROWS for r in s.rows):
+        if any(r in WRK_ROWS for r in s.rows):
             try:
                 wrk = ensure_tool("wrk", "wrk", s.install)
             except NotMeasured as e:
-                for name in (r for r in THROUGHPUT_ROWS if r in s.rows):
+                for name in (r for r in WRK_ROWS if r in s.rows):
                     rows.append(Row(name, measured=False, note=str(e)))
         if wrk is not None:
             w = wrk
@@ -1417,6 +1832,8 @@ def main(argv: list[str] | None = None) -> int:
                     attempt("kannel-paced", run, lambda: [kannel_throughput(s, w, run, paced=True)])
             if "masd-batch" in s.rows:
                 attempt("masd-batch", 1, lambda: [masd_throughput(s, w, "batch", 1)])
+        if "masd-socket" in s.rows:
+            attempt("masd-socket", 1, lambda: [masd_socket(s, 1)])
         if any(r in QUEUED_ROWS for r in s.rows):
             attempt(
                 "+".join(r for r in QUEUED_ROWS if r in s.rows),

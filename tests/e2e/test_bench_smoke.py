@@ -1,9 +1,10 @@
 """scripts/bench.py runs end to end: a short masd-single load (wrk → HTTP → store → SMPP → masd sim smsc →
-receipt stored) that produces figures. The full benchmark is scripts/bench; see docs/benchmarks.md.
+receipt stored) and a short masd-socket load (the socket interface, receipts pushed back) that produce
+figures. The full benchmark is scripts/bench; see docs/benchmarks.md.
 
-The test installs nothing. It needs wrk (Debian package ``wrk``, which scripts/test installs): where wrk is
-missing but apt-get is there, that is a missing install step and the test fails; only a machine that
-has neither is skipped.
+The tests install nothing. The masd-single one needs wrk (Debian package ``wrk``, which scripts/test
+installs): where wrk is missing but apt-get is there, that is a missing install step and the test fails;
+only a machine that has neither is skipped. The masd-socket one needs no tool of its own.
 """
 
 from __future__ import annotations
@@ -49,3 +50,30 @@ def test_a_quick_masd_single_run_measures_throughput_and_latency() -> None:
     assert row["smsc_submits"] >= row["accepted"]
     assert row["cpu"]["masd"] > 0
     assert result["machine"]["nproc"]
+
+
+def test_a_quick_masd_socket_run_measures_throughput_and_the_pushed_receipts() -> None:
+    argv = [
+        sys.executable,
+        str(BENCH),
+        "--quick",
+        "--duration",
+        "1",
+        "--rows",
+        "masd-socket",
+        "--socket-connections",
+        "2",
+        "--no-write",
+        "--no-install",
+        "--json",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = json.loads(done.stdout)["rows"]
+    assert row["row"] == "masd-socket" and row["measured"], row["note"]
+    assert row["accepted"] > 0 and row["receipts"] == row["accepted"] == row["extra"]["submit_acks"]
+    assert row["extra"]["receipts_pushed"] == row["accepted"]
+    assert row["e2e_rate"] > 0 and row["accept_rate"] > 0
+    assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert row["cpu"]["masd"] > 0 and row["cpu"]["socket-load"] > 0
+    assert row["extra"]["generator_load_cpu_share"] > 0

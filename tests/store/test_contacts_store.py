@@ -299,3 +299,15 @@ def test_an_export_imported_again_changes_nothing(db: Database) -> None:
         data = write_file(read(db, book.export_people))
         plan = read(db, lambda c: book.preview_import(c, importer.parse_file(data)))
         assert (len(plan.add), len(plan.update), len(plan.unchanged), plan.issues) == (0, 0, 3, [])
+
+
+def test_an_id_too_large_for_the_database_is_simply_not_found(db: Database) -> None:
+    huge = "9" * 23
+    for call in (
+        lambda c: book.get_person(c, huge),
+        lambda c: book.get_department(c, huge),
+        lambda c: book.get_group(c, huge),
+        lambda c: book.get_group(c, 2**70),
+    ):
+        with pytest.raises(ContactNotFound):
+            db.read_sync(call)

@@ -91,14 +91,15 @@ def get_department(conn: sa.Connection, ref: DepartmentRef, field: str = "depart
     """The department ``ref`` names; raises :class:`ContactNotFound`."""
     d = departments
     if isinstance(ref, int):
-        row = conn.execute(sa.select(d).where(d.c.id == ref)).mappings().first()
+        rid = _as_id(ref)
+        row = None if rid is None else conn.execute(sa.select(d).where(d.c.id == rid)).mappings().first()
     else:
         path = join_path(split_path(ref, field))
         if not path:
             raise InvalidContact(field, "is empty; give a path such as 市政府/办公室", ref)
         row = conn.execute(sa.select(d).where(d.c.path == path)).mappings().first()
-        if row is None and ref.strip().isdigit():
-            row = conn.execute(sa.select(d).where(d.c.id == int(ref))).mappings().first()
+        if row is None and (rid := _as_id(ref)) is not None:
+            row = conn.execute(sa.select(d).where(d.c.id == rid)).mappings().first()
     if row is None:
         raise ContactNotFound(field, "no such department; 'masd contacts dept list' shows them", ref)
     return dict(row)
@@ -232,10 +233,11 @@ def get_group(conn: sa.Connection, ref: GroupRef, field: str = "group") -> dict[
     row = None
     if isinstance(ref, str):
         row = conn.execute(sa.select(g).where(g.c.name == ref.strip())).mappings().first()
-        if row is None and ref.strip().isdigit():
-            row = conn.execute(sa.select(g).where(g.c.id == int(ref))).mappings().first()
+        if row is None and (rid := _as_id(ref)) is not None:
+            row = conn.execute(sa.select(g).where(g.c.id == rid)).mappings().first()
     else:
-        row = conn.execute(sa.select(g).where(g.c.id == ref)).mappings().first()
+        rid = _as_id(ref)
+        row = None if rid is None else conn.execute(sa.select(g).where(g.c.id == rid)).mappings().first()
     if row is None:
         raise ContactNotFound(field, "no such group; 'masd contacts group list' shows them", ref)
     return dict(row)
@@ -318,17 +320,35 @@ def remove_members(conn: sa.Connection, group: GroupRef, members: Sequence[Perso
 # ----- people ----------------------------------------------------------------------------------------------
 
 
+MAX_ID = 2**63 - 1
+
+
+def _as_id(ref: object) -> int | None:
+    """``ref`` as a row id if it can be one (an int or a digit string that fits a BIGINT column)."""
+    if isinstance(ref, bool):
+        return None
+    if isinstance(ref, int):
+        n = ref
+    elif isinstance(ref, str) and ref.strip().isdigit() and len(ref.strip()) <= 19:
+        n = int(ref.strip())
+    else:
+        return None
+    return n if 0 < n <= MAX_ID else None
+
+
 def _person_id(conn: sa.Connection, ref: PersonRef, field: str = "person") -> int:
     p = people
     if isinstance(ref, int):
-        found = conn.execute(sa.select(p.c.id).where(p.c.id == ref)).scalar()
+        rid = _as_id(ref)
+        found = None if rid is None else conn.execute(sa.select(p.c.id).where(p.c.id == rid)).scalar()
     else:
         try:
             mobile = clean_mobile(ref, field)
         except InvalidContact:
-            if not ref.strip().isdigit():
+            rid = _as_id(ref)
+            if rid is None:
                 raise ContactNotFound(field, "is neither a person's id nor a mobile number", ref) from None
-            found = conn.execute(sa.select(p.c.id).where(p.c.id == int(ref))).scalar()
+            found = conn.execute(sa.select(p.c.id).where(p.c.id == rid)).scalar()
         else:
             found = conn.execute(sa.select(p.c.id).where(p.c.mobile == mobile)).scalar()
     if found is None:

@@ -42,7 +42,7 @@ from masd._cli import (
     out,
 )
 from masd.config import Config
-from masd.core.gateway import Gateway, QueueFull, Refused, Rejected
+from masd.core.gateway import Gateway, Rejected
 from masd.modules.contacts.model import ContactError
 from masd.modules.meeting import export, store
 from masd.modules.meeting.service import MODES, MeetingService, MeetingSpec
@@ -786,11 +786,6 @@ def export_cmd(
         )
 
 
-def _notices_failed(e: Exception, what: str) -> None:
-    reason = e.reason if isinstance(e, Refused) else str(e)
-    _fail(f"the {what} is stored, but its notices could not be queued: {reason}")
-
-
 @meeting_app.command("change")
 def change(
     meeting_id: Annotated[int, typer.Argument(metavar="ID", help="The meeting's id.")],
@@ -842,17 +837,14 @@ def change(
             await svc.ensure_app()
             return await svc.change(meeting_id, **changes)
 
-        try:
-            told: int = _call(do)
-        except (QueueFull, Refused) as e:
-            _notices_failed(e, "change")
+        told: int = _call(do)
         meeting = _meeting_or_fail(db, meeting_id)
     if as_json:
         _print_json({"id": meeting_id, "told": told, "meeting": _meeting_json(meeting)})
         return
     out.print(
         f"meeting {meeting_id} changed: {_when(meeting)} {meeting['place']}; "
-        f"change notice queued for {told} attendee{'s' if told != 1 else ''}",
+        f"the running daemon tells {told} attendee{'s' if told != 1 else ''} (change notice)",
         markup=False,
         soft_wrap=True,
     )
@@ -874,10 +866,7 @@ def cancel(
             await svc.ensure_app()
             return await svc.cancel(meeting_id)
 
-        try:
-            told: int = _call(do)
-        except (QueueFull, Refused) as e:
-            _notices_failed(e, "cancellation")
+        told: int = _call(do)
     already = before["state"] == store.CANCELLED
     if as_json:
         _print_json({"id": meeting_id, "told": told, "already_cancelled": already})
@@ -887,7 +876,7 @@ def cancel(
         return
     out.print(
         f"meeting {meeting_id} cancelled; "
-        f"cancellation notice queued for {told} attendee{'s' if told != 1 else ''}",
+        f"the running daemon tells {told} attendee{'s' if told != 1 else ''} (cancellation notice)",
         markup=False,
     )
 

@@ -19,11 +19,6 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Font, PatternFill
-from openpyxl.utils import get_column_letter
-
 __all__ = [
     "CSV_TYPE",
     "FORMATS",
@@ -47,7 +42,9 @@ _TIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
 # What a spreadsheet would start evaluating; a bare E.164 number ("+4915…") is left as it is.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _PHONE = re.compile(r"^\+[0-9]{6,15}$")
-_HEADER_FILL = PatternFill("solid", fgColor="DDEBF7")
+# openpyxl is imported where a workbook is made: `masd run` and every other command should not pay
+# for it at start.
+_HEADER_COLOUR = "DDEBF7"
 
 
 class _Time(float):
@@ -187,6 +184,8 @@ def board_xlsx(board: Mapping[str, Any], *, lang: Lang = "zh") -> bytes:
     """Two sheets: the attendees (header in row 1, one row each) and a summary of the meeting and its
     counts."""
     header, rows = board_table(board, lang=lang)
+    from openpyxl import Workbook
+
     wb = Workbook()
     ws = wb.active
     assert ws is not None
@@ -196,7 +195,7 @@ def board_xlsx(board: Mapping[str, Any], *, lang: Lang = "zh") -> bytes:
     for key, value in _summary(board, lang):
         _append(summary, [key, value])
     for row in summary.iter_rows(min_col=1, max_col=1):
-        row[0].font = Font(bold=True)
+        row[0].font = _font_bold()
     summary.column_dimensions["A"].width = 16
     summary.column_dimensions["B"].width = 40
     return _save(wb)
@@ -260,6 +259,8 @@ def history_xlsx(
     meetings: Sequence[Mapping[str, Any]], counts: Mapping[int, Mapping[str, int]], *, lang: Lang = "zh"
 ) -> bytes:
     header, rows = history_table(meetings, counts, lang=lang)
+    from openpyxl import Workbook
+
     wb = Workbook()
     ws = wb.active
     assert ws is not None
@@ -308,6 +309,8 @@ def _cell(value: Any) -> Any:
         return _local(value)
     if isinstance(value, str):
         # Control characters from a handset would make the file unreadable; XLSX cannot hold them.
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
         return ILLEGAL_CHARACTERS_RE.sub("", value)
     return value
 
@@ -323,11 +326,20 @@ def _append(ws: Any, values: list[Any]) -> None:
             cell.data_type = "s"
 
 
+def _font_bold() -> Any:
+    from openpyxl.styles import Font
+
+    return Font(bold=True)
+
+
 def _fill_table(ws: Any, header: list[str], rows: list[list[Any]]) -> None:
+    from openpyxl.styles import PatternFill
+    from openpyxl.utils import get_column_letter
+
     ws.append(header)
     for cell in ws[1]:
-        cell.font = Font(bold=True)
-        cell.fill = _HEADER_FILL
+        cell.font = _font_bold()
+        cell.fill = PatternFill("solid", fgColor=_HEADER_COLOUR)
     widths = [max(6, len(h) * 2) for h in header]
     for row in rows:
         _append(ws, row)
@@ -343,7 +355,7 @@ def _fill_table(ws: Any, header: list[str], rows: list[list[Any]]) -> None:
         ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{len(rows) + 1}"
 
 
-def _save(wb: Workbook) -> bytes:
+def _save(wb: Any) -> bytes:
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

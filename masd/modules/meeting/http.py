@@ -40,7 +40,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from masd.core import recipients as rcpt
-from masd.core.gateway import App, QueueFull, Refused, Rejected
+from masd.core.gateway import App, Rejected
 from masd.daemon import Daemon
 from masd.interfaces.http import _GET_KEY, ApiError, _echo, _error, _errors, _iso, _validation_response
 from masd.modules.contacts.model import ContactError
@@ -782,19 +782,11 @@ async def board_csv(meeting_id: MeetingId, caller: Caller, daemon: DaemonDep, la
 
 
 async def _notify(action: Callable[[], Awaitable[int]], what: str) -> int:
+    """Store a change or cancellation; the scheduler sends its notices (and retries them)."""
     try:
         return await action()
     except Rejected as e:
         raise _invalid(e) from None
-    except (QueueFull, Refused) as e:
-        # The change itself is stored; only its notices are not queued.
-        reason = e.reason if isinstance(e, Refused) else str(e)
-        raise ApiError(
-            503,
-            "notices_not_queued",
-            f"the {what} is stored, but its notices could not be queued: {reason}",
-            headers={"Retry-After": "5"},
-        ) from None
 
 
 @router.patch(

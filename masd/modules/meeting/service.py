@@ -33,7 +33,6 @@ from masd.core.apps import App
 from masd.core.gateway import Gateway, QueueFull, Refused, Rejected, SubmitRequest
 from masd.modules.meeting import store
 from masd.modules.meeting.grammar import Grammar, Intent, Kind
-from masd.store import apps as app_store
 
 __all__ = ["MODES", "MeetingService", "MeetingSpec", "render"]
 
@@ -156,20 +155,8 @@ class MeetingService:
 
     async def ensure_app(self) -> App:
         """The app the module sends as, made on first start with the configured extension."""
-        name, ext = self.mc.app, self.mc.extension
-
-        def get_or_make(conn: Any) -> None:
-            row = app_store.get_app(conn, name)
-            if row is None:
-                app_store.create_app(conn, name, now=time.time(), extension=ext)
-            elif row["extension"] != ext:
-                app_store.update_app(conn, name, extension=ext)
-
-        await self.gw.db.write(get_or_make)
-        app = await self.gw.app_named(name)
-        assert app is not None
-        self.app = app
-        return app
+        self.app = await self.gw.ensure_app(self.mc.app, extension=self.mc.extension)
+        return self.app
 
     # ----- organiser's actions ----------------------------------------------------------------------
 
