@@ -631,17 +631,42 @@ def _select_one(conn: sa.Connection) -> None:
 # ----- the application --------------------------------------------------------------------------------
 
 
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    bearerFormat="masd API key",
+    description="An app's API key, sent as 'Authorization: Bearer <key>'; " + _GET_KEY + ".",
+)
+
+
+async def calling_app(request: Request, creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> App:
+    """The app whose key the request carries, through the application's key cache
+    (``app.state.keys``); 401 naming what is wrong otherwise. Every authenticated route, the modules'
+    included, depends on this one function."""
+    if creds is None:
+        given = request.headers.get("authorization")
+        reason = (
+            "no API key; send 'Authorization: Bearer <key>'"
+            if not given
+            else "the Authorization header must be 'Bearer <key>'"
+        )
+        raise ApiError(401, "unauthorized", f"{reason}; {_GET_KEY}", headers={"WWW-Authenticate": "Bearer"})
+    found: App | None = await request.app.state.keys.get(creds.credentials)
+    if found is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            f"the API key is not valid or was revoked; {_GET_KEY}",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return found
+
+
 def make_app(daemon: Daemon) -> FastAPI:
     """The ASGI application for one daemon; it holds no state beyond the key cache."""
     gateway = daemon.gateway
     keys = KeyCache(gateway.authenticate)
     probe_limiter = trio.CapacityLimiter(1)  # a hung store holds one thread for probes, not one per probe
-    bearer = HTTPBearer(
-        auto_error=False,
-        scheme_name="bearer",
-        bearerFormat="masd API key",
-        description="An app's API key, sent as 'Authorization: Bearer <key>'; " + _GET_KEY + ".",
-    )
 
     app = FastAPI(
         title="masd",
@@ -659,29 +684,7 @@ def make_app(daemon: Daemon) -> FastAPI:
         ],
     )
 
-    # Dependencies made in this closure go in default values, not in Annotated[...]: with postponed
-    # annotations FastAPI evaluates the annotation strings in the module's globals, where these names are
-    # not, and would silently take the parameter for a required query parameter.
-    async def caller(request: Request, creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> App:
-        if creds is None:
-            given = request.headers.get("authorization")
-            reason = (
-                "no API key; send 'Authorization: Bearer <key>'"
-                if not given
-                else "the Authorization header must be 'Bearer <key>'"
-            )
-            raise ApiError(
-                401, "unauthorized", f"{reason}; {_GET_KEY}", headers={"WWW-Authenticate": "Bearer"}
-            )
-        found = await keys.get(creds.credentials)
-        if found is None:
-            raise ApiError(
-                401,
-                "unauthorized",
-                f"the API key is not valid or was revoked; {_GET_KEY}",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
-        return found
+    caller = calling_app
 
     # --- the modules' routes (imported here: they use this module's error helpers) ---
 

@@ -31,18 +31,25 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Security
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 from pydantic_core import PydanticCustomError
 
 from masd.core import recipients as rcpt
 from masd.core.gateway import App, Rejected
 from masd.daemon import Daemon
-from masd.interfaces.http import _GET_KEY, ApiError, _echo, _error, _errors, _iso, _validation_response
+from masd.interfaces.http import (
+    ApiError,
+    _echo,
+    _error,
+    _errors,
+    _iso,
+    _validation_response,
+    calling_app,
+)
 from masd.modules.contacts.model import ContactError
 from masd.modules.meeting import export, store
 from masd.modules.meeting.service import MeetingService, MeetingSpec
@@ -86,34 +93,6 @@ class _MeetingRoute(APIRoute):
 
 
 router = APIRouter(route_class=_MeetingRoute)
-
-bearer = HTTPBearer(
-    auto_error=False,
-    scheme_name="bearer",
-    bearerFormat="masd API key",
-    description="An app's API key, sent as 'Authorization: Bearer <key>'; " + _GET_KEY + ".",
-)
-
-
-async def calling_app(request: Request, creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> App:
-    """The app whose key the request carries (checked through the mounting app's key cache)."""
-    if creds is None:
-        given = request.headers.get("authorization")
-        reason = (
-            "no API key; send 'Authorization: Bearer <key>'"
-            if not given
-            else "the Authorization header must be 'Bearer <key>'"
-        )
-        raise ApiError(401, "unauthorized", f"{reason}; {_GET_KEY}", headers={"WWW-Authenticate": "Bearer"})
-    found: App | None = await request.app.state.keys.get(creds.credentials)
-    if found is None:
-        raise ApiError(
-            401,
-            "unauthorized",
-            f"the API key is not valid or was revoked; {_GET_KEY}",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
-    return found
 
 
 def the_daemon(request: Request) -> Daemon:

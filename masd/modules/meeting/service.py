@@ -336,15 +336,23 @@ class MeetingService:
         app = await self.ensure_app()
         log.info("meeting module ready", app=app.name, extension=app.extension)
         task_status.started()
+        # The schedule (notices, escalation, reminders) is looked at once a second; what came back is
+        # read whenever an event may have been written. Events are signalled for every app's receipts,
+        # so under load re-running the schedule's queries on each would cost far more than the events.
+        next_tick = 0.0
         while True:
             woken = self.gw.events_changed()
             try:
-                await self.tick()
+                if trio.current_time() >= next_tick:
+                    next_tick = trio.current_time() + 1.0
+                    await self.tick()
+                else:
+                    await self.consume_events()
             except (QueueFull, Refused) as e:
                 log.warning("meeting module could not send; will try again", error=str(e))
             except Exception:
                 log.exception("meeting module step failed; will try again")
-            with trio.move_on_after(1.0):
+            with trio.move_on_at(next_tick):
                 await woken.wait()
 
     async def tick(self, now: float | None = None) -> None:
