@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from masd.store._bulk import change_in, in_params
 from masd.store.tables import app_events as e
 from masd.store.tables import deliveries as d
 from masd.store.tables import event_cursors as c
@@ -34,25 +35,24 @@ __all__ = [
 
 RECEIPT = "receipt"
 REPLY = "reply"
-_CHUNK = 500
 
 
 def record_final(conn: sa.Connection, delivery_ids: Sequence[int], *, now: float) -> int:
     """Write a receipt event for each of these (just finalised) deliveries whose message asked for one.
     Returns how many were written."""
-    n = 0
-    ids = list(delivery_ids)
-    for i in range(0, len(ids), _CHUNK):
-        chunk = ids[i : i + _CHUNK]
+    if not delivery_ids:
+        return 0
+
+    def build(n: int) -> sa.ClauseElement:
         sel = (
-            sa.select(m.c.app_id, sa.literal(RECEIPT), d.c.id, sa.literal(now, sa.Double))
+            sa.select(m.c.app_id, sa.literal(RECEIPT), d.c.id, sa.bindparam("b_now", type_=sa.Double))
             .select_from(d.join(m, m.c.id == d.c.message_id))
-            .where(d.c.id.in_(chunk), m.c.notify == 1, m.c.app_id.is_not(None))
+            .where(d.c.id.in_(in_params(n)), m.c.notify == 1, m.c.app_id.is_not(None))
             .order_by(d.c.id)
         )
-        res = conn.execute(sa.insert(e).from_select(["app_id", "kind", "delivery_id", "created_at"], sel))
-        n += res.rowcount or 0
-    return n
+        return sa.insert(e).from_select(["app_id", "kind", "delivery_id", "created_at"], sel)
+
+    return change_in(conn, "record_final_events", build, sorted(delivery_ids), {"b_now": now})
 
 
 def record_reply(conn: sa.Connection, *, app_id: int, reply_id: int, now: float) -> None:

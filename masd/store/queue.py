@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
 from masd.core.states import PENDING_VALUES, DeliveryState
 from masd.store import events
 from masd.store import receipts as receipt_store
-from masd.store._bulk import executemany
+from masd.store._bulk import change_in, executemany, in_params, select, select_in
 from masd.store._final import finalise_where
 from masd.store.tables import deliveries as d
 from masd.store.tables import messages as m
@@ -85,63 +86,74 @@ def _insert_segments() -> sa.ClauseElement:
     return sa.insert(s).values({c: sa.bindparam(c) for c in _SEGMENT_COLUMNS})
 
 
+_CLAIMED_COLUMNS = (
+    d.c.id,
+    d.c.message_id,
+    d.c.recipient,
+    d.c.extension,
+    d.c.attempts,
+    d.c.max_attempts,
+    d.c.expires_at,
+    d.c.concat_ref,
+    m.c.text,
+    d.c.recovered,
+)
+
+
+def _pick(locking: bool) -> sa.Select[Any]:
+    pick = (
+        sa.select(d.c.id)
+        .where(
+            d.c.channel == sa.bindparam("b_channel"),
+            d.c.state == QUEUED,
+            d.c.not_before <= sa.bindparam("b_now"),
+        )
+        .order_by(d.c.priority.desc(), d.c.id)
+        .limit(sa.bindparam("b_limit", type_=sa.Integer, literal_execute=False))
+    )
+    return pick.with_for_update(skip_locked=True) if locking else pick
+
+
+def _take(n: int) -> sa.ClauseElement:
+    return (
+        sa.update(d)
+        .where(d.c.id.in_(in_params(n)), d.c.state == QUEUED)
+        .values(
+            state=SUBMITTING,
+            claimed_by=sa.bindparam("b_node"),
+            lease_until=sa.bindparam("b_lease"),
+            attempts=d.c.attempts + 1,
+            updated_at=sa.bindparam("b_now"),
+        )
+    )
+
+
+def _claimed(n: int) -> sa.ClauseElement:
+    return (
+        sa.select(*_CLAIMED_COLUMNS)
+        .join(m, m.c.id == d.c.message_id)
+        .where(d.c.id.in_(in_params(n)), d.c.claimed_by == sa.bindparam("b_node"), d.c.state == SUBMITTING)
+        .order_by(d.c.priority.desc(), d.c.id)
+    )
+
+
 def claim(
     conn: sa.Connection, *, channel: str, node: str, now: float, lease: float, limit: int
 ) -> list[Claim]:
-    pick = (
-        sa.select(d.c.id)
-        .where(d.c.channel == channel, d.c.state == QUEUED, d.c.not_before <= now)
-        .order_by(d.c.priority.desc(), d.c.id)
-        .limit(limit)
-    )
-    if conn.dialect.name != "sqlite":
-        pick = pick.with_for_update(skip_locked=True)
-    ids = [row[0] for row in conn.execute(pick)]
+    locking = conn.dialect.name != "sqlite"
+    ids = [
+        row[0]
+        for row in select(
+            conn,
+            "claim_pick_locked" if locking else "claim_pick",
+            lambda: _pick(locking),
+            {"b_channel": channel, "b_now": now, "b_limit": limit},
+        )
+    ]
     if not ids:
         return []
-    conn.execute(
-        sa.update(d)
-        .where(d.c.id.in_(ids), d.c.state == QUEUED)
-        .values(
-            state=SUBMITTING,
-            claimed_by=node,
-            lease_until=now + lease,
-            attempts=d.c.attempts + 1,
-            updated_at=now,
-        )
-    )
-    rows = conn.execute(
-        sa.select(
-            d.c.id,
-            d.c.message_id,
-            d.c.recipient,
-            d.c.extension,
-            d.c.attempts,
-            d.c.max_attempts,
-            d.c.expires_at,
-            d.c.concat_ref,
-            m.c.text,
-            d.c.recovered,
-        )
-        .join(m, m.c.id == d.c.message_id)
-        .where(d.c.id.in_(ids), d.c.claimed_by == node, d.c.state == SUBMITTING)
-        .order_by(d.c.priority.desc(), d.c.id)
-    )
-    return [
-        Claim(
-            delivery_id=row.id,
-            message_id=row.message_id,
-            recipient=row.recipient,
-            extension=row.extension,
-            attempts=row.attempts,
-            max_attempts=row.max_attempts,
-            expires_at=row.expires_at,
-            concat_ref=row.concat_ref,
-            text=row.text,
-            recovered=row.recovered,
-        )
-        for row in rows
-    ]
+    change_in(conn, "claim_take", _take, ids, {"b_node": node, "b_lease": now + lease, "b_now": now})
+    return [Claim(*row) for row in select_in(conn, "claim_rows", _claimed, ids, {"b_node": node})]
 
 
 def release(conn: sa.Connection, *, delivery_ids: Sequence[int], now: float) -> int:

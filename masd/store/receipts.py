@@ -10,14 +10,14 @@ segment is known yet — the receipt overtook its own submit response — the re
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from masd.core.states import DeliveryState, delivery_state_for_segment_failure
 from masd.store import events
-from masd.store._bulk import executemany
+from masd.store._bulk import MAX_IN, executemany, in_params, select_in
 from masd.store.tables import deliveries as d
 from masd.store.tables import receipts as r
 from masd.store.tables import segments as s
@@ -97,25 +97,27 @@ def store_receipts(
     return store_receipt_items(conn, [ReceiptItem(channel, i, now) for i in items])
 
 
+class _Segment(NamedTuple):
+    id: int
+    carrier_id: str
+    delivery_id: int
+    state: str
+    seq: int
+    total: int
+
+
 @dataclasses.dataclass(slots=True)
 class _Hit:
-    segment: sa.Row[Any]  # id, carrier_id, delivery_id, state, seq, total
+    segment: _Segment
     status: str
     error_code: int | None
     now: float
+    segment_id: int = dataclasses.field(init=False)
+    delivery_id: int = dataclasses.field(init=False)
 
-    @property
-    def segment_id(self) -> int:
-        return int(self.segment.id)
-
-    @property
-    def delivery_id(self) -> int:
-        return int(self.segment.delivery_id)
-
-
-def _lock(q: sa.Select[Any], conn: sa.Connection) -> sa.Select[Any]:
-    # Another node may apply a receipt for the same delivery at the same time; SQLite has one writer.
-    return q if conn.dialect.name == "sqlite" else q.with_for_update()
+    def __post_init__(self) -> None:
+        self.segment_id = self.segment.id
+        self.delivery_id = self.segment.delivery_id
 
 
 _RECEIPT_COLUMNS = ("channel", "carrier_id", "segment_id", "status", "error_code", "raw", "received_at")
@@ -125,15 +127,34 @@ def _insert_receipts() -> sa.ClauseElement:
     return sa.insert(r).values({c: sa.bindparam(c) for c in _RECEIPT_COLUMNS})
 
 
-def _segments(conn: sa.Connection, channel: str, carrier_ids: Sequence[str]) -> dict[str, sa.Row[Any]]:
+def _segments_query(locking: bool) -> Callable[[int], sa.ClauseElement]:
+    def build(n: int) -> sa.ClauseElement:
+        q = (
+            sa.select(s.c.id, s.c.carrier_id, s.c.delivery_id, s.c.state, s.c.seq, s.c.total)
+            .where(s.c.channel == sa.bindparam("b_channel"), s.c.carrier_id.in_(in_params(n)))
+            .order_by(s.c.id)
+        )
+        # Another node may apply a receipt for the same delivery at the same time; SQLite has one writer.
+        return q.with_for_update() if locking else q
+
+    return build
+
+
+def _segments(conn: sa.Connection, channel: str, carrier_ids: Sequence[str]) -> dict[str, _Segment]:
     """The segments these carrier ids name on this channel, locked, with what applying a receipt needs.
     If a carrier reused an id, the latest segment wins."""
-    q = (
-        sa.select(s.c.id, s.c.carrier_id, s.c.delivery_id, s.c.state, s.c.seq, s.c.total)
-        .where(s.c.channel == channel, s.c.carrier_id.in_(list(carrier_ids)))
-        .order_by(s.c.id)
+    locking = conn.dialect.name != "sqlite"
+    rows = select_in(
+        conn,
+        "receipt_segments_locked" if locking else "receipt_segments_select",
+        _segments_query(locking),
+        sorted(carrier_ids),
+        {"b_channel": channel},
     )
-    return {row.carrier_id: row for row in conn.execute(_lock(q, conn))}
+    # Chunks come back each in id order; sort them all so that the latest segment of an id wins.
+    if len(carrier_ids) > MAX_IN:
+        rows.sort(key=lambda row: row[0])
+    return {row[1]: _Segment._make(row) for row in rows}
 
 
 def store_receipt_items(conn: sa.Connection, items: Sequence[ReceiptItem]) -> list[ReceiptOutcome]:
@@ -175,27 +196,42 @@ def apply_held(conn: sa.Connection, *, channel: str, carrier_ids: Sequence[str],
     """Apply receipts that arrived before these carrier ids were known. Returns how many."""
     if not carrier_ids:
         return 0
-    held = conn.execute(
-        sa.select(r.c.id, r.c.carrier_id, r.c.status, r.c.error_code)
-        .where(r.c.channel == channel, r.c.segment_id.is_(None), r.c.carrier_id.in_(list(carrier_ids)))
-        .order_by(r.c.id)
-    ).all()
+    held = select_in(
+        conn,
+        "held_receipts",
+        lambda n: (
+            sa.select(r.c.id, r.c.carrier_id, r.c.status, r.c.error_code)
+            .where(
+                r.c.channel == sa.bindparam("b_channel"),
+                r.c.segment_id.is_(None),
+                r.c.carrier_id.in_(in_params(n)),
+            )
+            .order_by(r.c.id)
+        ),
+        sorted(set(carrier_ids)),
+        {"b_channel": channel},
+    )
     if not held:
         return 0
-    segs = _segments(conn, channel, [h.carrier_id for h in held])
+    held.sort(key=lambda row: row[0])  # oldest first across chunks
+    segs = _segments(conn, channel, list({h[1] for h in held}))
     hits: list[_Hit | None] = []
     links = []
-    for h in held:
-        hit = segs.get(h.carrier_id)
+    for receipt_id, carrier_id, status, error_code in held:
+        hit = segs.get(carrier_id)
         if hit is None:
             continue
-        links.append({"b_id": h.id, "b_segment_id": hit.id})
-        hits.append(_Hit(hit, h.status, h.error_code, now))
+        links.append({"b_id": receipt_id, "b_segment_id": hit.id})
+        hits.append(_Hit(hit, status, error_code, now))
     if links:
-        conn.execute(
-            sa.update(r)
-            .where(r.c.id == sa.bindparam("b_id"))
-            .values(segment_id=sa.bindparam("b_segment_id")),
+        executemany(
+            conn,
+            "link_held_receipts",
+            lambda: (
+                sa.update(r)
+                .where(r.c.id == sa.bindparam("b_id"))
+                .values(segment_id=sa.bindparam("b_segment_id"))
+            ),
             links,
         )
         _apply_many(conn, hits)
@@ -238,12 +274,16 @@ def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[str | 
         seg_updates,
     )
     del_ids = list({h.delivery_id for _, h in finalised})
+    locking = conn.dialect.name != "sqlite"
+
+    def build(n: int) -> sa.ClauseElement:
+        q = sa.select(d.c.id, d.c.state, d.c.segments, d.c.seg_delivered).where(d.c.id.in_(in_params(n)))
+        return q.with_for_update() if locking else q
+
     dels = {
-        row.id: [row.state, row.segments, row.seg_delivered]
-        for row in conn.execute(
-            _lock(
-                sa.select(d.c.id, d.c.state, d.c.segments, d.c.seg_delivered).where(d.c.id.in_(del_ids)), conn
-            )
+        row[0]: [row[1], row[2], row[3]]
+        for row in select_in(
+            conn, "receipt_deliveries_locked" if locking else "receipt_deliveries_select", build, del_ids
         )
     }
     changed: dict[int, dict[str, Any]] = {}
