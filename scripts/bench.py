@@ -4,7 +4,10 @@ Both gateways send to the same simulated SMSC (``masd sim smsc``, a subprocess; 
 time are reported so one can see it is not the bottleneck) under the same load generator (``wrk``, 16
 connections on 2 threads, a fixed duration, a Lua script that makes every message unique):
 
-    masd-single    masd, POST /v1/messages, one message per request
+    masd-single    masd, POST /v1/messages, one message per request, on masd's own HTTP/1.1 server
+                   (the default, ``[http] server = "builtin"``)
+    masd-single-hypercorn  the same on Hypercorn's trio worker (``[http] server = "hypercorn"``): the
+                   option measured against the builtin server
     kannel-single  Kannel 1.4 (bearerbox + smsbox from Debian's packages), GET /cgi-bin/sendsms with
                    dlr-mask=1 and a dlr-url pointing at a local HTTP sink that counts the receipts
     masd-paced     the same two at a fixed offered load (--paced-rate, 300 messages/s), below what
@@ -71,7 +74,7 @@ sys.modules.setdefault(__name__, types.ModuleType(__name__))
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-WRK_ROWS = ("masd-single", "kannel-single", "masd-paced", "kannel-paced", "masd-batch")
+WRK_ROWS = ("masd-single", "kannel-single", "masd-single-hypercorn", "masd-paced", "kannel-paced", "masd-batch")
 THROUGHPUT_ROWS = (*WRK_ROWS, "masd-socket")
 QUEUED_ROWS = ("masd-rss-1m", "masd-ready-1m")
 ALL_ROWS = THROUGHPUT_ROWS + QUEUED_ROWS
@@ -581,6 +584,7 @@ data_dir = "{data_dir}"
 
 [http]
 listen = "127.0.0.1:{http_port}"
+server = "{http_server}"
 
 {socket}
 
@@ -631,6 +635,7 @@ def write_masd_config(
     window: int,
     socket_port: int | None = None,
     socket_pipeline: int = 100,
+    http_server: str = "builtin",
 ) -> Path:
     path = work / "masd.toml"
     sock = SOCKET_OFF if socket_port is None else SOCKET_ON.format(port=socket_port, pipeline=socket_pipeline)
@@ -639,6 +644,7 @@ def write_masd_config(
             socket=sock,
             data_dir=(work / "data").as_posix(),
             http_port=http_port,
+            http_server=http_server,
             smpp_port=smpp_port,
             window=window,
             sender=SERVICE_NUMBER,
@@ -709,7 +715,13 @@ def masd_throughput(s: Settings, wrk: str, mode: str, run: int) -> Row:
     procs: list[Proc] = [sim.proc]
     try:
         http_port = free_port()
-        config = write_masd_config(work, http_port=http_port, smpp_port=sim.port, window=s.window)
+        config = write_masd_config(
+            work,
+            http_port=http_port,
+            smpp_port=sim.port,
+            window=s.window,
+            http_server="hypercorn" if mode == "single-hypercorn" else "builtin",
+        )
         key = create_app_key(config, work, row.commands)
         masd = start_masd(config, work, row.commands)
         procs.append(masd)
@@ -1826,6 +1838,10 @@ def main(argv: list[str] | None = None) -> int:
                     attempt("masd-single", run, lambda: [masd_throughput(s, w, "single", run)])
                 if "kannel-single" in s.rows:
                     attempt("kannel-single", run, lambda: [kannel_throughput(s, w, run)])
+                if "masd-single-hypercorn" in s.rows:
+                    attempt(
+                        "masd-single-hypercorn", run, lambda: [masd_throughput(s, w, "single-hypercorn", run)]
+                    )
                 if "masd-paced" in s.rows:
                     attempt("masd-paced", run, lambda: [masd_throughput(s, w, "paced", run)])
                 if "kannel-paced" in s.rows:

@@ -41,9 +41,6 @@ from fastapi import Body, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
-from hypercorn.typing import ASGIFramework
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -51,12 +48,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import masd
 from masd.core.gateway import App, QueueFull, Refused, Rejected, SubmitRequest
+from masd.interfaces._http11 import serve_asgi
 from masd.interfaces.fastpath import FastSubmit, accepted_json
 from masd.store.db import StoreUnavailable
 from masd.store.tables import deliveries as deliveries_table
 from masd.store.tables import messages as messages_table
 
 if TYPE_CHECKING:
+    from hypercorn.config import Config as HypercornConfig
+
     from masd.daemon import Daemon
 
 __all__ = [
@@ -948,6 +948,8 @@ def make_app(daemon: Daemon) -> FastAPI:
 
 
 def hypercorn_config(listen: str) -> HypercornConfig:
+    from hypercorn.config import Config as HypercornConfig
+
     config = HypercornConfig()
     config.bind = [listen]
     config.accesslog = None  # one log line per request is too much at thousands of requests per second
@@ -961,11 +963,23 @@ async def serve_http(
     daemon: Daemon, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Serve the API on ``daemon.cfg.http.listen`` until cancelled; started once the socket listens."""
+    app = make_app(daemon)
+    fast = FastSubmit(app, daemon.gateway, app.state.keys.get, max_body=MAX_BODY, max_batch=MAX_BATCH)
+    if daemon.cfg.http.server == "builtin":
+        # Bodies over MAX_BODY are refused by the routes with the API's own 413; the server's limit only
+        # keeps a client from making it buffer far more than that.
+        await serve_asgi(fast, daemon.cfg.http.listen, max_body=4 * MAX_BODY, task_status=task_status)
+        return
+    from hypercorn.trio import serve
+    from hypercorn.typing import ASGIFramework
+
     # The daemon stops the server by cancelling its nursery once it has drained, so Hypercorn's own
     # graceful-shutdown trigger waits on an event that nobody sets.
     never = trio.Event()
-    config = hypercorn_config(daemon.cfg.http.listen)
-    app = make_app(daemon)
-    fast = FastSubmit(app, daemon.gateway, app.state.keys.get, max_body=MAX_BODY, max_batch=MAX_BATCH)
     # Starlette's ASGI types and Hypercorn's differ only in how precisely they spell the same protocol.
-    await serve(cast(ASGIFramework, fast), config, shutdown_trigger=never.wait, task_status=task_status)
+    await serve(
+        cast(ASGIFramework, fast),
+        hypercorn_config(daemon.cfg.http.listen),
+        shutdown_trigger=never.wait,
+        task_status=task_status,
+    )
