@@ -1,6 +1,11 @@
 """Plumbing shared by the ``masd`` command line's modules: consoles, common options, loading the
-configuration, opening the store, printing JSON and times. Commands live in :mod:`masd.cli` and its
-sibling ``cli_*`` modules."""
+configuration, opening the store, printing JSON, times and delivery states. The root command lives in
+:mod:`masd.cli`; the commands live in its sibling ``cli_*`` modules and the modules' own ``cli`` modules.
+
+SQLAlchemy, Alembic, trio and the configuration's models are imported inside the functions that use
+them: whatever this module imports at its top, every command pays for, and ``masd --help``, ``masd sim``
+and ``masd bench`` never open the store.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +16,35 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
-import sqlalchemy as sa
-import trio
 import typer
-from alembic.util.exc import CommandError
 from rich.console import Console
+from rich.text import Text
 
-from masd.config import Config, ConfigError, load_config
-from masd.logging import configure_logging
-from masd.store.db import Database, StoreUnavailable, database_from_config
+from masd.core.states import DeliveryState
+
+if TYPE_CHECKING:
+    from masd.config import Config
+    from masd.store.db import Database
 
 T = TypeVar("T")
 
 # Store columns holding epoch seconds; they are shown as local time and written to JSON as ISO 8601.
 TIME_KEYS = frozenset({"not_before", "lease_until"})
+# Every state a stored delivery can have, in lifecycle order ("accepted" is only an instant, never stored).
+STORED_STATES = tuple(s.value for s in DeliveryState if s is not DeliveryState.ACCEPTED)
+STATE_STYLE = {
+    "queued": "cyan",
+    "submitting": "yellow",
+    "submitted": "yellow",
+    "delivered": "green",
+    "undelivered": "red",
+    "expired": "red",
+    "rejected": "red",
+    "failed": "red",
+    "cancelled": "dim",
+}
 # Piped output keeps the tables' natural width: rich would otherwise assume 80 columns and cut numbers
 # short with an ellipsis, which breaks `masd queue list | grep`. A terminal (or $COLUMNS) sets its own.
 out = Console(highlight=False, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 250)
@@ -64,6 +82,9 @@ def _print_json(data: Any) -> None:
 
 
 def _load(path: Path | None, *, daemon: bool = False) -> Config:
+    from masd.config import ConfigError, load_config
+    from masd.logging import configure_logging
+
     try:
         cfg = load_config(path)
     except ConfigError as e:
@@ -81,6 +102,11 @@ def _load(path: Path | None, *, daemon: bool = False) -> Config:
 def _store(cfg: Config, *, upgrade: bool = True) -> Iterator[Database]:
     """Open the configured database (migrated to head unless ``upgrade`` is false); turn store failures
     into a message and exit code 1 instead of a traceback."""
+    import sqlalchemy as sa
+    from alembic.util.exc import CommandError
+
+    from masd.store.db import StoreUnavailable, database_from_config
+
     try:
         db = database_from_config(cfg)
     except OSError as e:
@@ -99,7 +125,17 @@ def _store(cfg: Config, *, upgrade: bool = True) -> Iterator[Database]:
 
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    import trio
+
     return trio.run(fn)
+
+
+def _state_text(state: str) -> Text:
+    return Text(state, style=STATE_STYLE.get(state, ""))
+
+
+def _plural(n: int, word: str, many: str = "") -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {many or word + 's'}"
 
 
 def _local(t: float | None) -> str:

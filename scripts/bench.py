@@ -74,7 +74,14 @@ sys.modules.setdefault(__name__, types.ModuleType(__name__))
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-WRK_ROWS = ("masd-single", "kannel-single", "masd-single-hypercorn", "masd-paced", "kannel-paced", "masd-batch")
+WRK_ROWS = (
+    "masd-single",
+    "kannel-single",
+    "masd-single-hypercorn",
+    "masd-paced",
+    "kannel-paced",
+    "masd-batch",
+)
 THROUGHPUT_ROWS = (*WRK_ROWS, "masd-socket")
 QUEUED_ROWS = ("masd-rss-1m", "masd-ready-1m")
 ALL_ROWS = THROUGHPUT_ROWS + QUEUED_ROWS
