@@ -405,3 +405,10 @@ def test_segments_keep_their_carrier_ids(db: Database) -> None:
     # Carrier ids differ only by case on some SMSCs: they must not be confused.
     assert receipt(db, f"abc{cls[0].delivery_id}", "delivered")[0].segment_id is None
     assert time.time() > 0
+
+
+def test_the_head_read_from_the_migration_files_is_alembics(db: Database) -> None:
+    # Database.upgrade skips Alembic when the stored revision is this head; it must be Alembic's own.
+    from masd.store.db import _newest_migration
+
+    assert _newest_migration() == db.head_revision() == db.upgrade() == db.current_revision()
