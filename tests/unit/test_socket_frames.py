@@ -233,7 +233,7 @@ async def test_the_outbox_hands_out_frames_in_the_order_their_slots_were_taken()
         await trio.testing.wait_all_tasks_blocked()
         assert got == []  # the first answer is not ready, so the second waits behind it
         box.fill(first, b"first\n")
-    assert got == [b"first\n" b"second\n"]  # both ready by then: one write carries them
+    assert got == [b"first\nsecond\n"]  # both ready by then: one write carries them
     assert len(box) == 0
 
 
