@@ -89,6 +89,15 @@ _ID = re.compile(r"\bid\s*:\s*(\S+)", re.IGNORECASE)
 _STAT = re.compile(r"\bstat\s*:\s*([A-Za-z_]+)", re.IGNORECASE)
 _ERR = re.compile(r"\berr\s*:\s*([0-9A-Za-z]+)", re.IGNORECASE)
 
+# The Appendix B text exactly as most SMSCs (and the simulated one) write it, every field present, one
+# space apart, values plain. When it matches, it gives what the separate searches below would find (none
+# of them can match earlier inside it), in one pass instead of four.
+_STANDARD = re.compile(
+    r"id:([0-9A-Za-z]+) sub:[0-9A-Za-z]* dlvrd:[0-9A-Za-z]* submit date:[0-9]* done date:[0-9]* "
+    r"stat:([A-Za-z_]+) err:([0-9A-Za-z]+) text:",
+    re.IGNORECASE,
+)
+
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _HEX_LETTERS = frozenset("abcdefABCDEF")
 # int() refuses strings of thousands of digits; real ids are at most 64 characters (receipted_message_id
@@ -107,7 +116,7 @@ def _is_decimal(s: str) -> bool:
 
 
 def _is_hex(s: str) -> bool:
-    return 0 < len(s) <= _MAX_NUMERIC_ID and all(c in _HEX_DIGITS for c in s)
+    return 0 < len(s) <= _MAX_NUMERIC_ID and _HEX_DIGITS.issuperset(s)
 
 
 def _strip_zeros(s: str) -> str:
@@ -166,6 +175,27 @@ def _parse_err(value: str) -> int | None:
     return None
 
 
+def _text_fields(text: str, want_id: bool, want_stat: bool, want_err: bool) -> tuple[str | None, ...]:
+    """The id:, stat: and err: values of a receipt text (None where absent or not wanted), read before its
+    text: field."""
+    standard = _STANDARD.match(text)
+    if standard is not None:
+        return standard.groups()
+    return _search_fields(text, want_id, want_stat, want_err)
+
+
+def _search_fields(text: str, want_id: bool, want_stat: bool, want_err: bool) -> tuple[str | None, ...]:
+    head = text
+    text_key = _TEXT_KEY.search(text)
+    if text_key is not None:
+        head = text[: text_key.start()]
+    found: list[str | None] = []
+    for wanted, pattern in ((want_id, _ID), (want_stat, _STAT), (want_err, _ERR)):
+        match = pattern.search(head) if wanted else None
+        found.append(None if match is None else match.group(1))
+    return tuple(found)
+
+
 def parse_receipt(sm: SubmitSm, *, id_format: IdFormat = "auto") -> InboundReceipt | None:
     """The receipt a deliver_sm carries, or None when neither its TLVs nor its text give an id and a
     state. TLVs win over the text field by field. Does not look at esm_class: check is_receipt first."""
@@ -189,26 +219,17 @@ def parse_receipt(sm: SubmitSm, *, id_format: IdFormat = "auto") -> InboundRecei
         error_code = int.from_bytes(tlv_err[1:3], "big")
 
     text = _receipt_text(sm)
-    head = text
-    text_key = _TEXT_KEY.search(text)
-    if text_key is not None:
-        head = text[: text_key.start()]
+    text_id, text_stat, text_err = _text_fields(text, carrier_id is None, state is None, error_code is None)
     if carrier_id is None:
-        match = _ID.search(head)
-        if match is not None:
-            carrier_id = match.group(1)
+        carrier_id = text_id
     unknown_stat = ""
-    if state is None:
-        match = _STAT.search(head)
-        if match is not None:
-            word = match.group(1).upper()
-            state = _STATS.get(word)
-            if state is None:
-                unknown_stat = word
-    if error_code is None:
-        match = _ERR.search(head)
-        if match is not None:
-            error_code = _parse_err(match.group(1))
+    if state is None and text_stat is not None:
+        word = text_stat.upper()
+        state = _STATS.get(word)
+        if state is None:
+            unknown_stat = word
+    if error_code is None and text_err is not None:
+        error_code = _parse_err(text_err)
 
     if carrier_id is None:
         return None

@@ -1,10 +1,15 @@
 """Dispatch: one task per channel that claims queued deliveries and hands them to the channel's driver.
 
-The dispatcher claims no more than the channel's window has room for, sends each claimed delivery in a
-task of its own (at most ``window`` at once), paces segments with a token bucket at the channel's rate,
-and writes each outcome through the group committer. A retriable error puts the delivery back with
-backoff; a throttling answer also slows the whole channel for a while. On shutdown it stops claiming,
-lets what is in flight finish until the drain deadline, and returns unsent claims to the queue.
+The dispatcher claims no more than the channel's window has room for, paces segments with a token
+bucket at the channel's rate and hands each delivery to the driver: through ``submit_nowait`` with a
+callback when the driver offers it and nothing needs waiting for (no task per delivery: at thousands a
+second their scheduling is a large share of the CPU), else in a task of its own through ``submit``. One
+recorder task writes the outcomes through the group committer, all that finished while its previous
+write ran in one write. A claim holds its window slot until its outcome is written, so what a crash can
+make the carrier see twice (the claims outstanding, counted on restart) never exceeds the window. A
+retriable error puts the delivery back with backoff; a throttling answer also slows the whole channel
+for a while. On shutdown it stops claiming, lets what is in flight finish until the drain deadline, and
+returns unsent claims to the queue.
 """
 
 from __future__ import annotations
@@ -12,15 +17,16 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import sqlalchemy as sa
 import structlog
 import trio
 
 from masd.config import ChannelConfig, Config
+from masd.core import gsm7, split
 from masd.core import retry as retry_rules
-from masd.core import split
 from masd.core.gateway import Gateway
 from masd.core.states import DeliveryState
 from masd.store import queue as queue_store
@@ -30,6 +36,11 @@ from masd_adapters.base import ChannelDriver, OutboundSegment, SubmitError, Subm
 __all__ = ["Dispatcher", "TokenBucket"]
 
 log = structlog.get_logger("masd.dispatch")
+
+_TEXTS_REMEMBERED = 256
+# What one segment holds (SMPP short_message of 140 octets): GSM 7-bit septets, UCS-2 code units.
+_GSM7_SINGLE = 160
+_UCS2_SINGLE = 70
 
 
 class TokenBucket:
@@ -44,21 +55,37 @@ class TokenBucket:
         self._lock = trio.Lock()
 
     async def take(self, n: int = 1) -> None:
+        if self.take_nowait(n):
+            return
         async with self._lock:  # first come, first served
-            while True:
-                now = trio.current_time()
-                if self.stamp is None:
-                    self.stamp = now
-                if now < self.paused_until:
+            while not self._take_now(n):
+                if trio.current_time() < self.paused_until:
                     await trio.sleep_until(self.paused_until)
-                    continue
-                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-                self.stamp = now
-                # The tolerance keeps float rounding (0.9999… tokens) from spinning on sub-µs sleeps.
-                if self.tokens >= n - 1e-6 or self.tokens >= self.capacity - 1e-6:
-                    self.tokens -= n
-                    return
-                await trio.sleep(max(0.0005, (n - self.tokens) / self.rate))
+                else:
+                    await trio.sleep(max(0.0005, (n - self.tokens) / self.rate))
+
+    def take_nowait(self, n: int = 1) -> bool:
+        """Take ``n`` tokens if nobody waits for tokens and they are there; no lock and no checkpoint,
+        which at thousands of sends a second are a noticeable share of the dispatcher's CPU."""
+        return not self._lock.locked() and self._take_now(n)
+
+    def give_back(self, n: int) -> None:
+        """Return tokens taken for a send that did not happen."""
+        self.tokens = min(self.capacity, self.tokens + n)
+
+    def _take_now(self, n: int) -> bool:
+        now = trio.current_time()
+        if self.stamp is None:
+            self.stamp = now
+        if now < self.paused_until:
+            return False
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        # The tolerance keeps float rounding (0.9999… tokens) from spinning on sub-µs sleeps.
+        if self.tokens >= n - 1e-6 or self.tokens >= self.capacity - 1e-6:
+            self.tokens -= n
+            return True
+        return False
 
     def pause(self, seconds: float) -> None:
         """The carrier asked us to slow down: send nothing for a while."""
@@ -82,21 +109,35 @@ class Dispatcher:
         self.unsent: set[int] = set()
         self.draining = False
         self.rng = random.Random()
+        # Outcomes waiting for the recorder, which writes all that gathered meanwhile in one write.
+        self._outcomes: list[tuple[SubmitResult, int]] = []
+        self._outcomes_ready = trio.Event()
+        self._sending = 0  # sender tasks not yet finished
+        self._room = trio.Event()  # set when recorded outcomes free window slots
+        self._texts: dict[str, split.Plan | list[OutboundSegment]] = {}  # see _wire
+        self._submit_nowait: _SubmitNowait | None = getattr(driver, "submit_nowait", None)
+        m = gateway.metrics
+        self._latency = m.child(m.submit_latency, name)
+        self._submitted_ok = m.child(m.segments_submitted, name, "ok")
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         q = self.cfg.queue
         db = self.gw.db
         async with trio.open_nursery() as senders:
+            senders.start_soon(self._recorder, senders)
             task_status.started()
             while not self.draining:
                 if not self.driver.up:
                     await trio.sleep(q.poll_interval)
                     continue
+                # Claims count against the window from the start: whatever is claimed when the process
+                # dies is counted as possibly sent twice, and that count must stay within the window.
                 room = self.ch.window - self.inflight
                 # Claim about a second's worth at the channel's rate, so leases are never held long.
                 want = min(room, q.claim_batch, max(1, math.ceil(self.ch.rate)))
                 if want <= 0:
-                    await trio.sleep(0.005)
+                    self._room = trio.Event()
+                    await self._room.wait()
                     continue
                 wake = self.gw.wake_event(self.name)
                 try:
@@ -118,11 +159,22 @@ class Dispatcher:
                     self.unsent.add(cl.delivery_id)
                 else:
                     linger = 0.0
-                for cl in claims:
+                for i, cl in enumerate(claims):
+                    if not self.draining:
+                        try:
+                            self.window.acquire_nowait()
+                        except trio.WouldBlock:
+                            await self.window.acquire()
+                            if self.draining:
+                                self.window.release()
                     if self.draining:
+                        # Never to be sent (drain began while they were claimed): _release_unsent gives
+                        # them back to the queue, and the daemon's drain must not wait for them.
+                        self.inflight -= len(claims) - i
                         break
-                    await self.window.acquire()
-                    senders.start_soon(self._send_one, cl)
+                    self._sending += 1
+                    if not self._send_nowait(cl):
+                        senders.start_soon(self._send_one, cl)
                 if linger:
                     await trio.sleep_until(linger)
             # Draining: nothing new is claimed; what is not yet sending goes back to the queue.
@@ -141,62 +193,181 @@ class Dispatcher:
 
     async def drain(self) -> None:
         self.draining = True
+        self._outcomes_ready.set()  # the recorder ends once nothing is in flight
+        self._room.set()
 
     async def _release_unsent(self) -> None:
         ids = list(self.unsent)
         if not ids:
             return
+        self.unsent.clear()  # before the write: a sender still waiting for tokens must see it is not its own
         now = time.time()
         with trio.CancelScope(shield=True):
             n = await self.gw.db.write(lambda c: queue_store.release(c, delivery_ids=ids, now=now))
-        self.unsent.clear()
         log.info("returned unsent claims to the queue", channel=self.name, count=n)
 
     async def _send_one(self, cl: Claim) -> None:
+        outcome = None
         try:
-            result, n_segments = await self._attempt(cl)
-            await self._record(result)
-            if result.state == DeliveryState.SUBMITTED:
-                self.metrics_submitted(n_segments, "ok")
+            outcome = await self._attempt(cl)
         finally:
-            self.inflight -= 1
+            if outcome is None:  # cancelled, or given back to the queue while it waited for tokens
+                self._free(1)
+                self._sending -= 1
+                self._outcomes_ready.set()
+        if outcome is not None:
+            self._outcome(outcome)
+
+    async def _recorder(self, nursery: trio.Nursery) -> None:
+        """Record submit outcomes: everything that gathered while the previous write ran goes in one write,
+        then their window slots are freed. Should the store refuse such a write, each of its outcomes is
+        recorded by a task of its own, so that one the store keeps refusing holds only its own slot. Ends
+        when draining and no sender is left."""
+        try:
+            while True:
+                if not self._outcomes:
+                    if self.draining and not self._sending:
+                        return
+                    self._outcomes_ready = trio.Event()
+                    await self._outcomes_ready.wait()
+                    continue
+                batch, self._outcomes = self._outcomes, []
+                try:
+                    with trio.CancelScope(shield=True):
+                        await self._record_batch([result for result, _ in batch])
+                except Exception as e:
+                    log.warning(
+                        "could not record submit outcomes together; recording each alone",
+                        channel=self.name,
+                        error=str(e) or repr(e),
+                    )
+                    for outcome in batch:
+                        nursery.start_soon(self._record_alone, outcome)
+                    continue
+                self._free(len(batch))
+                self._count_submitted(batch)
+        finally:
+            if self._outcomes:
+                # Cancelled (the drain deadline passed) with outcomes not yet written: the sends happened,
+                # so try once to record them; if that fails their leases run out and they go again.
+                batch, self._outcomes = self._outcomes, []
+                with trio.CancelScope(shield=True):
+                    try:
+                        await self._record_batch([result for result, _ in batch])
+                    except Exception as e:
+                        log.warning("could not record submit outcomes on shutdown", error=str(e) or repr(e))
+                self._free(len(batch))
+
+    async def _record_alone(self, outcome: tuple[SubmitResult, int]) -> None:
+        try:
+            await self._record(outcome[0])
+        finally:
+            self._free(1)
+        self._count_submitted([outcome])
+
+    def _free(self, n: int) -> None:
+        self.inflight -= n
+        for _ in range(n):
             self.window.release()
+        self._room.set()
+
+    def _count_submitted(self, outcomes: list[tuple[SubmitResult, int]]) -> None:
+        for result, n_segments in outcomes:
+            if result.state == DeliveryState.SUBMITTED:
+                self._submitted_ok.inc(n_segments)
 
     def metrics_submitted(self, n: int, result: str) -> None:
-        self.gw.metrics.segments_submitted.labels(self.name, result).inc(n)
+        m = self.gw.metrics
+        m.child(m.segments_submitted, self.name, result).inc(n)
 
-    async def _attempt(self, cl: Claim) -> tuple[SubmitResult, int]:
-        q = self.cfg.queue
-        now = time.time()
-        if now >= cl.expires_at:
+    def _send_nowait(self, cl: Claim) -> bool:
+        """Send ``cl`` without a task of its own when nothing needs waiting for: the bucket has the tokens
+        and the driver can queue it at once (``submit_nowait``, which the SMPP driver offers); its outcome
+        then arrives through a callback. False: nothing happened, send it in a task."""
+        submit_nowait = self._submit_nowait
+        if submit_nowait is None:
+            return False
+        prepared = self._prepare(cl)
+        if isinstance(prepared, tuple):  # final without a send
+            self._outcome(prepared)
+            return True
+        wire = prepared
+        if not self.bucket.take_nowait(len(wire)):
+            return False
+        started = time.monotonic()
+
+        def done(outcomes: list[SubmitOutcome]) -> None:
+            try:
+                outcome = self._conclude(cl, wire, started, outcomes)
+            except BaseException:
+                self._free(1)
+                self._sending -= 1
+                self._outcomes_ready.set()
+                raise
+            self._outcome(outcome)
+
+        if not submit_nowait(cl.recipient, self.ch.service_number + cl.extension, wire, done):
+            self.bucket.give_back(len(wire))
+            return False
+        self.unsent.discard(cl.delivery_id)
+        return True
+
+    def _outcome(self, outcome: tuple[SubmitResult, int]) -> None:
+        """A send ended: its outcome goes to the recorder. Its window slot stays taken until the recorder
+        has written it, so that what was sent and not yet recorded (sent again after a crash) stays within
+        the window."""
+        self._outcomes.append(outcome)
+        self._sending -= 1
+        self._outcomes_ready.set()
+
+    def _prepare(self, cl: Claim) -> list[OutboundSegment] | tuple[SubmitResult, int]:
+        """The segments to send for ``cl``, or its outcome when it cannot be sent at all."""
+        if time.time() >= cl.expires_at:
             self.unsent.discard(cl.delivery_id)
             return SubmitResult(
                 cl.delivery_id, DeliveryState.EXPIRED, "validity period ended in the queue"
             ), 0
         if self.ch.kind == "voice":
             # A call reads the whole text: one "segment", the text in UTF-8, for the driver to speak.
-            wire = [OutboundSegment(1, 1, data_coding=8, short_message=cl.text.encode("utf-8"))]
-        else:
-            try:
-                plan = split.plan(cl.text, concat=self.ch.concat, max_segments=q.max_segments)
-            except split.TooManySegments as e:
-                self.unsent.discard(cl.delivery_id)
-                return SubmitResult(cl.delivery_id, DeliveryState.FAILED, str(e)), 0
-            wire = split.encode(plan, concat=self.ch.concat, ref=cl.concat_ref)
+            return [OutboundSegment(1, 1, data_coding=8, short_message=cl.text.encode("utf-8"))]
+        try:
+            return self._wire(cl.text, cl.concat_ref)
+        except split.TooManySegments as e:
+            self.unsent.discard(cl.delivery_id)
+            return SubmitResult(cl.delivery_id, DeliveryState.FAILED, str(e)), 0
+
+    async def _attempt(self, cl: Claim) -> tuple[SubmitResult, int] | None:
+        """Send ``cl``; its outcome, or None if it was given back to the queue (draining) meanwhile."""
+        prepared = self._prepare(cl)
+        if isinstance(prepared, tuple):
+            return prepared
+        wire = prepared
         await self.bucket.take(len(wire))
+        if cl.delivery_id not in self.unsent:
+            return None  # _release_unsent gave it back while we waited: it must not go out as well
         source = self.ch.service_number + cl.extension
         started = time.monotonic()
         self.unsent.discard(cl.delivery_id)
-        outcomes: list[SubmitOutcome] = []
-        error: SubmitError | None
         try:
             outcomes = await self.driver.submit(cl.recipient, source, wire)
         except Exception as e:  # a driver bug must not lose the delivery
             log.exception("driver raised on submit", channel=self.name, delivery_id=cl.delivery_id)
-            error = SubmitError(0, f"driver error: {e}", retriable=True)
-        else:
+            return self._conclude(cl, wire, started, [], SubmitError(0, f"driver error: {e}", retriable=True))
+        return self._conclude(cl, wire, started, outcomes)
+
+    def _conclude(
+        self,
+        cl: Claim,
+        wire: list[OutboundSegment],
+        started: float,
+        outcomes: list[SubmitOutcome],
+        error: SubmitError | None = None,
+    ) -> tuple[SubmitResult, int]:
+        """What the driver's answer means for the delivery: submitted, back to the queue, or final."""
+        q = self.cfg.queue
+        if error is None:
             error = next((o.error for o in outcomes if o.error is not None), None)
-        self.gw.metrics.submit_latency.labels(self.name).observe(time.monotonic() - started)
+        self._latency.observe(time.monotonic() - started)
         if error is None:
             segs = [
                 SegmentRecord(seq=i + 1, total=len(outcomes), carrier_id=o.carrier_id or "")
@@ -219,10 +390,42 @@ class Dispatcher:
             rng=self.rng,
         )
         if d.state == DeliveryState.QUEUED:
-            self.gw.metrics.retries.labels(self.name).inc()
+            m = self.gw.metrics
+            m.child(m.retries, self.name).inc()
             log.info("submit will be retried", delivery_id=cl.delivery_id, reason=reason, attempt=cl.attempts)
         code = error.code or None
         return SubmitResult(cl.delivery_id, d.state, d.reason, d.not_before, error_code=code), len(wire)
+
+    def _wire(self, text: str, ref: int) -> list[OutboundSegment]:
+        """The segments for ``text``: planning and encoding cost more than the rest of a send. A text that
+        fits one segment takes a shortcut; longer ones are remembered, since a message to many recipients
+        is as many deliveries of one text: with their segments when those do not depend on the
+        concatenation reference (message_payload), else with their plan."""
+        concat = self.ch.concat
+        if concat != "payload":
+            one = _one_segment(text)
+            if one is not None:
+                return one
+        known = self._texts.get(text)
+        if known is None:
+            plan = split.plan(text, concat=concat, max_segments=self.cfg.queue.max_segments)
+            if len(self._texts) >= _TEXTS_REMEMBERED:
+                self._texts.clear()
+            if concat == "payload" or len(plan.parts) == 1:
+                known = self._texts[text] = split.encode(plan, concat=concat, ref=0)
+            else:
+                known = self._texts[text] = plan
+        if isinstance(known, split.Plan):
+            return split.encode(known, concat=concat, ref=ref)
+        return list(known)
+
+    async def _record_batch(self, results: list[SubmitResult]) -> None:
+        now = time.time()
+        held = self.gw.held
+        items = [queue_store.ResultItem(self.name, result, now, held) for result in results]
+        await self.gw.db.write_item(_record_result_lists, items)
+        for result in results:
+            self._finished(result)
 
     async def _record(self, result: SubmitResult) -> None:
         delay = 0.5
@@ -231,8 +434,7 @@ class Dispatcher:
             try:
                 with trio.CancelScope(shield=True):
                     await self.gw.db.write_item(
-                        queue_store.record_result_items,
-                        queue_store.ResultItem(self.name, result, now, self.gw.held),
+                        _record_result_lists, [queue_store.ResultItem(self.name, result, now, self.gw.held)]
                     )
                 break
             except Exception as e:
@@ -245,8 +447,12 @@ class Dispatcher:
                 )
                 await trio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+        self._finished(result)
+
+    def _finished(self, result: SubmitResult) -> None:
         if result.state not in (DeliveryState.SUBMITTED, DeliveryState.QUEUED):
-            self.gw.metrics.deliveries_final.labels(result.state.value).inc()
+            m = self.gw.metrics
+            m.child(m.deliveries_final, result.state.value).inc()
             self.gw.note_final()
             self.gw.signal_events()
             log.info(
@@ -255,3 +461,41 @@ class Dispatcher:
                 state=result.state.value,
                 reason=result.reason,
             )
+
+
+class _SubmitNowait(Protocol):
+    """``submit_nowait``, which a driver may offer besides ``submit``; see SmppChannel.submit_nowait."""
+
+    def __call__(
+        self,
+        destination: str,
+        source: str,
+        segments: Sequence[OutboundSegment],
+        done: Callable[[list[SubmitOutcome]], None],
+        /,
+    ) -> bool: ...
+
+
+def _one_segment(text: str) -> list[OutboundSegment] | None:
+    """What ``split.encode(split.plan(text, concat=c), concat=c, ref=r)`` gives for a text that fits one
+    segment, for any ``c`` but "payload" and any ``r``, found in a fraction of the time; None for any other
+    text. Most texts fit one segment; the tests hold this to the splitter's answer."""
+    if gsm7.is_gsm7(text):
+        body = gsm7.encode_unpacked(text)  # an escape pair costs two septets, so the length is the cost
+        if len(body) <= _GSM7_SINGLE:
+            return [OutboundSegment(1, 1, split.DATA_CODING["gsm7"], body)]
+        return None
+    try:
+        body = text.encode("utf-16-be")  # refuses lone surrogates, which the splitter refuses too
+    except UnicodeEncodeError:
+        return None
+    if len(body) <= 2 * _UCS2_SINGLE:  # a character beyond the BMP costs two code units
+        return [OutboundSegment(1, 1, split.DATA_CODING["ucs2"], body)]
+    return None
+
+
+def _record_result_lists(conn: sa.Connection, lists: list[list[queue_store.ResultItem]]) -> list[None]:
+    """The group committer's handler for a dispatcher's outcomes: every list that waits for the same
+    transaction is written by one call of the store's batch handler."""
+    queue_store.record_result_items(conn, [item for items in lists for item in items])
+    return [None] * len(lists)

@@ -481,33 +481,52 @@ class Gateway:
     # ----- ChannelEvents: what drivers report ------------------------------------------------------------
 
     async def receipt(self, channel: str, receipt: InboundReceipt) -> None:
-        now = time.time()
-        item = receipt_store.IncomingReceipt(
-            receipt.carrier_id, receipt.status.value, receipt.error_code, receipt.raw
-        )
-        o: receipt_store.ReceiptOutcome = await self.db.write_item(
-            receipt_store.store_receipt_items, receipt_store.ReceiptItem(channel, item, now, self.held)
-        )
-        self.metrics.receipts.labels(receipt.status.value).inc()
-        if o.segment_id is None:
-            self.metrics.receipts_held.inc()
-        if o.delivery_state:
-            self.metrics.deliveries_final.labels(o.delivery_state).inc()
-            ch = self.cfg.channels.get(channel)
-            if ch is not None and ch.kind == "voice":
-                # Counted when the receipt ends the delivery, so a receipt sent again is not counted twice.
-                from masd_adapters.voice_sim import call_outcome  # only voice channels need it
+        await self.receipt_batch(channel, (receipt,))
 
-                self.metrics.voice_calls.labels(call_outcome(receipt.status, receipt.error_code)).inc()
-            self.note_final()
-            self.signal_events()
-            log.info(
-                "delivery final",
-                delivery_id=o.delivery_id,
-                state=o.delivery_state,
-                carrier_id=o.carrier_id,
-                channel=channel,
+    async def receipt_batch(self, channel: str, receipts: Sequence[InboundReceipt]) -> None:
+        """Store receipts of one channel in one write (a driver hands over what arrived together); each
+        is counted and its delivery finished as if it had come alone. Returns once all are stored."""
+        if not receipts:
+            return
+        now = time.time()
+        held = self.held
+        items = [
+            receipt_store.ReceiptItem(
+                channel,
+                receipt_store.IncomingReceipt(r.carrier_id, r.status.value, r.error_code, r.raw),
+                now,
+                held,
             )
+            for r in receipts
+        ]
+        outcomes: list[receipt_store.ReceiptOutcome] = await self.db.write_item(_store_receipt_lists, items)
+        m = self.metrics
+        ch = self.cfg.channels.get(channel)
+        voice = ch is not None and ch.kind == "voice"
+        finals = 0
+        for receipt, o in zip(receipts, outcomes, strict=True):
+            m.child(m.receipts, receipt.status.value).inc()
+            if o.segment_id is None:
+                m.receipts_held.inc()
+            if o.delivery_state:
+                finals += 1
+                m.child(m.deliveries_final, o.delivery_state).inc()
+                if voice:
+                    # Counted when the receipt ends the delivery, so a receipt sent again is not counted
+                    # twice.
+                    from masd_adapters.voice_sim import call_outcome  # only voice channels need it
+
+                    m.voice_calls.labels(call_outcome(receipt.status, receipt.error_code)).inc()
+                log.info(
+                    "delivery final",
+                    delivery_id=o.delivery_id,
+                    state=o.delivery_state,
+                    carrier_id=o.carrier_id,
+                    channel=channel,
+                )
+        if finals:
+            self.note_final(finals)
+            self.signal_events()
 
     async def reply(self, channel: str, reply: InboundReply) -> None:
         """Store a reply with its owner (see :mod:`masd.core.replies`) and tell that app."""
@@ -571,3 +590,18 @@ class Gateway:
     def link_state(self, channel: str, up: bool) -> None:
         self.metrics.channel_up.labels(channel).set(1 if up else 0)
         log.info("channel link", channel=channel, up=up)
+
+
+def _store_receipt_lists(conn: Any, lists: list[list[receipt_store.ReceiptItem]]) -> list[Any]:
+    """The group committer's handler for :meth:`Gateway.receipt_batch`: every list that waits for the same
+    transaction is stored by one call of the store's batch handler; each list gets its outcomes back."""
+    if len(lists) == 1:
+        return [receipt_store.store_receipt_items(conn, lists[0])]
+    flat = [item for items in lists for item in items]
+    outcomes = receipt_store.store_receipt_items(conn, flat)
+    out: list[Any] = []
+    start = 0
+    for items in lists:
+        out.append(outcomes[start : start + len(items)])
+        start += len(items)
+    return out

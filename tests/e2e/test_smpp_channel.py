@@ -416,6 +416,93 @@ async def test_rebind_status_drops_the_session_and_binds_again(nursery: trio.Nur
     assert outcome.error is None
 
 
+# -- submitting without waiting ---------------------------------------------------------------------
+
+
+class Outcomes:
+    """A submit_nowait callback: what it was given, and an event per call."""
+
+    def __init__(self) -> None:
+        self.got: list[list[Any]] = []
+        self.changed = trio.Event()
+
+    def __call__(self, outcomes: list[Any]) -> None:
+        self.got.append(outcomes)
+        self.changed.set()
+        self.changed = trio.Event()
+
+    async def wait(self, n: int, timeout: float = 5.0) -> None:
+        with trio.fail_after(timeout):
+            while len(self.got) < n:
+                await self.changed.wait()
+
+
+async def test_submit_nowait_hands_the_outcome_to_its_callback(nursery: trio.Nursery, smsc: FakeSmsc) -> None:
+    channel, _ = await start(nursery, smsc)
+    await wait_up(channel)
+    done = Outcomes()
+    assert channel.submit_nowait("+8613800138000", "10657001", text_segment(), done)
+    await done.wait(1)
+    [[outcome]] = done.got
+    assert outcome.error is None and outcome.carrier_id == receipts.canonical_id("1a2b0000", "auto")
+    sm = smsc.submits[0]
+    assert (sm.destination_addr, sm.dest_addr_ton, sm.source_addr, sm.short_message) == (
+        b"8613800138000",
+        1,
+        b"10657001",
+        b"hello",
+    )
+
+
+async def test_submit_nowait_declines_what_would_have_to_wait(nursery: trio.Nursery) -> None:
+    smsc = FakeSmsc(answer=lambda sm: Answer(silent=True))
+    await nursery.start(smsc.serve)
+    down = SmppChannel("c", {"host": "127.0.0.1", "port": 9, "system_id": "s"}, Events(), "/tmp")
+    assert not down.submit_nowait("1", "2", text_segment(), Outcomes())  # no bound link
+    paced, _ = await start(nursery, smsc, max_rate=50)
+    await wait_up(paced)
+    assert not paced.submit_nowait("1", "2", text_segment(), Outcomes())  # max_rate spaces submits
+    channel, _ = await start(nursery, smsc, window=1)
+    await wait_up(channel)
+    assert not channel.submit_nowait("1", "2", text_segment() * 2, Outcomes())  # several segments
+    assert channel.submit_nowait("1", "2", text_segment(), Outcomes())
+    assert not channel.submit_nowait("1", "2", text_segment(), Outcomes())  # the window is full
+    with trio.move_on_after(0.1):
+        await channel.drain()
+    assert not channel.submit_nowait("1", "2", text_segment(), Outcomes())  # draining
+    assert len(smsc.submits) == 1
+
+
+async def test_submit_nowait_reports_a_timeout_and_frees_the_window(nursery: trio.Nursery) -> None:
+    smsc = FakeSmsc(answer=lambda sm: Answer(silent=sm.short_message == b"hello"))
+    await nursery.start(smsc.serve)
+    channel, _ = await start(nursery, smsc, response_timeout=0.3, window=1)
+    await wait_up(channel)
+    done = Outcomes()
+    t0 = trio.current_time()
+    assert channel.submit_nowait("1380000", "1065", text_segment(), done)
+    await done.wait(1)
+    assert 0.3 <= trio.current_time() - t0 < 1.0
+    [[outcome]] = done.got
+    assert outcome.error is not None and outcome.error.name == "SUBMIT_TIMEOUT"
+    [after] = await channel.submit("1380000", "1065", text_segment("next"))  # the slot is free again
+    assert after.error is None
+
+
+async def test_submit_nowait_reports_a_lost_link(nursery: trio.Nursery) -> None:
+    smsc = FakeSmsc(answer=lambda sm: Answer(silent=True))
+    await nursery.start(smsc.serve)
+    channel, _ = await start(nursery, smsc)
+    await wait_up(channel)
+    done = Outcomes()
+    assert channel.submit_nowait("1380000", "1065", text_segment(), done)
+    await smsc.wait_for(lambda: len(smsc.submits) == 1)
+    smsc.bound()[0].drop()
+    await done.wait(1)
+    [[outcome]] = done.got
+    assert outcome.error is not None and outcome.error.name == "LINK_DOWN" and outcome.error.retriable
+
+
 # -- link life --------------------------------------------------------------------------------------
 
 
@@ -586,6 +673,83 @@ async def test_receipt_the_core_could_not_store_is_refused_for_a_resend(
     )
     assert (await conn.wait_resp(seq))[0] == 0
     assert len(events.receipts) == 1
+
+
+class BatchEvents(Events):
+    """Events that also take receipts in batches, as masd's Gateway does; receipts with an id in ``bad``
+    make the store fail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.bad: set[str] = set()
+
+    async def receipt_batch(self, channel: str, receipts: list[InboundReceipt]) -> None:
+        await self._store()
+        if any(r.carrier_id in self.bad for r in receipts):
+            raise RuntimeError("constraint failed")
+        self.batches.append(len(receipts))
+        self.receipts.extend(receipts)
+        self.returned_at.append(trio.current_time())
+
+    async def receipt(self, channel: str, receipt: InboundReceipt) -> None:
+        if receipt.carrier_id in self.bad:
+            raise RuntimeError("constraint failed")
+        await super().receipt(channel, receipt)
+
+
+async def deliver_receipts_at_once(conn: Conn, carrier_ids: list[str]) -> list[int]:
+    """Receipts for these ids in one write, so that the driver reads them together."""
+    seqs = [next(conn.seq) for _ in carrier_ids]
+    await conn.send(
+        b"".join(
+            fast.encode_deliver_sm(
+                seq,
+                source_addr="1380000",
+                destination_addr="1065",
+                esm_class=0x04,
+                tlvs={fast.RECEIPTED_MESSAGE_ID: cid.encode() + b"\0", fast.MESSAGE_STATE: b"\x02"},
+            )
+            for seq, cid in zip(seqs, carrier_ids, strict=True)
+        )
+    )
+    return seqs
+
+
+async def test_receipts_that_arrive_together_are_stored_together_and_each_acknowledged_after(
+    nursery: trio.Nursery, smsc: FakeSmsc
+) -> None:
+    events = BatchEvents()
+    channel, _ = await start(nursery, smsc, events)
+    await wait_up(channel)
+    events.gate = trio.Event()
+    conn = smsc.bound()[0]
+    ids = [f"{0x1A2B0000 + i:x}" for i in range(20)]
+    seqs = await deliver_receipts_at_once(conn, ids)
+    await trio.sleep(0.2)
+    assert not set(seqs) & set(conn.resps)  # held while the store call has not returned
+    events.gate.set()
+    for seq in seqs:
+        status, answered_at = await conn.wait_resp(seq)
+        assert status == 0
+        assert answered_at >= events.returned_at[0]
+    assert sorted(r.carrier_id for r in events.receipts) == sorted(ids)
+    assert sum(events.batches) == 20 and events.batches[0] > 1
+
+
+async def test_a_receipt_the_core_refuses_among_others_is_the_only_one_refused(
+    nursery: trio.Nursery, smsc: FakeSmsc
+) -> None:
+    events = BatchEvents()
+    channel, _ = await start(nursery, smsc, events)
+    await wait_up(channel)
+    ids = [f"{0x1A2B0000 + i:x}" for i in range(5)]
+    events.bad = {ids[2]}
+    conn = smsc.bound()[0]
+    seqs = await deliver_receipts_at_once(conn, ids)
+    answers = [(await conn.wait_resp(seq))[0] for seq in seqs]
+    assert answers == [0, 0, 0x64, 0, 0]
+    assert sorted(r.carrier_id for r in events.receipts) == sorted(ids[:2] + ids[3:])
 
 
 async def test_slow_store_does_not_hold_up_submit_responses(nursery: trio.Nursery, smsc: FakeSmsc) -> None:

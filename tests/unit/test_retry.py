@@ -70,3 +70,13 @@ async def test_a_pause_holds_every_send(autojump_clock: trio.testing.MockClock) 
     t0 = trio.current_time()
     await bucket.take()
     assert trio.current_time() - t0 >= 3.0
+
+
+async def test_tokens_given_back_can_be_taken_again(autojump_clock: trio.testing.MockClock) -> None:
+    bucket = TokenBucket(10)
+    for _ in range(10):
+        assert bucket.take_nowait()
+    assert not bucket.take_nowait()
+    bucket.give_back(1)
+    assert bucket.take_nowait()
+    assert not bucket.take_nowait()

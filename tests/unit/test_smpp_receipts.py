@@ -246,6 +246,39 @@ def test_parse_receipt_never_raises(body: bytes, dcs: int) -> None:
     assert result is None or isinstance(result, InboundReceipt)
 
 
+_ALNUM = "0123456789abcdefABCDEFstatexidrTEXSIDR_\u212a\u017f\u0131"  # the last three fold to k, s and i
+
+
+def _cased(word: str) -> st.SearchStrategy[str]:
+    return st.lists(st.booleans(), min_size=len(word), max_size=len(word)).map(
+        lambda upper: "".join(c.upper() if u else c for c, u in zip(word, upper, strict=True))
+    )
+
+
+@st.composite
+def _standard_texts(draw: st.DrawFn) -> str:
+    def value(alphabet: str, min_size: int) -> str:
+        return draw(st.text(alphabet, min_size=min_size, max_size=12))
+
+    alnum = _ALNUM.replace("_", "")
+    fields = [
+        ("id", value(alnum, 1)),
+        ("sub", value(alnum, 0)),
+        ("dlvrd", value(alnum, 0)),
+        ("submit date", value("0123456789", 0)),
+        ("done date", value("0123456789", 0)),
+        ("stat", value("statexidrTEXSIDR_", 1)),
+        ("err", value(alnum, 1)),
+    ]
+    line = " ".join(f"{draw(_cased(key))}:{val}" for key, val in fields)
+    return f"{line} {draw(_cased('text'))}:{draw(st.text(max_size=30))}"
+
+
+@given(st.one_of(_standard_texts(), st.text(alphabet=_ALNUM + " :", max_size=120)))
+def test_reading_the_standard_text_in_one_pass_finds_what_the_searches_find(text: str) -> None:
+    assert receipts._text_fields(text, True, True, True) == receipts._search_fields(text, True, True, True)
+
+
 # --- ids ---------------------------------------------------------------------------------------------
 
 
