@@ -172,9 +172,7 @@ class Dispatcher:
                         # them back to the queue, and the daemon's drain must not wait for them.
                         self.inflight -= len(claims) - i
                         break
-                    self._sending += 1
-                    if not self._send_nowait(cl):
-                        senders.start_soon(self._send_one, cl)
+                    self._start(cl, senders)
                 if linger:
                     await trio.sleep_until(linger)
             # Draining: nothing new is claimed; what is not yet sending goes back to the queue.
@@ -232,9 +230,14 @@ class Dispatcher:
                     await self._outcomes_ready.wait()
                     continue
                 batch, self._outcomes = self._outcomes, []
+                # The same transaction claims as many new deliveries as this batch frees slots: the slot
+                # passes from the recorded claim to the new one without a transaction of its own between.
+                relay = (
+                    0 if self.draining or not self.driver.up else min(len(batch), self.cfg.queue.claim_batch)
+                )
                 try:
                     with trio.CancelScope(shield=True):
-                        await self._record_batch([result for result, _ in batch])
+                        claims = await self._record_batch([result for result, _ in batch], relay)
                 except Exception as e:
                     log.warning(
                         "could not record submit outcomes together; recording each alone",
@@ -244,8 +247,8 @@ class Dispatcher:
                     for outcome in batch:
                         nursery.start_soon(self._record_alone, outcome)
                     continue
-                self._free(len(batch))
                 self._count_submitted(batch)
+                await self._relay(len(batch), claims, nursery)
         finally:
             if self._outcomes:
                 # Cancelled (the drain deadline passed) with outcomes not yet written: the sends happened,
@@ -257,6 +260,25 @@ class Dispatcher:
                     except Exception as e:
                         log.warning("could not record submit outcomes on shutdown", error=str(e) or repr(e))
                 self._free(len(batch))
+
+    async def _relay(self, freed: int, claims: list[Claim], nursery: trio.Nursery) -> None:
+        """Start the claims a recorder transaction made in the ``freed`` slots it emptied; free the rest."""
+        for cl in claims:
+            self.unsent.add(cl.delivery_id)
+        if self.draining:
+            # Drain began during the write: these go back to the queue unsent, and their slots are free.
+            self._free(freed)
+            await self._release_unsent()
+            return
+        self._free(freed - len(claims))
+        for cl in claims:
+            self._start(cl, nursery)
+
+    def _start(self, cl: Claim, nursery: trio.Nursery) -> None:
+        """Send a claim that holds a window slot: without a task when the driver allows, else in one."""
+        self._sending += 1
+        if not self._send_nowait(cl):
+            nursery.start_soon(self._send_one, cl)
 
     async def _record_alone(self, outcome: tuple[SubmitResult, int]) -> None:
         try:
@@ -419,13 +441,26 @@ class Dispatcher:
             return split.encode(known, concat=concat, ref=ref)
         return list(known)
 
-    async def _record_batch(self, results: list[SubmitResult]) -> None:
+    async def _record_batch(self, results: list[SubmitResult], relay: int = 0) -> list[Claim]:
+        """Write these outcomes; with ``relay``, claim up to that many deliveries in the same transaction
+        (returned, already counted in the window)."""
         now = time.time()
         held = self.gw.held
         items = [queue_store.ResultItem(self.name, result, now, held) for result in results]
-        await self.gw.db.write_item(_record_result_lists, items)
+        claims: list[Claim] = []
+        if relay:
+            claim = self._claimer(relay)
+
+            def record_and_claim(conn: sa.Connection) -> list[Claim]:
+                queue_store.record_result_items(conn, items)
+                return claim(conn)
+
+            claims = await self.gw.db.write(record_and_claim)
+        else:
+            await self.gw.db.write_item(_record_result_lists, items)
         for result in results:
             self._finished(result)
+        return claims
 
     async def _record(self, result: SubmitResult) -> None:
         delay = 0.5

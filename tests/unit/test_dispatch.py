@@ -68,6 +68,7 @@ class Store:
         self.released: list[int] = []
         self.claim_gate: trio.Event | None = None  # holds claim transactions until set
         self.claiming = False
+        self.transactions: list[str] = []  # the plain writes, by the name of their function
 
     @property
     def recorded(self) -> list[SubmitResult]:
@@ -93,9 +94,12 @@ class Db:
         self.store = store
 
     async def write(self, fn: Any) -> Any:
+        self.store.transactions.append(fn.__name__)
         if fn.__name__ == "claim" and self.store.claim_gate is not None:
             self.store.claiming = True
             await self.store.claim_gate.wait()
+        if fn.__name__ == "record_and_claim" and self.store.gate is not None:
+            await self.store.gate.wait()  # outcomes written together with the next claims
         await trio.lowlevel.checkpoint()
         return fn(None)
 
@@ -268,6 +272,22 @@ async def test_a_window_slot_is_free_again_only_once_its_outcome_is_recorded(sto
         store.gate.set()
         await _until(lambda: len(store.recorded) == 5)
         await disp.drain()
+
+
+async def test_the_write_that_records_outcomes_claims_the_next_deliveries_in_their_slots(
+    store: Store,
+) -> None:
+    disp, driver = _dispatcher(store, 40, window=4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(disp.run)
+        await _until(lambda: len(store.recorded) == 40)
+        await disp.drain()
+    assert driver.max_outstanding <= 4
+    # After the first claim, each write of outcomes claimed the next ones: no claim transactions between.
+    assert store.transactions.count("record_and_claim") >= 5
+    assert store.transactions.count("claim") < 10
+    assert sorted(r.delivery_id for r in store.recorded) == list(range(1, 41))
+    assert disp.inflight == 0
 
 
 async def test_an_outcome_the_store_refuses_does_not_hold_back_the_others(
