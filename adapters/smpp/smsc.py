@@ -23,9 +23,10 @@ Sessions: bind_transmitter / bind_receiver / bind_transceiver with a known syste
 except enquire_link, which is always answered. submit_sm needs a transmitter or transceiver bind.
 unbind gets unbind_resp and the connection closes; an unknown command gets generic_nack 0x03; a PDU that
 cannot be framed or decoded gets generic_nack and the connection closes. With ``disconnect_every=N`` a
-connection is dropped when its Nth PDU (the bind included) arrives, without answering that PDU: what a
-crash or a cut cable looks like to the ESME. A multipart submit (UDH or SAR) is N independent submits
-here, each with its own id and receipt, as on real networks.
+connection is dropped when its Nth PDU (the bind included) arrives, without answering that PDU (nor
+any that came in the same read after it), and without unbind: what a crash or a cut cable looks like
+to the ESME. Answers already owed for earlier PDUs are written first. A multipart submit (UDH or SAR)
+is N independent submits here, each with its own id and receipt, as on real networks.
 
 Receipt text (SMPP 3.4 Appendix B)::
 
@@ -534,7 +535,12 @@ class _Conn:
         if every and self.pdus >= every:
             log.info("smsc: connection %d: dropped at PDU %d (disconnect_every)", self.number, self.pdus)
             self.smsc.stats.dropped_disconnect_every += 1
-            self.drop()
+            # Out of service at once; this PDU and any read with it go unanswered, but answers already
+            # owed for earlier PDUs are written before the close (they must not depend on whether the
+            # earlier PDUs came in the same read as this one). No unbind either way.
+            self.smsc.forget(self)
+            self.closing = True
+            self.wake.set()
             return
         try:
             if command_id == SUBMIT_SM:

@@ -307,6 +307,24 @@ async def test_disconnect_every(smsc_factory: Callable[..., Any]) -> None:
     assert server.stats.dropped_disconnect_every == 1
 
 
+async def test_disconnect_every_answers_what_came_before_in_the_same_read(
+    smsc_factory: Callable[..., Any],
+) -> None:
+    server = await smsc_factory(disconnect_every=4)
+    esme = await connect(server)
+    assert await esme.bind("transmitter") == 0  # PDU 1
+    # PDUs 2, 3 and 4 in one write, so the SMSC reads them together.
+    pdus = [
+        make("submit_sm", seq, source_addr="1", destination_addr="2", short_message=b"x") for seq in (7, 8, 9)
+    ]
+    await esme.ps.stream.send_all(b"".join(p.generate() for p in pdus))
+    answers = []
+    with trio.fail_after(TIMEOUT):
+        while (pdu := await esme.ps.receive()) is not None:
+            answers.append((pdu.sequence, pdu.status))
+    assert answers == [(7, 0), (8, 0)]
+
+
 async def test_enquire_link_both_ways(smsc_factory: Callable[..., Any]) -> None:
     server = await smsc_factory(enquire_link_interval=0.05, enquire_link_timeout=0.2)
     good = await connect(server)
