@@ -457,7 +457,7 @@ class Dispatcher:
 
             claims = await self.gw.db.write(record_and_claim)
         else:
-            await self.gw.db.write_item(_record_result_lists, items)
+            await self.gw.db.write_items(queue_store.record_result_items, items)
         for result in results:
             self._finished(result)
         return claims
@@ -469,7 +469,8 @@ class Dispatcher:
             try:
                 with trio.CancelScope(shield=True):
                     await self.gw.db.write_item(
-                        _record_result_lists, [queue_store.ResultItem(self.name, result, now, self.gw.held)]
+                        queue_store.record_result_items,
+                        queue_store.ResultItem(self.name, result, now, self.gw.held),
                     )
                 break
             except Exception as e:
@@ -527,10 +528,3 @@ def _one_segment(text: str) -> list[OutboundSegment] | None:
     if len(body) <= 2 * _UCS2_SINGLE:  # a character beyond the BMP costs two code units
         return [OutboundSegment(1, 1, split.DATA_CODING["ucs2"], body)]
     return None
-
-
-def _record_result_lists(conn: sa.Connection, lists: list[list[queue_store.ResultItem]]) -> list[None]:
-    """The group committer's handler for a dispatcher's outcomes: every list that waits for the same
-    transaction is written by one call of the store's batch handler."""
-    queue_store.record_result_items(conn, [item for items in lists for item in items])
-    return [None] * len(lists)

@@ -499,7 +499,9 @@ class Gateway:
             )
             for r in receipts
         ]
-        outcomes: list[receipt_store.ReceiptOutcome] = await self.db.write_item(_store_receipt_lists, items)
+        outcomes: list[receipt_store.ReceiptOutcome] = await self.db.write_items(
+            receipt_store.store_receipt_items, items
+        )
         m = self.metrics
         ch = self.cfg.channels.get(channel)
         voice = ch is not None and ch.kind == "voice"
@@ -590,18 +592,3 @@ class Gateway:
     def link_state(self, channel: str, up: bool) -> None:
         self.metrics.channel_up.labels(channel).set(1 if up else 0)
         log.info("channel link", channel=channel, up=up)
-
-
-def _store_receipt_lists(conn: Any, lists: list[list[receipt_store.ReceiptItem]]) -> list[Any]:
-    """The group committer's handler for :meth:`Gateway.receipt_batch`: every list that waits for the same
-    transaction is stored by one call of the store's batch handler; each list gets its outcomes back."""
-    if len(lists) == 1:
-        return [receipt_store.store_receipt_items(conn, lists[0])]
-    flat = [item for items in lists for item in items]
-    outcomes = receipt_store.store_receipt_items(conn, flat)
-    out: list[Any] = []
-    start = 0
-    for items in lists:
-        out.append(outcomes[start : start + len(items)])
-        start += len(items)
-    return out

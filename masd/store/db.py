@@ -46,12 +46,12 @@ class _Op:
     done: trio.Event = dataclasses.field(default_factory=trio.Event)
     result: Any = None
     error: BaseException | None = None
-    handler: BatchHandler | None = None  # set for a mergeable write: `item` joins others of its kind
-    item: Any = None
+    handler: BatchHandler | None = None  # set for a mergeable write: `items` join others of its kind
+    items: list[Any] = dataclasses.field(default_factory=list)
 
     def run_alone(self, conn: sa.Connection) -> Any:
         if self.handler is not None:
-            return self.handler(conn, [self.item])[0]
+            return self.handler(conn, self.items)
         assert self.fn is not None
         return self.fn(conn)
 
@@ -190,11 +190,19 @@ class Database:
     async def write_item(self, handler: BatchHandler, item: Any) -> Any:
         """A write that may be merged with others of the same ``handler``: one call of the handler with
         every such item waiting, so that a thousand receipts cost a few statements, not thousands."""
+        return (await self.write_items(handler, [item]))[0]
+
+    async def write_items(self, handler: BatchHandler, items: list[Any]) -> list[Any]:
+        """:meth:`write_item` for several items at once (one per receipt of a batch, say); their results,
+        in order, once the transaction holding them has committed."""
         if self._send is None:
             return await trio.to_thread.run_sync(
-                self.write_sync, lambda c: handler(c, [item])[0], limiter=self._write_limiter
+                self.write_sync, lambda c: handler(c, items), limiter=self._write_limiter
             )
-        return await self._enqueue(_Op(None, handler=handler, item=item), lambda c: handler(c, [item])[0])
+        result: list[Any] = await self._enqueue(
+            _Op(None, handler=handler, items=items), lambda c: handler(c, items)
+        )
+        return result
 
     async def _enqueue(self, op: _Op, alone: Callable[[sa.Connection], T]) -> T:
         assert self._send is not None
@@ -288,9 +296,16 @@ class Database:
                 results[step] = fn(conn)
             else:
                 idx = groups[step]
-                out = step(conn, [ops[i].item for i in idx])
-                for i, r in zip(idx, out, strict=True):
-                    results[i] = r
+                out = step(conn, [item for i in idx for item in ops[i].items])
+                if len(out) != sum(len(ops[i].items) for i in idx):
+                    raise ValueError(
+                        f"{step.__qualname__} answered {len(out)} results for another number of items"
+                    )
+                start = 0
+                for i in idx:
+                    end = start + len(ops[i].items)
+                    results[i] = out[start:end]
+                    start = end
         return results
 
     def _commit_one(self, op: _Op) -> None:

@@ -372,6 +372,32 @@ async def test_group_commit_joins_concurrent_writes_into_few_transactions(db: Da
     assert len(states(db)) == 300
 
 
+async def test_items_written_together_share_one_handler_call_and_each_gets_its_own_results(
+    db: Database,
+) -> None:
+    calls: list[list[int]] = []
+
+    def double(conn: sa.Connection, items: list[int]) -> list[int]:
+        calls.append(list(items))
+        return [2 * i for i in items]
+
+    answers: dict[str, list[int]] = {}
+
+    async def write(name: str, items: list[int]) -> None:
+        answers[name] = await db.write_items(double, items)
+
+    async with trio.open_nursery() as n:
+        await n.start(db.run_committer)
+        async with trio.open_nursery() as writers:
+            writers.start_soon(write, "a", [1, 2, 3])
+            writers.start_soon(write, "b", [10])
+            writers.start_soon(write, "c", [20, 21])
+        assert await db.write_item(double, 7) == 14
+        n.cancel_scope.cancel()
+    assert answers == {"a": [2, 4, 6], "b": [20], "c": [40, 42]}
+    assert sorted(calls[0]) == [1, 2, 3, 10, 20, 21]  # the three waited for one transaction: one call
+
+
 async def test_one_failing_write_does_not_fail_the_others_in_its_batch(db: Database) -> None:
     outcomes: list[str] = []
 

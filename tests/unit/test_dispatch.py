@@ -103,11 +103,14 @@ class Db:
         await trio.lowlevel.checkpoint()
         return fn(None)
 
-    async def write_item(self, handler: Any, item: Any) -> Any:
+    async def write_items(self, handler: Any, items: list[Any]) -> list[Any]:
         if self.store.gate is not None:
             await self.store.gate.wait()
         await trio.lowlevel.checkpoint()
-        return handler(None, [item])[0]
+        return list(handler(None, items))
+
+    async def write_item(self, handler: Any, item: Any) -> Any:
+        return (await self.write_items(handler, [item]))[0]
 
 
 class Gateway:
