@@ -39,7 +39,9 @@ class NodeConfig(_Section):
 class StoreConfig(_Section):
     url: str = Field("", description="SQLAlchemy URL; default: SQLite file masd.db in node.data_dir")
     pool_size: int = Field(5, ge=1, le=100)
-    group_commit_ms: float = Field(4.0, ge=0, le=1000, description="how long a write waits for company")
+    group_commit_ms: float = Field(
+        4.0, ge=0, le=1000, description="the most a write waits for company (less once masd is idle)"
+    )
     group_commit_max: int = Field(1000, ge=1, le=100_000, description="most writes in one transaction")
     readers: int = Field(4, ge=1, le=64, description="threads that may read at once")
 

@@ -372,6 +372,63 @@ async def test_group_commit_joins_concurrent_writes_into_few_transactions(db: Da
     assert len(states(db)) == 300
 
 
+async def test_a_lone_write_does_not_wait_out_group_commit_ms_when_nothing_else_can_join(
+    store_url: str,
+) -> None:
+    database = Database(store_url, group_commit_ms=30_000)
+    database.upgrade()
+    try:
+        async with trio.open_nursery() as n:
+            await n.start(database.run_committer)
+            with trio.fail_after(10):  # far below the 30 s the write may wait for company
+                ids = await database.write(
+                    lambda c: msg_store.insert_messages(c, [new_message("13900000001")], now=NOW)
+                )
+            n.cancel_scope.cancel()
+        assert len(ids) == 1 and database.batches == 1
+    finally:
+        database.dispose()
+
+
+async def test_writes_from_tasks_running_together_join_one_transaction(store_url: str) -> None:
+    database = Database(store_url, group_commit_ms=30_000)
+    database.upgrade()
+    try:
+
+        async def one(i: int) -> None:
+            await database.write(
+                lambda c: msg_store.insert_messages(c, [new_message(f"139{i:08d}")], now=NOW)
+            )
+
+        async with trio.open_nursery() as n:
+            await n.start(database.run_committer)
+            with trio.fail_after(10):
+                async with trio.open_nursery() as writers:
+                    for i in range(50):
+                        writers.start_soon(one, i)
+            n.cancel_scope.cancel()
+        # All fifty were runnable at once: the committer waited until each had queued its write.
+        assert database.batches == 1 and database.batched_ops == 50
+    finally:
+        database.dispose()
+
+
+async def test_a_write_waits_at_most_group_commit_ms_while_the_trio_thread_stays_busy(db: Database) -> None:
+    async def busy() -> None:
+        while True:
+            await trio.sleep(0)  # always runnable: the trio thread is never idle
+
+    async with trio.open_nursery() as n:
+        await n.start(db.run_committer)
+        n.start_soon(busy)
+        with trio.fail_after(10):
+            ids = await db.write(
+                lambda c: msg_store.insert_messages(c, [new_message("13900000002")], now=NOW)
+            )
+        n.cancel_scope.cancel()
+    assert len(ids) == 1
+
+
 async def test_items_written_together_share_one_handler_call_and_each_gets_its_own_results(
     db: Database,
 ) -> None:
