@@ -54,7 +54,7 @@ class QueueConfig(_Section):
     claim_batch: int = Field(500, ge=1, le=10_000)
     poll_interval: float = Field(0.2, gt=0, le=60, description="idle wait between empty claims, seconds")
     claim_linger_ms: float = Field(
-        10.0, ge=0, le=1000, description="after a part-filled claim, wait this long so the next claims more"
+        0.0, ge=0, le=1000, description="after a part-filled claim, wait this long so the next claims more"
     )
     default_priority: int = Field(5, ge=0, le=9)
     validity_seconds: int = Field(48 * 3600, ge=1, description="default validity period of a message")

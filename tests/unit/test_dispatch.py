@@ -124,6 +124,10 @@ class Gateway:
     def wake_event(self, channel: str) -> trio.Event:
         return self._wake
 
+    def wake(self, channel: str) -> None:
+        self._wake.set()
+        self._wake = trio.Event()
+
     def note_final(self, n: int = 1) -> None:
         self.finals += n
 
@@ -216,13 +220,14 @@ def _claim(i: int, text: str = "hello") -> Claim:
     )
 
 
-def _config(window: int) -> Config:
+def _config(window: int, linger_ms: float = 0) -> Config:
     return load_config(
         None,
         env={
             "MASD_NODE__DATA_DIR": "/nonexistent",
             "MASD_CHANNELS__SIM__WINDOW": str(window),
             "MASD_CHANNELS__SIM__RATE": "100000",
+            "MASD_QUEUE__CLAIM_LINGER_MS": str(linger_ms),
         },
     )
 
@@ -236,9 +241,11 @@ def store(monkeypatch: pytest.MonkeyPatch) -> Store:
     return s
 
 
-def _dispatcher(store: Store, n: int, window: int, driver: Driver | None = None) -> tuple[Dispatcher, Driver]:
+def _dispatcher(
+    store: Store, n: int, window: int, driver: Driver | None = None, linger_ms: float = 0
+) -> tuple[Dispatcher, Driver]:
     store.waiting = [_claim(i) for i in range(1, n + 1)]
-    cfg = _config(window)
+    cfg = _config(window, linger_ms)
     driver = driver or Driver()
     gw = Gateway(store)
     return Dispatcher("sim", cfg.channels["sim"], driver, gw, cfg, "node"), driver  # type: ignore[arg-type]
@@ -291,6 +298,45 @@ async def test_the_write_that_records_outcomes_claims_the_next_deliveries_in_the
     assert store.transactions.count("claim") < 10
     assert sorted(r.delivery_id for r in store.recorded) == list(range(1, 41))
     assert disp.inflight == 0
+
+
+async def _claim_times(store: Store, linger_ms: float) -> list[float]:
+    """When the dispatcher's own claims ran, while a delivery arrives every millisecond for 40 ms."""
+    disp, _ = _dispatcher(store, 1, window=100, linger_ms=linger_ms)
+    times: list[float] = []
+    write = disp.gw.db.write
+
+    async def timed(fn: Any) -> Any:
+        if fn.__name__ == "claim":  # the dispatcher's own claims, not those made with outcomes
+            times.append(trio.current_time())
+        return await write(fn)
+
+    disp.gw.db.write = timed  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(disp.run)
+        for i in range(2, 42):
+            await trio.sleep(0.001)
+            store.waiting.append(_claim(i))
+            disp.gw.wake("sim")
+        await _until(lambda: len(store.recorded) == 41)
+        await disp.drain()
+    return times
+
+
+async def test_after_a_part_filled_claim_the_next_waits_claim_linger_ms(
+    store: Store, autojump_clock: trio.testing.MockClock
+) -> None:
+    times = await _claim_times(store, linger_ms=20)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps and min(gaps) >= 0.020 - 1e-9
+    assert len(times) <= 4  # 40 ms of arrivals took a claim per 20 ms, not one per delivery
+
+
+async def test_without_claim_linger_each_arrival_is_claimed_as_it_comes(
+    store: Store, autojump_clock: trio.testing.MockClock
+) -> None:
+    times = await _claim_times(store, linger_ms=0)
+    assert len(times) >= 20
 
 
 async def test_an_outcome_the_store_refuses_does_not_hold_back_the_others(
