@@ -114,10 +114,19 @@ def _pick(locking: bool) -> sa.Select[Any]:
     return pick.with_for_update(skip_locked=True) if locking else pick
 
 
-def _take(n: int) -> sa.ClauseElement:
+def _state_by_id(sqlite: bool) -> Any:
+    """The state column for a condition beside ``id IN (…)``. SQLite's planner, which has no statistics
+    here, takes an equality on ``state`` for the more selective term and walks every row of that state
+    through ``ix_deliveries_state_lease`` — with 100,000 queued, a claim of 100 took ~25 ms instead of
+    ~0.1 ms. SQLite's unary ``+`` keeps the term from choosing an index; the other databases plan by
+    statistics and need nothing."""
+    return sa.literal_column("+deliveries.state", sa.String) if sqlite else d.c.state
+
+
+def _take(n: int, sqlite: bool) -> sa.ClauseElement:
     return (
         sa.update(d)
-        .where(d.c.id.in_(in_params(n)), d.c.state == QUEUED)
+        .where(d.c.id.in_(in_params(n)), _state_by_id(sqlite) == QUEUED)
         .values(
             state=SUBMITTING,
             claimed_by=sa.bindparam("b_node"),
@@ -128,11 +137,15 @@ def _take(n: int) -> sa.ClauseElement:
     )
 
 
-def _claimed(n: int) -> sa.ClauseElement:
+def _claimed(n: int, sqlite: bool) -> sa.ClauseElement:
     return (
         sa.select(*_CLAIMED_COLUMNS)
         .join(m, m.c.id == d.c.message_id)
-        .where(d.c.id.in_(in_params(n)), d.c.claimed_by == sa.bindparam("b_node"), d.c.state == SUBMITTING)
+        .where(
+            d.c.id.in_(in_params(n)),
+            d.c.claimed_by == sa.bindparam("b_node"),
+            _state_by_id(sqlite) == SUBMITTING,
+        )
         .order_by(d.c.priority.desc(), d.c.id)
     )
 
@@ -152,8 +165,16 @@ def claim(
     ]
     if not ids:
         return []
-    change_in(conn, "claim_take", _take, ids, {"b_node": node, "b_lease": now + lease, "b_now": now})
-    return [Claim(*row) for row in select_in(conn, "claim_rows", _claimed, ids, {"b_node": node})]
+    sqlite = not locking
+    change_in(
+        conn,
+        "claim_take",
+        lambda n: _take(n, sqlite),
+        ids,
+        {"b_node": node, "b_lease": now + lease, "b_now": now},
+    )
+    rows = select_in(conn, "claim_rows", lambda n: _claimed(n, sqlite), ids, {"b_node": node})
+    return [Claim(*row) for row in rows]
 
 
 def release(conn: sa.Connection, *, delivery_ids: Sequence[int], now: float) -> int:
