@@ -302,6 +302,7 @@ class Gateway:
             fresh = sum(len(r.deliveries) for r, ins in zip(rows, inserted, strict=True) if ins.created)
             self._usage[(app.id, day)] = self._usage.get((app.id, day), 0) + fresh
         out = []
+        new_messages = new_deliveries = 0
         for ins, row in zip(inserted, rows, strict=True):
             out.append(
                 Accepted(
@@ -313,9 +314,8 @@ class Gateway:
                 )
             )
             if ins.created:
-                self._pending += len(row.deliveries)
-                self.metrics.messages_accepted.labels(interface).inc()
-                self.metrics.deliveries_accepted.labels(interface).inc(len(row.deliveries))
+                new_messages += 1
+                new_deliveries += len(row.deliveries)
                 if len(rows) == 1:
                     log.info(
                         "message accepted",
@@ -324,6 +324,11 @@ class Gateway:
                         recipients=len(row.deliveries),
                         segments=out[-1].segments,
                     )
+        if new_messages:
+            self._pending += new_deliveries
+            m = self.metrics
+            m.child(m.messages_accepted, interface).inc(new_messages)
+            m.child(m.deliveries_accepted, interface).inc(new_deliveries)
         if len(rows) > 1:
             # One line per batch: a 1,000-message batch should not write 1,000 log lines.
             log.info(

@@ -11,6 +11,7 @@ inverse of :func:`encode`, for the tests and the SMSC simulator.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,6 +43,7 @@ _MAX_PARTS = 255
 # 7 for udh16) - SAR carries its counters in TLVs, but the network re-adds a UDH when it delivers the
 # parts, so SAR parts keep the udh8 size. "payload" is split by the network, which uses udh8-sized parts.
 _SINGLE: dict[Encoding, int] = {"gsm7": 160, "ucs2": 70}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _MULTI: dict[Encoding, dict[Concat, int]] = {
     "gsm7": {"udh8": 153, "udh16": 152, "sar": 153, "payload": 153},
     "ucs2": {"udh8": 67, "udh16": 66, "sar": 67, "payload": 67},
@@ -90,9 +92,10 @@ def choose_encoding(text: str) -> Encoding:
 def _check_no_lone_surrogate(text: str) -> None:
     # A lone surrogate (it can arrive through a JSON "\ud83d" escape) has no UTF-16 encoding; letting it
     # through would either crash the encoder later or merge with a neighbour into a different character.
-    for index, ch in enumerate(text):
-        if "\ud800" <= ch <= "\udfff":
-            raise ValueError(f"text contains an unpaired surrogate U+{ord(ch):04X} at index {index}")
+    found = _SURROGATE.search(text)  # in C: this runs for every message accepted
+    if found is not None:
+        code, index = ord(found[0]), found.start()
+        raise ValueError(f"text contains an unpaired surrogate U+{code:04X} at index {index}")
 
 
 def _unit_costs(text: str, encoding: Encoding) -> list[int] | None:
@@ -102,7 +105,7 @@ def _unit_costs(text: str, encoding: Encoding) -> list[int] | None:
         if gsm7.septet_length(text) == len(text):
             return None
         return [2 if ch in gsm7.EXTENSION_CHARS else 1 for ch in text]
-    if not any(ch > "\uffff" for ch in text):
+    if not text or max(text) <= "\uffff":
         return None
     return [2 if ch > "\uffff" else 1 for ch in text]
 
