@@ -1559,7 +1559,8 @@ def machine() -> dict[str, str]:
 
 
 def git_describe() -> str:
-    """The commit measured, and whether the work tree differed from it (read-only git commands)."""
+    """The commit measured, and whether its code differed from it (read-only git commands). Changes under
+    docs/ are not code: editing these pages while a run goes on does not change what it measures."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
@@ -1573,7 +1574,7 @@ def git_describe() -> str:
         ).stdout.split("\n")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    changed = sorted({line[3:] for line in dirty if line.strip()})
+    changed = sorted({line[3:] for line in dirty if line.strip() and not line[3:].startswith("docs/")})
     if not head:
         return "unknown"
     return head + (f" with uncommitted changes to {', '.join(changed)}" if changed else "")
