@@ -25,8 +25,8 @@ import structlog
 import trio
 
 from masd.config import ChannelConfig, Config
-from masd.core import gsm7, split
 from masd.core import retry as retry_rules
+from masd.core import split
 from masd.core.gateway import Gateway
 from masd.core.states import DeliveryState
 from masd.store import queue as queue_store
@@ -38,9 +38,6 @@ __all__ = ["Dispatcher", "TokenBucket"]
 log = structlog.get_logger("masd.dispatch")
 
 _TEXTS_REMEMBERED = 256
-# What one segment holds (SMPP short_message of 140 octets): GSM 7-bit septets, UCS-2 code units.
-_GSM7_SINGLE = 160
-_UCS2_SINGLE = 70
 
 
 class TokenBucket:
@@ -209,9 +206,7 @@ class Dispatcher:
             outcome = await self._attempt(cl)
         finally:
             if outcome is None:  # cancelled, or given back to the queue while it waited for tokens
-                self._free(1)
-                self._sending -= 1
-                self._outcomes_ready.set()
+                self._abandon()
         if outcome is not None:
             self._outcome(outcome)
 
@@ -321,9 +316,7 @@ class Dispatcher:
             try:
                 outcome = self._conclude(cl, wire, started, outcomes)
             except BaseException:
-                self._free(1)
-                self._sending -= 1
-                self._outcomes_ready.set()
+                self._abandon()
                 raise
             self._outcome(outcome)
 
@@ -332,6 +325,12 @@ class Dispatcher:
             return False
         self.unsent.discard(cl.delivery_id)
         return True
+
+    def _abandon(self) -> None:
+        """A send ended without an outcome to record: its slot is free again at once."""
+        self._free(1)
+        self._sending -= 1
+        self._outcomes_ready.set()
 
     def _outcome(self, outcome: tuple[SubmitResult, int]) -> None:
         """A send ended: its outcome goes to the recorder. Its window slot stays taken until the recorder
@@ -424,7 +423,7 @@ class Dispatcher:
         concatenation reference (message_payload), else with their plan."""
         concat = self.ch.concat
         if concat != "payload":
-            one = _one_segment(text)
+            one = split.single_segment(text)
             if one is not None:
                 return one
         known = self._texts.get(text)
@@ -509,21 +508,3 @@ class _SubmitNowait(Protocol):
         done: Callable[[list[SubmitOutcome]], None],
         /,
     ) -> bool: ...
-
-
-def _one_segment(text: str) -> list[OutboundSegment] | None:
-    """What ``split.encode(split.plan(text, concat=c), concat=c, ref=r)`` gives for a text that fits one
-    segment, for any ``c`` but "payload" and any ``r``, found in a fraction of the time; None for any other
-    text. Most texts fit one segment; the tests hold this to the splitter's answer."""
-    if gsm7.is_gsm7(text):
-        body = gsm7.encode_unpacked(text)  # an escape pair costs two septets, so the length is the cost
-        if len(body) <= _GSM7_SINGLE:
-            return [OutboundSegment(1, 1, split.DATA_CODING["gsm7"], body)]
-        return None
-    try:
-        body = text.encode("utf-16-be")  # refuses lone surrogates, which the splitter refuses too
-    except UnicodeEncodeError:
-        return None
-    if len(body) <= 2 * _UCS2_SINGLE:  # a character beyond the BMP costs two code units
-        return [OutboundSegment(1, 1, split.DATA_CODING["ucs2"], body)]
-    return None

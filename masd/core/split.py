@@ -28,6 +28,7 @@ __all__ = [
     "encode",
     "plan",
     "reassemble",
+    "single_segment",
 ]
 
 Concat = Literal["udh8", "udh16", "sar", "payload"]
@@ -243,6 +244,24 @@ def encode(plan: Plan, *, concat: Concat, ref: int) -> list[OutboundSegment]:
         else:
             segments.append(OutboundSegment(seq, total, data_coding, body, sar=(ref & 0xFFFF, total, seq)))
     return segments
+
+
+def single_segment(text: str) -> list[OutboundSegment] | None:
+    """What ``encode(plan(text, concat=c), concat=c, ref=r)`` gives for a text that fits one segment, for
+    any ``c`` but "payload" and any ``r``, found in a fraction of the time (no planning, no per-character
+    costs); None for any other text. Most texts fit one segment, and every delivery is encoded."""
+    if gsm7.is_gsm7(text):
+        body = gsm7.encode_unpacked(text)  # an escape pair costs two septets, so the length is the cost
+        if len(body) <= _SINGLE["gsm7"]:
+            return [OutboundSegment(1, 1, DATA_CODING["gsm7"], body)]
+        return None
+    try:
+        body = text.encode("utf-16-be")  # refuses lone surrogates, which plan() refuses too
+    except UnicodeEncodeError:
+        return None
+    if len(body) <= 2 * _SINGLE["ucs2"]:  # a character beyond the BMP costs two code units
+        return [OutboundSegment(1, 1, DATA_CODING["ucs2"], body)]
+    return None
 
 
 def _decode_body(body: bytes, data_coding: int) -> str:

@@ -12,47 +12,15 @@ from typing import Any
 
 import pytest
 import trio
-from hypothesis import given
-from hypothesis import strategies as st
 
 from masd.config import Config, load_config
-from masd.core import dispatch, split
+from masd.core import split
 from masd.core.dispatch import Dispatcher
 from masd.core.states import DeliveryState
 from masd.metrics import Metrics
 from masd.store import queue as queue_store
 from masd.store.queue import Claim, SubmitResult
 from masd_adapters.base import ChannelDriver, OutboundSegment, SubmitError, SubmitOutcome
-
-GSM = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡AZÄÖÑÜ§¿azäöñüà^{}\\[~]|€\f"
-CJK_AND_EMOJI = "会议通知请准时参加😀🎉𠀀"
-
-
-# -- the one-segment shortcut -------------------------------------------------------------------------
-
-
-@given(
-    st.one_of(
-        st.text(GSM, max_size=170),
-        st.text(GSM + CJK_AND_EMOJI, max_size=80),
-        st.text(max_size=80),
-    ),
-    st.sampled_from(["udh8", "udh16", "sar"]),
-    st.integers(0, 0xFFFF),
-)
-def test_the_one_segment_shortcut_gives_what_the_splitter_gives(text: str, concat: Any, ref: int) -> None:
-    try:
-        plan = split.plan(text, concat=concat, max_segments=255)
-    except ValueError:  # a lone surrogate: the splitter refuses it, the shortcut leaves it to the splitter
-        assert dispatch._one_segment(text) is None
-        return
-    expected = split.encode(plan, concat=concat, ref=ref)
-    got = dispatch._one_segment(text)
-    if len(plan.parts) == 1:
-        assert got == expected
-    else:
-        assert got is None
-
 
 # -- a dispatcher over a fake store and a fake channel ------------------------------------------------
 

@@ -19,6 +19,7 @@ from masd.core.split import (
     encode,
     plan,
     reassemble,
+    single_segment,
 )
 from masd_adapters.base import OutboundSegment
 
@@ -379,3 +380,27 @@ def test_reassembly_refuses_no_segments() -> None:
 def test_reassembly_refuses_mixed_data_codings() -> None:
     with pytest.raises(ValueError, match="mix data codings"):
         reassemble([OutboundSegment(1, 2, 0, b"a"), OutboundSegment(2, 2, 8, b"\x00a")])
+
+
+@given(
+    st.one_of(
+        st.text(GSM_BASIC + ESCAPED, max_size=170),
+        st.text(GSM_BASIC + ESCAPED + CJK + EMOJI, max_size=80),
+        st.text(max_size=80),
+    ),
+    st.sampled_from(SPLIT_CONCATS),
+    st.integers(0, 0xFFFF),
+)
+def test_the_one_segment_shortcut_gives_what_planning_and_encoding_give(
+    text: str, concat: Concat, ref: int
+) -> None:
+    try:
+        the_plan = plan(text, concat=concat, max_segments=255)
+    except ValueError:  # a lone surrogate: plan refuses it, the shortcut leaves it to plan
+        assert single_segment(text) is None
+        return
+    expected = encode(the_plan, concat=concat, ref=ref)
+    if len(the_plan.parts) == 1:
+        assert single_segment(text) == expected
+    else:
+        assert single_segment(text) is None
