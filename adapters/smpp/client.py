@@ -81,6 +81,8 @@ _BIND_RESP = {
 _DELIVER_CONCURRENCY = 64
 _DELIVER_BACKLOG = 10_000
 _RECEIPT_BATCH = 1_000  # receipts stored in one write at most
+
+_Address = tuple[int, int, str]  # TON, NPI, the digits or text, as submit_sm carries them
 _STABLE_BIND = 10.0  # seconds a bind must last before a drop resets the reconnect backoff to its minimum
 _UNBIND_WAIT = 2.0  # seconds to wait for unbind_resp on shutdown
 _MO_RETRY_CACHE = 10_000  # completed MO messages kept for a re-send after the store refused them
@@ -422,13 +424,13 @@ class SmppChannel(ChannelDriver):
         link = None if self._draining else self._pick()
         if link is None:
             return [SubmitOutcome(error=status.link_down_error()) for _ in segments]
-        src_ton, src_npi, src = self._source_address(source)
-        dst_ton, dst_npi, dst = self._destination_address(destination)
+        src = self._source_address(source)
+        dst = self._destination_address(destination)
         self._in_flight += 1
         try:
             outcomes: list[SubmitOutcome] = []
             for seg in segments:
-                outcome = await self._submit_segment(link, seg, src_ton, src_npi, src, dst_ton, dst_npi, dst)
+                outcome = await self._submit_segment(link, seg, src, dst)
                 outcomes.append(outcome)
                 if outcome.error is not None:
                     # The core retries the whole delivery; sending the rest would only make orphan parts.
@@ -459,11 +461,11 @@ class SmppChannel(ChannelDriver):
             link.window.acquire_nowait()
         except trio.WouldBlock:
             return False
-        src_ton, src_npi, src = self._source_address(source)
-        dst_ton, dst_npi, dst = self._destination_address(destination)
         seq = link.seq.next_sequence()
         try:
-            data = self._encode_segment(seq, segments[0], src_ton, src_npi, src, dst_ton, dst_npi, dst)
+            data = self._encode_segment(
+                seq, segments[0], self._source_address(source), self._destination_address(destination)
+            )
         except ValueError:
             link.window.release()
             return False  # submit answers it with the reason
@@ -783,7 +785,7 @@ class SmppChannel(ChannelDriver):
                 best = link
         return best
 
-    def _source_address(self, source: str) -> tuple[int, int, str]:
+    def _source_address(self, source: str) -> _Address:
         s = self.settings
         if source.startswith("+"):
             guess = (1, 1)  # international, E.164
@@ -796,7 +798,7 @@ class SmppChannel(ChannelDriver):
         npi = guess[1] if s.source_npi is None else s.source_npi
         return ton, npi, source
 
-    def _destination_address(self, destination: str) -> tuple[int, int, str]:
+    def _destination_address(self, destination: str) -> _Address:
         # masd stores mainland mobiles as 11 national digits and other numbers as +E.164: the first go
         # as TON unknown / NPI ISDN, the second as international; either can be fixed by configuration.
         s = self.settings
@@ -815,15 +817,7 @@ class SmppChannel(ChannelDriver):
             await trio.sleep_until(start)
 
     async def _submit_segment(
-        self,
-        link: _Link,
-        seg: OutboundSegment,
-        src_ton: int,
-        src_npi: int,
-        src: str,
-        dst_ton: int,
-        dst_npi: int,
-        dst: str,
+        self, link: _Link, seg: OutboundSegment, src: _Address, dst: _Address
     ) -> SubmitOutcome:
         if self._interval:
             await self._pace()
@@ -837,7 +831,7 @@ class SmppChannel(ChannelDriver):
                 return SubmitOutcome(error=status.link_down_error())
             seq = link.seq.next_sequence()
             try:
-                data = self._encode_segment(seq, seg, src_ton, src_npi, src, dst_ton, dst_npi, dst)
+                data = self._encode_segment(seq, seg, src, dst)
             except ValueError as e:
                 # Nothing the carrier could accept: a retry would fail the same way.
                 return SubmitOutcome(error=SubmitError(0, f"cannot encode submit_sm: {e}", retriable=False))
@@ -853,18 +847,10 @@ class SmppChannel(ChannelDriver):
             window.release()
         return self._segment_outcome(link, waiter, seq)
 
-    def _encode_segment(
-        self,
-        seq: int,
-        seg: OutboundSegment,
-        src_ton: int,
-        src_npi: int,
-        src: str,
-        dst_ton: int,
-        dst_npi: int,
-        dst: str,
-    ) -> bytes:
+    def _encode_segment(self, seq: int, seg: OutboundSegment, src: _Address, dst: _Address) -> bytes:
         """The submit_sm for one segment; ValueError if a field cannot be encoded."""
+        src_ton, src_npi, src_addr = src
+        dst_ton, dst_npi, dst_addr = dst
         tlvs: dict[int, bytes] | None = None
         short_message = seg.short_message
         if seg.message_payload is not None:
@@ -879,8 +865,8 @@ class SmppChannel(ChannelDriver):
             }
         return fast.encode_submit_sm(
             seq,
-            source_addr=src,
-            destination_addr=dst,
+            source_addr=src_addr,
+            destination_addr=dst_addr,
             short_message=short_message,
             esm_class=0x40 if seg.udh else 0x00,
             data_coding=seg.data_coding,
