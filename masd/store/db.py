@@ -12,10 +12,13 @@ answered knows its change is durable.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -68,6 +71,35 @@ class _Op:
         return self.fn(conn)
 
 
+class _WriteLock:
+    """Writers of one SQLite file, in this process and others (intake workers, the CLI), take turns on
+    an advisory lock beside it before BEGIN IMMEDIATE. SQLite's own wait for a busy database polls,
+    sleeping up to 100 ms between tries, which left requests waiting half a second while a transaction
+    of a millisecond or two ran elsewhere; a blocked flock wakes as soon as the holder lets go."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._guard = threading.Lock()  # flock does not exclude threads sharing one descriptor
+
+    @contextlib.contextmanager
+    def held(self) -> Any:
+        with self._guard:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with self._guard:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
 def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int) -> sa.Engine:
     engine = sa.create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=False)
 
@@ -108,9 +140,11 @@ class Database:
             self.url = self.url.set(drivername="postgresql+psycopg")
         if self.dialect in ("mysql", "mariadb") and "+" not in self.url.drivername:
             self.url = self.url.set(drivername=f"{self.dialect}+pymysql")
+        self._write_lock: _WriteLock | None = None
         if self.dialect == "sqlite":
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+                self._write_lock = _WriteLock(Path(self.url.database + "-writelock"))
             self.write_engine = _sqlite_engine(self.url, immediate=True, pool_size=1)
             self.read_engine = _sqlite_engine(self.url, immediate=False, pool_size=readers)
         else:
@@ -141,7 +175,7 @@ class Database:
 
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.write_engine.begin() as conn:
+        with self._transaction() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
         return self.current_revision() or ""
@@ -169,6 +203,8 @@ class Database:
         return ScriptDirectory.from_config(cfg).get_current_head()
 
     def dispose(self) -> None:
+        if self._write_lock is not None:
+            self._write_lock.close()
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()
@@ -189,8 +225,18 @@ class Database:
 
     # ----- writes ------------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """A write transaction: BEGIN IMMEDIATE … COMMIT on SQLite, under the write lock."""
+        if self._write_lock is None:
+            with self.write_engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock.held(), self.write_engine.begin() as conn:
+            yield conn
+
     def write_sync(self, fn: Callable[[sa.Connection], T]) -> T:
-        with self.write_engine.begin() as conn:
+        with self._transaction() as conn:
             return fn(conn)
 
     async def write(self, fn: Callable[[sa.Connection], T]) -> T:
@@ -275,7 +321,7 @@ class Database:
         if self.on_batch is not None:
             self.on_batch(len(ops))
         try:
-            with self.write_engine.begin() as conn:
+            with self._transaction() as conn:
                 results = self._run_ops(conn, ops)
         except Exception:
             if len(ops) == 1:
@@ -325,7 +371,7 @@ class Database:
 
     def _commit_one(self, op: _Op) -> None:
         try:
-            with self.write_engine.begin() as conn:
+            with self._transaction() as conn:
                 op.result = op.run_alone(conn)
         except sa.exc.OperationalError as e:
             op.error = StoreUnavailable(f"database unavailable: {e.orig or e}")

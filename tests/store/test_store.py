@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -174,6 +176,31 @@ def test_on_sqlite_a_claim_finds_its_rows_by_id_not_by_walking_every_queued_one(
                 assert "USING INTEGER PRIMARY KEY" in plan and "ix_deliveries_state" not in plan, plan
     finally:
         database.dispose()
+
+
+def test_sqlite_writers_wait_for_the_write_lock_beside_the_database_file(tmp_path: Path) -> None:
+    # Another process (an intake worker, the CLI) holding the lock keeps this one's write waiting, and
+    # the write goes ahead once the lock is let go.
+    db = Database(f"sqlite:///{tmp_path / 'masd.db'}")
+    db.upgrade()
+    fd = os.open(tmp_path / "masd.db-writelock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        wrote = threading.Event()
+
+        def write() -> None:
+            db.write_sync(lambda c: c.exec_driver_sql("CREATE TABLE scratch (a INTEGER)"))
+            wrote.set()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert not wrote.wait(0.3)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        assert wrote.wait(5)
+        writer.join()
+    finally:
+        os.close(fd)
+        db.dispose()
 
 
 def test_a_scheduled_delivery_is_not_claimed_before_its_time(db: Database) -> None:
