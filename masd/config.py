@@ -87,6 +87,19 @@ class HttpConfig(_Section):
     _listen = field_validator("listen")(_check_listen)
 
 
+class IntakeConfig(_Section):
+    workers: int = Field(
+        0,
+        ge=0,
+        le=32,
+        description="processes that serve POST /v1/messages and /v1/messages/batch on intake.listen, "
+        "so that accepting messages and sending them use more than one core; 0: off",
+    )
+    listen: str = Field("127.0.0.1:8090", description="host:port the intake workers share")
+
+    _listen = field_validator("listen")(_check_listen)
+
+
 class SocketConfig(_Section):
     enabled: bool = True
     listen: str = Field("127.0.0.1:9700", description="host:port of the NDJSON socket interface")
@@ -207,6 +220,7 @@ class Config(_Section):
     store: StoreConfig = StoreConfig()
     queue: QueueConfig = QueueConfig()
     http: HttpConfig = HttpConfig()
+    intake: IntakeConfig = IntakeConfig()
     socket: SocketConfig = SocketConfig()
     replies: RepliesConfig = RepliesConfig()
     events: EventsConfig = EventsConfig()

@@ -35,6 +35,7 @@ from masd.store.db import Database, database_from_config
 from masd_adapters.base import ChannelDriver
 
 if TYPE_CHECKING:
+    from masd.interfaces.intake import IntakeWorkers
     from masd.modules.meeting.service import MeetingService
 
 __all__ = ["Daemon", "load_driver"]
@@ -77,6 +78,7 @@ class Daemon:
             from masd.modules.meeting.service import MeetingService
 
             self.meeting = MeetingService(self.gateway, cfg)
+        self.intake: IntakeWorkers | None = None
         self.ready = False
         self.started = trio.Event()
         self._stop = trio.Event()
@@ -118,6 +120,11 @@ class Daemon:
                 from masd.interfaces.http import serve_http
 
                 await nursery.start(serve_http, self)
+            if self.cfg.intake.workers:
+                from masd.interfaces.intake import IntakeWorkers
+
+                self.intake = IntakeWorkers(self.cfg, self.gateway)
+                await nursery.start(self.intake.run)
             if self.cfg.dbpoll:
                 from masd.interfaces.dbpoll import serve_dbpoll
 
@@ -138,6 +145,7 @@ class Daemon:
                 "masd ready",
                 seconds=round(time.monotonic() - t0, 3),
                 http=self.cfg.http.listen if self.cfg.http.enabled else "off",
+                intake=self.intake.url if self.intake is not None else "off",
             )
             task_status.started(self)
             await self._stop.wait()

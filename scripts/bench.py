@@ -14,6 +14,9 @@ connections on 2 threads, a fixed duration, a Lua script that makes every messag
     kannel-paced   either can take, so that their latencies compare: a saturated gateway's latency is
                    mostly its backlog
     masd-batch     masd, POST /v1/messages/batch, --batch-size messages per request
+    masd-single-intake, masd-batch-intake  the same two rows posted to intake workers
+                   (``[intake] workers``, --intake-workers processes, 1 by default): the daemon's own
+                   process only sends, the workers accept and store
     masd-socket    masd's socket interface (docs/socket.md): --socket-connections connections, each of
                    its own app, each keeping --socket-pipeline single-recipient submits in flight and
                    acknowledging the receipts pushed to it; the load generator is a subprocess of this
@@ -81,6 +84,8 @@ WRK_ROWS = (
     "masd-paced",
     "kannel-paced",
     "masd-batch",
+    "masd-single-intake",
+    "masd-batch-intake",
 )
 THROUGHPUT_ROWS = (*WRK_ROWS, "masd-socket")
 QUEUED_ROWS = ("masd-rss-1m", "masd-ready-1m")
@@ -112,6 +117,7 @@ class Settings:
     keep: bool
     workdir: Path
     quick: bool
+    intake_workers: int = 1
 
 
 @dataclasses.dataclass
@@ -177,6 +183,22 @@ def proc_cpu(pid: int) -> float:
         return float("nan")
     fields = raw[raw.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime: fields 14 and 15 of stat(5)
+
+
+def child_pids(pid: int, marker: str) -> list[int]:
+    """The children of ``pid`` whose command line contains ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == pid and marker in cmdline:
+            found.append(int(entry.name))
+    return sorted(found)
 
 
 def proc_status_kib(pid: int, key: str) -> int | None:
@@ -643,9 +665,13 @@ def write_masd_config(
     socket_port: int | None = None,
     socket_pipeline: int = 100,
     http_server: str = "builtin",
+    intake_port: int | None = None,
+    intake_workers: int = 1,
 ) -> Path:
     path = work / "masd.toml"
     sock = SOCKET_OFF if socket_port is None else SOCKET_ON.format(port=socket_port, pipeline=socket_pipeline)
+    if intake_port is not None:
+        sock += f'\n\n[intake]\nworkers = {intake_workers}\nlisten = "127.0.0.1:{intake_port}"'
     path.write_text(
         MASD_CONFIG.format(
             socket=sock,
@@ -722,12 +748,15 @@ def masd_throughput(s: Settings, wrk: str, mode: str, run: int) -> Row:
     procs: list[Proc] = [sim.proc]
     try:
         http_port = free_port()
+        intake_port = free_port() if mode.endswith("-intake") else None
         config = write_masd_config(
             work,
             http_port=http_port,
             smpp_port=sim.port,
             window=s.window,
             http_server="hypercorn" if mode == "single-hypercorn" else "builtin",
+            intake_port=intake_port,
+            intake_workers=s.intake_workers,
         )
         key = create_app_key(config, work, row.commands)
         masd = start_masd(config, work, row.commands)
@@ -735,15 +764,23 @@ def masd_throughput(s: Settings, wrk: str, mode: str, run: int) -> Row:
         base = f"http://127.0.0.1:{http_port}"
         wait_for("masd's /readyz", lambda: http_get(base + "/readyz")[0] == 200, 60, procs)
         script = work / f"{mode}.lua"
-        lua = LUA_MASD_BATCH if mode == "batch" else LUA_MASD_SINGLE
+        batch = mode.startswith("batch")
+        lua = LUA_MASD_BATCH if batch else LUA_MASD_SINGLE
         script.write_text(lua.format(key=key, batch=s.batch_size) + (pacing(s) if mode == "paced" else ""))
-        meter = CpuMeter({"masd": masd.pid, "smsc": sim.proc.pid})
+        watched = {"masd": masd.pid, "smsc": sim.proc.pid}
+        if intake_port is not None:
+            # The workers' CPU counts as masd's: they are children of the daemon.
+            base = f"http://127.0.0.1:{intake_port}"
+            watched.update(
+                (f"intake{i}", pid) for i, pid in enumerate(child_pids(masd.pid, "masd.interfaces.intake"))
+            )
+        meter = CpuMeter(watched)
         sim_before = sim.submits()
         meter.start()
         w = run_wrk(
             wrk,
             script,
-            base + ("/v1/messages/batch" if mode == "batch" else "/v1/messages"),
+            base + ("/v1/messages/batch" if batch else "/v1/messages"),
             s,
             work / "wrk.log",
         )
@@ -1755,6 +1792,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2, help="wrk -t (2)")
     ap.add_argument("--window", type=int, default=100, help="SMPP window of both gateways (100)")
     ap.add_argument("--batch-size", type=int, default=200, help="messages per batch request (200)")
+    ap.add_argument("--intake-workers", type=int, default=1, help="[intake] workers of the *-intake rows (1)")
     ap.add_argument(
         "--paced-rate", type=float, default=300, help="messages/s offered in the *-paced rows (300)"
     )
@@ -1800,6 +1838,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=a.threads,
         window=a.window,
         batch_size=a.batch_size,
+        intake_workers=a.intake_workers,
         paced_rate=a.paced_rate,
         socket_connections=a.socket_connections,
         socket_pipeline=a.socket_pipeline,
@@ -1850,12 +1889,16 @@ def main(argv: list[str] | None = None) -> int:
                     attempt(
                         "masd-single-hypercorn", run, lambda: [masd_throughput(s, w, "single-hypercorn", run)]
                     )
+                if "masd-single-intake" in s.rows:
+                    attempt("masd-single-intake", run, lambda: [masd_throughput(s, w, "single-intake", run)])
                 if "masd-paced" in s.rows:
                     attempt("masd-paced", run, lambda: [masd_throughput(s, w, "paced", run)])
                 if "kannel-paced" in s.rows:
                     attempt("kannel-paced", run, lambda: [kannel_throughput(s, w, run, paced=True)])
             if "masd-batch" in s.rows:
                 attempt("masd-batch", 1, lambda: [masd_throughput(s, w, "batch", 1)])
+            if "masd-batch-intake" in s.rows:
+                attempt("masd-batch-intake", 1, lambda: [masd_throughput(s, w, "batch-intake", 1)])
         if "masd-socket" in s.rows:
             attempt("masd-socket", 1, lambda: [masd_socket(s, 1)])
         if any(r in QUEUED_ROWS for r in s.rows):

@@ -11,7 +11,7 @@ import dataclasses
 import itertools
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -107,6 +107,12 @@ class Gateway:
         self.rates = RateLimiter()
         self._usage: dict[tuple[int, str], int] = {}  # (app id, local day) → recipients accepted
         self._events = trio.Event()
+        # Set where other processes write this store too (intake workers): quotas are then counted in
+        # the database on every request, not from this process's memory of what it accepted.
+        self.shared_store = False
+        # Called with (messages, deliveries) after new messages are stored; an intake worker tells the
+        # daemon through it that there is work to claim.
+        self.on_accepted: Callable[[int, int], None] | None = None
 
     # ----- accepting ---------------------------------------------------------------------------------
 
@@ -341,7 +347,19 @@ class Gateway:
             )
         for name in {x.channel for r in rows for x in r.deliveries}:
             self.wake(name)
+        if new_messages and self.on_accepted is not None:
+            self.on_accepted(new_messages, new_deliveries)
         return out
+
+    def accepted_elsewhere(self, messages: int, deliveries: int, interface: str) -> None:
+        """Messages another process (an intake worker) stored in this store: count them, and wake every
+        channel's dispatcher to claim them."""
+        self._pending += deliveries
+        m = self.metrics
+        m.child(m.messages_accepted, interface).inc(messages)
+        m.child(m.deliveries_accepted, interface).inc(deliveries)
+        for name in self.cfg.channels:
+            self.wake(name)
 
     async def send(
         self,
@@ -358,10 +376,10 @@ class Gateway:
         if app.quota_per_day is None:
             return
         key = (app.id, day)
-        if key not in self._usage:
+        if key not in self._usage or self.shared_store:
             used = await self.db.read(lambda c: msg_store.usage_on(c, app.id, day))
             self._usage = {k: v for k, v in self._usage.items() if k[1] == day}  # forget other days
-            self._usage.setdefault(key, used)
+            self._usage[key] = used
         used = self._usage[key]
         if used + n > app.quota_per_day:
             raise QuotaExceeded(

@@ -18,6 +18,7 @@ Limits: a head over ``MAX_HEAD`` is answered 431; a malformed request 400; a bod
 from __future__ import annotations
 
 import http
+import socket
 from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -58,12 +59,17 @@ async def serve_asgi(
     *,
     max_body: int = 16 * 1024 * 1024,
     idle_timeout: float = 75.0,
+    sock: socket.socket | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` on ``listen`` ("host:port"; port 0 picks one) until cancelled. ``task_status`` gets
-    the base URLs listened on, e.g. ``["http://127.0.0.1:8080"]``."""
-    host, port = _split_listen(listen)
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    """Serve ``app`` on ``listen`` ("host:port"; port 0 picks one), or on the listening socket ``sock``
+    when given, until cancelled. ``task_status`` gets the base URLs listened on, e.g.
+    ``["http://127.0.0.1:8080"]``."""
+    if sock is not None:
+        listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(sock))]
+    else:
+        host, port = _split_listen(listen)
+        listeners = await trio.open_tcp_listeners(port, host=host)
     urls = []
     for lst in listeners:
         addr = lst.socket.getsockname()

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import trio
 
 from masd.core.states import FINAL_VALUES
 from masd.daemon import Daemon
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_script(name: str) -> ModuleType:
+    """A module of scripts/ (``chaos``, ``bench``), imported by path: scripts/ is not a package."""
+    spec = importlib.util.spec_from_file_location(f"masd_{name}", ROOT / "scripts" / f"{name}.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[f"masd_{name}"] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 async def wait_final(d: Daemon, message_id: int, timeout: float = 30) -> dict[str, Any]:

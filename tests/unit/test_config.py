@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from masd.config import ConfigError, load_config
+from masd.config import Config, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,6 +28,21 @@ def test_the_shipped_example_and_demo_configurations_are_valid() -> None:
     assert load_config(ROOT / "config" / "masd.toml", env={}).queue.max_attempts == 5
     demo = load_config(ROOT / "config" / "demo.toml", env={})
     assert demo.channels["smpp"].driver == "smpp" and demo.channels["smpp"].options["port"] == 2775
+
+
+def test_a_configuration_reaches_an_intake_worker_unchanged_as_json(tmp_path: Path) -> None:
+    # The daemon hands its workers the configuration it loaded (file and environment), as JSON.
+    path = write(
+        tmp_path, '[intake]\nworkers = 2\n[dbpoll.oa]\nurl = "mysql://oa:s3cret@db/oa"\napp = "oa"\n'
+    )
+    for cfg in (
+        load_config(path, env={"MASD_QUEUE__MAX_ATTEMPTS": "3"}),
+        load_config(ROOT / "config" / "masd.toml", env={}),
+        load_config(ROOT / "config" / "demo.toml", env={}),
+    ):
+        assert Config.model_validate_json(cfg.model_dump_json()) == cfg
+    first = Config.model_validate_json(load_config(path, env={}).model_dump_json())
+    assert first.intake.workers == 2 and first.dbpoll["oa"].url == "mysql://oa:s3cret@db/oa"
 
 
 def test_environment_overrides_the_file_and_is_read_as_toml(tmp_path: Path) -> None:
