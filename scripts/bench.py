@@ -1700,6 +1700,8 @@ METHOD = """\
   that is larger: requests in flight when wrk stops). End-to-end receipts/s: receipts stored ÷ (last
   receipt − first accept). SMSC submit_sm/s: the simulator's own counter over the same window; its CPU
   is in the CPU column, so one can see whether it was the limit.
+- masd-single-intake, masd-batch-intake: the same loads posted to `[intake] workers = {iw}` (ADR 0007);
+  the daemon's process only claims and sends. The workers' CPU is listed as intake0, intake1, ….
 - masd-socket: the socket interface (docs/socket.md), {sc} connections, each logged in as its own app
   (an app's receipts are pushed to one connection), each keeping {sp} single-recipient submits
   unanswered (masd `[socket] pipeline = {sp}`) for {d} s and acknowledging the receipts pushed to it.
@@ -1750,6 +1752,7 @@ def report(rows: Sequence[Row], s: Settings, info: dict[str, str], argv: Sequenc
             smsc=SMSC_TEXT[s.smsc],
             paced=f"{s.paced_rate:g}",
             sc=s.socket_connections,
+            iw=s.intake_workers,
             sp=s.socket_pipeline,
         ),
         "",
