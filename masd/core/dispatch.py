@@ -27,7 +27,7 @@ import trio
 from masd.config import ChannelConfig, Config
 from masd.core import retry as retry_rules
 from masd.core import split
-from masd.core.gateway import Gateway
+from masd.core.gateway import Gateway, UnrecordedOutcomes
 from masd.core.states import DeliveryState
 from masd.store import queue as queue_store
 from masd.store.queue import Claim, SegmentRecord, SubmitResult
@@ -112,6 +112,7 @@ class Dispatcher:
         self._sending = 0  # sender tasks not yet finished
         self._room = trio.Event()  # set when recorded outcomes free window slots
         self._texts: dict[str, split.Plan | list[OutboundSegment]] = {}  # see _wire
+        self._unrecorded = gateway.unrecorded[name] = UnrecordedOutcomes()
         self._submit_nowait: _SubmitNowait | None = getattr(driver, "submit_nowait", None)
         m = gateway.metrics
         self._latency = m.child(m.submit_latency, name)
@@ -224,6 +225,9 @@ class Dispatcher:
                     await self._outcomes_ready.wait()
                     continue
                 batch, self._outcomes = self._outcomes, []
+                # Receipts waiting for these outcomes go once this write is queued (in _record_batch,
+                # before its first checkpoint, so theirs queue after it).
+                self._unrecorded.queued()
                 # The same transaction claims as many new deliveries as this batch frees slots: the slot
                 # passes from the recorded claim to the new one without a transaction of its own between.
                 relay = (
@@ -244,6 +248,7 @@ class Dispatcher:
                 self._count_submitted(batch)
                 await self._relay(len(batch), claims, nursery)
         finally:
+            self._unrecorded.queued()  # nothing is left to wait for: receipts go as they are
             if self._outcomes:
                 # Cancelled (the drain deadline passed) with outcomes not yet written: the sends happened,
                 # so try once to record them; if that fails their leases run out and they go again.
@@ -337,6 +342,12 @@ class Dispatcher:
         has written it, so that what was sent and not yet recorded (sent again after a crash) stays within
         the window."""
         self._outcomes.append(outcome)
+        result = outcome[0]
+        if result.segments:
+            ids = self._unrecorded.ids
+            for seg in result.segments:
+                if seg.carrier_id:
+                    ids.add(seg.carrier_id)
         self._sending -= 1
         self._outcomes_ready.set()
 

@@ -94,6 +94,32 @@ class Accepted:
     created: bool
 
 
+class UnrecordedOutcomes:
+    """Carrier ids of one channel whose submit outcome waits for the dispatcher's recorder.
+
+    A carrier may send the receipt before that outcome's write is queued (the submit response and the
+    receipt arrive within a millisecond of each other). Stored then, the receipt finds no segment and is
+    held until the outcome applies it: two more reads and three more writes. Waiting until the recorder
+    has queued its write, which it does at its next turn, lets the receipt be applied as it is stored."""
+
+    __slots__ = ("_queued", "ids")
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self._queued = trio.Event()
+
+    def queued(self) -> None:
+        """The recorder has queued the write of every outcome these ids belong to."""
+        self.ids.clear()
+        done, self._queued = self._queued, trio.Event()
+        done.set()
+
+    async def wait_for(self, carrier_ids: Sequence[str]) -> None:
+        ids = self.ids
+        if ids and not ids.isdisjoint(carrier_ids):
+            await self._queued.wait()
+
+
 class Gateway:
     def __init__(self, cfg: Config, db: Database, metrics: Metrics | None = None) -> None:
         self.cfg = cfg
@@ -104,6 +130,7 @@ class Gateway:
         self._wake: dict[str, trio.Event] = {name: trio.Event() for name in cfg.channels}
         # SQLite belongs to this machine's masd alone, so it can remember which receipts it holds.
         self.held = receipt_store.HeldReceipts() if db.dialect == "sqlite" else None
+        self.unrecorded: dict[str, UnrecordedOutcomes] = {}  # by channel; see UnrecordedOutcomes
         self.rates = RateLimiter()
         self._usage: dict[tuple[int, str], int] = {}  # (app id, local day) → recipients accepted
         self._events = trio.Event()
@@ -511,6 +538,9 @@ class Gateway:
         is counted and its delivery finished as if it had come alone. Returns once all are stored."""
         if not receipts:
             return
+        unrecorded = self.unrecorded.get(channel)
+        if unrecorded is not None:
+            await unrecorded.wait_for([r.carrier_id for r in receipts])
         now = time.time()
         held = self.held
         items = [

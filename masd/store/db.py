@@ -338,18 +338,20 @@ class Database:
     @staticmethod
     def _run_ops(conn: sa.Connection, ops: list[_Op]) -> list[Any]:
         """Plain writes run one by one; mergeable ones run as one handler call per kind, at the place of
-        the first of their kind."""
+        the last of their kind. Nothing queued in the same batch can depend on an item's write (its
+        writer learns of it only at the commit), but a late item may depend on an earlier plain write:
+        a receipt queued once its submit outcome's write was queued finds that segment."""
         results: list[Any] = [None] * len(ops)
         groups: dict[BatchHandler, list[int]] = {}
+        for i, op in enumerate(ops):
+            if op.handler is not None:
+                groups.setdefault(op.handler, []).append(i)
         order: list[BatchHandler | int] = []
         for i, op in enumerate(ops):
             if op.handler is None:
                 order.append(i)
-            else:
-                if op.handler not in groups:
-                    groups[op.handler] = []
-                    order.append(op.handler)
-                groups[op.handler].append(i)
+            elif groups[op.handler][-1] == i:
+                order.append(op.handler)
         for step in order:
             if isinstance(step, int):
                 fn = ops[step].fn

@@ -21,7 +21,7 @@ from masd.store import apps as app_store
 from masd.store import messages as msg_store
 from masd.store import queue as q
 from masd.store import receipts as rc
-from masd.store.db import Database
+from masd.store.db import Database, _Op
 from masd.store.tables import deliveries, receipts, segments
 
 NOW = 1_800_000_000.0
@@ -554,3 +554,26 @@ def test_the_head_read_from_the_migration_files_is_alembics(db: Database) -> Non
     from masd.store.db import _newest_migration
 
     assert _newest_migration() == db.head_revision() == db.upgrade() == db.current_revision()
+
+
+def test_items_of_a_kind_run_where_the_last_of_them_was_queued() -> None:
+    # A receipt queued after its submit outcome's write must find that segment, even when an earlier
+    # receipt of the same batch was queued before the outcome.
+    order: list[object] = []
+
+    def receipts_handler(conn: sa.Connection, items: list[str]) -> list[str]:
+        order.append(list(items))
+        return [i.upper() for i in items]
+
+    def outcome(conn: sa.Connection) -> str:
+        order.append("outcome")
+        return "recorded"
+
+    ops = [
+        _Op(None, handler=receipts_handler, items=["early"]),
+        _Op(outcome),
+        _Op(None, handler=receipts_handler, items=["late"]),
+    ]
+    results = Database._run_ops(None, ops)  # type: ignore[arg-type]  # the ops here need no connection
+    assert order == ["outcome", ["early", "late"]]
+    assert results == [["EARLY"], "recorded", ["LATE"]]

@@ -86,6 +86,7 @@ class Gateway:
         self.db = Db(store)
         self.metrics = Metrics()
         self.held = None
+        self.unrecorded: dict[str, Any] = {}
         self.finals = 0
         self._wake = trio.Event()
 
