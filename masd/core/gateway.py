@@ -358,10 +358,7 @@ class Gateway:
                         segments=out[-1].segments,
                     )
         if new_messages:
-            self._pending += new_deliveries
-            m = self.metrics
-            m.child(m.messages_accepted, interface).inc(new_messages)
-            m.child(m.deliveries_accepted, interface).inc(new_deliveries)
+            self._count_accepted(new_messages, new_deliveries, interface)
         if len(rows) > 1:
             # One line per batch: a 1,000-message batch should not write 1,000 log lines.
             log.info(
@@ -381,12 +378,16 @@ class Gateway:
     def accepted_elsewhere(self, messages: int, deliveries: int, interface: str) -> None:
         """Messages another process (an intake worker) stored in this store: count them, and wake every
         channel's dispatcher to claim them."""
+        self._count_accepted(messages, deliveries, interface)
+        for name in self.cfg.channels:
+            self.wake(name)
+
+    def _count_accepted(self, messages: int, deliveries: int, interface: str) -> None:
+        """Newly stored work, wherever it was accepted: the pending count and the accepted metrics."""
         self._pending += deliveries
         m = self.metrics
         m.child(m.messages_accepted, interface).inc(messages)
         m.child(m.deliveries_accepted, interface).inc(deliveries)
-        for name in self.cfg.channels:
-            self.wake(name)
 
     async def send(
         self,
