@@ -343,8 +343,14 @@ def test_a_running_daemon_sends_the_notices_and_change_and_cancel_tell_everyone(
     assert (changed["told"], changed["meeting"]["place"], changed["meeting"]["revision"]) == (3, "五楼", 1)
     cancelled = _json(masd("meeting", "cancel", mid, "--json"))
     assert cancelled == {"id": created["id"], "told": 3, "already_cancelled": False}
-    # Notice, change notice and cancellation notice: three deliveries to each attendee.
-    deliveries = _json(masd("queue", "list", "--limit", "100", "--json"))["deliveries"]
+    # Notice, change notice and cancellation notice: three deliveries to each attendee. The CLI records
+    # the notices; the running daemon queues them on its next pass (about a second).
+    deadline = time.monotonic() + 30
+    while True:
+        deliveries = _json(masd("queue", "list", "--limit", "100", "--json"))["deliveries"]
+        if len(deliveries) >= len(NUMBERS) * 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert sorted(d["recipient"] for d in deliveries) == sorted(NUMBERS * 3)
 
 
