@@ -87,7 +87,7 @@ WRK_ROWS = (
     "masd-single-intake",
     "masd-batch-intake",
 )
-THROUGHPUT_ROWS = (*WRK_ROWS, "masd-socket")
+THROUGHPUT_ROWS = (*WRK_ROWS, "masd-socket", "masd-drain")
 QUEUED_ROWS = ("masd-rss-1m", "masd-ready-1m")
 ALL_ROWS = THROUGHPUT_ROWS + QUEUED_ROWS
 FINAL_STATES = ("delivered", "undelivered", "expired", "rejected", "failed", "cancelled")
@@ -118,6 +118,7 @@ class Settings:
     workdir: Path
     quick: bool
     intake_workers: int = 1
+    drain_queued: int = 200_000  # messages queued before the masd-drain row starts masd
 
 
 @dataclasses.dataclass
@@ -803,6 +804,7 @@ def masd_throughput(s: Settings, wrk: str, mode: str, run: int) -> Row:
                 "SELECT created_at, done_at FROM deliveries WHERE state = 'delivered' ORDER BY done_at"
             ).fetchall()
         lat = sorted((d - c) * 1000 for c, d in done)
+        row.extra.update(split_by_load(done, first, last_created))
         row.requests = w.requests
         row.errors = w.non2xx + w.socket_errors
         row.accepted = int(accepted)
@@ -817,13 +819,83 @@ def masd_throughput(s: Settings, wrk: str, mode: str, run: int) -> Row:
         row.smsc_submits = sim_after - sim_before
         if row.window_s:
             row.smsc_rate = round(row.smsc_submits / row.window_s, 1)
-        row.extra = {
+        if mode.startswith("batch") and row.extra.get("receipts_per_s_after_load"):
+            row.note = (
+                f"receipts stored {row.extra['receipts_per_s_during_load']:,.0f}/s while the load ran, "
+                f"{row.extra['receipts_per_s_after_load']:,.0f}/s after it"
+            )
+        row.extra |= {
             "states": masd_state_counts(work),
             "wrk_seconds": w.seconds,
             "requests_per_s": w.rps,
             "accept_span_s": round(last_created - first, 3) if accepted else None,
             "undrained": left,
         }
+    finally:
+        for p in reversed(procs):
+            p.stop()
+    return row
+
+
+def split_by_load(done: Sequence[tuple[float, float]], first: float, last: float) -> dict[str, Any]:
+    """Receipts stored per second while messages were still being accepted, and after: a gateway that
+    accepts faster than it sends drains its backlog after the load, and the two rates say how much the
+    intake slowed the drain."""
+    during = sum(1 for _, d in done if d <= last)
+    after = len(done) - during
+    span_after = (done[-1][1] - last) if done and after else 0.0
+    return {
+        "receipts_per_s_during_load": round(during / (last - first), 1) if last > first else None,
+        "receipts_per_s_after_load": round(after / span_after, 1) if span_after > 0 else None,
+    }
+
+
+def masd_drain(s: Settings, run: int) -> Row:
+    """The masd-drain row: a backlog queued before masd starts (through Gateway.accept, as the 1,000,000
+    rows do), then `masd run` sends it all; nothing else runs meanwhile. How fast the daemon claims,
+    sends and stores receipts when no intake competes for its CPU or the database."""
+    row = Row("masd-drain", run)
+    n = s.drain_queued
+    work = s.workdir / f"{row.row}-{run}"
+    work.mkdir(parents=True)
+    sim = Simulator(s.smsc, work)
+    queued = f"# first: {n:,} messages queued through masd.core.gateway.Gateway.accept, 1,000 a call"
+    row.commands.append(queued)
+    row.commands.append(shown(sim.proc.argv, work))
+    procs: list[Proc] = [sim.proc]
+    try:
+        config = write_masd_config(work, http_port=free_port(), smpp_port=sim.port, window=s.window)
+        populate(config, n)
+        sim_before = sim.submits()
+        masd = start_masd(config, work, row.commands)
+        procs.append(masd)
+        meter = CpuMeter({"masd": masd.pid, "smsc": sim.proc.pid})
+        meter.start()
+        left, row.note = drain(
+            "deliveries",
+            lambda: sum(v for k, v in masd_state_counts(work).items() if k not in FINAL_STATES),
+            timeout=s.drain_timeout,
+            stall=15,
+            procs=procs,
+        )
+        row.cpu = meter.stop()
+        row.cpu_wall_s = meter.wall
+        row.smsc_submits = sim.submits() - sim_before
+        with contextlib.closing(masd_db(work)) as db:
+            delivered, first_sent, last_done = db.execute(
+                "SELECT count(*), min(submitted_at), max(done_at) FROM deliveries WHERE state = 'delivered'"
+            ).fetchone()
+        row.accepted = n
+        row.receipts = int(delivered)
+        if delivered:
+            row.window_s = round(last_done - first_sent, 3)
+            row.e2e_rate = round(delivered / max(row.window_s, 1e-9), 1)
+            row.smsc_rate = round(row.smsc_submits / max(row.window_s, 1e-9), 1)
+            per = row.cpu["masd"] / delivered * 1e6
+            row.note = (row.note + "; " if row.note else "") + (
+                f"{n:,} queued before start; masd {per:,.0f} µs of CPU a delivery (its start-up included)"
+            )
+        row.extra = {"states": masd_state_counts(work), "undrained": left}
     finally:
         for p in reversed(procs):
             p.stop()
@@ -913,6 +985,7 @@ def masd_socket(s: Settings, run: int) -> Row:
                 "SELECT created_at, done_at FROM deliveries WHERE state = 'delivered' ORDER BY done_at"
             ).fetchall()
         lat = sorted((d - c) * 1000 for c, d in done)
+        row.extra.update(split_by_load(done, first, last_created))
         row.requests = g["submitted"]
         row.errors = sum(g["errors"].values())
         row.accepted = int(accepted)
@@ -931,7 +1004,7 @@ def masd_socket(s: Settings, run: int) -> Row:
         row.cpu["socket-load"] = round(g["cpu_seconds"], 2)
         share = g["load_cpu_seconds"] / max(g["load_seconds"], 1e-9)
         saturated = share >= 0.9
-        row.extra = {
+        row.extra |= {
             "states": masd_state_counts(work),
             "connections": n,
             "in_flight_per_connection": s.socket_pipeline,
@@ -1715,7 +1788,11 @@ METHOD = """\
   generator included, shares the machine's {nproc} CPUs.
 - When a gateway accepts faster than it sends, a backlog builds during the load and its latency
   mostly measures that backlog. The *-paced rows offer both the same load, {paced} messages/s (wrk's
-  `delay()` holds each connection back), so their latencies compare.\
+  `delay()` holds each connection back), so their latencies compare. The batch rows' notes give the
+  receipts stored per second while the load ran and after it (the backlog draining alone).
+- masd-drain: {dq} messages queued through `Gateway.accept` before masd starts, then `masd run` sends
+  them with nothing else running: receipts stored ÷ (last receipt − first submit). Its CPU is counted
+  from the start of `masd run`, start-up included.\
 """
 
 
@@ -1754,6 +1831,7 @@ def report(rows: Sequence[Row], s: Settings, info: dict[str, str], argv: Sequenc
             sc=s.socket_connections,
             iw=s.intake_workers,
             sp=s.socket_pipeline,
+            dq=f"{s.drain_queued:,}",
         ),
         "",
         "## Results",
@@ -1809,6 +1887,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="masd-socket: masd's [socket] pipeline, and the submits each connection keeps in flight (100)",
     )
     ap.add_argument("--queued", type=int, help="messages queued for the memory and start-up rows (1,000,000)")
+    ap.add_argument("--drain-queued", type=int, help="messages queued before the masd-drain row (200,000)")
     ap.add_argument("--drain-timeout", type=float, help="most seconds to wait for the receipts after a load")
     ap.add_argument("--smsc", choices=("masd", "node"), default="masd", help="the SMSC simulator (masd)")
     ap.add_argument("--no-install", action="store_true", help="do not apt-get install missing wrk / kannel")
@@ -1846,6 +1925,7 @@ def main(argv: list[str] | None = None) -> int:
         socket_connections=a.socket_connections,
         socket_pipeline=a.socket_pipeline,
         queued=a.queued or (20_000 if a.quick else 1_000_000),
+        drain_queued=a.drain_queued or (20_000 if a.quick else 200_000),
         drain_timeout=a.drain_timeout or max(120.0, duration * 20),
         smsc=a.smsc,
         install=not a.no_install,
@@ -1904,6 +1984,8 @@ def main(argv: list[str] | None = None) -> int:
                 attempt("masd-batch-intake", 1, lambda: [masd_throughput(s, w, "batch-intake", 1)])
         if "masd-socket" in s.rows:
             attempt("masd-socket", 1, lambda: [masd_socket(s, 1)])
+        if "masd-drain" in s.rows:
+            attempt("masd-drain", 1, lambda: [masd_drain(s, 1)])
         if any(r in QUEUED_ROWS for r in s.rows):
             attempt(
                 "+".join(r for r in QUEUED_ROWS if r in s.rows),
