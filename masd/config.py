@@ -43,6 +43,12 @@ class StoreConfig(_Section):
         4.0, ge=0, le=1000, description="the most a write waits for company (less once masd is idle)"
     )
     group_commit_max: int = Field(1000, ge=1, le=100_000, description="most writes in one transaction")
+    intake_rows_per_commit: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="most new deliveries in one transaction (other writes go first); 0: no limit",
+    )
     readers: int = Field(4, ge=1, le=64, description="threads that may read at once")
 
 

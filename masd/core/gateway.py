@@ -321,12 +321,16 @@ class Gateway:
         now = time.time()
         try:
             try:
-                inserted = await self.db.write_item(msg_store.insert_message_items, (rows, now))
+                inserted = await self.db.write_item(
+                    msg_store.insert_message_items, (rows, now), bulk_rows=n_deliveries
+                )
             except Exception as e:
                 if "unique" not in str(e).lower() and "duplicate" not in str(e).lower():
                     raise
                 # Another node stored the same client_ref a moment ago: read it back instead.
-                inserted = await self.db.write_item(msg_store.insert_message_items, (rows, now))
+                inserted = await self.db.write_item(
+                    msg_store.insert_message_items, (rows, now), bulk_rows=n_deliveries
+                )
         except BaseException:
             if app is not None:
                 self.rates.give_back(app, charged)

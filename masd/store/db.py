@@ -8,10 +8,18 @@ of a thousand. A write that finds the committer idle waits for company until the
 nothing else to run (or ``group_commit_ms`` at most). Each write is a function of a connection; its
 result is handed back only after the transaction holding it has committed, so a caller that was
 answered knows its change is durable.
+
+With ``intake_rows_per_commit`` set, intake (new messages, marked with ``bulk_rows``) goes into each
+transaction only up to that many rows, after every other write that waits: a burst of batch requests
+otherwise makes transactions of thousands of rows, and the dispatcher's outcomes, claims and receipts,
+each a small write, wait behind every one of them — the queue nearly stops draining while it fills.
+Writes not yet committed have not been answered, so none can depend on another; running a waiting
+intake write in a later transaction than a write queued after it changes nothing a caller could see.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import fcntl
@@ -63,6 +71,7 @@ class _Op:
     error: BaseException | None = None
     handler: BatchHandler | None = None  # set for a mergeable write: `items` join others of its kind
     items: list[Any] = dataclasses.field(default_factory=list)
+    bulk_rows: int = 0  # intake: rows it adds, which the committer spreads over transactions
 
     def run_alone(self, conn: sa.Connection) -> Any:
         if self.handler is not None:
@@ -133,6 +142,7 @@ class Database:
         readers: int = 4,
         group_commit_ms: float = 2.0,
         group_commit_max: int = 1000,
+        intake_rows_per_commit: int = 0,
     ) -> None:
         self.url = sa.make_url(url)
         self.dialect = self.url.get_backend_name()
@@ -158,6 +168,7 @@ class Database:
         self._read_limiter = trio.CapacityLimiter(readers)
         self._group_commit_s = group_commit_ms / 1000.0
         self._group_commit_max = group_commit_max
+        self._intake_rows = intake_rows_per_commit
         self._send: trio.MemorySendChannel[_Op] | None = None
         self.batches = 0  # how many transactions the committer ran, for tests and metrics
         self.batched_ops = 0
@@ -245,12 +256,13 @@ class Database:
             return await trio.to_thread.run_sync(self.write_sync, fn, limiter=self._write_limiter)
         return await self._enqueue(_Op(fn), lambda c: fn(c))
 
-    async def write_item(self, handler: BatchHandler, item: Any) -> Any:
+    async def write_item(self, handler: BatchHandler, item: Any, *, bulk_rows: int = 0) -> Any:
         """A write that may be merged with others of the same ``handler``: one call of the handler with
-        every such item waiting, so that a thousand receipts cost a few statements, not thousands."""
-        return (await self.write_items(handler, [item]))[0]
+        every such item waiting, so that a thousand receipts cost a few statements, not thousands.
+        ``bulk_rows``: the write is intake of about that many rows (see the module's docstring)."""
+        return (await self.write_items(handler, [item], bulk_rows=bulk_rows))[0]
 
-    async def write_items(self, handler: BatchHandler, items: list[Any]) -> list[Any]:
+    async def write_items(self, handler: BatchHandler, items: list[Any], *, bulk_rows: int = 0) -> list[Any]:
         """:meth:`write_item` for several items at once (one per receipt of a batch, say); their results,
         in order, once the transaction holding them has committed."""
         if self._send is None:
@@ -258,7 +270,7 @@ class Database:
                 self.write_sync, lambda c: handler(c, items), limiter=self._write_limiter
             )
         result: list[Any] = await self._enqueue(
-            _Op(None, handler=handler, items=items), lambda c: handler(c, items)
+            _Op(None, handler=handler, items=items, bulk_rows=bulk_rows), lambda c: handler(c, items)
         )
         return result
 
@@ -284,25 +296,29 @@ class Database:
         self._send = send
         task_status.started()
         pending: list[_Op] = []
+        intake: collections.deque[_Op] = collections.deque()  # intake writes left for later transactions
         try:
             while True:
-                pending = [await recv.receive()]
-                if self._group_commit_s:
-                    # Company for this write comes from the trio thread: once it has nothing left to run,
-                    # every write it could add now is queued, so waiting longer only adds latency.
-                    with trio.move_on_after(self._group_commit_s):
-                        await _trio_thread_idle()
+                if not intake:
+                    pending = [await recv.receive()]
+                    if self._group_commit_s:
+                        # Company for this write comes from the trio thread: once it has nothing left to
+                        # run, every write it could add now is queued, so waiting longer only adds latency.
+                        with trio.move_on_after(self._group_commit_s):
+                            await _trio_thread_idle()
                 while len(pending) < self._group_commit_max:
                     try:
                         pending.append(recv.receive_nowait())
                     except trio.WouldBlock:
                         break
+                pending = self._take_intake(pending, intake)
                 await trio.to_thread.run_sync(self._commit_batch, pending, limiter=self._write_limiter)
                 for op in pending:
                     op.done.set()
                 pending = []
         finally:
             self._send = None
+            pending.extend(intake)
             # Writes not yet committed go back to their callers, who run them on their own.
             while True:
                 try:
@@ -314,6 +330,23 @@ class Database:
                 if not op.done.is_set():
                     op.error = _CommitterGone()
                     op.done.set()
+
+    def _take_intake(self, ops: list[_Op], intake: collections.deque[_Op]) -> list[_Op]:
+        """The next transaction: every waiting write that is not intake, then intake in the order it
+        came, up to ``intake_rows_per_commit`` rows (always at least one intake write, so that intake
+        moves on however busy the rest is). The intake left over waits in ``intake``. With no limit
+        (0), every waiting write goes, in the order it came."""
+        if self._intake_rows <= 0:
+            return ops
+        batch: list[_Op] = []
+        for op in ops:
+            (intake if op.bulk_rows else batch).append(op)
+        rows = 0
+        while intake and (rows == 0 or rows + intake[0].bulk_rows <= self._intake_rows):
+            op = intake.popleft()
+            rows += op.bulk_rows
+            batch.append(op)
+        return batch
 
     def _commit_batch(self, ops: list[_Op]) -> None:
         self.batches += 1
@@ -404,4 +437,5 @@ def database_from_config(cfg: Any) -> Database:
         readers=cfg.store.readers,
         group_commit_ms=cfg.store.group_commit_ms,
         group_commit_max=cfg.store.group_commit_max,
+        intake_rows_per_commit=cfg.store.intake_rows_per_commit,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,13 +57,19 @@ reconnect_max = 0.5
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with running(tmp_path) as r:
+        yield r
+
+
+@contextlib.asynccontextmanager
+async def running(tmp_path: Path, extra: str = "") -> AsyncIterator[Rig]:
     smsc = Smsc(
         SmscConfig(port=0, accounts={"masd": "secret"}, receipt_delay=(0.01, 0.05), seed=5, control=False)
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(smsc.serve)
         cfg_path = tmp_path / "masd.toml"
-        cfg_path.write_text(CONFIG.format(data=tmp_path.as_posix(), port=smsc.port))
+        cfg_path.write_text(CONFIG.format(data=tmp_path.as_posix(), port=smsc.port) + extra)
         daemon = Daemon(load_config(cfg_path, env={}))
         await nursery.start(daemon.run)
         with trio.fail_after(10):
@@ -89,6 +96,28 @@ async def test_messages_go_over_smpp_and_their_receipts_come_back(rig: Rig) -> N
         assert msg["deliveries"][0]["state"] == "delivered"
         assert msg["deliveries"][0]["segment_list"][0]["carrier_id"]
     assert rig.smsc.stats.submits >= 30
+
+
+async def test_with_intake_spread_over_transactions_batches_taken_together_are_all_delivered(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path, "[store]\nintake_rows_per_commit = 20\n") as r:
+        gw = r.daemon.gateway
+        accepted: list[int] = []
+
+        async def batch(b: int) -> None:
+            reqs = [SubmitRequest(f"批量 {b}-{i}", [f"139{b:02d}00{i:04d}"]) for i in range(30)]
+            accs = await gw.accept(reqs, interface="test")
+            accepted.extend(a.message_id for a in accs)
+
+        async with trio.open_nursery() as n:
+            for b in range(5):
+                n.start_soon(batch, b)
+        assert len(accepted) == 150
+        for mid in accepted:
+            msg = await wait_final(r.daemon, mid)
+            assert msg["deliveries"][0]["state"] == "delivered"
+        assert r.smsc.stats.submits >= 150
 
 
 async def test_a_long_chinese_text_goes_as_concatenated_parts(rig: Rig) -> None:

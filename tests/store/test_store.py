@@ -472,6 +472,67 @@ async def test_writes_from_tasks_running_together_join_one_transaction(store_url
         database.dispose()
 
 
+async def test_intake_is_spread_over_transactions_and_other_writes_go_first(store_url: str) -> None:
+    database = Database(store_url, group_commit_ms=30_000, intake_rows_per_commit=250)
+    database.upgrade()
+    transactions: list[list[str]] = []  # what each transaction ran, in order
+
+    def tag(name: str) -> Any:
+        def run(conn: sa.Connection) -> None:
+            if not transactions or conn is not transactions[-1][0]:
+                transactions.append([conn])  # type: ignore[list-item]
+            transactions[-1].append(name)
+
+        return run
+
+    try:
+
+        async def intake(i: int) -> None:
+            await database.write_item(
+                lambda c, items: [tag(f"intake{i}")(c) for _ in items], i, bulk_rows=100
+            )
+
+        async def other() -> None:
+            await database.write(tag("outcome"))
+
+        async with trio.open_nursery() as n:
+            await n.start(database.run_committer)
+            with trio.fail_after(10):
+                async with trio.open_nursery() as writers:
+                    for i in range(5):
+                        writers.start_soon(intake, i)
+                    writers.start_soon(other)  # queued after all five intake writes
+            n.cancel_scope.cancel()
+    finally:
+        database.dispose()
+    ran = [names[1:] for names in transactions]
+    # 100 rows each, at most 250 a transaction: two intake writes a transaction; the other write, queued
+    # with them, runs in the first transaction, ahead of the intake.
+    assert [len(t) for t in ran] == [3, 2, 1] and ran[0][0] == "outcome"
+    assert sorted(name for t in ran for name in t if name != "outcome") == [f"intake{i}" for i in range(5)]
+
+
+async def test_an_intake_write_larger_than_the_limit_still_gets_a_transaction(store_url: str) -> None:
+    database = Database(store_url, intake_rows_per_commit=10)
+    database.upgrade()
+    try:
+        async with trio.open_nursery() as n:
+            await n.start(database.run_committer)
+            with trio.fail_after(10):
+                ids = await database.write_item(
+                    lambda c, items: [
+                        msg_store.insert_messages(c, [new_message(f"139{i:08d}") for i in range(50)], now=NOW)
+                        for _ in items
+                    ],
+                    None,
+                    bulk_rows=50,
+                )
+            n.cancel_scope.cancel()
+    finally:
+        database.dispose()
+    assert len(ids) == 50 and database.batches == 1
+
+
 async def test_a_write_waits_at_most_group_commit_ms_while_the_trio_thread_stays_busy(db: Database) -> None:
     async def busy() -> None:
         while True:
