@@ -740,6 +740,21 @@ def drain(
     return 0, ""
 
 
+def drain_masd(row: Row, work: Path, s: Settings, meter: CpuMeter, procs: Sequence[Proc]) -> int:
+    """Wait until masd has finished every delivery (or stopped making progress), then stop the CPU
+    meter; the deliveries left unfinished, with the reason in ``row.note``."""
+    left, row.note = drain(
+        "deliveries",
+        lambda: sum(v for k, v in masd_state_counts(work).items() if k not in FINAL_STATES),
+        timeout=s.drain_timeout,
+        stall=15,
+        procs=procs,
+    )
+    row.cpu = meter.stop()
+    row.cpu_wall_s = meter.wall
+    return left
+
+
 def masd_throughput(s: Settings, wrk: str, mode: str, run: int) -> Row:
     row = Row(f"masd-{mode}", run)
     work = s.workdir / f"{row.row}-{run}"
@@ -786,15 +801,7 @@ def masd_throughput(s: Settings, wrk: str, mode: str, run: int) -> Row:
             work / "wrk.log",
         )
         row.commands.append(shown(w.argv, work).replace(key, "$KEY"))
-        left, row.note = drain(
-            "deliveries",
-            lambda: sum(v for k, v in masd_state_counts(work).items() if k not in FINAL_STATES),
-            timeout=s.drain_timeout,
-            stall=15,
-            procs=procs,
-        )
-        row.cpu = meter.stop()
-        row.cpu_wall_s = meter.wall
+        left = drain_masd(row, work, s, meter, procs)
         sim_after = sim.submits()
         with contextlib.closing(masd_db(work)) as db:
             accepted, first, last_created = db.execute(
@@ -871,15 +878,7 @@ def masd_drain(s: Settings, run: int) -> Row:
         procs.append(masd)
         meter = CpuMeter({"masd": masd.pid, "smsc": sim.proc.pid})
         meter.start()
-        left, row.note = drain(
-            "deliveries",
-            lambda: sum(v for k, v in masd_state_counts(work).items() if k not in FINAL_STATES),
-            timeout=s.drain_timeout,
-            stall=15,
-            procs=procs,
-        )
-        row.cpu = meter.stop()
-        row.cpu_wall_s = meter.wall
+        left = drain_masd(row, work, s, meter, procs)
         row.smsc_submits = sim.submits() - sim_before
         with contextlib.closing(masd_db(work)) as db:
             delivered, first_sent, last_done = db.execute(
@@ -963,15 +962,7 @@ def masd_socket(s: Settings, run: int) -> Row:
         # coming); then the store must have every delivery final with its receipt stored.
         load = gen
         wait_for("the socket load", lambda: not load.alive(), s.duration + s.drain_timeout + 120, procs)
-        left, row.note = drain(
-            "deliveries",
-            lambda: sum(v for k, v in masd_state_counts(work).items() if k not in FINAL_STATES),
-            timeout=s.drain_timeout,
-            stall=15,
-            procs=procs,
-        )
-        row.cpu = meter.stop()
-        row.cpu_wall_s = meter.wall
+        left = drain_masd(row, work, s, meter, procs)
         sim_after = sim.submits()
         if gen.stop() != 0 or not result_path.exists():
             tail = gen.log.read_text(errors="replace")[-1500:]

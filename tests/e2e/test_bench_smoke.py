@@ -1,10 +1,11 @@
 """scripts/bench.py runs end to end: a short masd-single load (wrk → HTTP → store → SMPP → masd sim smsc →
-receipt stored) and a short masd-socket load (the socket interface, receipts pushed back) that produce
-figures. The full benchmark is scripts/bench; see docs/benchmarks.md.
+receipt stored), a short masd-socket load (the socket interface, receipts pushed back) and a small
+masd-drain run (a backlog queued before start) that produce figures. The full benchmark is
+scripts/bench; see docs/benchmarks.md.
 
 The tests install nothing. The masd-single one needs wrk (Debian package ``wrk``, which scripts/test
 installs): where wrk is missing but apt-get is there, that is a missing install step and the test fails;
-only a machine that has neither is skipped. The masd-socket one needs no tool of its own.
+only a machine that has neither is skipped. The others need no tool of their own.
 """
 
 from __future__ import annotations
@@ -77,3 +78,25 @@ def test_a_quick_masd_socket_run_measures_throughput_and_the_pushed_receipts() -
     assert 0 < row["p50_ms"] <= row["p99_ms"]
     assert row["cpu"]["masd"] > 0 and row["cpu"]["socket-load"] > 0
     assert row["extra"]["generator_load_cpu_share"] > 0
+
+
+def test_a_quick_masd_drain_run_sends_the_whole_backlog_queued_before_start() -> None:
+    argv = [
+        sys.executable,
+        str(BENCH),
+        "--rows",
+        "masd-drain",
+        "--drain-queued",
+        "3000",
+        "--no-write",
+        "--no-install",
+        "--json",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = json.loads(done.stdout)["rows"]
+    assert row["row"] == "masd-drain" and row["measured"], row["note"]
+    assert row["accepted"] == 3000 and row["receipts"] == 3000
+    assert row["extra"]["states"] == {"delivered": 3000} and row["extra"]["undrained"] == 0
+    assert row["e2e_rate"] > 0 and row["smsc_submits"] >= 3000
+    assert row["cpu"]["masd"] > 0 and "µs of CPU a delivery" in row["note"]
