@@ -22,6 +22,8 @@ connections on 2 threads, a fixed duration, a Lua script that makes every messag
                    acknowledging the receipts pushed to it; the load generator is a subprocess of this
                    script on non-blocking sockets, and its CPU use is reported so one can see it is not
                    the bottleneck (Kannel has no such interface: masd only, like masd-batch)
+    masd-drain     --drain-queued messages (200,000) queued before `masd run` starts, then sent with
+                   nothing else running: how fast the daemon alone claims, sends and stores receipts
     masd-rss-1m    resident memory of `masd run` with --queued messages queued (1,000,000) and the
                    channel unreachable, so nothing drains
     masd-ready-1m  seconds from starting `masd run` to /readyz answering 200 with as many queued
