@@ -330,6 +330,17 @@ def _board_until(masd: Masd, meeting_id: int, done: Callable[[dict[str, Any]], b
         time.sleep(0.2)
 
 
+def _queued_until(masd: Masd, n: int) -> list[dict[str, Any]]:
+    """The deliveries in the queue once there are ``n`` of them (or after 30 s, whatever is there)."""
+    deadline = time.monotonic() + 30
+    while True:
+        listed = _json(masd("queue", "list", "--limit", "100", "--json"))
+        deliveries: list[dict[str, Any]] = listed["deliveries"]
+        if len(deliveries) >= n or time.monotonic() > deadline:
+            return deliveries
+        time.sleep(0.2)
+
+
 def test_a_running_daemon_sends_the_notices_and_change_and_cancel_tell_everyone(
     masd: Masd, daemon: subprocess.Popen[str]
 ) -> None:
@@ -341,16 +352,13 @@ def test_a_running_daemon_sends_the_notices_and_change_and_cancel_tell_everyone(
 
     changed = _json(masd("meeting", "change", mid, "--place", "五楼", "--json"))
     assert (changed["told"], changed["meeting"]["place"], changed["meeting"]["revision"]) == (3, "五楼", 1)
+    # The CLI records the change; the running daemon queues its notices on its next pass (about a
+    # second). A cancellation made before that pass would supersede them: wait for them first.
+    assert len(_queued_until(masd, len(NUMBERS) * 2)) == len(NUMBERS) * 2
     cancelled = _json(masd("meeting", "cancel", mid, "--json"))
     assert cancelled == {"id": created["id"], "told": 3, "already_cancelled": False}
-    # Notice, change notice and cancellation notice: three deliveries to each attendee. The CLI records
-    # the notices; the running daemon queues them on its next pass (about a second).
-    deadline = time.monotonic() + 30
-    while True:
-        deliveries = _json(masd("queue", "list", "--limit", "100", "--json"))["deliveries"]
-        if len(deliveries) >= len(NUMBERS) * 3 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    # Notice, change notice and cancellation notice: three deliveries to each attendee.
+    deliveries = _queued_until(masd, len(NUMBERS) * 3)
     assert sorted(d["recipient"] for d in deliveries) == sorted(NUMBERS * 3)
 
 
