@@ -48,7 +48,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        # One write a line (PrintLogger writes the newline separately): the daemon and its worker
+        # processes share one stderr, and their lines must not run into each other.
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
     # Libraries that use the standard logging module (hypercorn, alembic) go to the same stream.
