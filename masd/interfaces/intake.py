@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 import structlog
 import trio
 
+from masd._workers import stop_worker, worker_config
 from masd.config import Config
 from masd.interfaces._http11 import _split_listen, serve_asgi
 
@@ -143,24 +143,12 @@ class IntakeWorkers:
                 code = await proc.wait()
             finally:
                 with trio.CancelScope(shield=True):
-                    await _stop(proc)
+                    await stop_worker(proc, STOP_TIMEOUT)
             self._ready.discard(index)
             # Restart at once after a long life; back off when it keeps failing (a bad database URL, say).
             delay = 1.0 if trio.current_time() - began > 60 else min(delay * 2, 30.0)
             log.warning("intake worker exited; starting it again", worker=index, code=code, after_s=delay)
             await trio.sleep(delay)
-
-
-async def _stop(proc: trio.Process) -> None:
-    if proc.returncode is not None:
-        return
-    if proc.stdin is not None:
-        await proc.stdin.aclose()  # the worker's signal to finish
-    with trio.move_on_after(STOP_TIMEOUT):
-        await proc.wait()
-        return
-    proc.kill()
-    await proc.wait()
 
 
 # ----- the worker -------------------------------------------------------------------------------------
@@ -272,18 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wake", type=int, required=True, help="the daemon's loopback datagram port")
     ap.add_argument("--index", type=int, required=True)
     args = ap.parse_args(argv)
-    # Ctrl-C, and a service manager's SIGTERM, reach the whole process group: the daemon drains, then
-    # closes our stdin, which is when a worker stops.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    line = sys.stdin.buffer.readline()
-    if not line:
+    # The daemon drains, then closes our stdin, which is when an intake worker stops.
+    cfg = worker_config("intake_worker", args.index)
+    if cfg is None:
         return 0
-    cfg = Config.model_validate_json(line)
-    from masd.logging import configure_logging
-
-    configure_logging(cfg.log.level, cfg.log.format)
-    structlog.contextvars.bind_contextvars(intake_worker=args.index)
     sock = socket.socket(fileno=args.fd)
     trio.run(_work, cfg, sock, args.wake, args.index)
     return 0

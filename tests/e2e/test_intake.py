@@ -11,16 +11,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .helpers import load_script
+from .helpers import alive, load_script, until
 
 pytestmark = pytest.mark.e2e
 
@@ -48,26 +47,8 @@ def _request(method: str, url: str, body: Any = None, key: str | None = None) ->
     return status, json.loads(raw) if raw.startswith((b"{", b"[")) else raw.decode()
 
 
-def _until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _workers(daemon_pid: int) -> list[int]:
     return list(load_script("bench").child_pids(daemon_pid, WORKER))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 class Node:
@@ -109,7 +90,7 @@ options = {{ receipt_delay = [0.01, 0.05], seed = 3 }}
         self.proc = subprocess.Popen(
             [*argv, "run", "--config", str(config)], env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
-        _until("the daemon to be ready", lambda: self._ready(), timeout=60)
+        until("the daemon to be ready", lambda: self._ready(), timeout=60)
 
     def _ready(self) -> bool:
         try:
@@ -123,7 +104,7 @@ options = {{ receipt_delay = [0.01, 0.05], seed = 3 }}
             assert status == 200, body
             return body if all(d["state"] == "delivered" for d in body["deliveries"]) else None
 
-        return dict(_until(f"message {message_id} to be delivered", done))
+        return dict(until(f"message {message_id} to be delivered", done))
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -195,7 +176,7 @@ def test_a_killed_worker_is_started_again_and_loses_nothing_it_accepted(node: No
         accepted.append(body["id"])
     before = _workers(node.proc.pid)
     os.kill(before[0], signal.SIGKILL)
-    after = _until(
+    after = until(
         "a new worker", lambda: (w := _workers(node.proc.pid)) and len(w) == 2 and w != before and w
     )
     assert before[0] not in after
@@ -216,6 +197,6 @@ def test_workers_end_with_the_daemon_even_when_it_is_killed(tmp_path: Path) -> N
         assert len(workers) == 2
         n.proc.send_signal(signal.SIGKILL)
         n.proc.wait(timeout=10)
-        _until("the workers to exit", lambda: not any(_alive(pid) for pid in workers), timeout=15)
+        until("the workers to exit", lambda: not any(alive(pid) for pid in workers), timeout=15)
     finally:
         n.stop()
