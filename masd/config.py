@@ -106,6 +106,16 @@ class IntakeConfig(_Section):
     _listen = field_validator("listen")(_check_listen)
 
 
+class SendConfig(_Section):
+    workers: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="processes besides the daemon that claim and send on every channel, each with binds "
+        "and a window of its own, so that sending uses more than one core; 0: off",
+    )
+
+
 class SocketConfig(_Section):
     enabled: bool = True
     listen: str = Field("127.0.0.1:9700", description="host:port of the NDJSON socket interface")
@@ -227,6 +237,7 @@ class Config(_Section):
     queue: QueueConfig = QueueConfig()
     http: HttpConfig = HttpConfig()
     intake: IntakeConfig = IntakeConfig()
+    send: SendConfig = SendConfig()
     socket: SocketConfig = SocketConfig()
     replies: RepliesConfig = RepliesConfig()
     events: EventsConfig = EventsConfig()

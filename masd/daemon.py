@@ -37,6 +37,7 @@ from masd_adapters.base import ChannelDriver
 if TYPE_CHECKING:
     from masd.interfaces.intake import IntakeWorkers
     from masd.modules.meeting.service import MeetingService
+    from masd.send_workers import SendWorkers
 
 __all__ = ["Daemon", "load_driver"]
 
@@ -57,8 +58,11 @@ def load_driver(name: str) -> type[ChannelDriver]:
 
 
 class Daemon:
-    def __init__(self, cfg: Config, db: Database | None = None) -> None:
+    def __init__(self, cfg: Config, db: Database | None = None, *, role: str = "daemon") -> None:
+        """``role`` "sender": a send worker's process (masd.send_workers), which only sends; the daemon
+        does the housekeeping and answers signals for it."""
         self.cfg = cfg
+        self.role = role
         self.db = db or database_from_config(cfg)
         self.metrics = Metrics()
         self.gateway = Gateway(cfg, self.db, self.metrics)
@@ -79,6 +83,7 @@ class Daemon:
 
             self.meeting = MeetingService(self.gateway, cfg)
         self.intake: IntakeWorkers | None = None
+        self.send_workers: SendWorkers | None = None
         self.ready = False
         self.started = trio.Event()
         self._stop = trio.Event()
@@ -109,7 +114,8 @@ class Daemon:
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(self.db.run_committer)
-            nursery.start_soon(self._housekeeping)
+            if self.role == "daemon":
+                nursery.start_soon(self._housekeeping)
             for name, drv in self.drivers.items():
                 nursery.start_soon(self._keep_driver, name, drv)
             for disp in self.dispatchers.values():
@@ -120,6 +126,11 @@ class Daemon:
                 from masd.interfaces.http import serve_http
 
                 await nursery.start(serve_http, self)
+            if self.cfg.send.workers and self.role == "daemon":
+                from masd.send_workers import SendWorkers
+
+                self.send_workers = SendWorkers(self.cfg, self.metrics, self.gateway.signal_events)
+                await nursery.start(self.send_workers.run)
             if self.cfg.intake.workers:
                 from masd.interfaces.intake import IntakeWorkers
 
@@ -138,7 +149,8 @@ class Daemon:
                 from masd.interfaces.webhooks import WebhookSender
 
                 await nursery.start(WebhookSender(self.gateway, self.cfg.webhooks).run)
-            nursery.start_soon(self._watch_signals)
+            if self.role == "daemon":
+                nursery.start_soon(self._watch_signals)
             self.ready = True
             self.started.set()
             log.info(
@@ -151,6 +163,8 @@ class Daemon:
             await self._stop.wait()
             self.ready = False
             log.info("masd stopping: draining")
+            if self.send_workers is not None:
+                nursery.start_soon(self.send_workers.drain)  # they drain alongside
             for disp in self.dispatchers.values():
                 await disp.drain()
             with trio.move_on_after(DRAIN_SECONDS):
@@ -160,6 +174,8 @@ class Daemon:
                 with trio.move_on_after(DRAIN_SECONDS):
                     await drv.drain()
             await trio.sleep(0.1)  # let dispatchers return their unsent claims
+            if self.send_workers is not None:
+                await self.send_workers.drain()
             nursery.cancel_scope.cancel()
         self.db.dispose()
         log.info("masd stopped")

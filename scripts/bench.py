@@ -17,6 +17,8 @@ connections on 2 threads, a fixed duration, a Lua script that makes every messag
     masd-single-intake, masd-batch-intake  the same two rows posted to intake workers
                    (``[intake] workers``, --intake-workers processes, 1 by default): the daemon's own
                    process only sends, the workers accept and store
+    masd-batch-send  masd-batch-intake with --send-workers processes ([send] workers, 1) sending beside
+                   the daemon, the window shared out between them
     masd-socket    masd's socket interface (docs/socket.md): --socket-connections connections, each of
                    its own app, each keeping --socket-pipeline single-recipient submits in flight and
                    acknowledging the receipts pushed to it; the load generator is a subprocess of this
@@ -88,6 +90,7 @@ WRK_ROWS = (
     "masd-batch",
     "masd-single-intake",
     "masd-batch-intake",
+    "masd-batch-send",
 )
 THROUGHPUT_ROWS = (*WRK_ROWS, "masd-socket", "masd-drain")
 QUEUED_ROWS = ("masd-rss-1m", "masd-ready-1m")
@@ -120,6 +123,7 @@ class Settings:
     workdir: Path
     quick: bool
     intake_workers: int = 1
+    send_workers: int = 1  # [send] workers of the masd-batch-send row
     drain_queued: int = 200_000  # messages queued before the masd-drain row starts masd
 
 
@@ -670,11 +674,14 @@ def write_masd_config(
     http_server: str = "builtin",
     intake_port: int | None = None,
     intake_workers: int = 1,
+    send_workers: int = 0,
 ) -> Path:
     path = work / "masd.toml"
     sock = SOCKET_OFF if socket_port is None else SOCKET_ON.format(port=socket_port, pipeline=socket_pipeline)
     if intake_port is not None:
         sock += f'\n\n[intake]\nworkers = {intake_workers}\nlisten = "127.0.0.1:{intake_port}"'
+    if send_workers:
+        sock += f"\n\n[send]\nworkers = {send_workers}"
     path.write_text(
         MASD_CONFIG.format(
             socket=sock,
@@ -766,15 +773,19 @@ def masd_throughput(s: Settings, wrk: str, mode: str, run: int) -> Row:
     procs: list[Proc] = [sim.proc]
     try:
         http_port = free_port()
-        intake_port = free_port() if mode.endswith("-intake") else None
+        # masd-batch-send: intake and send workers both; the window is shared out between the daemon and
+        # its send workers, so masd never has more submits outstanding than Kannel.
+        sending = mode == "batch-send"
+        intake_port = free_port() if mode.endswith("-intake") or sending else None
         config = write_masd_config(
             work,
             http_port=http_port,
             smpp_port=sim.port,
-            window=s.window,
+            window=max(1, s.window // (1 + s.send_workers)) if sending else s.window,
             http_server="hypercorn" if mode == "single-hypercorn" else "builtin",
             intake_port=intake_port,
             intake_workers=s.intake_workers,
+            send_workers=s.send_workers if sending else 0,
         )
         key = create_app_key(config, work, row.commands)
         masd = start_masd(config, work, row.commands)
@@ -792,6 +803,8 @@ def masd_throughput(s: Settings, wrk: str, mode: str, run: int) -> Row:
             watched.update(
                 (f"intake{i}", pid) for i, pid in enumerate(child_pids(masd.pid, "masd.interfaces.intake"))
             )
+            senders = child_pids(masd.pid, "masd.send_workers")
+            watched.update((f"send{i}", pid) for i, pid in enumerate(senders))
         meter = CpuMeter(watched)
         sim_before = sim.submits()
         meter.start()
@@ -1768,6 +1781,9 @@ METHOD = """\
   is in the CPU column, so one can see whether it was the limit.
 - masd-single-intake, masd-batch-intake: the same loads posted to `[intake] workers = {iw}` (ADR 0007);
   the daemon's process only claims and sends. The workers' CPU is listed as intake0, intake1, ….
+- masd-batch-send: the batch load posted to `[intake] workers = {iw}`, with `[send] workers = {sw}`
+  (ADR 0008) sending beside the daemon; the window is shared out ({sww} per process, each binding once),
+  so masd has no more submits outstanding than Kannel. The send workers' CPU is listed as send0, ….
 - masd-socket: the socket interface (docs/socket.md), {sc} connections, each logged in as its own app
   (an app's receipts are pushed to one connection), each keeping {sp} single-recipient submits
   unanswered (masd `[socket] pipeline = {sp}`) for {d} s and acknowledging the receipts pushed to it.
@@ -1823,6 +1839,8 @@ def report(rows: Sequence[Row], s: Settings, info: dict[str, str], argv: Sequenc
             paced=f"{s.paced_rate:g}",
             sc=s.socket_connections,
             iw=s.intake_workers,
+            sw=s.send_workers,
+            sww=max(1, s.window // (1 + s.send_workers)),
             sp=s.socket_pipeline,
             dq=f"{s.drain_queued:,}",
         ),
@@ -1867,6 +1885,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     ap.add_argument("--window", type=int, default=100, help="SMPP window of both gateways (100)")
     ap.add_argument("--batch-size", type=int, default=200, help="messages per batch request (200)")
     ap.add_argument("--intake-workers", type=int, default=1, help="[intake] workers of the *-intake rows (1)")
+    ap.add_argument("--send-workers", type=int, default=1, help="[send] workers of masd-batch-send (1)")
     ap.add_argument(
         "--paced-rate", type=float, default=300, help="messages/s offered in the *-paced rows (300)"
     )
@@ -1914,6 +1933,7 @@ def main(argv: list[str] | None = None) -> int:
         window=a.window,
         batch_size=a.batch_size,
         intake_workers=a.intake_workers,
+        send_workers=a.send_workers,
         paced_rate=a.paced_rate,
         socket_connections=a.socket_connections,
         socket_pipeline=a.socket_pipeline,
@@ -1975,6 +1995,8 @@ def main(argv: list[str] | None = None) -> int:
                 attempt("masd-batch", 1, lambda: [masd_throughput(s, w, "batch", 1)])
             if "masd-batch-intake" in s.rows:
                 attempt("masd-batch-intake", 1, lambda: [masd_throughput(s, w, "batch-intake", 1)])
+            if "masd-batch-send" in s.rows:
+                attempt("masd-batch-send", 1, lambda: [masd_throughput(s, w, "batch-send", 1)])
         if "masd-socket" in s.rows:
             attempt("masd-socket", 1, lambda: [masd_socket(s, 1)])
         if "masd-drain" in s.rows:

@@ -129,7 +129,11 @@ class Gateway:
         self._pending = 0  # deliveries not final, from the last count plus what was accepted since
         self._wake: dict[str, trio.Event] = {name: trio.Event() for name in cfg.channels}
         # SQLite belongs to this machine's masd alone, so it can remember which receipts it holds.
-        self.held = receipt_store.HeldReceipts() if db.dialect == "sqlite" else None
+        # The hint is right only where this process stores every receipt: not with send workers, whose
+        # binds receive receipts for the daemon's submits and the other way round.
+        one_sender = db.dialect == "sqlite" and cfg.send.workers == 0
+        self.held = receipt_store.HeldReceipts() if one_sender else None
+        self.on_events: Callable[[], None] | None = None  # a send worker tells the daemon
         self.unrecorded: dict[str, UnrecordedOutcomes] = {}  # by channel; see UnrecordedOutcomes
         self.rates = RateLimiter()
         self._usage: dict[tuple[int, str], int] = {}  # (app id, local day) → recipients accepted
@@ -499,6 +503,8 @@ class Gateway:
     def signal_events(self) -> None:
         self._events.set()
         self._events = trio.Event()
+        if self.on_events is not None:
+            self.on_events()
 
     async def read_events(self, app_id: int, *, after: int, limit: int = 100) -> list[dict[str, Any]]:
         return await self.db.read(lambda c: event_store.read_events(c, app_id, after=after, limit=limit))
