@@ -25,6 +25,7 @@ import dataclasses
 import fcntl
 import os
 import re
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -109,6 +110,53 @@ class _WriteLock:
                 self._fd = None
 
 
+# The data directory and the SQLite files hold messages, phone numbers and webhook signing secrets: they
+# are the owner's alone, whatever the umask.
+_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal", "-writelock")
+
+
+def _owner_only(paths: list[Path]) -> None:
+    """Take group and other permissions off each of ``paths`` that exists and has any; say so once."""
+    tightened: list[str] = []
+    for path in paths:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if not mode & 0o077:
+            continue
+        try:
+            os.chmod(path, mode & ~0o077)
+        except OSError as e:  # not ours to change (a shared directory owned by someone else)
+            log.warning(
+                "cannot make readable by its owner only", path=str(path), mode=f"{mode:o}", error=str(e)
+            )
+            continue
+        tightened.append(f"{path} ({mode:o} -> {mode & ~0o077:o})")
+    if tightened:
+        log.warning("made readable by their owner only", paths=tightened)
+
+
+def _private_directory(path: Path) -> None:
+    """Create ``path`` (and any missing parents) with mode 0700, or tighten it if it exists."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)  # the umask can only take bits away
+    _owner_only([path])
+
+
+def _create_sqlite_file(database: str) -> None:
+    """Create an empty database file with mode 0600 before SQLite does (it would use 0644 less the
+    umask); SQLite gives its -wal and -shm files the database file's mode. An existing database and its
+    side files are tightened."""
+    path = Path(database)
+    if not path.parent.exists():
+        _private_directory(path.parent)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        pass
+    _owner_only([path, *(Path(database + side) for side in _SQLITE_SIDE_FILES)])
+
+
 def _sqlite_engine(url: sa.URL, *, immediate: bool, pool_size: int) -> sa.Engine:
     engine = sa.create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=False)
 
@@ -153,7 +201,7 @@ class Database:
         self._write_lock: _WriteLock | None = None
         if self.dialect == "sqlite":
             if self.url.database and self.url.database != ":memory:":
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+                _create_sqlite_file(self.url.database)
                 self._write_lock = _WriteLock(Path(self.url.database + "-writelock"))
             self.write_engine = _sqlite_engine(self.url, immediate=True, pool_size=1)
             self.read_engine = _sqlite_engine(self.url, immediate=False, pool_size=readers)
@@ -430,7 +478,7 @@ def _newest_migration() -> str | None:
 
 def database_from_config(cfg: Any) -> Database:
     """Build the Database a :class:`masd.config.Config` describes."""
-    os.makedirs(cfg.data_path, exist_ok=True)
+    _private_directory(cfg.data_path)
     return Database(
         cfg.store_url,
         pool_size=cfg.store.pool_size,
