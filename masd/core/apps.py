@@ -3,6 +3,8 @@
 An app has permissions (which kinds of channel it may use: ``sms``, ``voice``), a rate (recipients per
 second, with a burst of one second's worth) and a daily quota (recipients per local calendar day). The
 checks are here, in the core, so that HTTP, the socket, DB polling and the modules refuse alike.
+Scopes name the parts of the API an app may use (``contacts:read``, ``contacts:write``, …); an app
+without a grant is refused by :meth:`App.require`.
 Rate and quota count recipients, not requests: a notice to 300 people costs 300, as the carrier bills.
 """
 
@@ -10,12 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shlex
 import time
 from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "DEFAULT_SCOPES",
     "KINDS",
+    "SCOPES",
     "App",
     "Forbidden",
     "QuotaExceeded",
@@ -24,9 +29,18 @@ __all__ = [
     "parse_channels",
     "parse_quota",
     "parse_rate",
+    "parse_scopes",
 ]
 
 KINDS = ("sms", "voice")
+# The parts of the API an app may be granted. Only the contacts scopes are enforced so far; the others
+# are stored so that an operator's grants are in place when their routes check them.
+SCOPES = ("messages", "replies", "contacts:read", "contacts:write", "meetings")
+# What an app has unless told otherwise: everything but the address book, which holds other people's
+# names and numbers.
+DEFAULT_SCOPES = frozenset({"messages", "replies", "meetings"})
+# A scope that brings others with it: whoever may change the address book may read it.
+_IMPLIES = {"contacts:write": frozenset({"contacts:read"})}
 _UNITS = {
     "s": 1.0,
     "sec": 1.0,
@@ -79,10 +93,13 @@ class App:
     extension: str | None = None
     webhook_url: str | None = None
     webhook_secret: str | None = dataclasses.field(default=None, repr=False)  # never in a log line
+    scopes: frozenset[str] = DEFAULT_SCOPES  # with the scopes they imply
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> App:
         ch = row.get("channels")
+        stored = row.get("scopes")  # NULL: a row from before scopes, which has the default
+        granted = DEFAULT_SCOPES if stored is None else frozenset(s for s in stored.split(",") if s)
         return cls(
             id=int(row["id"]),
             name=str(row["name"]),
@@ -92,6 +109,7 @@ class App:
             extension=row.get("extension") or None,
             webhook_url=row.get("webhook_url") or None,
             webhook_secret=row.get("webhook_secret") or None,
+            scopes=_with_implied(granted),
         )
 
     def check_kind(self, kind: str) -> None:
@@ -101,6 +119,53 @@ class App:
                 f"app {self.name!r} may not send {kind}; it may use: {', '.join(sorted(self.channels))} "
                 f"(change with 'masd apps set {self.name} --channels …')",
             )
+
+    def require(self, scope: str) -> None:
+        """Refuse (:class:`Forbidden`, field ``scope``) unless the app was granted ``scope``."""
+        if scope not in SCOPES:
+            raise ValueError(f"{scope!r} is not a scope; the scopes are {', '.join(SCOPES)}")
+        if scope not in self.scopes:
+            raise Forbidden(
+                "scope",
+                f"app {self.name!r} lacks the scope {scope!r}; grant it with: "
+                f"masd apps set {shlex.quote(self.name)} --scope +{scope}",
+            )
+
+
+def _with_implied(scopes: frozenset[str]) -> frozenset[str]:
+    return scopes.union(*(_IMPLIES.get(s, ()) for s in scopes))
+
+
+def parse_scopes(text: str, current: str | None = None) -> str:
+    """What an operator typed → the stored form (sorted, comma-separated, implied scopes included).
+
+    ``"contacts:read,messages"`` is the whole set; ``"+contacts:write,-meetings"`` changes ``current``
+    (a stored value; None is the default set); ``"none"`` is no scope at all and ``"default"`` the
+    default set. Taking a scope away takes away the ones that imply it. Raise ValueError naming an
+    unknown scope and listing the valid ones.
+    """
+    words = [w.strip().lower() for w in text.split(",") if w.strip()]
+    if words in (["none"], ["default"]):
+        return ",".join(sorted(DEFAULT_SCOPES)) if words == ["default"] else ""
+    if not words:
+        raise ValueError(f"name at least one scope of: {', '.join(SCOPES)} (or 'none')")
+    edits = [w[0] for w in words if w[0] in "+-"]
+    if edits and len(edits) != len(words):
+        raise ValueError("either list the scopes or change them with +scope / -scope, not both")
+    for w in words:
+        name = w[1:].strip() if edits else w
+        if name not in SCOPES:
+            raise ValueError(f"{name!r} is not a scope; use {', '.join(SCOPES)}")
+    if not edits:
+        return ",".join(sorted(_with_implied(frozenset(words))))
+    have = set(DEFAULT_SCOPES if current is None else (s for s in current.split(",") if s))
+    for w in words:
+        name = w[1:].strip()
+        if w[0] == "+":
+            have |= _with_implied(frozenset({name}))
+        else:
+            have -= {name, *(s for s, implied in _IMPLIES.items() if name in implied)}
+    return ",".join(sorted(_with_implied(frozenset(have))))
 
 
 def parse_channels(text: str) -> str:

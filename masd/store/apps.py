@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from masd.core.apps import DEFAULT_SCOPES
 from masd.store.tables import apps
 
 __all__ = [
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 # What an app row carries besides its key: the settings `masd apps create/set` manage.
-SETTINGS = ("channels", "rate", "quota_per_day", "extension", "webhook_url", "webhook_secret")
+SETTINGS = ("channels", "rate", "quota_per_day", "extension", "webhook_url", "webhook_secret", "scopes")
 
 KEY_PREFIX = "masd_"
 
@@ -59,13 +60,15 @@ def _check_extension(conn: sa.Connection, name: str, extension: str | None) -> N
 
 
 def create_app(conn: sa.Connection, name: str, *, now: float, **settings: Any) -> tuple[int, str]:
-    """Make an app and its key. ``settings``: any of :data:`SETTINGS`."""
+    """Make an app and its key. ``settings``: any of :data:`SETTINGS`; without ``scopes`` the app has
+    the default scopes, written into its row."""
     if conn.execute(sa.select(apps.c.id).where(apps.c.name == name)).first() is not None:
         raise AppExists(f"an app named {name!r} already exists; use 'masd apps rotate {name}' for a new key")
     bad = set(settings) - set(SETTINGS)
     if bad:
         raise TypeError(f"unknown app settings: {', '.join(sorted(bad))}")
     _check_extension(conn, name, settings.get("extension"))
+    settings.setdefault("scopes", ",".join(sorted(DEFAULT_SCOPES)))
     key = _new_key()
     app_id = conn.execute(
         sa.insert(apps)

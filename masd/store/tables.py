@@ -62,6 +62,9 @@ apps = sa.Table(
     sa.Column("extension", sa.String(12), nullable=True, unique=True),
     sa.Column("webhook_url", sa.String(512), nullable=True),
     sa.Column("webhook_secret", sa.String(96), nullable=True),
+    # The parts of the API the app may use (masd.core.apps.SCOPES), sorted and comma-separated; NULL is
+    # the default set (every scope but the address book's).
+    sa.Column("scopes", sa.String(255), nullable=True),
 )
 
 # Recipients accepted per app per day, for the quota; the day is the node's local date, as office staff

@@ -1,10 +1,22 @@
-"""App limits: parsing what operators type, the kinds an app may use, and the per-app token bucket."""
+"""App limits: parsing what operators type, the kinds and scopes an app may use, and the per-app token
+bucket."""
 
 from __future__ import annotations
 
 import pytest
 
-from masd.core.apps import App, Forbidden, RateLimited, RateLimiter, parse_channels, parse_quota, parse_rate
+from masd.core.apps import (
+    DEFAULT_SCOPES,
+    SCOPES,
+    App,
+    Forbidden,
+    RateLimited,
+    RateLimiter,
+    parse_channels,
+    parse_quota,
+    parse_rate,
+    parse_scopes,
+)
 
 
 class Clock:
@@ -99,3 +111,80 @@ def test_giving_back_undoes_a_take_that_was_then_refused_elsewhere() -> None:
     limiter.take(app, 2)
     limiter.give_back(app, 2)
     limiter.take(app, 2)
+
+
+# ----- scopes -------------------------------------------------------------------------------------------
+
+
+def test_scopes_are_stored_sorted_without_repeats() -> None:
+    assert parse_scopes(" Messages, contacts:read,messages ") == "contacts:read,messages"
+
+
+def test_contacts_write_brings_contacts_read_with_it() -> None:
+    assert parse_scopes("contacts:write") == "contacts:read,contacts:write"
+
+
+def test_an_unknown_scope_is_refused_naming_it_and_the_valid_ones() -> None:
+    with pytest.raises(ValueError) as e:
+        parse_scopes("messages,contacts")
+    assert "'contacts' is not a scope" in str(e.value)
+    assert all(s in str(e.value) for s in SCOPES)
+
+
+def test_no_scope_named_is_refused_but_none_means_none_and_default_the_default() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        parse_scopes(" , ")
+    assert parse_scopes("none") == ""
+    assert parse_scopes("default") == "meetings,messages,replies"
+
+
+def test_plus_and_minus_change_the_current_scopes() -> None:
+    assert parse_scopes("+contacts:read,-meetings", "meetings,messages") == "contacts:read,messages"
+    assert parse_scopes("+contacts:write", None) == "contacts:read,contacts:write,meetings,messages,replies"
+
+
+def test_taking_a_scope_away_takes_away_the_scopes_that_imply_it() -> None:
+    assert parse_scopes("-contacts:read", "contacts:read,contacts:write,messages") == "messages"
+
+
+def test_a_list_and_changes_cannot_be_mixed() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        parse_scopes("messages,+contacts:read")
+
+
+def test_an_app_row_without_scopes_has_the_default_which_leaves_out_the_address_book() -> None:
+    app = App.from_row({"id": 1, "name": "oa", "scopes": None})
+    assert app.scopes == DEFAULT_SCOPES == {"messages", "replies", "meetings"}
+    assert App(1, "oa").scopes == DEFAULT_SCOPES
+
+
+def test_an_app_row_with_no_scopes_has_none() -> None:
+    assert App.from_row({"id": 1, "name": "oa", "scopes": ""}).scopes == frozenset()
+
+
+def test_an_app_without_the_scope_is_forbidden_and_told_how_to_grant_it() -> None:
+    app = App.from_row({"id": 1, "name": "oa", "scopes": "messages"})
+    with pytest.raises(Forbidden) as e:
+        app.require("contacts:read")
+    assert e.value.status == 403 and e.value.field == "scope"
+    assert e.value.reason == (
+        "app 'oa' lacks the scope 'contacts:read'; grant it with: masd apps set oa --scope +contacts:read"
+    )
+
+
+def test_an_app_with_contacts_write_may_read_the_address_book_too() -> None:
+    app = App.from_row({"id": 1, "name": "oa", "scopes": "contacts:write"})
+    app.require("contacts:read")
+    app.require("contacts:write")
+
+
+def test_an_app_with_contacts_read_may_not_change_the_address_book() -> None:
+    app = App.from_row({"id": 1, "name": "oa", "scopes": "contacts:read"})
+    app.require("contacts:read")
+    with pytest.raises(Forbidden, match="'contacts:write'"):
+        app.require("contacts:write")
+
+
+def test_requiring_a_scope_that_does_not_exist_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="is not a scope"):
+        App(1, "oa").require("contact:read")
