@@ -29,7 +29,7 @@ dbpoll_app = typer.Typer(
     no_args_is_help=True,
 )
 
-CodeArgument = Annotated[str, typer.Argument(help="Interface code (接口编码), as in [dbpoll.CODE].")]
+CodeArgument = Annotated[str, typer.Argument(help=r"Interface code (接口编码), as in \[dbpoll.CODE].")]
 
 
 def _url_of(cfg: Config, code: str, url: str | None) -> str:
@@ -64,7 +64,7 @@ def add_key_sql(table: str, dialect: str) -> str:
 def init(
     code: CodeArgument,
     url: Annotated[
-        str | None, typer.Option("--url", help="OA database URL; default: [dbpoll.CODE] url.")
+        str | None, typer.Option("--url", help=r"OA database URL; default: \[dbpoll.CODE] url.")
     ] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,

@@ -60,7 +60,9 @@ def smsc(
     port: Annotated[int, typer.Option("--port", help="SMPP port; 0 picks a free one.")] = 2775,
     account: Annotated[
         list[str] | None,
-        typer.Option("--account", help="system_id:password an ESME may bind with; repeatable. [masd:masd]"),
+        typer.Option(
+            "--account", help=r"system_id:password an ESME may bind with; repeatable. \[default: masd:masd]"
+        ),
     ] = None,
     receipt_delay: Annotated[
         str, typer.Option("--receipt-delay", help="Seconds until a receipt: '1.5', or a range '0.5-2'.")
