@@ -1,5 +1,5 @@
 """``masd apps``: applications and their API keys (应用与密钥) — create one, change its limits,
-extension and webhook, list them, revoke or rotate a key.
+scopes, extension and webhook, list them, revoke or rotate a key.
 
 A key is shown once, when it is made; the store keeps only its hash. A running daemon caches keys for a
 few seconds, so changes reach it that quickly.
@@ -77,6 +77,19 @@ ExtensionOption = Annotated[
         show_default=False,
     ),
 ]
+ScopeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scope",
+        help="Parts of the API the app may use (权限范围), comma-separated: "
+        + ", ".join(app_policy.SCOPES)
+        + "; contacts:write includes contacts:read; 'none' for none. On set, the list replaces the "
+        "app's scopes, or +scope / -scope add or take away some. Default: "
+        + ", ".join(sorted(app_policy.DEFAULT_SCOPES))
+        + ".",
+        show_default=False,
+    ),
+]
 WebhookOption = Annotated[
     str | None,
     typer.Option(
@@ -124,10 +137,27 @@ def _app_settings(
     return settings
 
 
+def _check_scope(scope: str | None) -> None:
+    """Refuse an unknown scope before the store is opened (a usage error, exit 2)."""
+    if scope is None:
+        return
+    try:
+        app_policy.parse_scopes(scope)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--scope") from None
+
+
+def _describe_scopes(stored: str | None) -> str:
+    if stored is None:  # a row from before scopes
+        return ", ".join(sorted(app_policy.DEFAULT_SCOPES))
+    return stored.replace(",", ", ") if stored else "none"
+
+
 def _describe_app(r: dict[str, Any]) -> dict[str, str]:
     ch = r.get("channels")
     quota = r.get("quota_per_day")
     return {
+        "scopes": _describe_scopes(r.get("scopes")),
         "channels": ch.replace(",", ", ") if ch else "all",
         "rate": app_policy.format_rate(r.get("rate")),
         "quota": f"{quota}/day" if quota else "unlimited",
@@ -157,15 +187,22 @@ def apps_create(
     quota: QuotaOption = None,
     extension: ExtensionOption = None,
     webhook: WebhookOption = None,
+    scope: ScopeOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create an application and print its API key once (创建应用).
 
     Example: masd apps create oa --channels sms,voice --rate 50/s --quota 10000/day --extension 01
+    --scope messages,replies,contacts:read
     """
     name = _check_name(name)
     settings = _app_settings(channels, rate, quota, extension, webhook)
+    _check_scope(scope)
+    if scope is not None:
+        settings["scopes"] = app_policy.parse_scopes(scope)
+    # Without --scope the store writes the default scopes; show what it wrote.
+    settings.setdefault("scopes", ",".join(sorted(app_policy.DEFAULT_SCOPES)))
     cfg = _load(config)
     with _store(cfg) as db:
         try:
@@ -191,20 +228,34 @@ def apps_set(
     quota: QuotaOption = None,
     extension: ExtensionOption = None,
     webhook: WebhookOption = None,
+    scope: ScopeOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change an application's limits, extension or webhook (修改应用设置); 'none' clears a limit.
+    """Change an application's limits, scopes, extension or webhook (修改应用设置); 'none' clears a
+    limit.
 
+    Example: masd apps set oa --scope +contacts:read (or a whole list: --scope messages,contacts:write).
     A running daemon applies the change within a few seconds (it caches keys briefly)."""
     name = _check_name(name)
     settings = _app_settings(channels, rate, quota, extension, webhook)
-    if not settings:
-        _fail("nothing to change: give --channels, --rate, --quota, --extension or --webhook", 2)
+    _check_scope(scope)
+    if not settings and scope is None:
+        _fail("nothing to change: give --channels, --rate, --quota, --scope, --extension or --webhook", 2)
+
+    def change(c: Any) -> bool:
+        if scope is not None:
+            # +scope / -scope change what the app has now, read in the same transaction.
+            found = app_store.get_app(c, name)
+            if found is None:
+                return False
+            settings["scopes"] = app_policy.parse_scopes(scope, found.get("scopes"))
+        return app_store.update_app(c, name, **settings)
+
     cfg = _load(config)
     with _store(cfg) as db:
         try:
-            ok = _run(lambda: db.write(lambda c: app_store.update_app(c, name, **settings)))
+            ok = _run(lambda: db.write(change))
         except ValueError as e:
             _fail(str(e))
         row = _run(lambda: db.read(lambda c: app_store.get_app(c, name))) if ok else None
@@ -234,6 +285,7 @@ def apps_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         "id",
         "name",
         "key starts",
+        "scopes",
         "channels",
         "rate",
         "quota",
@@ -243,7 +295,7 @@ def apps_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         "status",
     )
     for col in cols:
-        table.add_column(col, no_wrap=col not in ("name", "webhook"))
+        table.add_column(col, no_wrap=col not in ("name", "scopes", "webhook"))
     for r in rows:
         revoked = r.get("revoked_at")
         d = _describe_app(r)
@@ -251,6 +303,7 @@ def apps_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             str(r["id"]),
             Text(r["name"]),
             r["key_prefix"] + "…",
+            d["scopes"],
             d["channels"],
             d["rate"],
             d["quota"],
