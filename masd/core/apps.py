@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +24,7 @@ __all__ = [
     "Forbidden",
     "QuotaExceeded",
     "RateLimited",
-    "RateLimiter",
+    "burst_of",
     "parse_channels",
     "parse_quota",
     "parse_rate",
@@ -58,14 +57,19 @@ class Refused(Exception):
 
     status = 403
 
-    def __init__(self, field: str, reason: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, field: str, reason: str, *, retry_after: float | None = None, message_index: int | None = None
+    ) -> None:
         self.field = field
         self.reason = reason
         self.retry_after = retry_after
+        self.message_index = message_index  # in a batch: the position of the message refused
         super().__init__(f"{field}: {reason}")
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"field": self.field, "reason": self.reason}
+        if self.message_index is not None:
+            out["message_index"] = self.message_index
         if self.retry_after is not None:
             out["retry_after"] = round(self.retry_after, 3)
         return out
@@ -204,35 +208,6 @@ def format_rate(rate: float | None) -> str:
     return f"{rate:g}/s" if rate >= 1 else f"{rate * 60:g}/min"
 
 
-class RateLimiter:
-    """A token bucket per app. A request larger than the bucket is let through when the bucket is full
-    and leaves it in debt, so a big batch is never refused forever — it just waits its turn."""
-
-    def __init__(self, clock: Any = time.monotonic) -> None:
-        self._clock = clock
-        self._buckets: dict[int, tuple[float, float]] = {}  # app id → (tokens, when)
-
-    def take(self, app: App, n: int) -> None:
-        if app.rate is None or n <= 0:
-            return
-        burst = max(app.rate, 1.0)
-        now = self._clock()
-        tokens, then = self._buckets.get(app.id, (burst, now))
-        tokens = min(burst, tokens + (now - then) * app.rate)
-        need = min(float(n), burst)
-        if tokens < need:
-            self._buckets[app.id] = (tokens, now)
-            wait = (need - tokens) / app.rate
-            raise RateLimited(
-                "rate",
-                f"app {app.name!r} may send to {format_rate(app.rate)} recipients; try again in {wait:.1f} s",
-                retry_after=wait,
-            )
-        self._buckets[app.id] = (tokens - n, now)
-
-    def give_back(self, app: App, n: int) -> None:
-        """Undo a take whose request was then refused for another reason."""
-        if app.rate is None or app.id not in self._buckets:
-            return
-        tokens, then = self._buckets[app.id]
-        self._buckets[app.id] = (tokens + n, then)
+def burst_of(rate: float) -> float:
+    """How many recipients an app with this rate may send at once: one second's worth, at least one."""
+    return max(rate, 1.0)

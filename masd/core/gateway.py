@@ -21,7 +21,7 @@ from masd.config import ChannelConfig, Config
 from masd.core import recipients as rcpt
 from masd.core import replies as routing
 from masd.core import split
-from masd.core.apps import App, Forbidden, QuotaExceeded, RateLimited, RateLimiter, Refused
+from masd.core.apps import App, Forbidden, QuotaExceeded, RateLimited, Refused, format_rate
 from masd.core.states import DeliveryState
 from masd.metrics import Metrics
 from masd.store import apps as app_store
@@ -31,6 +31,7 @@ from masd.store import queue as queue_store
 from masd.store import receipts as receipt_store
 from masd.store import replies as reply_store
 from masd.store.db import Database
+from masd.store.limits import Charge, Over
 from masd_adapters.base import InboundReceipt, InboundReply
 
 __all__ = [
@@ -52,15 +53,26 @@ log = structlog.get_logger("masd.core")
 class Rejected(ValueError):
     """A request that cannot be accepted; nothing of it was stored."""
 
-    def __init__(self, field: str, reason: str, *, index: int | None = None, value: Any = None) -> None:
+    def __init__(
+        self,
+        field: str,
+        reason: str,
+        *,
+        index: int | None = None,
+        value: Any = None,
+        message_index: int | None = None,
+    ) -> None:
         self.field = field
         self.reason = reason
-        self.index = index
+        self.index = index  # within the field: the position of the recipient refused
         self.value = value
+        self.message_index = message_index  # in a batch: the position of the message refused
         super().__init__(f"{field}: {reason}")
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"field": self.field, "reason": self.reason}
+        if self.message_index is not None:
+            out["message_index"] = self.message_index
         if self.index is not None:
             out["index"] = self.index
         if self.value is not None:
@@ -135,12 +147,7 @@ class Gateway:
         self.held = receipt_store.HeldReceipts() if one_sender else None
         self.on_events: Callable[[], None] | None = None  # a send worker tells the daemon
         self.unrecorded: dict[str, UnrecordedOutcomes] = {}  # by channel; see UnrecordedOutcomes
-        self.rates = RateLimiter()
-        self._usage: dict[tuple[int, str], int] = {}  # (app id, local day) → recipients accepted
         self._events = trio.Event()
-        # Set where other processes write this store too (intake workers): quotas are then counted in
-        # the database on every request, not from this process's memory of what it accepted.
-        self.shared_store = False
         # Called with (messages, deliveries) after new messages are stored; an intake worker tells the
         # daemon through it that there is work to claim.
         self.on_accepted: Callable[[int, int], None] | None = None
@@ -265,24 +272,30 @@ class Gateway:
         interface: str,
         app_id: int | None = None,
         app: App | None = None,
+        on_behalf_of: App | None = None,
         notify: bool = False,
         count_refusals: bool = True,
     ) -> list[Accepted]:
-        """Validate every request, then store them all in one transaction. Raises :class:`Rejected` (with
-        ``index`` set to the request's position for a batch), :class:`Refused` (the app may not, now or
-        at all: :class:`Forbidden`, :class:`RateLimited`, :class:`QuotaExceeded`) or :class:`QueueFull`;
-        then nothing is stored.
+        """Validate every request, then store them all in one transaction. Raises :class:`Rejected` (in
+        a batch with ``message_index`` set to the request's position), :class:`Refused` (the app may not,
+        now or at all: :class:`Forbidden`, :class:`RateLimited`, :class:`QuotaExceeded`) or
+        :class:`QueueFull`; then nothing is stored.
 
-        ``app``: the authenticated app, whose permissions, rate and quota are enforced here for every
-        interface. ``notify``: the app wants an event when each delivery ends (socket, webhooks, DB
-        polling read them)."""
+        ``app``: the authenticated app, whose channel kinds, rate and quota are enforced here for every
+        interface; its rate and quota are charged in the transaction that stores the deliveries, so
+        parallel requests and other nodes never overshoot them. ``on_behalf_of``: a module sending for
+        the app that asked it (a meeting's creator): that app's kinds, rate and quota are enforced and
+        charged instead, while the messages belong to ``app``, whose events the module reads.
+        ``notify``: the app wants an event when each delivery ends (socket, webhooks, DB polling read
+        them)."""
         if app is not None:
             app_id = app.id
+        payer = on_behalf_of or app
         rows: list[msg_store.NewMessage] = []
         for i, req in enumerate(requests):
             try:
-                if app is not None:
-                    app.check_kind(req.kind)
+                if payer is not None:
+                    payer.check_kind(req.kind)
                 rows.append(self.prepare(req, interface=interface, app_id=app_id, app=app))
             except (Rejected, Refused) as e:
                 if count_refusals:
@@ -290,32 +303,15 @@ class Gateway:
                     self.metrics.requests_refused.labels(interface, why).inc()
                 if len(requests) > 1:
                     e.field = f"messages[{i}].{e.field}"
+                    e.message_index = i
                 raise
         n_deliveries = sum(len(r.deliveries) for r in rows)
-        day = ""
-        charged = n_deliveries  # what counts against the app's rate and quota
-        if app is not None:
-            day = time.strftime("%Y-%m-%d")
-            refs = [r.client_ref for r in rows if r.client_ref is not None]
-            if refs and (app.rate is not None or app.quota_per_day is not None):
-                # A resubmitted client_ref answers with the stored message: it costs nothing again.
-                known = await self.db.read(lambda c: msg_store.existing_refs(c, app.id, refs))
-                charged = sum(len(r.deliveries) for r in rows if r.client_ref not in known)
-            try:
-                await self._check_quota(app, day, charged)
-                self.rates.take(app, charged)
-            except Refused as e:
-                if count_refusals:
-                    self.metrics.requests_refused.labels(interface, type(e).__name__.lower()).inc()
-                raise
-            if app.quota_per_day is not None:
-                # Counted only where a quota needs it: one UPDATE less per batch for every other app.
-                rows = [dataclasses.replace(r, usage_day=day) for r in rows]
+        charge: Charge | None = None
+        if payer is not None and (payer.rate is not None or payer.quota_per_day is not None):
+            charge = Charge(payer.id, time.strftime("%Y-%m-%d"), payer.quota_per_day, payer.rate)
         if notify:
             rows = [dataclasses.replace(r, notify=True) for r in rows]
         if self._pending + n_deliveries > self.cfg.queue.max_pending:
-            if app is not None:
-                self.rates.give_back(app, charged)
             if count_refusals:
                 self.metrics.requests_refused.labels(interface, "queue_full").inc()
             raise QueueFull(
@@ -323,25 +319,21 @@ class Gateway:
                 f"{self.cfg.queue.max_pending}; try again later (queue.max_pending raises the limit)"
             )
         now = time.time()
+        item = (rows, now, charge)
         try:
-            try:
-                inserted = await self.db.write_item(
-                    msg_store.insert_message_items, (rows, now), bulk_rows=n_deliveries
-                )
-            except Exception as e:
-                if "unique" not in str(e).lower() and "duplicate" not in str(e).lower():
-                    raise
-                # Another node stored the same client_ref a moment ago: read it back instead.
-                inserted = await self.db.write_item(
-                    msg_store.insert_message_items, (rows, now), bulk_rows=n_deliveries
-                )
-        except BaseException:
-            if app is not None:
-                self.rates.give_back(app, charged)
-            raise
-        if app is not None and app.quota_per_day is not None:
-            fresh = sum(len(r.deliveries) for r, ins in zip(rows, inserted, strict=True) if ins.created)
-            self._usage[(app.id, day)] = self._usage.get((app.id, day), 0) + fresh
+            stored = await self.db.write_item(msg_store.insert_message_items, item, bulk_rows=n_deliveries)
+        except Exception as e:
+            if "unique" not in str(e).lower() and "duplicate" not in str(e).lower():
+                raise
+            # Another node stored the same client_ref a moment ago: read it back instead.
+            stored = await self.db.write_item(msg_store.insert_message_items, item, bulk_rows=n_deliveries)
+        if isinstance(stored, Over):
+            assert payer is not None
+            refusal = _over_limit(payer, stored, n_deliveries, charge)
+            if count_refusals:
+                self.metrics.requests_refused.labels(interface, type(refusal).__name__.lower()).inc()
+            raise refusal
+        inserted: list[msg_store.Inserted] = stored
         out = []
         new_messages = new_deliveries = 0
         for ins, row in zip(inserted, rows, strict=True):
@@ -404,26 +396,14 @@ class Gateway:
         interface: str,
         app_id: int | None = None,
         app: App | None = None,
+        on_behalf_of: App | None = None,
         notify: bool = False,
     ) -> Accepted:
-        return (await self.accept([req], interface=interface, app_id=app_id, app=app, notify=notify))[0]
-
-    async def _check_quota(self, app: App, day: str, n: int) -> None:
-        if app.quota_per_day is None:
-            return
-        key = (app.id, day)
-        if key not in self._usage or self.shared_store:
-            used = await self.db.read(lambda c: msg_store.usage_on(c, app.id, day))
-            self._usage = {k: v for k, v in self._usage.items() if k[1] == day}  # forget other days
-            self._usage[key] = used
-        used = self._usage[key]
-        if used + n > app.quota_per_day:
-            raise QuotaExceeded(
-                "quota",
-                f"app {app.name!r} has used {used} of its {app.quota_per_day} recipients for {day}; "
-                f"this request needs {n}. The quota starts again at midnight "
-                f"(or raise it: masd apps set {app.name} --quota N/day)",
+        return (
+            await self.accept(
+                [req], interface=interface, app_id=app_id, app=app, on_behalf_of=on_behalf_of, notify=notify
             )
+        )[0]
 
     async def usage_today(self, app: App) -> int:
         day = time.strftime("%Y-%m-%d")
@@ -656,3 +636,27 @@ class Gateway:
     def link_state(self, channel: str, up: bool) -> None:
         self.metrics.channel_up.labels(channel).set(1 if up else 0)
         log.info("channel link", channel=channel, up=up)
+
+
+def _over_limit(app: App, over: Over, n: int, charge: Charge | None) -> Refused:
+    """The refusal an app is answered with when its rate or quota had no room for ``n`` recipients."""
+    if over.limit == "quota":
+        day = charge.day if charge else "today"
+        return QuotaExceeded(
+            "quota",
+            f"app {app.name!r} has used {int(over.used)} of its {app.quota_per_day} recipients for {day}; "
+            f"this request needs {n}. The quota starts again at midnight "
+            f"(or raise it: masd apps set {app.name} --quota N/day)",
+        )
+    rate = format_rate(app.rate)
+    if over.wait is None:
+        return RateLimited(
+            "rate",
+            f"app {app.name!r} may send to {rate} recipients, at most {int(over.used)} at once; this "
+            f"request has {n}: split it, or raise the rate (masd apps set {app.name} --rate N/s)",
+        )
+    return RateLimited(
+        "rate",
+        f"app {app.name!r} may send to {rate} recipients; try again in {over.wait:.1f} s",
+        retry_after=over.wait,
+    )

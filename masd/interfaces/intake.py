@@ -213,7 +213,6 @@ async def _work(cfg: Config, sock: socket.socket, wake_port: int, index: int) ->
     db = database_from_config(cfg)  # the daemon has migrated it before starting any worker
     metrics = Metrics()
     gateway = Gateway(cfg, db, metrics)
-    gateway.shared_store = True
     tell = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tell.setblocking(False)
     tell.connect(("127.0.0.1", wake_port))

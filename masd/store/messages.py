@@ -14,8 +14,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from masd.core.states import FINAL_VALUES, DeliveryState
+from masd.store import limits
 from masd.store._bulk import executemany
 from masd.store._final import finalise_where
+from masd.store.limits import Charge, Over
 from masd.store.tables import app_usage as u
 from masd.store.tables import deliveries as d
 from masd.store.tables import messages as m
@@ -55,7 +57,6 @@ class NewMessage:
     client_ref: str | None = None
     send_at: float | None = None
     notify: bool = False  # write an app event when each delivery ends
-    usage_day: str | None = None  # the app's local day its recipients count against (quota)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -188,7 +189,6 @@ def insert_messages(conn: sa.Connection, items: Sequence[NewMessage], *, now: fl
                     }
                 )
         executemany(conn, "insert_deliveries", _insert_deliveries, rows)
-        _count_usage(conn, fresh)
         it = iter(ids)
         by_key: dict[tuple[int | None, str], int] = {}
         for idx, item in enumerate(items):
@@ -203,20 +203,6 @@ def insert_messages(conn: sa.Connection, items: Sequence[NewMessage], *, now: fl
                 by_key[key] = mid
             out[idx] = Inserted(mid, True)
     return [o for o in out if o is not None]
-
-
-def _count_usage(conn: sa.Connection, fresh: Sequence[NewMessage]) -> None:
-    usage: dict[tuple[int, str], int] = {}
-    for x in fresh:
-        if x.app_id is not None and x.usage_day:
-            key = (x.app_id, x.usage_day)
-            usage[key] = usage.get(key, 0) + len(x.deliveries)
-    for (app_id, day), n in usage.items():
-        hit = conn.execute(
-            sa.update(u).where(u.c.app_id == app_id, u.c.day == day).values(recipients=u.c.recipients + n)
-        ).rowcount
-        if not hit:
-            conn.execute(sa.insert(u).values(app_id=app_id, day=day, recipients=n))
 
 
 def existing_refs(conn: sa.Connection, app_id: int, refs: Sequence[str]) -> set[str]:
@@ -238,17 +224,51 @@ def usage_on(conn: sa.Connection, app_id: int, day: str) -> int:
 
 
 def insert_message_items(
-    conn: sa.Connection, items: Sequence[tuple[Sequence[NewMessage], float]]
-) -> list[list[Inserted]]:
-    """Batch handler for :meth:`Database.write_item`: several requests' messages in one insert."""
-    flat = [m for batch, _ in items for m in batch]
-    done = insert_messages(conn, flat, now=max(now for _, now in items))
-    out: list[list[Inserted]] = []
-    at = 0
-    for batch, _ in items:
-        out.append(done[at : at + len(batch)])
-        at += len(batch)
-    return out
+    conn: sa.Connection, items: Sequence[tuple[Sequence[NewMessage], float, Charge | None]]
+) -> list[list[Inserted] | Over]:
+    """Batch handler for :meth:`Database.write_item`: several requests' messages in one insert. A
+    request with a :class:`~masd.store.limits.Charge` is stored only if its app's rate and quota have
+    room for it (charged here, in this transaction); otherwise its answer is the :class:`Over` and
+    nothing of it is stored."""
+    out: list[list[Inserted] | Over | None] = [None] * len(items)
+    admitted = list(range(len(items)))
+    charged = [i for i, (_, _, c) in enumerate(items) if c is not None]
+    if charged:
+        known = _stored_refs(conn, [m for i in charged for m in items[i][0]])
+        # One app's charges in turn, apps in id order: transactions of several nodes lock alike.
+        for i in sorted(charged, key=lambda i: (items[i][2].app_id, i)):  # type: ignore[union-attr]
+            batch, now, c = items[i]
+            assert c is not None
+            cost = sum(
+                len(x.deliveries)
+                for x in batch
+                if x.client_ref is None or (x.app_id, x.client_ref) not in known
+            )
+            over = limits.charge(conn, c, cost, now=now)
+            if over is not None:
+                out[i] = over
+        admitted = [i for i in admitted if out[i] is None]
+    flat = [m for i in admitted for m in items[i][0]]
+    if flat:
+        done = insert_messages(conn, flat, now=max(items[i][1] for i in admitted))
+        at = 0
+        for i in admitted:
+            n = len(items[i][0])
+            out[i] = done[at : at + n]
+            at += n
+    return [o if o is not None else [] for o in out]
+
+
+def _stored_refs(conn: sa.Connection, items: Sequence[NewMessage]) -> set[tuple[int | None, str]]:
+    """(app id, client_ref) of these messages that are already stored: a repeat costs nothing again."""
+    found: set[tuple[int | None, str]] = set()
+    by_app: dict[int, list[str]] = {}
+    for x in items:
+        if x.app_id is not None and x.client_ref is not None:
+            by_app.setdefault(x.app_id, []).append(x.client_ref)
+    for app_id, refs in by_app.items():
+        found.update((app_id, ref) for ref in existing_refs(conn, app_id, refs))
+    return found
 
 
 def get_message(conn: sa.Connection, message_id: int, *, app_id: int | None = None) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import mysql
 
 __all__ = [
     "app_events",
+    "app_rates",
     "app_usage",
     "apps",
     "dbpoll_messages",
@@ -75,6 +76,15 @@ app_usage = sa.Table(
     sa.Column("app_id", Id, primary_key=True),
     sa.Column("day", sa.String(10), primary_key=True),
     sa.Column("recipients", sa.BigInteger, nullable=False),
+)
+
+# Each rate-limited app's token bucket (see masd/store/limits.py): what it may send now, as of ``at``.
+app_rates = sa.Table(
+    "app_rates",
+    metadata,
+    sa.Column("app_id", Id, primary_key=True, autoincrement=False),
+    sa.Column("tokens", sa.Double, nullable=False),
+    sa.Column("at", Time, nullable=False),
 )
 
 messages = sa.Table(

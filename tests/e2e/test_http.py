@@ -409,7 +409,20 @@ async def test_a_batch_with_one_bad_message_stores_none_and_names_it(env: Env) -
     }
     r = await env.client.post("/v1/messages/batch", json=body, headers=env.auth())
     err = _error(r, 422)
-    assert err["field"] == "messages[1].to" and err["index"] == 1
+    assert err["field"] == "messages[1].to" and err["index"] == 1 and err["message_index"] == 1
+    assert await env.daemon.gateway.state_counts() == {}
+
+
+async def test_a_batch_error_names_the_message_that_caused_it_wherever_it_is(env: Env) -> None:
+    good = {"to": "13800000001", "text": "ok"}
+    for at in (0, 2, 4):
+        messages: list[dict[str, object]] = [good] * 4
+        messages.insert(at, {"to": "13800000002", "text": "长" * 1000})
+        err = _error(
+            await env.client.post("/v1/messages/batch", json={"messages": messages}, headers=env.auth()), 422
+        )
+        assert err["message_index"] == at and err["field"] == f"messages[{at}].text", err
+        assert "index" not in err  # that is a recipient's position within the message
     assert await env.daemon.gateway.state_counts() == {}
 
 

@@ -180,15 +180,6 @@ def test_the_latest_delivery_to_a_sender_is_found_within_the_window(db: Database
     assert db.read_sync(lambda c: reply_store.latest_delivery(c, "13800000001", since=NOW + 1)) is None
 
 
-def test_usage_counts_recipients_per_app_and_day(db: Database) -> None:
-    app = make_app(db)
-    day = dataclasses.replace(new_message("13800000001", "13800000002", app_id=app), usage_day="2027-01-01")
-    insert(db, day, dataclasses.replace(day, client_ref="x"))
-    insert(db, dataclasses.replace(day, client_ref="x"))  # the same client_ref again: not counted twice
-    assert db.read_sync(lambda c: msg_store.usage_on(c, app, "2027-01-01")) == 4
-    assert db.read_sync(lambda c: msg_store.usage_on(c, app, "2027-01-02")) == 0
-
-
 def test_overlapping_extensions_are_refused(db: Database) -> None:
     make_app(db, "a", extension="42")
     with pytest.raises(ValueError, match="overlaps app 'a'"):

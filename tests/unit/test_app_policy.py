@@ -1,5 +1,5 @@
-"""App limits: parsing what operators type, the kinds and scopes an app may use, and the per-app token
-bucket."""
+"""App limits: parsing what operators type, the kinds and scopes an app may use, and the size of
+the rate's burst (the bucket itself is charged with the store: tests/store/test_limits.py)."""
 
 from __future__ import annotations
 
@@ -10,21 +10,12 @@ from masd.core.apps import (
     SCOPES,
     App,
     Forbidden,
-    RateLimited,
-    RateLimiter,
+    burst_of,
     parse_channels,
     parse_quota,
     parse_rate,
     parse_scopes,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.mark.parametrize(
@@ -68,49 +59,9 @@ def test_an_app_without_channels_may_use_every_kind() -> None:
     app.check_kind("voice")
 
 
-def test_the_bucket_allows_one_second_of_burst_then_refuses_with_the_wait() -> None:
-    clock = Clock()
-    limiter = RateLimiter(clock)
-    app = App(1, "oa", rate=10.0)
-    for _ in range(10):
-        limiter.take(app, 1)
-    with pytest.raises(RateLimited) as e:
-        limiter.take(app, 1)
-    assert e.value.status == 429 and e.value.retry_after == pytest.approx(0.1)
-    clock.now += 0.1
-    limiter.take(app, 1)
-
-
-def test_a_request_bigger_than_the_burst_passes_on_a_full_bucket_and_leaves_a_debt() -> None:
-    clock = Clock()
-    limiter = RateLimiter(clock)
-    app = App(1, "oa", rate=10.0)
-    limiter.take(app, 100)  # ten seconds' worth from a full bucket of one second's: nine in debt
-    clock.now += 5
-    with pytest.raises(RateLimited) as e:
-        limiter.take(app, 1)
-    assert e.value.retry_after == pytest.approx(4.1)  # four more seconds to pay the debt, 0.1 for this one
-    clock.now += 4.1
-    limiter.take(app, 1)
-
-
-def test_apps_have_separate_buckets_and_no_rate_means_no_limit() -> None:
-    limiter = RateLimiter(Clock())
-    slow, other, free = App(1, "a", rate=1.0), App(2, "b", rate=1.0), App(3, "c")
-    limiter.take(slow, 1)
-    with pytest.raises(RateLimited):
-        limiter.take(slow, 1)
-    limiter.take(other, 1)
-    for _ in range(1000):
-        limiter.take(free, 1000)
-
-
-def test_giving_back_undoes_a_take_that_was_then_refused_elsewhere() -> None:
-    limiter = RateLimiter(Clock())
-    app = App(1, "oa", rate=2.0)
-    limiter.take(app, 2)
-    limiter.give_back(app, 2)
-    limiter.take(app, 2)
+def test_the_burst_is_one_seconds_worth_and_at_least_one_recipient() -> None:
+    assert burst_of(10.0) == 10.0
+    assert burst_of(0.5) == 1.0  # 30/min: one at a time
 
 
 # ----- scopes -------------------------------------------------------------------------------------------
