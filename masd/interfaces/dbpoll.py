@@ -365,7 +365,8 @@ class MasPoller:
         self, app: App, rows: list[mas.MtRow]
     ) -> tuple[list[tuple[mas.MtRow, int]], list[mas.BadRow], float | None]:
         """Accept rows in order; stop at the first that the app's rate, quota or the queue defers (it and
-        the rest stay in api_mt). Returns (accepted rows with message ids, refused rows, wait)."""
+        the rest stay in api_mt). A refused row is reported with its own SM_ID and reason; the others of
+        the batch go on. Returns (accepted rows with message ids, refused rows, wait)."""
         accepted: list[tuple[mas.MtRow, int]] = []
         refused: list[mas.BadRow] = []
         # notify is per call: rows wanting receipts (SM_ID ≠ 0) and rows that do not go separately.
@@ -376,13 +377,16 @@ class MasPoller:
                     results = await self.gateway.accept(
                         [self._request(r) for r in group], interface=INTERFACE, app=app, notify=notify
                     )
-                except Rejected as e:
-                    i = e.index if e.index is not None and len(group) > 1 else 0
-                    refused.append(self._refused(group.pop(i), mas.rejected_code(e.field), e))
+                except (Rejected, Forbidden) as e:
+                    i = e.message_index if len(group) > 1 else 0
+                    if i is None:
+                        # A refusal of the whole batch (the app may not send SMS at all): every row.
+                        if isinstance(e, Forbidden):
+                            refused += [self._refused(r, mas.CODES["forbidden"], e) for r in group]
+                            break
+                        i = 0
+                    refused.append(self._refused(group.pop(i), self._code(e), e))
                     continue
-                except Forbidden as e:
-                    refused += [self._refused(r, mas.CODES["forbidden"], e) for r in group]
-                    break
                 except (RateLimited, QuotaExceeded, QueueFull) as e:
                     if len(group) > 1:
                         # A batch may be over a limit that single rows are not: go one by one.
@@ -392,6 +396,9 @@ class MasPoller:
                         if wait is not None:
                             return accepted, refused, wait
                         break
+                    if isinstance(e, RateLimited) and e.retry_after is None:
+                        refused.append(self._refused(group.pop(), mas.CODES["over_rate"], e))
+                        continue
                     return accepted, refused, self._deferred(e)
                 accepted += [(r, a.message_id) for r, a in zip(group, results, strict=True)]
                 break
@@ -408,15 +415,21 @@ class MasPoller:
         for r in group:
             try:
                 a = await self.gateway.send(self._request(r), interface=INTERFACE, app=app, notify=notify)
-            except Rejected as e:
-                refused.append(self._refused(r, mas.rejected_code(e.field), e))
-            except Forbidden as e:
-                refused.append(self._refused(r, mas.CODES["forbidden"], e))
-            except (RateLimited, QuotaExceeded, QueueFull) as e:
+            except (Rejected, Forbidden) as e:
+                refused.append(self._refused(r, self._code(e), e))
+            except RateLimited as e:
+                if e.retry_after is not None:
+                    return accepted, refused, self._deferred(e)
+                refused.append(self._refused(r, mas.CODES["over_rate"], e))  # it never fits the rate
+            except (QuotaExceeded, QueueFull) as e:
                 return accepted, refused, self._deferred(e)
             else:
                 accepted.append((r, a.message_id))
         return accepted, refused, None
+
+    @staticmethod
+    def _code(e: Rejected | Forbidden) -> int:
+        return mas.CODES["forbidden"] if isinstance(e, Forbidden) else mas.rejected_code(e.field)
 
     def _request(self, r: mas.MtRow) -> SubmitRequest:
         return SubmitRequest(
@@ -424,7 +437,7 @@ class MasPoller:
         )
 
     @staticmethod
-    def _refused(r: mas.MtRow, code: int, e: Rejected | Forbidden) -> mas.BadRow:
+    def _refused(r: mas.MtRow, code: int, e: Rejected | Forbidden | RateLimited) -> mas.BadRow:
         field = e.field.rsplit(".", 1)[-1]
         return mas.BadRow(r.auto_sn, r.sm_id, r.recipients, code, f"{field}: {e.reason}")
 
@@ -504,7 +517,7 @@ class MasPoller:
         extensions = {str(e.get("extension") or "") for e in events if e["type"] == "reply"}
         code = self.code
 
-        def lookup(conn: sa.Connection) -> tuple[dict[int, tuple[str, int]], dict[str, int]]:
+        def lookup(conn: sa.Connection) -> tuple[dict[int, tuple[str, int]], set[str]]:
             known: dict[int, tuple[str, int]] = {}
             if message_ids:
                 known = {
@@ -515,19 +528,16 @@ class MasPoller:
                         )
                     )
                 }
-            by_src: dict[str, int] = {}
+            sent_with: set[str] = set()  # SRC_IDs this code has sent with: replies to them are its own
             for ext in extensions:
-                sm = conn.execute(
-                    sa.select(dm.c.sm_id)
-                    .where(dm.c.code == code, dm.c.src_id == ext)
-                    .order_by(dm.c.message_id.desc())
-                    .limit(1)
-                ).scalar()
-                if sm is not None:
-                    by_src[ext] = int(sm)
-            return known, by_src
+                hit = conn.execute(
+                    sa.select(dm.c.message_id).where(dm.c.code == code, dm.c.src_id == ext).limit(1)
+                ).first()
+                if hit is not None:
+                    sent_with.add(ext)
+            return known, sent_with
 
-        known, by_src = await self.db.read(lookup)
+        known, sent_with = await self.db.read(lookup)
         rpt: list[mas.RptRow] = []
         mo: list[dict[str, Any]] = []
         for e in events:
@@ -554,12 +564,11 @@ class MasPoller:
                 )
             elif e["type"] == "reply":
                 ext = str(e.get("extension") or "")
-                if ext in by_src:
-                    sm = by_src[ext]
-                elif owner == code or (owner is None and self.home):
-                    sm = 0
-                else:
+                if ext not in sent_with and owner != code and not (owner is None and self.home):
                     continue  # it answers another code's message
+                # As a MAS writes it: SM_ID is the SRC_ID the reply was sent to (what the handset
+                # showed after the service number and the app's extension), 0 for the bare extension.
+                sm = mas.sm_id_of_reply(ext)
                 text = str(e.get("text") or "")
                 mo.append(
                     {

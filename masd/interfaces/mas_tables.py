@@ -49,6 +49,7 @@ __all__ = [
     "ref_prefix",
     "rejected_code",
     "sm_id_from_ref",
+    "sm_id_of_reply",
     "table_name",
 ]
 
@@ -69,6 +70,7 @@ CODES: dict[str, int] = {
     "unreadable_content": 9007,  # CONTENT bytes are neither UTF-8 nor GBK
     "rejected": 9008,  # refused by the gateway for another reason (see RPT_DESC)
     "forbidden": 9009,  # the app this interface acts as may not send SMS
+    "over_rate": 9010,  # more numbers in MOBILES than the app's rate lets go at once (its burst)
     # A delivery that did not succeed and whose carrier gave no error code:
     "undelivered": 9101,
     "expired": 9102,
@@ -420,6 +422,15 @@ _REJECTED_FIELDS = {
     "recipients": CODES["bad_mobile"],
     "extension": CODES["bad_src_id"],
 }
+
+
+def sm_id_of_reply(extension: str) -> int:
+    """api_mo.SM_ID for a reply sent to the service number + the app's extension + ``extension``: that
+    SRC_ID, which the MAS API client reads replies by (``SM_ID = srcID``); 0 when there is none (the
+    bare extension) or it is not one masd could have sent with."""
+    if extension.isdigit() and int(extension) <= MAX_ID:
+        return int(extension)
+    return 0
 
 
 def rejected_code(field: str) -> int:

@@ -62,6 +62,17 @@ class Oa:
         marks = ", ".join(f":{k}" for k in values)
         await self.sql(f"INSERT INTO {MT} ({cols}) VALUES ({marks})", **values)
 
+    async def insert_many(self, rows: list[dict[str, Any]]) -> None:
+        """Several rows in one OA transaction, so that one poll reads them as one batch."""
+        cols = list(rows[0])
+        sql = f"INSERT INTO {MT} ({', '.join(cols)}) VALUES ({', '.join(f':{k}' for k in cols)})"
+
+        def run() -> None:
+            with self.engine.begin() as c:
+                c.execute(sa.text(sql), rows)
+
+        await trio.to_thread.run_sync(run)
+
     async def count(self, table: str) -> int:
         return int((await self.sql(f"SELECT COUNT(*) AS n FROM {table}"))[0]["n"])
 
@@ -202,6 +213,7 @@ async def running(
     *,
     extension: str | None = None,
     quota: int | None = None,
+    rate: float | None = None,
     sim: str = "{receipt_delay = 0.01}",
     make_app: bool = True,
 ) -> AsyncIterator[Env]:
@@ -219,7 +231,9 @@ async def running(
     db.upgrade()
     if make_app:
         db.write_sync(
-            lambda c: app_store.create_app(c, "oa", now=time.time(), extension=extension, quota_per_day=quota)
+            lambda c: app_store.create_app(
+                c, "oa", now=time.time(), extension=extension, quota_per_day=quota, rate=rate
+            )
         )
     daemon = Daemon(cfg, db=db)
     async with trio.open_nursery() as nursery:
@@ -367,6 +381,60 @@ async def test_bad_row_does_not_hold_up_the_rows_after_it(env: Env) -> None:
     assert sorted((r["sm_id"], r["rpt_code"]) for r in rows) == [(31, 9001), (32, 0)]
 
 
+@pytest.mark.parametrize("where", [0, 2, 3])
+async def test_a_refused_row_is_blamed_alone_and_the_rest_of_its_batch_is_sent(env: Env, where: int) -> None:
+    due = (dt.datetime.now() + dt.timedelta(hours=2)).replace(microsecond=0)
+    good = [
+        {"sm_id": 101, "mobiles": "13800138000,13900139000", "content": "第一条", "send_time": None},
+        {"sm_id": 102, "mobiles": "13700137000", "content": "定时", "send_time": f"{due:%Y-%m-%d %H:%M:%S}"},
+        {"sm_id": 103, "mobiles": "13600136000", "content": "第三条", "send_time": None},
+    ]
+    bad = {"sm_id": 104, "mobiles": "13500135000", "content": "长" * 1000, "send_time": None}
+    await env.oa.insert_many([*good[:where], bad, *good[where:]])
+    rows = await rpt_rows(env, 4)
+    assert sorted((r["sm_id"], r["mobile"], r["rpt_code"]) for r in rows) == [
+        (101, "13800138000", 0),
+        (101, "13900139000", 0),
+        (103, "13600136000", 0),
+        (104, "13500135000", 9003),
+    ]
+    (blamed,) = [r for r in rows if r["sm_id"] == 104]
+    assert "segments" in blamed["rpt_desc"]
+    assert await env.oa.count(MT) == 0
+    assert sorted(env.submits()) == ["13600136000", "13800138000", "13900139000"]
+    scheduled = [m for m in await env.messages() if m["text"] == "定时"]
+    assert [m["send_at"] for m in scheduled] == [due.timestamp()]
+
+
+async def test_a_row_with_more_numbers_than_the_rate_admits_at_once_is_reported(
+    oa: Oa, tmp_path: Path
+) -> None:
+    async with running(oa, tmp_path, rate=2.0) as env:
+        await oa.insert_many(
+            [
+                {"sm_id": 111, "mobiles": "13800138000,13900139000,13700137000", "content": "three"},
+                {"sm_id": 112, "mobiles": "13600136000", "content": "one"},
+            ]
+        )
+        rows = await rpt_rows(env, 4)
+    assert sorted((r["sm_id"], r["rpt_code"]) for r in rows) == [(111, 9010)] * 3 + [(112, 0)]
+    assert all("at most 2 at once" in r["rpt_desc"] for r in rows if r["sm_id"] == 111)
+    assert env.submits() == ["13600136000"]
+
+
+async def test_rows_beyond_the_rate_wait_in_api_mt_and_go_out_at_the_rate(oa: Oa, tmp_path: Path) -> None:
+    async with running(oa, tmp_path, rate=5.0) as env:
+        started = time.monotonic()
+        await oa.insert_many(
+            [{"sm_id": 120 + i, "mobiles": f"1380013{i:04d}", "content": f"n{i}"} for i in range(15)]
+        )
+        await trio.sleep(0.3)
+        assert len(env.submits()) <= 5 + 0.3 * 5 + 1  # a burst of one second's worth, then the rate
+        await rpt_rows(env, 15)
+        assert time.monotonic() - started >= (15 - 5) / 5 - 0.1
+        assert sorted(r["sm_id"] for r in await oa.rpt()) == list(range(120, 135))
+
+
 async def test_row_over_the_apps_quota_stays_for_later_without_a_report(oa: Oa, tmp_path: Path) -> None:
     async with running(oa, tmp_path, quota=1) as env:
         await oa.insert(sm_id=41, mobiles="13800138000", content="first")
@@ -398,8 +466,22 @@ async def test_reply_to_src_id_arrives_in_api_mo_with_that_sm_id(oa: Oa, tmp_pat
             return await oa.sql(f"SELECT sm_id, mobile, content, mo_time, msg_fmt FROM {MO}")
 
         (row,) = await until(mo)
-    assert (row["sm_id"], row["mobile"], row["content"], row["msg_fmt"]) == (51, "13800138000", "1 收到", 15)
-    assert row["mo_time"] is not None
+        # As a MAS writes it: SM_ID is the SRC_ID the reply was sent to, not the SM_ID of the message.
+        assert (row["sm_id"], row["mobile"], row["content"], row["msg_fmt"]) == (
+            123,
+            "13800138000",
+            "1 收到",
+            15,
+        )
+        assert row["mo_time"] is not None
+        # The OA reads its replies as the MAS API client does: by SM_ID = srcID.
+        (mine,) = await oa.sql(f"SELECT content FROM {MO} WHERE sm_id = :src", src=123)
+        assert mine["content"] == "1 收到"
+        await env.daemon.gateway.reply(
+            "sim", InboundReply(sender="13900139000", destination=SERVICE_NUMBER + "01", text="bare")
+        )
+        bare = await until(lambda: oa.sql(f"SELECT sm_id FROM {MO} WHERE mobile = '13900139000'"))
+        assert bare == [{"sm_id": 0}]
 
 
 # ----- failures ---------------------------------------------------------------------------------------------
