@@ -10,14 +10,18 @@ chunked otherwise. Keep-alive follows HTTP/1.1 and HTTP/1.0 rules; pipelined req
 order. No TLS, no HTTP/2, no WebSockets, no lifespan: masd's API uses none of them (put a reverse
 proxy in front for TLS).
 
-Limits: a head over ``MAX_HEAD`` is answered 431; a malformed request 400; a body over ``max_body``
-413 — the app applies its own, lower, limits as well; an idle keep-alive connection is closed after
+Limits: a head (request line and header lines with the empty line that ends them) of more than
+``MAX_HEAD`` bytes is answered 431; a malformed request 400; a body over ``max_body`` 413, from its
+Content-Length before any of it is read, or once a chunked body passes the limit. These answers are
+JSON in the API's shape (``{"error": {"code", "reason"}}``) and end the connection in a way that lets
+the client read them (see :meth:`_Connection._refuse`). An idle keep-alive connection is closed after
 ``idle_timeout`` seconds, a request whose head or body stalls for that long too.
 """
 
 from __future__ import annotations
 
 import http
+import json
 import socket
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -33,9 +37,19 @@ __all__ = ["MAX_HEAD", "serve_asgi"]
 
 log = structlog.get_logger("masd.http")
 
-MAX_HEAD = 64 * 1024
+MAX_HEAD = 64 * 1024  # bytes of a request head, its closing empty line included
+LINGER_SECONDS = 2.0  # after refusing a request: how long to read and discard what the client still sends
+LINGER_BYTES = 16 * 1024 * 1024  # … and how much of it at most
 
 _PHRASES = {s.value: s.phrase.encode() for s in http.HTTPStatus}
+_CODES = {
+    400: "bad_request",
+    413: "too_large",
+    431: "too_large",
+    500: "internal",
+    501: "not_implemented",
+    505: "http_version_not_supported",
+}
 
 
 class _BadRequest(Exception):
@@ -101,6 +115,8 @@ class _Connection:
                 pass
         except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
+        except Exception:  # a bug here must end this connection only, not the server and its others
+            log.exception("HTTP connection failed", client=conn.client)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
@@ -118,12 +134,12 @@ class _Connection:
         start = 0
         while True:
             end = self.buf.find(b"\r\n\r\n", start)
-            if end >= 0:
+            if end >= 0 and end + 4 <= MAX_HEAD:
                 head = bytes(self.buf[:end])
                 del self.buf[: end + 4]
                 return head
-            if len(self.buf) > MAX_HEAD:
-                raise _BadRequest(431, "request header fields too large")
+            if end >= 0 or len(self.buf) >= MAX_HEAD:
+                raise _BadRequest(431, f"the request line and headers are longer than {MAX_HEAD} bytes")
             start = max(0, len(self.buf) - 3)
             await self._fill()
 
@@ -152,13 +168,18 @@ class _Connection:
                 size = int(size_text, 16)
             except ValueError:
                 raise _BadRequest(400, "malformed chunk size") from None
+            if size < 0:
+                raise _BadRequest(400, "malformed chunk size")
             if size == 0:
-                while await self._line():  # trailers, up to the empty line
-                    pass
+                trailers = 0
+                while line := await self._line():  # trailers, up to the empty line
+                    trailers += len(line) + 2
+                    if trailers > MAX_HEAD:
+                        raise _BadRequest(431, f"the trailer lines are longer than {MAX_HEAD} bytes")
                 return b"".join(parts)
             total += size
             if total > self.max_body:
-                raise _BadRequest(413, "request body too large")
+                raise _BadRequest(413, self._too_large)
             parts.append(await self._exactly(size))
             if await self._exactly(2) != b"\r\n":
                 raise _BadRequest(400, "malformed chunk")
@@ -170,12 +191,12 @@ class _Connection:
         except _Closed:
             return False
         except _BadRequest as e:
-            await self._simple(e.status, str(e))
+            await self._refuse(e.status, str(e))
             return False
         try:
             method, target, version, headers = _parse_head(head)
         except _BadRequest as e:
-            await self._simple(e.status, str(e))
+            await self._refuse(e.status, str(e))
             return False
         length: int | None = None
         chunked = False
@@ -183,14 +204,15 @@ class _Connection:
         expect_continue = False
         for name, value in headers:
             if name == b"content-length":
-                if not value.strip().isdigit() or (length is not None and int(value) != length):
-                    await self._simple(400, "invalid Content-Length")
+                declared = _content_length(value)
+                if declared is None or (length is not None and declared != length):
+                    await self._refuse(400, "invalid Content-Length")
                     return False
-                length = int(value)
+                length = declared
             elif name == b"transfer-encoding":
                 chunked = value.strip().lower().endswith(b"chunked")
                 if not chunked:
-                    await self._simple(501, "unsupported Transfer-Encoding")
+                    await self._refuse(501, "unsupported Transfer-Encoding")
                     return False
             elif name == b"connection":
                 tokens = {t.strip().lower() for t in value.split(b",")}
@@ -201,17 +223,17 @@ class _Connection:
             elif name == b"expect" and value.strip().lower() == b"100-continue":
                 expect_continue = True
         if chunked and length is not None:
-            await self._simple(400, "both Content-Length and Transfer-Encoding")
+            await self._refuse(400, "both Content-Length and Transfer-Encoding")
             return False
         if (length or 0) > self.max_body:
-            await self._simple(413, "request body too large")
+            await self._refuse(413, self._too_large)  # before reading any of it, and no 100 Continue
             return False
         if expect_continue and version == b"HTTP/1.1" and (chunked or length):
             await self.stream.send_all(b"HTTP/1.1 100 Continue\r\n\r\n")
         try:
             body = await self._chunked() if chunked else await self._exactly(length or 0)
         except _BadRequest as e:
-            await self._simple(e.status, str(e))
+            await self._refuse(e.status, str(e))
             return False
         path, _, query = target.partition(b"?")
         scope: dict[str, Any] = {
@@ -245,25 +267,43 @@ class _Connection:
         except Exception:
             log.exception("the HTTP app failed", method=scope["method"], path=scope["path"])
             if not response.started:
-                await self._simple(500, "internal server error")
+                await self._refuse(500, "the server failed to handle this request; it has been logged")
             return False
         finally:
             done.set()
         if not response.finished:
             if not response.started:
-                await self._simple(500, "the app sent no response")
+                await self._refuse(500, "the app sent no response")
                 return False
             await response.send({"type": "http.response.body", "body": b"", "more_body": False})
         return response.keep_alive
 
-    async def _simple(self, status: int, text: str) -> None:
-        body = (text + "\n").encode()
+    @property
+    def _too_large(self) -> str:
+        return f"the body is larger than {self.max_body} bytes"
+
+    async def _refuse(self, status: int, reason: str) -> None:
+        """Answer ``{"error": {"code", "reason"}}`` with ``status`` and end the connection so that the
+        client reads the answer.
+
+        The client may still be sending (the rest of an oversized body or head). Closing a socket with
+        unread bytes makes the kernel reset the connection, and a reset can destroy the answer before
+        the client has read it. So the write side is shut down first (the client sees the end of the
+        answer), then what still arrives is read and dropped until the client closes, for at most
+        ``LINGER_SECONDS`` and ``LINGER_BYTES``."""
+        error = {"code": _CODES.get(status, "bad_request"), "reason": reason}
+        body = json.dumps({"error": error}, separators=(",", ":")).encode()
         head = (
-            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n" % (status, _PHRASES.get(status, b""), len(body))
         )
         try:
             await self.stream.send_all(head + body)
+            await self.stream.send_eof()
+            drained = 0
+            with trio.move_on_after(LINGER_SECONDS):
+                while drained < LINGER_BYTES and (data := await self.stream.receive_some(65536)):
+                    drained += len(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
 
@@ -342,6 +382,16 @@ def _address(addr: Any) -> tuple[str, int] | None:
     if isinstance(addr, tuple) and len(addr) >= 2:
         return str(addr[0]), int(addr[1])
     return None
+
+
+def _content_length(value: bytes) -> int | None:
+    """A Content-Length as a number, or None when it is not one. A length of more digits than any body
+    has is taken as 2**63 (and refused as too large) rather than converted."""
+    digits = value.strip()
+    if not digits.isdigit():
+        return None
+    digits = digits.lstrip(b"0") or b"0"
+    return int(digits) if len(digits) <= 18 else 2**63
 
 
 def _parse_head(head: bytes) -> tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]]:

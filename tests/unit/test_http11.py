@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -153,11 +154,115 @@ async def test_a_malformed_request_is_refused_with_a_status_and_the_connection_c
 ) -> None:
     out = await _ask(request_bytes, max_body=1000)
     assert out.startswith(b"HTTP/1.1 " + status), out
+    _json_error(out)
 
 
-async def test_a_head_too_large_is_refused_with_431() -> None:
+def _json_error(out: bytes) -> dict[str, Any]:
+    """The ``error`` of a refusal: JSON in the API's shape, and the connection closed."""
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head
+    assert b"connection: close" in head
+    assert int(head.split(b"content-length: ")[1].split(b"\r\n")[0]) == len(body)
+    error: dict[str, Any] = json.loads(body)["error"]
+    assert set(error) == {"code", "reason"}
+    return error
+
+
+def _head_of(size: int) -> bytes:
+    """A GET whose head, its closing empty line included, is exactly ``size`` bytes."""
+    start = b"GET /x HTTP/1.1\r\nConnection: close\r\nX-Pad: "
+    return start + b"a" * (size - len(start) - 4) + b"\r\n\r\n"
+
+
+async def test_a_head_of_exactly_max_head_bytes_is_served() -> None:
+    assert len(_head_of(MAX_HEAD)) == MAX_HEAD
+    out = await _ask(_head_of(MAX_HEAD))
+    assert out.startswith(b"HTTP/1.1 201")
+
+
+async def test_a_head_one_byte_over_max_head_is_refused_with_431() -> None:
+    out = await _ask(_head_of(MAX_HEAD + 1))
+    assert out.startswith(b"HTTP/1.1 431")
+    assert _json_error(out)["code"] == "too_large"
+
+
+async def test_a_head_that_never_ends_is_refused_with_431_at_the_limit() -> None:
     out = await _ask(b"GET /x HTTP/1.1\r\nX-Big: " + b"a" * (MAX_HEAD + 10))
     assert out.startswith(b"HTTP/1.1 431")
+    assert str(MAX_HEAD) in _json_error(out)["reason"]
+
+
+async def test_an_oversized_content_length_is_refused_before_the_body_is_sent() -> None:
+    # The client sends the head only: the answer comes without a byte of the body, and no 100 Continue.
+    async with trio.open_nursery() as nursery:
+        port = await _server(nursery, max_body=1000)
+        head = b"POST /x HTTP/1.1\r\nContent-Length: 1001\r\nExpect: 100-continue\r\n\r\n"
+        out = await _exchange(port, head)
+        nursery.cancel_scope.cancel()
+    assert out.startswith(b"HTTP/1.1 413")
+    error = _json_error(out)
+    assert error == {"code": "too_large", "reason": "the body is larger than 1000 bytes"}
+
+
+async def test_a_client_still_sending_an_oversized_body_reads_the_413_without_a_reset() -> None:
+    # Closing with the body unread would reset the connection and could destroy the answer: the
+    # server shuts down its side and drops what still comes instead.
+    body = b"x" * (8 * 1024 * 1024)
+    async with trio.open_nursery() as nursery:
+        port = await _server(nursery, max_body=1000)
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        out = b""
+        async with stream:
+
+            async def sender() -> None:
+                await stream.send_all(b"POST /x HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body))
+                await stream.send_all(body)
+
+            async with trio.open_nursery() as inner:
+                inner.start_soon(sender)
+                with trio.fail_after(10):
+                    while chunk := await stream.receive_some(65536):
+                        out += chunk
+        nursery.cancel_scope.cancel()
+    assert out.startswith(b"HTTP/1.1 413")
+    assert _json_error(out)["code"] == "too_large"
+
+
+async def test_a_chunked_body_is_refused_with_413_once_it_passes_the_limit() -> None:
+    chunk = b"%x\r\n%s\r\n" % (600, b"y" * 600)
+    out = await _ask(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 2, max_body=1000)
+    assert out.startswith(b"HTTP/1.1 413")
+    assert _json_error(out)["reason"] == "the body is larger than 1000 bytes"
+
+
+async def test_a_content_length_of_thousands_of_digits_is_too_large_and_the_server_keeps_serving() -> None:
+    async with trio.open_nursery() as nursery:
+        port = await _server(nursery)
+        out = await _exchange(port, b"POST /x HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n")
+        again = await _exchange(port, b"GET /ok HTTP/1.1\r\nConnection: close\r\n\r\n")
+        nursery.cancel_scope.cancel()
+    assert out.startswith(b"HTTP/1.1 413")
+    assert again.startswith(b"HTTP/1.1 201")
+
+
+async def test_a_content_length_with_leading_zeros_is_its_number() -> None:
+    out = await _ask(
+        b"POST /z HTTP/1.1\r\nContent-Length: " + b"0" * 40 + b"2\r\nConnection: close\r\n\r\nhi"
+    )
+    assert out.endswith(b"POST /z  hi")
+
+
+@pytest.mark.parametrize(
+    ("chunks", "status"),
+    [
+        (b"-5\r\nhello\r\n0\r\n\r\n", b"400"),
+        (b"0\r\n" + b"X-T: a\r\n" * (MAX_HEAD // 8 + 1) + b"\r\n", b"431"),
+    ],
+)
+async def test_a_bad_chunked_body_is_refused(chunks: bytes, status: bytes) -> None:
+    out = await _ask(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+    assert out.startswith(b"HTTP/1.1 " + status), out[:100]
+    _json_error(out)
 
 
 async def test_an_app_that_fails_gets_a_500_and_the_server_keeps_serving() -> None:
@@ -167,6 +272,7 @@ async def test_an_app_that_fails_gets_a_500_and_the_server_keeps_serving() -> No
         again = await _exchange(port, b"GET /ok HTTP/1.1\r\nConnection: close\r\n\r\n")
         nursery.cancel_scope.cancel()
     assert out.startswith(b"HTTP/1.1 500")
+    assert _json_error(out)["code"] == "internal"
     assert again.startswith(b"HTTP/1.1 201")
 
 
