@@ -1,6 +1,7 @@
 """The address book's HTTP router over real HTTP: an app built here mounts it the way the daemon does
-(behind a bearer-key dependency, with the store at ``app.state.db`` and the house error handlers) and
-Hypercorn serves it on a free loopback port."""
+(behind the bearer-key dependency, here answered from a table of test apps, with the store at
+``app.state.db`` and the house error handlers) and Hypercorn serves it on a free loopback port. The
+scopes against the daemon itself, granted from the command line, are in test_app_scopes.py."""
 
 from __future__ import annotations
 
@@ -15,15 +16,24 @@ import trio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from hypercorn.trio import serve
 
-from masd.interfaces.http import ApiError, _error, _validation_response, hypercorn_config
+from masd.core.apps import App
+from masd.interfaces.http import ApiError, _error, _validation_response, calling_app, hypercorn_config
 from masd.modules.contacts.http import router
 from masd.store.db import Database
 
 pytestmark = pytest.mark.e2e
 
 KEY = "masd_test_key"
+READER_KEY = "masd_reader_key"
+OTHER_KEY = "masd_other_key"
+APPS = {
+    KEY: App(1, "test", scopes=frozenset({"contacts:read", "contacts:write"})),
+    READER_KEY: App(2, "reader", scopes=frozenset({"contacts:read"})),
+    OTHER_KEY: App(3, "other"),  # the default scopes: no address book
+}
 FILE = (
     "姓名,手机,部门,职务,标签,分组\n"
     '张三,13800138000,市政府/办公室/秘书科,科长,"党员,值班",办公会\n'
@@ -32,10 +42,11 @@ FILE = (
 
 
 def build_app(db: Database) -> FastAPI:
-    async def caller(request: Request) -> str:
-        if request.headers.get("authorization") != f"Bearer {KEY}":
+    async def caller(request: Request) -> App:
+        found = APPS.get(request.headers.get("authorization", "").removeprefix("Bearer "))
+        if found is None:
             raise ApiError(401, "unauthorized", "no API key")
-        return "test"
+        return found
 
     async def on_api_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -48,7 +59,8 @@ def build_app(db: Database) -> FastAPI:
     app = FastAPI()
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
-    app.include_router(router, dependencies=[Depends(caller)])
+    app.dependency_overrides[calling_app] = caller
+    app.include_router(router, dependencies=[Depends(calling_app)])
     app.state.db = db
     return app
 
@@ -71,6 +83,43 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 async def test_every_route_asks_for_the_api_key(client: httpx.AsyncClient) -> None:
     r = await client.get("/v1/contacts/people", headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+
+
+def _every_route() -> list[tuple[str, str]]:
+    # Every operation the router has, with ids filled in: the scope is checked before the id is looked up.
+    return [
+        (method, route.path.replace("{id}", "1").replace("{person_id}", "1"))
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in sorted(route.methods or ())
+    ]
+
+
+@pytest.mark.parametrize(("method", "path"), _every_route())
+async def test_an_app_without_the_address_book_scopes_is_refused_on_every_route(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    r = await client.request(method, path, headers={"Authorization": f"Bearer {OTHER_KEY}"})
+    assert r.status_code == 403, r.text
+    scope = "contacts:read" if method == "GET" else "contacts:write"
+    error = r.json()["error"]
+    assert (error["code"], error["field"], error["value"]) == ("forbidden", "scope", scope)
+    assert f"lacks the scope '{scope}'" in error["reason"]
+    assert f"masd apps set other --scope +{scope}" in error["reason"]
+
+
+async def test_an_app_that_may_read_the_address_book_may_not_change_it(client: httpx.AsyncClient) -> None:
+    reader = {"Authorization": f"Bearer {READER_KEY}"}
+    await client.post("/v1/contacts/import", params={"dry_run": "false"}, content=FILE)
+    assert (await client.get("/v1/contacts/people", headers=reader)).json()["total"] == 2
+    assert (await client.get("/v1/contacts/export", headers=reader)).status_code == 200
+    r = await client.post(
+        "/v1/contacts/people", json={"name": "王五", "mobile": "13700137000"}, headers=reader
+    )
+    assert r.status_code == 403 and r.json()["error"]["value"] == "contacts:write"
+    r = await client.post("/v1/contacts/import", content=FILE, headers=reader)  # even a preview
+    assert r.status_code == 403 and r.json()["error"]["value"] == "contacts:write"
+    assert (await client.get("/v1/contacts/people")).json()["total"] == 2
 
 
 async def test_a_person_created_is_returned_normalised(client: httpx.AsyncClient) -> None:

@@ -29,6 +29,7 @@ from schemathesis.checks import (
 )
 
 from masd.config import load_config
+from masd.core.apps import SCOPES
 from masd.daemon import Daemon
 from masd.store import apps as app_store
 
@@ -55,7 +56,11 @@ async def daemon_with_key(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
     daemon = Daemon(load_config(None, env=env))
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
-        _, key = await daemon.db.write(lambda c: app_store.create_app(c, "fuzz", now=time.time()))
+        # Every scope, so that the address book's routes are fuzzed past their scope check.
+        scopes = ",".join(sorted(SCOPES))
+        _, key = await daemon.db.write(
+            lambda c: app_store.create_app(c, "fuzz", now=time.time(), scopes=scopes)
+        )
         yield f"http://{daemon.cfg.http.listen}", key
         daemon.stop()
 

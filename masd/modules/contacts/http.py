@@ -18,10 +18,16 @@
     POST   /v1/contacts/import                 upload CSV or XLSX: a preview (dry_run, the default) or apply
     GET    /v1/contacts/export                 download CSV or XLSX
 
-The router needs two things from the app that mounts it: the authentication dependency (given to
-``include_router(router, dependencies=[Depends(caller)])``, so every route asks for an API key) and the
-store, which it finds at ``request.app.state.db``. Errors are the house shape, ``{"error": {"code",
-"reason", "field"?, "value"?}}``, rendered by the app's :class:`~masd.interfaces.http.ApiError` handler.
+The address book holds other people's names and numbers, so an app needs a scope for it: reading
+(GET: search, the tree, groups, export) needs ``contacts:read``, anything else (add, change, remove,
+import, even an import's preview) needs ``contacts:write``, which includes reading. Without it the answer
+is 403 ``forbidden`` with ``field: "scope"`` and the missing scope as ``value``. The one check is
+:func:`required_scope`, a dependency of the whole router, so a new route cannot leave it out.
+
+The router finds the calling app through :func:`masd.interfaces.http.calling_app` (401 without a valid
+key; an app mounting the router elsewhere can put its own in ``dependency_overrides``) and the store at
+``request.app.state.db``. Errors are the house shape, ``{"error": {"code", "reason", "field"?,
+"value"?}}``, rendered by the app's :class:`~masd.interfaces.http.ApiError` handler.
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from masd.interfaces.http import ApiError, ErrorResponse, _echo, _iso
+from masd.core.apps import App, Forbidden
+from masd.interfaces.http import ApiError, ErrorResponse, _echo, _iso, calling_app
 from masd.store.db import Database
 
 from . import importer
@@ -44,7 +51,7 @@ from . import store as book
 from .importer import XLSX_MIME
 from .model import ContactError
 
-__all__ = ["database", "router"]
+__all__ = ["database", "required_scope", "router"]
 
 T = TypeVar("T")
 MAX_ID = 2**63 - 1
@@ -61,7 +68,21 @@ def database(request: Request) -> Database:
     return db  # type: ignore[no-any-return]
 
 
-router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
+# Reading the book changes nothing; every other method changes it (an import's preview is asked for on
+# the way to an import, so it is a write too).
+_READS = frozenset({"GET", "HEAD"})
+
+
+async def required_scope(request: Request, app: Annotated[App, Depends(calling_app)]) -> None:
+    """403 naming the scope unless the calling app may do what the request's method does."""
+    scope = "contacts:read" if request.method in _READS else "contacts:write"
+    try:
+        app.require(scope)
+    except Forbidden as e:
+        raise ApiError(403, "forbidden", e.reason, field=e.field, value=scope) from None
+
+
+router = APIRouter(prefix="/v1/contacts", tags=["contacts"], dependencies=[Depends(required_scope)])
 
 Db = Annotated[Database, Depends(database)]
 
@@ -70,6 +91,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     described = {
         400: "The body is not a JSON object",
         401: "No API key, or one that is not valid",
+        403: "The app lacks the scope this needs (contacts:read to read, contacts:write to change); "
+        "the error names it",
         404: "No such person, department or group",
         409: "The change conflicts with what exists (a mobile already in the book, a name taken, a "
         "department that still has people)",
@@ -77,7 +100,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         422: "A field is not valid; the error names it",
         503: "The store is unavailable; retry after Retry-After seconds",
     }
-    return {c: {"model": ErrorResponse, "description": described[c]} for c in codes}
+    # Every route checks the key and the scope.
+    return {c: {"model": ErrorResponse, "description": described[c]} for c in sorted({401, 403, *codes})}
 
 
 def _refusal(e: ContactError) -> ApiError:
