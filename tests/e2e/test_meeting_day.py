@@ -255,6 +255,7 @@ async def test_a_whole_meeting_day(day: Day) -> None:
         "notified": 50,
         "delivered": 50,
         "undelivered": 0,
+        "refused": 0,
         "attend": 15,
         "decline": 7,
         "leave": 2,

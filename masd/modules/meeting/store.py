@@ -13,12 +13,16 @@ from masd.modules.meeting.tables import attendees as a
 from masd.modules.meeting.tables import meeting_log as lg
 from masd.modules.meeting.tables import meetings as m
 from masd.modules.meeting.tables import schedule_items as si
+from masd.store import apps as app_store
 
 __all__ = [
     "BOARD_COLUMNS",
     "add_schedule_item",
+    "app_names",
     "attendee_by_message",
     "board",
+    "delete_meeting",
+    "delete_schedule_item",
     "due_calls",
     "due_notices",
     "due_reminders",
@@ -26,8 +30,13 @@ __all__ = [
     "due_second_sms",
     "get_meeting",
     "insert_meeting",
+    "item_refusals",
     "log",
+    "log_item_refusal",
+    "log_refusal",
+    "mark_schedule_item_sent",
     "open_meetings_of",
+    "refusals_in",
     "search_meetings",
     "update_attendee",
 ]
@@ -38,9 +47,15 @@ CANCELLED = "cancelled"
 
 
 def insert_meeting(
-    conn: sa.Connection, meeting: dict[str, Any], people: Sequence[dict[str, Any]], *, now: float
+    conn: sa.Connection,
+    meeting: dict[str, Any],
+    people: Sequence[dict[str, Any]],
+    *,
+    now: float,
+    by: str | None = None,
 ) -> int:
-    """Store a meeting with its attendees (each: person_id, name, mobile, department)."""
+    """Store a meeting with its attendees (each: person_id, name, mobile, department); ``by``: the name
+    of the app that made it, for the log (None: the command line)."""
     mid = conn.execute(
         sa.insert(m)
         .values(**meeting, state=SCHEDULED, revision=0, created_at=now, updated_at=now)
@@ -60,8 +75,16 @@ def insert_meeting(
             for p in people
         ],
     )
-    log(conn, int(mid), None, "created", f"{len(people)} attendees", now=now)
+    maker = f"app {by}" if by is not None else "the command line"
+    log(conn, int(mid), None, "created", f"{len(people)} attendees, by {maker}", now=now)
     return int(mid)
+
+
+def delete_meeting(conn: sa.Connection, meeting_id: int) -> None:
+    """Take back a meeting just made whose request was refused: it, its attendees and its log."""
+    conn.execute(sa.delete(lg).where(lg.c.meeting_id == meeting_id))
+    conn.execute(sa.delete(a).where(a.c.meeting_id == meeting_id))
+    conn.execute(sa.delete(m).where(m.c.id == meeting_id))
 
 
 def get_meeting(conn: sa.Connection, meeting_id: int) -> dict[str, Any] | None:
@@ -100,8 +123,21 @@ def log(
 
 
 def due_notices(conn: sa.Connection, *, now: float) -> list[dict[str, Any]]:
-    """Meetings whose notice time has come."""
-    q = sa.select(m).where(m.c.state == SCHEDULED, m.c.send_at <= now).order_by(m.c.send_at)
+    """Meetings whose notice time has come, and notified meetings not yet started with attendees still
+    to send it to (their app's rate held them back)."""
+    unsent = (
+        sa.select(a.c.id)
+        .where(a.c.meeting_id == m.c.id, a.c.notified_at.is_(None), a.c.notice_state.is_(None))
+        .exists()
+    )
+    q = (
+        sa.select(m)
+        .where(
+            m.c.send_at <= now,
+            sa.or_(m.c.state == SCHEDULED, sa.and_(m.c.state == NOTIFIED, m.c.starts_at > now, unsent)),
+        )
+        .order_by(m.c.send_at)
+    )
     return [dict(x) for x in conn.execute(q).mappings()]
 
 
@@ -189,6 +225,90 @@ def add_schedule_item(conn: sa.Connection, item: dict[str, Any], *, now: float) 
     return int(conn.execute(sa.insert(si).values(**item, created_at=now).returning(si.c.id)).scalar_one())
 
 
+def delete_schedule_item(conn: sa.Connection, item_id: int) -> None:
+    """Take back a reminder just made whose request was refused."""
+    conn.execute(sa.delete(si).where(si.c.id == item_id))
+
+
+def mark_schedule_item_sent(conn: sa.Connection, item_id: int, message_id: int | None, *, now: float) -> None:
+    """Done with: sent as ``message_id``, or (None) refused — :func:`log_item_refusal` says why."""
+    conn.execute(sa.update(si).where(si.c.id == item_id).values(sent_at=now, message_id=message_id))
+
+
+# ----- refusals: what an app's limits kept from going out ------------------------------------------
+#
+# Kept in the meeting log, a JSON detail each: an attendee's under the meeting ("refused"), a schedule
+# item's under no meeting ("item refused", the item's id first so that it can be found).
+
+REFUSED = "refused"
+ITEM_REFUSED = "item refused"
+
+
+def log_refusal(
+    conn: sa.Connection,
+    meeting_id: int,
+    attendee_id: int,
+    send: str,
+    limit: str,
+    reason: str,
+    *,
+    now: float,
+) -> None:
+    """``send`` (notice, second_sms, call, reminder, change, cancel, answer) to the attendee was refused
+    by ``limit`` (channel, quota, rate, app, invalid) for ``reason``."""
+    detail = json.dumps({"send": send, "limit": limit, "reason": reason}, ensure_ascii=False)
+    log(conn, meeting_id, attendee_id, REFUSED, detail, now=now)
+
+
+def log_item_refusal(
+    conn: sa.Connection, item_id: int, send: str, limit: str, reason: str, *, now: float
+) -> None:
+    detail = json.dumps({"item": item_id, "send": send, "limit": limit, "reason": reason}, ensure_ascii=False)
+    log(conn, None, None, ITEM_REFUSED, detail, now=now)
+
+
+def _refusal(detail: str, at: float) -> dict[str, Any]:
+    try:
+        d = json.loads(detail)
+    except ValueError:
+        d = {}
+    if not isinstance(d, dict):
+        d = {}
+    return {
+        "send": str(d.get("send", "")),
+        "limit": str(d.get("limit", "")),
+        "reason": str(d.get("reason", "")),
+        "at": at,
+    }
+
+
+def refusals_in(conn: sa.Connection, meeting_id: int) -> dict[int, list[dict[str, Any]]]:
+    """The meeting's refused sends by attendee id, oldest first: send, limit, reason, at."""
+    q = (
+        sa.select(lg.c.attendee_id, lg.c.at, lg.c.detail)
+        .where(lg.c.meeting_id == meeting_id, lg.c.kind == REFUSED)
+        .order_by(lg.c.id)
+    )
+    out: dict[int, list[dict[str, Any]]] = {}
+    for attendee_id, at, detail in conn.execute(q):
+        if attendee_id is not None:
+            out.setdefault(int(attendee_id), []).append(_refusal(detail, at))
+    return out
+
+
+def item_refusals(conn: sa.Connection, item_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Why these schedule items were not sent (the latest refusal of each that has one)."""
+    if not item_ids:
+        return {}
+    match = sa.or_(*(lg.c.detail.like(f'{{"item": {int(i)},%') for i in item_ids))
+    q = sa.select(lg.c.at, lg.c.detail).where(lg.c.meeting_id.is_(None), lg.c.kind == ITEM_REFUSED, match)
+    out: dict[int, dict[str, Any]] = {}
+    for at, detail in conn.execute(q.order_by(lg.c.id)):
+        item = json.loads(detail).get("item")
+        out[int(item)] = _refusal(detail, at)
+    return out
+
+
 # ----- matching what comes back ---------------------------------------------------------------------
 
 
@@ -252,55 +372,79 @@ BOARD_COLUMNS = (
 )
 
 
+# A refused step shows on the board as not done, with the refusal beside it: (the send as the log names
+# it, the board's column, the attendee column the scheduler set when it was refused).
+_REFUSED_STEPS = (
+    ("second_sms", "second_sms", "second_sms_at"),
+    ("call", "called", "called_at"),
+    ("reminder", "reminded", "reminded_at"),
+)
+
+
+def app_names(conn: sa.Connection, app_ids: Sequence[int | None]) -> dict[int, str]:
+    """The names of the apps that made meetings (revoked ones too: the history keeps them)."""
+    out: dict[int, str] = {}
+    for app_id in {int(x) for x in app_ids if x is not None}:
+        row = app_store.get_app_by_id(conn, app_id)
+        out[app_id] = str(row["name"]) if row is not None else f"#{app_id}"
+    return out
+
+
 def board(conn: sa.Connection, meeting_id: int) -> dict[str, Any] | None:
     """Counts and one row per attendee: who was notified, delivered, answered what, reminded, called,
-    checked in."""
+    checked in — and what the meeting's app's limits refused to send (``refusals``). The meeting has the
+    name of the app that made it as ``app`` (None: the command line)."""
     meeting = get_meeting(conn, meeting_id)
     if meeting is None:
         return None
-    rows = attendees_of(conn, meeting_id)
+    meeting["app"] = app_names(conn, [meeting["app_id"]]).get(meeting["app_id"] or 0)
+    refusals = refusals_in(conn, meeting_id)
+    rows = []
+    for r in attendees_of(conn, meeting_id):
+        mine = refusals.get(int(r["id"]), [])
+        row = {
+            "id": r["id"],
+            "name": r["name"],
+            "department": r["department"],
+            "mobile": r["mobile"],
+            "notified": r["notified_at"],
+            "delivered": r["delivered_at"],
+            "notice_state": r["notice_state"],
+            "response": r["response"],
+            "reason": r["reason"],
+            "late": bool(r["response_late"]),
+            "response_via": r["response_via"],
+            "responded": r["responded_at"],
+            "second_sms": r["second_sms_at"],
+            "called": r["called_at"],
+            "call_outcome": r["call_outcome"],
+            "reminded": r["reminded_at"],
+            "checked_in": r["checked_in_at"],
+            "comment": r["comment"],
+            "refusals": mine,
+        }
+        for send, shown, column in _REFUSED_STEPS:
+            # Refused when the scheduler last did it (a change sends a reminder again): not done.
+            if r[column] is not None and any(x["send"] == send and x["at"] == r[column] for x in mine):
+                row[shown] = None
+        rows.append(row)
     counts = {
         "attendees": len(rows),
-        "notified": sum(1 for r in rows if r["notified_at"] is not None),
+        "notified": sum(1 for r in rows if r["notified"] is not None),
         "delivered": sum(1 for r in rows if r["notice_state"] == "delivered"),
-        "undelivered": sum(1 for r in rows if r["notice_state"] not in (None, "delivered")),
+        "undelivered": sum(1 for r in rows if r["notice_state"] not in (None, "delivered", "refused")),
+        "refused": sum(1 for r in rows if r["refusals"]),
         "attend": sum(1 for r in rows if r["response"] == "attend"),
         "decline": sum(1 for r in rows if r["response"] == "decline"),
         "leave": sum(1 for r in rows if r["response"] == "leave"),
         "no_reply": sum(1 for r in rows if r["response"] is None),
-        "late": sum(1 for r in rows if r["response_late"]),
-        "second_sms": sum(1 for r in rows if r["second_sms_at"] is not None),
-        "called": sum(1 for r in rows if r["called_at"] is not None),
-        "reminded": sum(1 for r in rows if r["reminded_at"] is not None),
-        "checked_in": sum(1 for r in rows if r["checked_in_at"] is not None),
+        "late": sum(1 for r in rows if r["late"]),
+        "second_sms": sum(1 for r in rows if r["second_sms"] is not None),
+        "called": sum(1 for r in rows if r["called"] is not None),
+        "reminded": sum(1 for r in rows if r["reminded"] is not None),
+        "checked_in": sum(1 for r in rows if r["checked_in"] is not None),
     }
-    return {
-        "meeting": meeting,
-        "counts": counts,
-        "attendees": [
-            {
-                "id": r["id"],
-                "name": r["name"],
-                "department": r["department"],
-                "mobile": r["mobile"],
-                "notified": r["notified_at"],
-                "delivered": r["delivered_at"],
-                "notice_state": r["notice_state"],
-                "response": r["response"],
-                "reason": r["reason"],
-                "late": bool(r["response_late"]),
-                "response_via": r["response_via"],
-                "responded": r["responded_at"],
-                "second_sms": r["second_sms_at"],
-                "called": r["called_at"],
-                "call_outcome": r["call_outcome"],
-                "reminded": r["reminded_at"],
-                "checked_in": r["checked_in_at"],
-                "comment": r["comment"],
-            }
-            for r in rows
-        ],
-    }
+    return {"meeting": meeting, "counts": counts, "attendees": rows}
 
 
 def search_meetings(
@@ -375,8 +519,10 @@ def find_meetings(
         q = q.where(m.c.app_id == app_id)
     order = (m.c.starts_at.asc(), m.c.id.asc()) if soonest_first else (m.c.starts_at.desc(), m.c.id.desc())
     rows = [dict(x) for x in conn.execute(q.order_by(*order).limit(limit)).mappings()]
+    names = app_names(conn, [r["app_id"] for r in rows])
     for row in rows:
         row["attachments"] = json.loads(row["attachments"] or "[]")
+        row["app"] = names.get(row["app_id"] or 0)
     return rows
 
 
@@ -412,9 +558,19 @@ def meeting_events(conn: sa.Connection, meeting_id: int, *, limit: int = 100) ->
     return [dict(x) for x in reversed(conn.execute(q).mappings().all())]
 
 
+def _with_refusals(conn: sa.Connection, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Done with but no message: refused, and the log says why.
+    refused = [int(it["id"]) for it in items if it["sent_at"] is not None and it["message_id"] is None]
+    found = item_refusals(conn, refused)
+    for it in items:
+        it["refusal"] = found.get(int(it["id"]))
+    return items
+
+
 def get_schedule_item(conn: sa.Connection, item_id: int) -> dict[str, Any] | None:
+    """A schedule item, with ``refusal`` (send, limit, reason, at) if its app's limits refused it."""
     row = conn.execute(sa.select(si).where(si.c.id == item_id)).mappings().first()
-    return dict(row) if row else None
+    return _with_refusals(conn, [dict(row)])[0] if row else None
 
 
 def list_schedule_items(
@@ -427,7 +583,8 @@ def list_schedule_items(
     app_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """Schedule reminders and memos, by time (those without one last), then by id; ``pending``: only
-    those still to be sent (True) or only those sent (False); ``app_id``: only that app's."""
+    those still to be sent (True) or only those done with, sent or refused (False); ``app_id``: only
+    that app's. Each has ``refusal`` as :func:`get_schedule_item`."""
     q = sa.select(si)
     if app_id is not None:
         q = q.where(si.c.app_id == app_id)
@@ -441,4 +598,4 @@ def list_schedule_items(
         q = q.where(si.c.sent_at.is_not(None))
     no_time_last = sa.case((si.c.remind_at.is_(None), 1), else_=0)
     q = q.order_by(no_time_last, si.c.remind_at, si.c.id).limit(limit)
-    return [dict(x) for x in conn.execute(q).mappings()]
+    return _with_refusals(conn, [dict(x) for x in conn.execute(q).mappings()])
