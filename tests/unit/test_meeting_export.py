@@ -129,7 +129,7 @@ def test_xlsx_stores_a_formula_like_reply_as_a_string() -> None:
 
 def test_xlsx_drops_control_characters_it_cannot_hold() -> None:
     rows = _sheet_rows(export.board_xlsx(_board(_row(comment="ok\x07\x1b"))))
-    assert rows[1][-1] == "ok"
+    assert rows[1][rows[0].index("备注")] == "ok"
 
 
 def test_xlsx_board_summary_sheet_has_the_meeting_and_its_counts() -> None:
@@ -168,9 +168,10 @@ def test_history_has_one_row_per_meeting_with_its_counts() -> None:
         "Decline",
         "Leave",
         "No reply",
+        "App",
     )
     assert rows[1][:3] == (42, "周一例会", dt.datetime(2030, 5, 20, 9, 0))
-    assert rows[1][8:] == (5, 3, 1, 0, 1)
+    assert rows[1][8:13] == (5, 3, 1, 0, 1)
     assert (rows[2][0], rows[2][7], rows[2][8]) == (7, "cancelled", 0)  # no counts: zero
 
 
@@ -189,3 +190,27 @@ def test_the_format_follows_the_extension(name: str, fmt: str) -> None:
 def test_another_extension_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match=r"\.xlsx or \.csv"):
         export.format_of(name)
+
+
+def test_the_summary_names_the_app_that_made_the_meeting_or_the_command_line() -> None:
+    board = _board(_row())
+    board["meeting"]["app"] = "oa-office"
+    assert dict(_sheet_rows(export.board_xlsx(board, lang="en"), sheet=1))["App"] == "oa-office"
+    del board["meeting"]["app"]
+    assert dict(_sheet_rows(export.board_xlsx(board), sheet=1))["创建应用"] == "命令行"
+
+
+def test_the_board_says_what_the_apps_limits_refused_in_its_last_column() -> None:
+    refusal = {"send": "notice", "limit": "quota", "reason": "app 'oa' has used 20 of its 20", "at": NOTIFIED}
+    board = _board(_row(notice_state="refused", notified=None, delivered=None, refusals=[refusal]))
+    header, *rows = _csv_rows(export.board_csv(board, lang="zh"))
+    assert header[-1] == "未发送原因"
+    assert rows[0][-1] == "notice: app 'oa' has used 20 of its 20"
+    assert rows[0][header.index("送达")] == "未发送"
+
+
+def test_the_history_names_each_meetings_app_last() -> None:
+    meetings = [{**_board()["meeting"], "app": "oa-office"}, _board()["meeting"]]
+    rows = _sheet_rows(export.history_xlsx(meetings, {}, lang="en"))
+    assert rows[0][-1] == "App"
+    assert [r[-1] for r in rows[1:]] == ["oa-office", None]

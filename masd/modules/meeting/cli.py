@@ -577,6 +577,7 @@ def show(
         ("when 时间", _when(m)),
         ("place 地点", m["place"] or "-"),
         ("organiser 组织者", m["organiser"] or "-"),
+        ("app 应用", m.get("app") or "- (command line)"),
         ("agenda 议程", m["agenda"] or "-"),
         ("attachments 附件", ", ".join(m["attachments"]) or "-"),
         ("mode 方式", m["mode"]),
@@ -622,6 +623,8 @@ def _board_view(board: dict[str, Any]) -> Group:
     head.append(f"#{m['id']} {m['title']}", style="bold")
     head.append(f"  {_when(m)}  {m['place']}  ")
     head.append(m["state"], style=_STATE_STYLE.get(m["state"], ""))
+    if m.get("app"):
+        head.append(f"  app {m['app']}", style="dim")
     counts = Text()
     for label, key, style in (
         ("应到 attendees", "attendees", "bold"),

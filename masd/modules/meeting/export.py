@@ -58,7 +58,13 @@ _RESPONSE = {
     "en": {"attend": "attend", "decline": "decline", "leave": "leave", None: "no reply"},
 }
 _DELIVERY = {
-    "zh": {"delivered": "已送达", "undelivered": "未送达", "expired": "已过期", "failed": "失败"},
+    "zh": {
+        "delivered": "已送达",
+        "undelivered": "未送达",
+        "expired": "已过期",
+        "failed": "失败",
+        "refused": "未发送",
+    },
     "en": {},
 }
 _VIA = {"zh": {"sms": "短信", "voice": "语音"}, "en": {}}
@@ -123,6 +129,12 @@ _BOARD_COLUMNS: tuple[_Column, ...] = (
     ("reminded", "会前提醒", "Reminded", _t("reminded")),
     ("checked_in", "签到时间", "Checked in", _t("checked_in")),
     ("comment", "备注", "Comment", _plain("comment")),
+    (
+        "refusals",
+        "未发送原因",
+        "Not sent",
+        lambda r, _lang: "; ".join(f"{x['send']}: {x['reason']}" for x in r.get("refusals") or ()),
+    ),
 )
 
 _COUNT_WORDS = {
@@ -130,6 +142,7 @@ _COUNT_WORDS = {
     "notified": ("已通知", "Notified"),
     "delivered": ("已送达", "Delivered"),
     "undelivered": ("未送达", "Undelivered"),
+    "refused": ("未发送（应用限额）", "Refused by the app's limits"),
     "attend": ("参加", "Attend"),
     "decline": ("不参加", "Decline"),
     "leave": ("请假", "Leave"),
@@ -160,6 +173,7 @@ def _summary(board: Mapping[str, Any], lang: Lang) -> list[tuple[str, Any]]:
         ("结束时间" if zh else "Ends", _Time(m["ends_at"])),
         ("地点" if zh else "Place", m.get("place") or ""),
         ("组织者" if zh else "Organiser", m.get("organiser") or ""),
+        ("创建应用" if zh else "App", m.get("app") or ("命令行" if zh else "command line")),
         ("议程" if zh else "Agenda", m.get("agenda") or ""),
         ("附件" if zh else "Attachments", "、".join(m.get("attachments") or ())),
         ("通知方式" if zh else "Mode", _MODE[lang].get(m["mode"], m["mode"])),
@@ -217,6 +231,7 @@ _HISTORY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("decline", "不参加", "Decline"),
     ("leave", "请假", "Leave"),
     ("no_reply", "未回复", "No reply"),
+    ("app", "创建应用", "App"),  # last, so that a reader of the older columns by position is not misled
 )
 
 
@@ -243,6 +258,7 @@ def history_table(
                 _MODE[lang].get(m["mode"], m["mode"]),
                 _STATE[lang].get(m["state"], m["state"]),
                 *(int(c.get(k, 0)) for k in ("attendees", "attend", "decline", "leave", "no_reply")),
+                m.get("app") or "",
             ]
         )
     return header, rows
