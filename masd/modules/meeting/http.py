@@ -11,8 +11,14 @@
     GET   /v1/schedule                   reminders and memos, by time
 
 An app sees and acts on the meetings it created, no others: an attendee list is personal data. Meetings
-made with the CLI belong to no app and are managed there. Schedule items are not owned by an app (the
-module's table has no owner column), so every app with a key sees them all.
+made with the CLI belong to no app and are managed there. Schedule items are listed for the app that made
+them.
+
+What a meeting or reminder sends counts against the calling app's channel kinds, rate and daily quota,
+as a direct ``POST /v1/messages`` would: one whose kinds the app may not use is refused before anything
+is stored (403, field ``channel``), and one due now is sent while the request is handled, so that a
+refusal of its first messages answers the request (429 ``rate``/``quota`` with Retry-After, 503
+``queue_full``) and nothing of it is kept. See the module's service for sends due later.
 
 The router needs from the app that mounts it what :func:`masd.interfaces.http.make_app` provides: the key
 cache at ``app.state.keys`` (authentication as for every route), the daemon at ``app.state.daemon`` (its
@@ -333,6 +339,7 @@ class BoardCounts(ReplyCounts):
     notified: int
     delivered: int
     undelivered: int
+    refused: int = Field(description="Attendees something was not sent to because of the app's limits")
     late: int = Field(description="Answers after the reply deadline (they count)")
     second_sms: int
     called: int
@@ -358,6 +365,9 @@ class MeetingOut(BaseModel):
     call_after_minutes: float | None
     remind_before_minutes: float | None
     checkin_code: str
+    app: str | None = Field(
+        description="The app that made the meeting, whose limits its messages count against; null: the CLI"
+    )
     state: Literal["scheduled", "notified", "cancelled"]
     revision: int = Field(description="How many changes were announced")
     created_at: datetime
@@ -376,13 +386,28 @@ class MeetingList(BaseModel):
     meetings: list[MeetingOut] = Field(description="Newest first")
 
 
+class Refusal(BaseModel):
+    """Something the meeting's app's limits kept from going out; it is not tried again."""
+
+    send: str = Field(
+        examples=["notice"], description="notice, second_sms, call, reminder, change, cancel, answer"
+    )
+    limit: str = Field(
+        examples=["quota"], description="quota, channel (a kind the app may not use), app (revoked), rate"
+    )
+    reason: str
+    at: datetime
+
+
 class BoardRow(BaseModel):
     id: int = Field(description="The attendee's id within the meeting")
     name: str
     department: str
     mobile: str
     notified_at: datetime | None
-    notice_state: str | None = Field(description="The notice's final state: delivered, undelivered, …")
+    notice_state: str | None = Field(
+        description="The notice's final state: delivered, undelivered, …; refused: never sent (see refusals)"
+    )
     delivered_at: datetime | None
     response: Literal["attend", "decline", "leave"] | None
     reason: str = Field(description="The reason given with a leave (请假)")
@@ -395,6 +420,7 @@ class BoardRow(BaseModel):
     reminded_at: datetime | None
     checked_in_at: datetime | None
     comment: str = Field(description="What else the attendee wrote")
+    refusals: list[Refusal] = Field(description="What the app's limits kept from this attendee, oldest first")
 
 
 class BoardOut(BaseModel):
@@ -422,6 +448,7 @@ class ScheduleItemOut(BaseModel):
     remind_at: datetime | None
     sent_at: datetime | None
     message_id: int | None = Field(description="The SMS that carried it, once sent")
+    refusal: Refusal | None = Field(description="Why it was not sent, if the app's limits refused it")
     created_at: datetime
 
 
@@ -481,6 +508,7 @@ def _meeting_json(m: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
         "call_after_minutes": _minutes(m["call_after"]),
         "remind_before_minutes": _minutes(m["remind_before"]),
         "checkin_code": m["checkin_code"],
+        "app": m.get("app"),
         "state": m["state"],
         "revision": m["revision"],
         "created_at": _iso(m["created_at"]),
@@ -512,7 +540,12 @@ def _row_json(r: dict[str, Any]) -> dict[str, Any]:
         "reminded_at": _iso(r["reminded"]),
         "checked_in_at": _iso(r["checked_in"]),
         "comment": r["comment"],
+        "refusals": [_refusal_json(x) for x in r.get("refusals", ())],
     }
+
+
+def _refusal_json(x: dict[str, Any]) -> dict[str, Any]:
+    return {"send": x["send"], "limit": x["limit"], "reason": x["reason"], "at": _iso(x["at"])}
 
 
 def _item_json(it: dict[str, Any]) -> dict[str, Any]:
@@ -526,6 +559,7 @@ def _item_json(it: dict[str, Any]) -> dict[str, Any]:
         "remind_at": _iso(it["remind_at"]),
         "sent_at": _iso(it["sent_at"]),
         "message_id": it["message_id"],
+        "refusal": _refusal_json(it["refusal"]) if it.get("refusal") else None,
         "created_at": _iso(it["created_at"]),
     }
 
@@ -579,7 +613,7 @@ def _detail_json(board: dict[str, Any]) -> dict[str, Any]:
     summary="Create a meeting and notify its attendees",
     status_code=201,
     response_model=MeetingDetail,
-    responses=_errors(400, 401, 413, 422, 503),
+    responses=_errors(400, 401, 403, 413, 422, 429, 503),
 )
 async def create_meeting(
     body: Annotated[
@@ -593,7 +627,8 @@ async def create_meeting(
     """Store the meeting with its attendees; the notice goes out at ``send_at`` (now when left out), each
     attendee's with the meeting's own extension so that a reply matches exactly. Refused whole, with the
     field named, when a field is invalid, a person/department/group is not in the address book or there
-    is nobody to notify."""
+    is nobody to notify; refused as a direct send would be, with nothing kept, when the app may not use
+    the mode's channel kinds (403) or its rate or quota has no room for a notice due now (429)."""
     spec = MeetingSpec(
         title=body.title,
         starts_at=_epoch(body.starts_at, "starts_at"),
@@ -619,7 +654,7 @@ async def create_meeting(
         attendees=_attendees(body.attendees),
     )
     try:
-        meeting_id = await service.create(spec, app_id=caller.id)
+        meeting_id = await service.create(spec, app=caller)
     except (Rejected, ContactError) as e:
         raise _invalid(e) from None
     board = await _board(daemon, meeting_id, caller)
@@ -840,13 +875,14 @@ async def _person(daemon: Daemon, ref: int | str) -> tuple[str, str]:
     summary="Add a schedule reminder (日程提醒) or memo (备忘录)",
     status_code=201,
     response_model=ScheduleItemOut,
-    responses=_errors(400, 401, 413, 422, 503),
+    responses=_errors(400, 401, 403, 413, 422, 429, 503),
 )
 async def add_schedule_item(
     body: ScheduleIn, service: Service, daemon: DaemonDep, caller: Caller
 ) -> Response:
     """A reminder is sent by SMS at ``remind_at`` by the meeting module's scheduler; a memo is kept, and
-    sent too if it has a time."""
+    sent too if it has a time. Its SMS counts against the app's limits: refused whole (403, 429) if the
+    app may not send SMS, or if one due now finds no room in its rate or quota."""
     if (body.mobile is None) == (body.person is None):
         raise ApiError(422, "invalid", "give either mobile or person", field="mobile")
     remind_at = _epoch(body.remind_at, "remind_at") if body.remind_at is not None else None
@@ -865,7 +901,7 @@ async def add_schedule_item(
             text=body.text,
             remind_at=remind_at,
             name=name,
-            app_id=caller.id,
+            app=caller,
         )
     except Rejected as e:
         raise _invalid(e) from None

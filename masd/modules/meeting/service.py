@@ -8,6 +8,13 @@ service number + 9 + 42 is a reply about meeting 42), and it learns what happene
 reference derived from (meeting, attendee, kind, revision), so a crash between sending and recording
 never sends twice: the repeated accept returns the message already stored.
 
+A meeting or schedule item made by an app (over HTTP) is sent *on behalf of* that app: the core checks
+and charges that app's channel kinds, rate and daily quota as if it had sent the messages itself, while
+they stay the module's messages, so receipts and replies still come here. What the app's rate has no
+room for now is sent at a later pass; what its quota or kinds refuse is recorded on the attendee's row,
+with the reason, and not tried again. The request that creates a meeting or reminder due now sends it
+itself, and is refused — with nothing of it kept — when the app's limits refuse the first messages.
+
     MeetingService.run
     └── every second, or when events arrive: notices due → second SMS → calls → reminders before the
         start → schedule reminders (日程提醒); then receipts and replies
@@ -22,19 +29,20 @@ import json
 import secrets
 import string
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
 import trio
 
 from masd.config import Config
-from masd.core.apps import App
+from masd.core.apps import App, Forbidden, QuotaExceeded, RateLimited, burst_of
 from masd.core.gateway import Gateway, QueueFull, Refused, Rejected, SubmitRequest
 from masd.modules.meeting import store
 from masd.modules.meeting.grammar import Grammar, Intent, Kind
+from masd.store import apps as app_store
 
-__all__ = ["MODES", "MeetingService", "MeetingSpec", "render"]
+__all__ = ["MODES", "MeetingService", "MeetingSpec", "Outcome", "batches", "kinds_of", "render", "waits"]
 
 log = structlog.get_logger("masd.meeting")
 
@@ -142,6 +150,77 @@ class MeetingSpec:
     attendees: Sequence[dict[str, Any]] = ()  # already resolved: name, mobile, department, person_id
 
 
+# ----- sending for the app that asked: pure decisions -----------------------------------------------------
+
+# Seconds an app's limits are trusted without reading them again, as the HTTP API trusts a key: a change
+# with 'masd apps set' (or a revoke) reaches the meetings' sends this long after.
+APP_TTL = 5.0
+
+_MODE_KINDS = {"sms": ("sms",), "sms+voice": ("sms", "voice"), "voice": ("voice",)}
+
+
+def kinds_of(mode: str) -> tuple[str, ...]:
+    """The channel kinds a meeting in this mode sends, each of which its app must be allowed."""
+    return _MODE_KINDS[mode]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one message the module tried to send: stored (``message_id``), refused for good
+    (``refused``: the row records why), or not now (``later``: the next pass tries again)."""
+
+    message_id: int | None = None
+    refused: Rejected | Refused | None = None
+    later: Refused | QueueFull | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Stored or refused: the attendee's row is written either way."""
+        return self.later is None
+
+    def limit(self) -> str:
+        """The limit that refused it as the log names it: channel, quota, rate, app; invalid."""
+        e = self.refused or self.later
+        if isinstance(e, Refused):
+            return e.field.rsplit(".", 1)[-1]
+        return "queue" if isinstance(e, QueueFull) else "invalid"
+
+    def reason(self) -> str:
+        e = self.refused or self.later
+        if isinstance(e, Rejected):
+            return f"{e.field.rsplit('.', 1)[-1]}: {e.reason}"
+        return e.reason if isinstance(e, Refused) else str(e)
+
+
+def waits(e: Exception) -> bool:
+    """Whether a send refused with ``e`` is tried again at a later pass — the app's rate has no room
+    now, or the queue is full — rather than recorded as refused: the app's quota is used up, it may not
+    use the kind, it was revoked, or the request is one the rate never admits."""
+    if isinstance(e, QueueFull):
+        return True
+    return isinstance(e, RateLimited) and e.retry_after is not None
+
+
+def batches(reqs: Sequence[SubmitRequest], rate: float | None) -> list[list[int]]:
+    """Positions of ``reqs`` grouped into batches an app with this rate may send at once — its burst,
+    one second's worth of recipients — in order; without a rate, one batch. A request larger than the
+    burst is a batch of its own (the core refuses it)."""
+    if rate is None:
+        return [list(range(len(reqs)))] if reqs else []
+    room = int(burst_of(rate))
+    out: list[list[int]] = []
+    size = 0
+    for i, r in enumerate(reqs):
+        n = len(r.recipients)
+        if out and size + n <= room:
+            out[-1].append(i)
+            size += n
+        else:
+            out.append([i])
+            size = n
+    return out
+
+
 class MeetingService:
     def __init__(self, gateway: Gateway, cfg: Config) -> None:
         self.gw = gateway
@@ -150,6 +229,13 @@ class MeetingService:
         kinds = {"attend": Kind.ATTEND, "decline": Kind.DECLINE, "leave": Kind.LEAVE, "checkin": Kind.CHECKIN}
         self.grammar = Grammar({kinds[k]: v for k, v in self.mc.words.items()} if self.mc.words else None)
         self.app: App | None = None
+        # The apps meetings were made by, as last read: id → (until when, the app or None if revoked,
+        # its name).
+        self._makers: dict[int, tuple[float, App | None, str]] = {}
+        # One sender of due work at a time: the scheduler's passes and the requests that create a
+        # meeting or reminder due now. A request's meeting is then never seen by a pass before the
+        # request has sent its notices (or been refused and taken it back).
+        self._sending = trio.Lock()
 
     # ----- the module's app -------------------------------------------------------------------------
 
@@ -160,8 +246,13 @@ class MeetingService:
 
     # ----- organiser's actions ----------------------------------------------------------------------
 
-    async def create(self, spec: MeetingSpec, *, app_id: int | None = None) -> int:
-        """Validate and store a meeting with its attendees; the scheduler sends at ``send_at``."""
+    async def create(self, spec: MeetingSpec, *, app: App | None = None) -> int:
+        """Validate and store a meeting with its attendees; the scheduler sends at ``send_at``.
+
+        ``app``: the app asking (over HTTP), whose limits every send for the meeting is charged to. It
+        must be allowed the kinds of the meeting's mode (:class:`Forbidden` otherwise). A notice due now
+        is sent before this returns; if the app's limits refuse it (:class:`Refused`, or
+        :class:`QueueFull`), that is raised and the meeting is taken back: nothing of it is kept."""
         now = time.time()
         title = spec.title.strip()
         if not title:
@@ -208,17 +299,29 @@ class MeetingService:
             "call_after": minutes(spec.call_after, self.mc.call_after_minutes, "call_after"),
             "remind_before": minutes(spec.remind_before, self.mc.remind_before_minutes, "remind_before"),
             "checkin_code": code,
-            "app_id": app_id,
+            "app_id": app.id if app is not None else None,
         }
+        if app is not None:
+            for kind in kinds_of(spec.mode):
+                app.check_kind(kind)  # before anything is stored, as a direct send would be refused
 
         def write(conn: Any) -> int:
             people = resolve_attendees(conn, spec)
             if not people:
                 raise Rejected("attendees", "no attendees: give people, departments, groups or numbers")
-            return store.insert_meeting(conn, row, people, now=now)
+            return store.insert_meeting(conn, row, people, now=now, by=app.name if app else None)
 
-        mid = await self.gw.db.write(write)
-        log.info("meeting created", meeting_id=mid, title=title, mode=spec.mode)
+        if app is None or send_at > now:
+            mid = await self.gw.db.write(write)
+        else:
+            async with self._sending:
+                mid = await self.gw.db.write(write)
+                await self._take_back_if_refused(
+                    functools.partial(self._notify_now, mid, app), store.delete_meeting, mid, what="meeting"
+                )
+        log.info(
+            "meeting created", meeting_id=mid, title=title, mode=spec.mode, app=app.name if app else None
+        )
         self.gw.signal_events()  # wake the scheduler: the notice may be due now
         return mid
 
@@ -301,9 +404,12 @@ class MeetingService:
         text: str = "",
         remind_at: float | None = None,
         name: str = "",
-        app_id: int | None = None,
+        app: App | None = None,
     ) -> int:
-        """A schedule reminder (sent by SMS at ``remind_at``) or a memo (kept; sent too if it has a time)."""
+        """A schedule reminder (sent by SMS at ``remind_at``) or a memo (kept; sent too if it has a time).
+
+        ``app``: the app asking, as for :meth:`create`: it must be allowed SMS if the item has a time, and
+        one due now is sent before this returns, or refused with nothing kept."""
         from masd.core import recipients as rcpt
 
         if kind not in ("reminder", "memo"):
@@ -316,9 +422,11 @@ class MeetingService:
             raise Rejected("mobile", e.reason, value=mobile) from None
         if kind == "reminder" and remind_at is None:
             raise Rejected("remind_at", "a reminder needs a time")
+        if app is not None and remind_at is not None:
+            app.check_kind("sms")
         item = {
             "kind": kind,
-            "app_id": app_id,
+            "app_id": app.id if app is not None else None,
             "mobile": number,
             "name": name,
             "title": title.strip(),
@@ -326,9 +434,41 @@ class MeetingService:
             "remind_at": remind_at,
         }
         now = time.time()
-        iid = await self.gw.db.write(lambda c: store.add_schedule_item(c, item, now=now))
+
+        def write(conn: Any) -> int:
+            return store.add_schedule_item(conn, item, now=now)
+
+        if app is None or remind_at is None or remind_at > now:
+            iid = await self.gw.db.write(write)
+        else:
+            async with self._sending:
+                iid = await self.gw.db.write(write)
+                await self._take_back_if_refused(
+                    functools.partial(self._remind_now, iid, app),
+                    store.delete_schedule_item,
+                    iid,
+                    what="schedule item",
+                )
         self.gw.signal_events()
         return iid
+
+    async def _take_back_if_refused(
+        self,
+        send: Callable[[], Awaitable[None]],
+        delete: Callable[[Any, int], None],
+        row_id: int,
+        *,
+        what: str,
+    ) -> None:
+        """Run the request's own send; if the app's limits (or a full queue) refused it, delete what was
+        just stored and raise the refusal for the request to answer with."""
+        try:
+            await send()
+        except (Refused, QueueFull) as e:
+            with trio.CancelScope(shield=True):  # a client that hung up must not leave half a meeting
+                await self.gw.db.write(lambda c: delete(c, row_id))
+            log.info(f"{what} refused by the app's limits; not kept", id=row_id, error=str(e))
+            raise
 
     # ----- the loop ---------------------------------------------------------------------------------
 
@@ -361,7 +501,8 @@ class MeetingService:
         now = time.time() if now is None else now
         for step in (self._notices, self._changes, self._escalate, self._schedule_items):
             try:
-                await step(now)
+                async with self._sending:
+                    await step(now)
             except (QueueFull, Refused) as e:
                 log.warning("meeting module could not send; will try again", step=step.__name__, error=str(e))
             except Exception:
@@ -373,27 +514,114 @@ class MeetingService:
     def _sign(self, text: str) -> str:
         return text + self.mc.signature if self.mc.signature else text
 
-    async def _accept(self, reqs: list[SubmitRequest]) -> list[int | None]:
-        """Accept all; if one is refused as invalid, accept the others one by one. Returns message ids
-        (None for a refused one, which is logged)."""
-        assert self.app is not None
-        if not reqs:
-            return []
+    async def _maker(self, app_id: int | None) -> App | None:
+        """The app a meeting or schedule item was made by, whose limits its sends are charged to (read
+        at most every :data:`APP_TTL` seconds); None for one made with the CLI. :class:`Forbidden`
+        (field ``app``) if that app has been revoked."""
+        if app_id is None:
+            return None
+        now = trio.current_time()
+        known = self._makers.get(app_id)
+        if known is None or known[0] <= now:
+
+            def read(conn: Any) -> tuple[App | None, str]:
+                row = app_store.get_app_by_id(conn, app_id)
+                if row is None:
+                    return None, f"#{app_id}"
+                live = app_store.get_app(conn, row["name"])  # None once revoked
+                ok = live is not None and int(live["id"]) == app_id
+                return (App.from_row(live) if ok and live is not None else None), str(row["name"])
+
+            app, name = await self.gw.db.read(read)
+            known = (now + APP_TTL, app, name)
+            self._makers[app_id] = known
+        if known[1] is None:
+            raise Forbidden(
+                "app",
+                f"app {known[2]!r}, which made this, has been revoked; nothing more is sent for it",
+            )
+        return known[1]
+
+    async def _send_for(self, reqs: Sequence[SubmitRequest], app_id: int | None) -> list[Outcome]:
+        """Send on behalf of the app that made the meeting or item (the module alone for the CLI's)."""
         try:
-            return [
-                a.message_id
-                for a in await self.gw.accept(reqs, interface="meeting", app=self.app, notify=True)
-            ]
+            maker = await self._maker(app_id)
+        except Forbidden as e:
+            return [Outcome(refused=e) for _ in reqs]
+        return await self._send(reqs, maker)
+
+    async def _send_grouped(
+        self, reqs: Sequence[SubmitRequest], app_ids: Sequence[int | None]
+    ) -> list[Outcome]:
+        """Each request on behalf of its own app (``app_ids``, in the same order): one send per app."""
+        out: list[Outcome | None] = [None] * len(reqs)
+        groups: dict[int | None, list[int]] = {}
+        for i, app_id in enumerate(app_ids):
+            groups.setdefault(app_id, []).append(i)
+        for app_id, positions in groups.items():
+            sent = await self._send_for([reqs[i] for i in positions], app_id)
+            for i, o in zip(positions, sent, strict=True):
+                out[i] = o
+        return [o for o in out if o is not None]
+
+    async def _send(
+        self, reqs: Sequence[SubmitRequest], maker: App | None, *, all_or_raise: bool = False
+    ) -> list[Outcome]:
+        """Send as the module, on behalf of ``maker`` (its kinds, rate and quota), in batches its rate
+        admits at once. After a batch the rate or a full queue holds back, the rest wait for a later
+        pass; a batch its quota refuses is refused (a smaller one after it may still fit); a kind it
+        may not use refuses the rest too.
+
+        ``all_or_raise``: a request's own send. If the first batch is refused or held back, that is
+        raised (nothing was stored); what later batches meet is answered as above."""
+        out: list[Outcome | None] = [None] * len(reqs)
+        stop: Outcome | None = None  # what every batch after the one that met it gets
+        for n, batch in enumerate(batches(reqs, maker.rate if maker is not None else None)):
+            if stop is not None:
+                for i in batch:
+                    out[i] = stop
+                continue
+            try:
+                for i, o in zip(batch, await self._store([reqs[i] for i in batch], maker), strict=True):
+                    out[i] = o
+            except (Refused, QueueFull) as e:
+                if all_or_raise and n == 0:
+                    # The kinds were checked before: this is the rate, the quota or a full queue, as a
+                    # direct send of this batch would have been answered.
+                    raise
+                got = Outcome(refused=e) if isinstance(e, Refused) and not waits(e) else Outcome(later=e)
+                for i in batch:
+                    out[i] = got
+                if got.later is not None or isinstance(e, Forbidden):
+                    stop = got
+        return [o for o in out if o is not None]
+
+    async def _store(self, reqs: Sequence[SubmitRequest], maker: App | None) -> list[Outcome]:
+        """One batch in one accept. If the core finds a request invalid, the others go without it and
+        it is refused (the row says failed, as for a notice the carrier rejects)."""
+        assert self.app is not None
+        module = self.app
+
+        async def accept(some: Sequence[SubmitRequest]) -> list[Outcome]:
+            got = await self.gw.accept(some, interface="meeting", app=module, on_behalf_of=maker, notify=True)
+            return [Outcome(message_id=a.message_id) for a in got]
+
+        try:
+            return await accept(reqs)
         except Rejected:
             pass
-        out: list[int | None] = []
-        for r in reqs:
+        # Which ones, validated one by one as the core does (rare: a text too long with one name).
+        out: dict[int, Outcome] = {}
+        for i, r in enumerate(reqs):
             try:
-                out.append((await self.gw.send(r, interface="meeting", app=self.app, notify=True)).message_id)
+                self.gw.prepare(r, interface="meeting", app_id=module.id, app=module)
             except Rejected as e:
                 log.warning("meeting message refused", recipient=r.recipients, error=str(e))
-                out.append(None)
-        return out
+                out[i] = Outcome(refused=e)
+        rest = [i for i in range(len(reqs)) if i not in out]
+        if rest:
+            out.update(zip(rest, await accept([reqs[i] for i in rest]), strict=True))
+        return [out[i] for i in range(len(reqs))]
 
     def _request(
         self, meeting: dict[str, Any], attendee: dict[str, Any], text: str, what: str, *, voice: bool = False
@@ -410,42 +638,98 @@ class MeetingService:
 
     async def _notices(self, now: float) -> None:
         for meeting in await self.gw.db.read(lambda c: store.due_notices(c, now=now)):
-            mid = meeting["id"]
-            people = await self.gw.db.read(lambda c: store.attendees_of(c, mid))
-            pending = [p for p in people if p["notified_at"] is None]
-            voice = meeting["mode"] == "voice"
-            template = CALL_TEXT if voice else meeting["template"]
-            reqs = [
-                self._request(
-                    meeting, p, render(template, meeting, p), f"notice{meeting['revision']}", voice=voice
-                )
-                for p in pending
-            ]
-            ids = await self._accept(reqs)
+            await self._notify(meeting, now)
 
-            def record(conn: Any) -> None:
-                for p, message_id in zip(pending, ids, strict=True):
-                    vals: dict[str, Any] = {
-                        "notice_message_id": message_id,
-                        "notified_at": now,
-                        "notice_revision": meeting["revision"],
-                    }
-                    if voice:
-                        vals |= {"call_message_id": message_id, "called_at": now}
-                    if message_id is None:
-                        vals["notice_state"] = "failed"
-                    store.update_attendee(conn, p["id"], now=now, **vals)
-                conn.execute(
-                    store.m.update()
-                    .where(store.m.c.id == mid, store.m.c.state == store.SCHEDULED)
-                    .values(state=store.NOTIFIED, notified_at=now, updated_at=now)
-                )
-                store.log(
-                    conn, mid, None, "notified", f"{len(pending)} attendees by {meeting['mode']}", now=now
-                )
+    async def _notify_now(self, meeting_id: int, caller: App) -> None:
+        """The notice of a meeting just made by ``caller``'s request, due now: raises the refusal of the
+        first messages (see :meth:`_send`)."""
+        meeting = await self.gw.db.read(functools.partial(store.get_meeting, meeting_id=meeting_id))
+        assert meeting is not None
+        await self._notify(meeting, time.time(), caller=caller)
 
-            await self.gw.db.write(record)
-            log.info("meeting notices sent", meeting_id=mid, attendees=len(pending), mode=meeting["mode"])
+    async def _notify(self, meeting: dict[str, Any], now: float, *, caller: App | None = None) -> None:
+        """Send the notice to each attendee of the meeting not yet sent one (nor refused)."""
+        mid = meeting["id"]
+        people = await self.gw.db.read(lambda c: store.attendees_of(c, mid))
+        pending = [p for p in people if p["notified_at"] is None and p["notice_state"] is None]
+        if not pending:
+            return
+        voice = meeting["mode"] == "voice"
+        template = CALL_TEXT if voice else meeting["template"]
+        reqs = [
+            self._request(
+                meeting, p, render(template, meeting, p), f"notice{meeting['revision']}", voice=voice
+            )
+            for p in pending
+        ]
+        if caller is not None:
+            if caller.quota_per_day is not None and len(batches(reqs, caller.rate)) > 1:
+                await self._check_quota(caller, len(reqs))
+            outcomes = await self._send(reqs, caller, all_or_raise=True)
+        else:
+            outcomes = await self._send_for(reqs, meeting["app_id"])
+        done = [(p, o) for p, o in zip(pending, outcomes, strict=True) if o.settled]
+        waiting = len(pending) - len(done)
+        if not done:
+            log.info("meeting notices wait for the app's limits", meeting_id=mid, attendees=waiting)
+            return
+        sent = sum(1 for _, o in done if o.message_id is not None)
+
+        def record(conn: Any) -> None:
+            for p, o in done:
+                if isinstance(o.refused, Refused):
+                    # Never notified: not chased, not told of changes; the row says why.
+                    store.update_attendee(conn, p["id"], now=now, notice_state="refused")
+                    store.log_refusal(conn, mid, p["id"], "notice", o.limit(), o.reason(), now=now)
+                    continue
+                vals: dict[str, Any] = {
+                    "notice_message_id": o.message_id,
+                    "notified_at": now,
+                    "notice_revision": meeting["revision"],
+                }
+                if voice:
+                    vals |= {"call_message_id": o.message_id, "called_at": now}
+                if o.message_id is None:
+                    vals["notice_state"] = "failed"
+                store.update_attendee(conn, p["id"], now=now, **vals)
+            conn.execute(
+                store.m.update()
+                .where(store.m.c.id == mid, store.m.c.state == store.SCHEDULED)
+                .values(state=store.NOTIFIED, notified_at=now, updated_at=now)
+            )
+            detail = f"{sent} attendees by {meeting['mode']}"
+            if len(done) > sent:
+                detail += f"; {len(done) - sent} refused"
+            if waiting:
+                detail += f"; {waiting} wait for the app's rate"
+            store.log(conn, mid, None, "notified", detail, now=now)
+
+        await self.gw.db.write(record)
+        log.info(
+            "meeting notices sent", meeting_id=mid, attendees=sent, waiting=waiting, mode=meeting["mode"]
+        )
+
+    async def _check_quota(self, app: App, n: int) -> None:
+        """Refuse up front a notice the app's quota cannot carry whole, when its rate makes the core take
+        it in several batches (each checked alone): none goes rather than the first few."""
+        assert app.quota_per_day is not None
+        used = await self.gw.usage_today(app)
+        if used + n > app.quota_per_day:
+            raise QuotaExceeded(
+                "quota",
+                f"app {app.name!r} has used {used} of its {app.quota_per_day} recipients for "
+                f"{time.strftime('%Y-%m-%d')}; this request needs {n}. The quota starts again at midnight "
+                f"(or raise it: masd apps set {app.name} --quota N/day)",
+            )
+
+    async def _meetings_of(self, rows: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        meetings: dict[int, dict[str, Any]] = {}
+        for r in rows:
+            if r["meeting_id"] not in meetings:
+                mt = await self.gw.db.read(functools.partial(store.get_meeting, meeting_id=r["meeting_id"]))
+                assert mt is not None
+                meetings[r["meeting_id"]] = mt
+        return meetings
 
     async def _changes(self, now: float) -> None:
         """Change and cancellation notices to everyone notified who has not been told yet."""
@@ -457,32 +741,39 @@ class MeetingService:
             rows: list[dict[str, Any]] = await db.read(functools.partial(find, now=now))
             if not rows:
                 continue
-            meetings: dict[int, dict[str, Any]] = {}
-            for r in rows:
-                if r["meeting_id"] not in meetings:
-                    mt = await db.read(functools.partial(store.get_meeting, meeting_id=r["meeting_id"]))
-                    assert mt is not None
-                    meetings[r["meeting_id"]] = mt
+            meetings = await self._meetings_of(rows)
             reqs = []
             for r in rows:
                 mt = meetings[r["meeting_id"]]
                 tag = f"change{mt['revision']}" if what == "change" else "cancel"
                 reqs.append(self._request(mt, r, render(template, mt, r), tag))
-            ids = await self._accept(reqs)
+            outcomes = await self._send_grouped(reqs, [meetings[r["meeting_id"]]["app_id"] for r in rows])
 
             def record(
-                conn: Any, rows: list[dict[str, Any]] = rows, what: str = what, ids: list[int | None] = ids
+                conn: Any,
+                rows: list[dict[str, Any]] = rows,
+                what: str = what,
+                outcomes: list[Outcome] = outcomes,
             ) -> None:
-                for r, message_id in zip(rows, ids, strict=True):
+                for r, o in zip(rows, outcomes, strict=True):
+                    if not o.settled:
+                        continue
                     if what == "change":
                         vals: dict[str, Any] = {"notice_revision": meetings[r["meeting_id"]]["revision"]}
                     else:
                         vals = {"cancel_sent_at": now}
                     store.update_attendee(conn, r["id"], now=now, **vals)
-                    store.log(conn, r["meeting_id"], r["id"], f"{what} notice", str(message_id), now=now)
+                    if isinstance(o.refused, Refused):
+                        store.log_refusal(
+                            conn, r["meeting_id"], r["id"], what, o.limit(), o.reason(), now=now
+                        )
+                    else:
+                        store.log(
+                            conn, r["meeting_id"], r["id"], f"{what} notice", str(o.message_id), now=now
+                        )
 
             await db.write(record)
-            log.info("meeting notices", kind=what, attendees=len(rows))
+            log.info("meeting notices", kind=what, attendees=sum(1 for o in outcomes if o.settled))
 
     async def _escalate(self, now: float) -> None:
         db = self.gw.db
@@ -494,12 +785,7 @@ class MeetingService:
             rows: list[dict[str, Any]] = await db.read(functools.partial(find, now=now))
             if not rows:
                 continue
-            meetings: dict[int, dict[str, Any]] = {}
-            for r in rows:
-                if r["meeting_id"] not in meetings:
-                    mt = await db.read(functools.partial(store.get_meeting, meeting_id=r["meeting_id"]))
-                    assert mt is not None
-                    meetings[r["meeting_id"]] = mt
+            meetings = await self._meetings_of(rows)
             reqs = [
                 self._request(
                     meetings[r["meeting_id"]],
@@ -510,52 +796,69 @@ class MeetingService:
                 )
                 for r in rows
             ]
-            ids = await self._accept(reqs)
+            outcomes = await self._send_grouped(reqs, [meetings[r["meeting_id"]]["app_id"] for r in rows])
 
             def record(
                 conn: Any,
                 rows: list[dict[str, Any]] = rows,
                 column: str = column,
                 kind: str = kind,
-                ids: list[int | None] = ids,
+                outcomes: list[Outcome] = outcomes,
             ) -> None:
-                for r, message_id in zip(rows, ids, strict=True):
+                for r, o in zip(rows, outcomes, strict=True):
+                    if not o.settled:
+                        continue
                     vals: dict[str, Any] = {column: now}
+                    refused = isinstance(o.refused, Refused)
                     if kind == "call":
-                        vals["call_message_id"] = message_id
-                        if message_id is None:
-                            vals["call_outcome"] = "failed"
+                        vals["call_message_id"] = o.message_id
+                        if o.message_id is None:
+                            vals["call_outcome"] = "refused" if refused else "failed"
                     store.update_attendee(conn, r["id"], now=now, **vals)
-                    store.log(conn, r["meeting_id"], r["id"], kind, r["mobile"], now=now)
+                    if refused:
+                        store.log_refusal(
+                            conn, r["meeting_id"], r["id"], kind, o.limit(), o.reason(), now=now
+                        )
+                    else:
+                        store.log(conn, r["meeting_id"], r["id"], kind, r["mobile"], now=now)
 
             await db.write(record)
-            log.info("meeting escalation", kind=kind, attendees=len(rows))
+            log.info("meeting escalation", kind=kind, attendees=sum(1 for o in outcomes if o.settled))
+
+    def _item_request(self, item: dict[str, Any]) -> SubmitRequest:
+        word = "日程提醒" if item["kind"] == "reminder" else "备忘"
+        return SubmitRequest(
+            text=self._sign(f"【{word}】{item['title']}" + (f"：{item['text']}" if item["text"] else "")),
+            recipients=[item["mobile"]],
+            client_ref=f"schedule:{item['id']}",
+        )
 
     async def _schedule_items(self, now: float) -> None:
         items = await self.gw.db.read(lambda c: store.due_schedule_items(c, now=now))
-        if not items:
-            return
-        assert self.app is not None
-        reqs = [
-            SubmitRequest(
-                text=self._sign(
-                    f"【{'日程提醒' if it['kind'] == 'reminder' else '备忘'}】{it['title']}"
-                    + (f"：{it['text']}" if it["text"] else "")
-                ),
-                recipients=[it["mobile"]],
-                client_ref=f"schedule:{it['id']}",
+        if items:
+            outcomes = await self._send_grouped(
+                [self._item_request(it) for it in items], [it["app_id"] for it in items]
             )
-            for it in items
-        ]
-        ids = await self._accept(reqs)
+            await self._record_items(items, outcomes, now)
 
+    async def _remind_now(self, item_id: int, caller: App) -> None:
+        """A reminder just made by ``caller``'s request, due now: raises the refusal (see :meth:`_send`)."""
+        item = await self.gw.db.read(functools.partial(store.get_schedule_item, item_id=item_id))
+        assert item is not None
+        now = time.time()
+        outcomes = await self._send([self._item_request(item)], caller, all_or_raise=True)
+        await self._record_items([item], outcomes, now)
+
+    async def _record_items(
+        self, items: Sequence[dict[str, Any]], outcomes: Sequence[Outcome], now: float
+    ) -> None:
         def record(conn: Any) -> None:
-            for it, message_id in zip(items, ids, strict=True):
-                conn.execute(
-                    store.si.update()
-                    .where(store.si.c.id == it["id"])
-                    .values(sent_at=now, message_id=message_id)
-                )
+            for it, o in zip(items, outcomes, strict=True):
+                if not o.settled:
+                    continue
+                store.mark_schedule_item_sent(conn, it["id"], o.message_id, now=now)
+                if isinstance(o.refused, Refused):
+                    store.log_item_refusal(conn, it["id"], it["kind"], o.limit(), o.reason(), now=now)
 
         await self.gw.db.write(record)
 
@@ -702,17 +1005,30 @@ class MeetingService:
             )
 
     async def _tell(self, meeting: dict[str, Any], attendee: dict[str, Any], text: str, what: str) -> None:
-        await self._accept([self._request(meeting, attendee, render(text, meeting, attendee), what)])
+        """An answer to an attendee's reply (a confirmation, a hint), for the meeting's app. One its limits
+        refuse — its rate included: an answer late is no answer — is not sent, and the row says why."""
+        req = self._request(meeting, attendee, render(text, meeting, attendee), what)
+        (o,) = await self._send_for([req], meeting["app_id"])
+        if isinstance(o.later, QueueFull):
+            raise o.later  # the reply is read again once the queue drains
+        if o.message_id is None and (isinstance(o.refused, Refused) or o.later is not None):
+            now = time.time()
+            await self.gw.db.write(
+                lambda c: store.log_refusal(
+                    c, meeting["id"], attendee["id"], "answer", o.limit(), o.reason(), now=now
+                )
+            )
 
     async def _ask_back(
         self, sender: str, open_: list[dict[str, Any]], ev: dict[str, Any], now: float
     ) -> None:
         listing = "；".join(f"#{x['id']} {x['title']}（{local_time(x['starts_at'])}）" for x in open_[:5])
         text = f"您有{len(open_)}个会议待回复：{listing}。请在回复中注明会议编号，如“1 #{open_[0]['id']}”。"
-        assert self.app is not None
-        await self._accept(
-            [SubmitRequest(self._sign(text), [sender], client_ref=f"meeting:ask:{ev['event']}")]
+        (o,) = await self._send(
+            [SubmitRequest(self._sign(text), [sender], client_ref=f"meeting:ask:{ev['event']}")], None
         )
+        if o.later is not None:
+            raise o.later  # the queue is full: the reply is read again once it drains
         await self.gw.db.write(
             lambda c: store.log(c, None, None, "ask-back", f"{sender}: {ev['text']}", now=now)
         )
