@@ -119,8 +119,14 @@ async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **extra_env: 
     daemon = Daemon(load_config(None, env=env))
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
-        _, key = await daemon.db.write(lambda c: app_store.create_app(c, "office", now=time.time()))
-        _, other = await daemon.db.write(lambda c: app_store.create_app(c, "other", now=time.time()))
+        # The organisers' app names people and departments: it may read the address book.
+        scopes = "contacts:read,meetings,messages,replies"
+        _, key = await daemon.db.write(
+            lambda c: app_store.create_app(c, "office", now=time.time(), scopes=scopes)
+        )
+        _, other = await daemon.db.write(
+            lambda c: app_store.create_app(c, "other", now=time.time(), scopes=scopes)
+        )
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             yield Env(daemon, client, key, other)
         daemon.stop()
@@ -183,6 +189,23 @@ async def test_create_answers_the_meeting_with_its_code_and_attendees(env: Env) 
         "张三",
         "办公室",
     )
+
+
+async def test_naming_the_address_book_needs_contacts_read_and_numbers_do_not(env: Env) -> None:
+    _, plain = await env.daemon.db.write(lambda c: app_store.create_app(c, "plain", now=time.time()))
+    base = {"title": "周例会", "starts_at": _at(days=1), "place": "三楼"}
+    for field, value in (("departments", ["市政府/办公室"]), ("groups", ["办公会"]), ("people", [1])):
+        err = _error(await env.post("/v1/meetings", {**base, field: value}, key=plain), 403)
+        assert (err["field"], err["value"]) == ("scope", "contacts:read") and field in err["reason"]
+    err = _error(
+        await env.post(
+            "/v1/schedule", {"kind": "reminder", "title": "t", "text": "x", "person": 1}, key=plain
+        ),
+        403,
+    )
+    assert err["value"] == "contacts:read"
+    r = await env.post("/v1/meetings", {**base, "numbers": ["13800000001"]}, key=plain)
+    assert r.status_code == 201, r.text
 
 
 async def test_the_notice_goes_out_and_the_board_shows_it_delivered(env: Env) -> None:
