@@ -11,9 +11,13 @@
 
 Decisions a reader should know:
 
-* Every error is ``{"error": {"code", "reason", ...}}``, whoever found it (FastAPI's body parsing or the
-  core's validation), so a client has one shape to handle. Field names in errors are the ones the client
-  sent: the core calls recipients ``recipients``, the body calls them ``to``, and an error says ``to``.
+* Every error is ``{"error": {"code", "reason", ...}}``, whoever found it (the server, FastAPI's body
+  parsing or the core's validation), so a client has one shape to handle. Field names in errors are the
+  ones the client sent: the core calls recipients ``recipients``, the body calls them ``to``, and an
+  error says ``to``.
+* A JSON body is checked with :func:`masd.interfaces.fastpath.load_json` before any route parses it
+  (:class:`BodyCheck`): NaN, a lone surrogate, a 400-digit number or 10,000 nested brackets pass
+  FastAPI's own parsing and would fail later, in a handler or in writing the answer, as a 500.
 * Unknown body fields are refused: a misspelt ``send_at`` would otherwise send at once, which cannot be
   taken back once a handset has it.
 * API keys are checked against the store once and then cached in-process (hits 30 s, misses 5 s), so the
@@ -44,12 +48,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import masd
 from masd.core.gateway import App, QueueFull, Refused, Rejected, SubmitRequest
 from masd.interfaces._http11 import serve_asgi
-from masd.interfaces.fastpath import FastSubmit, accepted_json
+from masd.interfaces.fastpath import FastSubmit, UnusableJson, accepted_json, load_json, replay
 from masd.store.db import StoreUnavailable
 from masd.store.tables import deliveries as deliveries_table
 from masd.store.tables import messages as messages_table
@@ -61,7 +65,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApiError",
-    "BodyLimit",
+    "BodyCheck",
     "ErrorResponse",
     "KeyCache",
     "MessageOut",
@@ -352,7 +356,7 @@ class ReadyOut(BaseModel):
 def _errors(*codes: int, **described_as: str) -> dict[int | str, dict[str, Any]]:
     """Error responses for the OpenAPI document; ``described_as`` rewords one (``e503="…"``)."""
     described = {
-        400: "The body is not a JSON object",
+        400: "The body is not a JSON object (or not UTF-8, not JSON, nested too deeply)",
         401: "No API key, or one that is not valid",
         403: "The app may not use this kind of channel (masd apps set NAME --channels …)",
         404: "No such message for this app",
@@ -390,7 +394,26 @@ def _error(
 ) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "reason": reason}
     body.update((k, v) for k, v in extra.items() if v is not None)
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+    try:
+        return JSONResponse({"error": body}, status_code=status, headers=headers)
+    except ValueError:
+        # Something JSON cannot carry (NaN, a lone surrogate) reached an error: answer without the
+        # value and with the texts made writable, rather than fail with a 500 while refusing.
+        body.pop("value", None)
+        for k, v in body.items():
+            if isinstance(v, str):
+                body[k] = v.encode("utf-8", "replace").decode("utf-8")
+        return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _unusable(e: UnusableJson) -> JSONResponse:
+    # The body as a whole (not UTF-8, not JSON, too deep) is a 400; one value at fault a 422 naming it,
+    # and in a batch the message it is in, as the core's refusals do.
+    if e.field is None:
+        return _error(400, "bad_request", e.reason)
+    in_batch = len(e.path) > 2 and e.path[0] == "messages" and isinstance(e.path[1], int)
+    message_index = e.path[1] if in_batch else None
+    return _error(422, "invalid", e.reason, field=e.field, message_index=message_index, index=e.index)
 
 
 def _http_field(field: str) -> str:
@@ -413,8 +436,19 @@ def _submit_request(body: SendRequest) -> SubmitRequest:
 
 
 def _echo(value: Any) -> Any:
-    # Echo the offending value when it helps and is small; never a whole object or a 100 kB text.
-    if isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 100):
+    # Echo the offending value when it helps, is small and JSON can carry it; never a whole object, a
+    # 100 kB text, a 400-digit number, NaN or a string with a lone surrogate.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if -MAX_ID - 1 <= value <= MAX_ID else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str) and len(value) <= 100:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
         return value
     return None
 
@@ -453,12 +487,15 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
     return _error(422, "invalid", reason, field=field, index=index, value=value)
 
 
-class BodyLimit:
-    """ASGI middleware refusing request bodies over ``limit`` bytes with the usual JSON error.
+class BodyCheck:
+    """ASGI middleware refusing, with the usual JSON error and before any route reads it, a request body
+    over ``limit`` bytes (413) and a JSON body that :func:`~masd.interfaces.fastpath.load_json` will not
+    take (400 for the body as a whole, 422 naming the value at fault).
 
     Starlette's own limit answers a declared oversized body in plain text whatever the app's handlers
     say, so masd keeps its own: a declared length over the limit is refused before anything is read;
-    a body without one (chunked) is counted as it arrives."""
+    a body without one (chunked) is counted as it arrives. A body that is not JSON by its Content-Type
+    and has a length is passed on unread."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -468,28 +505,45 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
+        length: int | None = None
+        json_body = False
         for name, value in scope["headers"]:
-            if name == b"content-length":
-                if value.isdigit() and int(value) > self.limit:
-                    await _error(413, "too_large", _TOO_LARGE)(scope, receive, send)
-                    return
-                # The server reads exactly the declared length; nothing to count.
-                await self.app(scope, receive, send)
-                return
+            if name == b"content-length" and value.isdigit():
+                # More digits than any body has: too large, without converting 5,000 digits.
+                length = int(value) if len(value) <= 18 else self.limit + 1
+            elif name == b"content-type":
+                media = value.split(b";", 1)[0].strip().lower()
+                json_body = media == b"application/json" or (
+                    media.startswith(b"application/") and media.endswith(b"+json")
+                )
+        if length is not None and length > self.limit:
+            await _error(413, "too_large", _TOO_LARGE)(scope, receive, send)
+            return
+        if length is not None and not json_body:
+            await self.app(scope, receive, send)  # the server reads exactly the declared length
+            return
+        chunks: list[bytes] = []
         seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    # An HTTPException is what FastAPI lets through from a body read (anything else it
-                    # turns into a 400), and on_http_error renders it.
-                    raise StarletteHTTPException(413)
-            return message
-
-        await self.app(scope, counted, send)
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
+                await _error(413, "too_large", _TOO_LARGE)(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if json_body and body:  # an empty body is the route's to refuse ("send a JSON object")
+            try:
+                load_json(body)
+            except UnusableJson as e:
+                await _unusable(e)(scope, receive, send)
+                return
+        await self.app(scope, replay(body, receive), send)
 
 
 # ----- authentication -----------------------------------------------------------------------------------
@@ -747,7 +801,7 @@ def make_app(daemon: Daemon) -> FastAPI:
     async def on_http_error(_: Request, exc: Exception) -> Response:
         # Unknown paths, wrong methods, oversized bodies: the same shape as every other error.
         assert isinstance(exc, StarletteHTTPException)
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
             exc.status_code, "http_error"
         )
         reason = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
@@ -755,7 +809,7 @@ def make_app(daemon: Daemon) -> FastAPI:
             reason = _TOO_LARGE
         return _error(exc.status_code, code, reason.lower() if reason.istitle() else reason, exc.headers)
 
-    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.add_middleware(BodyCheck, limit=MAX_BODY)
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(Rejected, on_rejected)
@@ -966,9 +1020,9 @@ async def serve_http(
     app = make_app(daemon)
     fast = FastSubmit(app, daemon.gateway, app.state.keys.get, max_body=MAX_BODY, max_batch=MAX_BATCH)
     if daemon.cfg.http.server == "builtin":
-        # Bodies over MAX_BODY are refused by the routes with the API's own 413; the server's limit only
-        # keeps a client from making it buffer far more than that.
-        await serve_asgi(fast, daemon.cfg.http.listen, max_body=4 * MAX_BODY, task_status=task_status)
+        # The server refuses a body over MAX_BODY with the same 413 as BodyCheck, from its Content-Length
+        # alone, before reading it (BodyCheck does so too under Hypercorn).
+        await serve_asgi(fast, daemon.cfg.http.listen, max_body=MAX_BODY, task_status=task_status)
         return
     from hypercorn.trio import serve
     from hypercorn.typing import ASGIFramework
