@@ -21,7 +21,9 @@ know:
   frames (TCP then pushes back on the client); other connections and the core never wait for it. At most
   ``socket.max_unacked`` pushes are in flight to one connection.
 * A frame the server cannot use gets an ``error`` frame and the connection goes on; only a connection
-  that does not log in within ``socket.login_timeout`` is closed.
+  that does not log in within ``socket.login_timeout`` is closed. Frames are read with the HTTP API's
+  :func:`~masd.interfaces.fastpath.load_json`, so NaN, lone surrogates, numbers beyond 64 bits and
+  deep nesting are refused as the frame's fault before anything echoes or stores them.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from masd.core.gateway import (
     Rejected,
     SubmitRequest,
 )
+from masd.interfaces.fastpath import UnusableJson, load_json
 from masd.metrics import Metrics
 from masd.store.db import StoreUnavailable
 
@@ -127,13 +130,9 @@ def error_frame(
 def parse_frame(line: bytes) -> dict[str, Any]:
     """A line (without its newline) → a frame with a string ``type``, or :class:`FrameError`."""
     try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise FrameError(f"the frame is not UTF-8 (byte {e.start})") from None
-    try:
-        frame = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FrameError(f"the frame is not JSON: {e.msg} at column {e.colno}") from None
+        frame = load_json(line, "frame")
+    except UnusableJson as e:
+        raise FrameError(e.reason, field=e.field) from None
     if not isinstance(frame, dict):
         raise FrameError(f"a frame must be a JSON object, not {type(frame).__name__}")
     kind = frame.get("type")
@@ -167,7 +166,7 @@ def _time_field(frame: Mapping[str, Any], name: str) -> float | None:
     try:
         # A time without a UTC offset is read in the server's local time zone, as over HTTP.
         return datetime.fromisoformat(v).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # not a date, or one the platform cannot place
         raise FrameError(
             f"{v!r} is not an ISO 8601 date and time; write e.g. 2030-05-20T08:30:00+08:00", field=name
         ) from None
@@ -462,7 +461,13 @@ class Connection:
                 if len(line) > limit:
                     await self._too_large()
                     continue
-                await self._on_line(line.rstrip(b"\r"))
+                try:
+                    await self._on_line(line.rstrip(b"\r"))
+                except Exception:  # a bug: this frame gets an error, the connection goes on
+                    self.log.exception("socket frame failed")
+                    await self._answer(
+                        error_frame("internal", "the server failed to handle this frame; it has been logged")
+                    )
             del buf[:start]
             if len(buf) > limit:
                 buf.clear()

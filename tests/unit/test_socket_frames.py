@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from masd.core.apps import Forbidden, QuotaExceeded, RateLimited
 from masd.core.gateway import QueueFull, Rejected
@@ -16,6 +18,7 @@ from masd.interfaces.socket import (
     FrameError,
     Outbox,
     encode,
+    error_frame,
     parse_frame,
     parse_submit,
     push_frame,
@@ -45,12 +48,27 @@ def test_parse_frame_reads_an_object_with_a_type() -> None:
 @pytest.mark.parametrize(
     ("line", "field", "words"),
     [
-        (b"hello", None, "not JSON"),
+        (b"hello", None, "not valid JSON"),
         (b"[1, 2]", None, "JSON object"),
         (b"42", None, "JSON object"),
         (b'{"id": 1}', "type", "missing"),
         (b'{"type": 5}', "type", "string"),
-        (b"\xc3\x28", None, "not UTF-8"),
+        (b"\xc3\x28", None, "not valid UTF-8"),
+        (b'{"type":"submit","text":"caf\xe9"}', None, "not valid UTF-8 (byte 0xe9"),
+        (b'{"type":"submit","text":"\\ud800"}', "text", "\\ud800"),
+        (b'{"type":"submit","to":["13800138000","\\udc00x"]}', "to", "surrogate"),
+        (b'{"type":"ping","\\ud800":1}', None, "field name"),
+        (b'{"type":"submit","priority":NaN}', "priority", "not a finite number"),
+        (b'{"type":"submit","validity_seconds":Infinity}', "validity_seconds", "not a finite number"),
+        (b'{"type":"ping","id":-Infinity}', "id", "not a finite number"),
+        (b'{"type":"ping","id":1e400}', "id", "not a finite number"),
+        (b'{"type":"submit","priority":1' + b"0" * 400 + b"}", "priority", "out of range"),
+        (b'{"type":"submit","send_at":-1' + b"0" * 19 + b"}", "send_at", "out of range"),
+        (b'{"type":"ping","id":' + b"9" * 5000 + b"}", None, "too many digits"),
+        (b'{"type":"ping","id":' + b"[" * 40 + b"]" * 40 + b"}", None, "more than 32 deep"),
+        (b'{"type":"ping","id":' + b"[" * 30000 + b"]" * 30000 + b"}", None, "more than 32 deep"),
+        (b"[" * 65000, None, "more than 32 deep"),
+        (b"NaN", None, "not a finite number"),
     ],
 )
 def test_parse_frame_names_what_is_wrong(line: bytes, field: str | None, words: str) -> None:
@@ -59,6 +77,73 @@ def test_parse_frame_names_what_is_wrong(line: bytes, field: str | None, words: 
     assert info.value.field == field
     assert words in info.value.reason
     assert info.value.code == "invalid"
+
+
+def test_nesting_up_to_the_limit_is_a_frame() -> None:
+    assert parse_frame(b'{"type":"ping","id":' + b"[" * 31 + b"]" * 31 + b"}")["type"] == "ping"
+
+
+def test_a_surrogate_pair_and_a_byte_order_mark_are_fine() -> None:
+    frame = parse_frame(b'\xef\xbb\xbf{"type":"submit","text":"\\ud83d\\ude00 \\\\ud800"}')
+    assert frame["text"] == "\U0001f600 \\ud800"  # an escaped backslash before "ud800" is just text
+
+
+def _strict_json(data: bytes) -> Any:
+    def refuse(name: str) -> Any:
+        raise AssertionError(f"{name} is not JSON")
+
+    return json.loads(data.decode("utf-8"), parse_constant=refuse)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+@example(b'{"type":"ping","id":"\\udfff"}')
+@example(b'{"type":"ping","id":[[[[NaN]]]]}')
+def test_any_bytes_become_a_frame_or_an_error_and_either_can_be_written_back(line: bytes) -> None:
+    """Whatever a client sends, the answer (an echo of an accepted frame, or the error frame) is JSON
+    that encodes: accepted frames hold nothing JSON cannot carry."""
+    try:
+        frame = parse_frame(line)
+    except FrameError as e:
+        answer = encode(error_frame(e.code, e.reason, field=e.field))
+        assert _strict_json(answer)["type"] == "error"
+    else:
+        assert _strict_json(encode(frame)) == frame
+
+
+_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(st.characters() | st.characters(categories=["Cs"])),  # with lone surrogates
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+_FRAMES = st.builds(
+    lambda kind, rest: {**rest, "type": kind},
+    st.sampled_from(["ping", "submit", "ack", "login", "other"]),
+    st.dictionaries(st.sampled_from(["id", "ref", "to", "text", "priority", "key", "event"]), _VALUES),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_FRAMES)
+@example({"type": "ping", "id": float("nan")})
+@example({"type": "submit", "text": "\ud800"})
+@example({"type": "submit", "priority": 10**400})
+def test_any_json_shape_becomes_a_frame_or_an_error_naming_it(shape: dict[str, Any]) -> None:
+    # json.dumps writes NaN, Infinity, huge integers and lone surrogates as a careless client would.
+    line = json.dumps(shape).encode()
+    try:
+        frame = parse_frame(line)
+    except FrameError as e:
+        assert e.reason
+        assert _strict_json(encode(error_frame(e.code, e.reason, field=e.field)))["type"] == "error"
+    else:
+        assert _strict_json(encode(frame)) == frame
 
 
 # ----- parse_submit --------------------------------------------------------------------------------------
