@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 
+from masd.core import reading
 from masd.core import recipients as rcpt
 
 __all__ = [
@@ -36,7 +36,6 @@ KEYWORD = "keyword"
 RECENT = "recent"
 NONE = "none"
 
-_SPACES = re.compile(r"\s+")
 _FIRST_WORD = re.compile(r"[^\s,.;:!?，。；：！？、]+")
 
 
@@ -48,10 +47,10 @@ class Route:
 
 
 def normalise_text(text: str) -> str:
-    """Full-width letters, digits and punctuation to their ASCII forms (NFKC), ideographic spaces to
-    plain ones, runs of space to one, trimmed, upper case: what a keyword is compared with."""
-    t = unicodedata.normalize("NFKC", text)
-    return _SPACES.sub(" ", t).strip().upper()
+    """What a keyword is compared with: the reply as :func:`masd.core.reading.normalise` reads it —
+    full width to ASCII, Traditional to Simplified (退訂 is 退订), emoji dropped, spaces collapsed —
+    in upper case."""
+    return reading.normalise(text).upper()
 
 
 def normalise_sender(sender: str) -> str:
