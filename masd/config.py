@@ -63,7 +63,9 @@ class QueueConfig(_Section):
         0.0, ge=0, le=1000, description="after a part-filled claim, wait this long so the next claims more"
     )
     default_priority: int = Field(5, ge=0, le=9)
-    validity_seconds: int = Field(48 * 3600, ge=1, description="default validity period of a message")
+    validity_seconds: int = Field(
+        48 * 3600, ge=1, le=30 * 86400, description="default validity period of a message (at most 30 days)"
+    )
     max_attempts: int = Field(5, ge=1, le=100)
     retry_base_seconds: float = Field(5.0, gt=0)
     retry_max_seconds: float = Field(600.0, gt=0)

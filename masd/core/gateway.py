@@ -49,6 +49,9 @@ __all__ = [
 
 log = structlog.get_logger("masd.core")
 
+MAX_VALIDITY = 30 * 86400  # seconds a message may stay valid: a carrier keeps trying for days, not months
+MAX_SCHEDULE_AHEAD = 10 * 366 * 86400  # how far ahead a send may be scheduled
+
 
 class Rejected(ValueError):
     """A request that cannot be accepted; nothing of it was stored."""
@@ -198,6 +201,11 @@ class Gateway:
         validity = q.validity_seconds if req.validity_seconds is None else req.validity_seconds
         if validity <= 0:
             raise Rejected("validity_seconds", "must be a positive number of seconds", value=validity)
+        if validity > MAX_VALIDITY:
+            raise Rejected(
+                "validity_seconds",
+                f"is more than {MAX_VALIDITY} seconds (30 days), the longest masd keeps trying",
+            )
         if req.extension and not req.extension.isdigit():
             raise Rejected("extension", "must be digits only", value=req.extension)
         extension = ((app.extension or "") if app else "") + (req.extension or "")
@@ -216,6 +224,8 @@ class Gateway:
         if req.channel is not None and self.cfg.channels[req.channel].kind != req.kind:
             raise Rejected("channel", f"is not a {req.kind} channel", value=req.channel)
         now = time.time()
+        if req.send_at is not None and not req.send_at <= now + MAX_SCHEDULE_AHEAD:
+            raise Rejected("send_at", "is more than ten years ahead; a scheduled send must fall within them")
         start = max(now, req.send_at) if req.send_at is not None else now
         deliveries = []
         # The segment count depends only on the text and the channel's concatenation method.

@@ -15,7 +15,7 @@ Decisions a reader should know:
   parsing or the core's validation), so a client has one shape to handle. Field names in errors are the
   ones the client sent: the core calls recipients ``recipients``, the body calls them ``to``, and an
   error says ``to``.
-* A JSON body is checked with :func:`masd.interfaces.fastpath.load_json` before any route parses it
+* A JSON body is checked with :func:`masd.interfaces.json_input.load_json` before any route parses it
   (:class:`BodyCheck`): NaN, a lone surrogate, a 400-digit number or 10,000 nested brackets pass
   FastAPI's own parsing and would fail later, in a handler or in writing the answer, as a 500.
 * Unknown body fields are refused: a misspelt ``send_at`` would otherwise send at once, which cannot be
@@ -53,7 +53,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import masd
 from masd.core.gateway import App, QueueFull, Refused, Rejected, SubmitRequest
 from masd.interfaces._http11 import serve_asgi
-from masd.interfaces.fastpath import FastSubmit, UnusableJson, accepted_json, load_json, replay
+from masd.interfaces.fastpath import FastSubmit, accepted_json, replay
+from masd.interfaces.json_input import UnusableJson, load_json
 from masd.store.db import StoreUnavailable
 from masd.store.tables import deliveries as deliveries_table
 from masd.store.tables import messages as messages_table
@@ -331,6 +332,7 @@ class ErrorDetail(BaseModel):
     code: str = Field(examples=["invalid"])
     reason: str = Field(examples=["not a mainland mobile number (11 digits starting 13–19) nor E.164"])
     field: str | None = Field(None, examples=["to"], description="The request field at fault")
+    message_index: int | None = Field(None, description="In a batch: the position of the message at fault")
     index: int | None = Field(None, description="Position in a list field (e.g. which recipient)")
     value: Any = Field(None, description="The value at fault, as given")
     retry_after: float | None = Field(None, description="Seconds to wait before trying again (429)")
@@ -489,7 +491,7 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
 
 class BodyCheck:
     """ASGI middleware refusing, with the usual JSON error and before any route reads it, a request body
-    over ``limit`` bytes (413) and a JSON body that :func:`~masd.interfaces.fastpath.load_json` will not
+    over ``limit`` bytes (413) and a JSON body that :func:`~masd.interfaces.json_input.load_json` will not
     take (400 for the body as a whole, 422 naming the value at fault).
 
     Starlette's own limit answers a declared oversized body in plain text whatever the app's handlers

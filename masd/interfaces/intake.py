@@ -230,7 +230,7 @@ async def _work(cfg: Config, sock: socket.socket, wake_port: int, index: int) ->
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(db.run_committer)
-            await nursery.start(partial(serve_asgi, app, cfg.intake.listen, max_body=4 * MAX_BODY, sock=sock))
+            await nursery.start(partial(serve_asgi, app, cfg.intake.listen, max_body=MAX_BODY, sock=sock))
             nursery.start_soon(_count_pending, gateway, cfg.queue.poll_interval * 5)
             tell.send(b"ready %d" % index)
             while await stdin.receive_some():

@@ -22,7 +22,7 @@ know:
   ``socket.max_unacked`` pushes are in flight to one connection.
 * A frame the server cannot use gets an ``error`` frame and the connection goes on; only a connection
   that does not log in within ``socket.login_timeout`` is closed. Frames are read with the HTTP API's
-  :func:`~masd.interfaces.fastpath.load_json`, so NaN, lone surrogates, numbers beyond 64 bits and
+  :func:`~masd.interfaces.json_input.load_json`, so NaN, lone surrogates, numbers beyond 64 bits and
   deep nesting are refused as the frame's fault before anything echoes or stores them.
 """
 
@@ -52,7 +52,7 @@ from masd.core.gateway import (
     Rejected,
     SubmitRequest,
 )
-from masd.interfaces.fastpath import UnusableJson, load_json
+from masd.interfaces.json_input import UnusableJson, load_json
 from masd.metrics import Metrics
 from masd.store.db import StoreUnavailable
 

@@ -135,11 +135,11 @@ def test_send_two_numbers_then_status(masd: Masd) -> None:
 
 
 def test_send_scheduled_and_text_from_stdin(masd: Masd) -> None:
-    args = ("send", "-", "--to", "13800138000", "--at", "2099-12-01 09:00", "--json")
+    args = ("send", "-", "--to", "13800138000", "--at", "2031-12-01 09:00", "--json")
     sent = _json(masd(*args, stdin="定时\n"))
     status = _json(masd("status", str(sent[0]["message_id"]), "--json"))
     assert status["text"] == "定时"
-    assert status["send_at"].startswith("2099-12-01T09:00:00")
+    assert status["send_at"].startswith("2031-12-01T09:00:00")
     past = masd("send", "x", "--to", "13800138000", "--at", "2001-01-01 09:00", rc=2)
     assert "in the past" in past.stderr
 

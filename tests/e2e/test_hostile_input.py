@@ -156,6 +156,26 @@ async def test_a_value_masd_cannot_take_is_a_422_naming_its_field(
     assert await env.stored() == 0
 
 
+FAR_CASES = [
+    (_one(b'"validity_seconds":1000000000000'), "validity_seconds", "30 days"),
+    (_one(b'"validity_seconds":9223372036854775807'), "validity_seconds", "30 days"),
+    (_one(b'"send_at":"9999-12-31T23:59:59Z"'), "send_at", "ten years"),
+    (_one(b'"send_at":"2040-01-01T00:00:00+08:00"'), "send_at", "ten years"),
+]
+
+
+@pytest.mark.parametrize(("body", "field", "words"), FAR_CASES, ids=[c[2] for c in FAR_CASES])
+async def test_a_time_too_far_ahead_is_a_422_and_nothing_is_stored(
+    env: Env, body: bytes, field: str, words: str
+) -> None:
+    # Stored, such a message could never be shown again: its expiry would lie past the year 9999.
+    r = await env.post("/v1/messages", body)
+    assert r.status_code == 422, r.text
+    error = _error(r)
+    assert error["field"] == field and words in error["reason"], error
+    assert await env.stored() == 0
+
+
 # ----- HTTP: bodies that are not JSON masd reads: 400 naming the reason ------------------------------
 
 BODY_CASES = [
