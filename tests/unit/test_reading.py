@@ -103,3 +103,11 @@ def test_the_keyword_rules_read_as_the_meeting_module_does() -> None:
         assert routing.by_keyword(text, rules) == routing.Route(7, routing.KEYWORD, "")
     for text in ("退订", "退訂", "退訂。"):
         assert routing.by_keyword(text, rules) == routing.Route(8, routing.KEYWORD, "")
+
+
+def test_a_reader_reads_any_vocabulary_with_the_same_rules() -> None:
+    r = reading.Reader({"approve": ["同意", "1"], "reject": ["驳回", "2"]}, yes="approve", no="reject")
+    assert r.read("同意，谢谢") == reading.Reading("approve", True, "", None)
+    assert r.read("不能同意") == reading.Reading("reject", True, "", None)
+    assert r.read("同意吗？").sure is False
+    assert r.read("可能同意").sure is False

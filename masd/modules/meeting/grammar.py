@@ -1,20 +1,23 @@
 """The reply grammar of meeting notices: what a staff member's SMS answer means. Pure functions.
 
-A reply is normalised first — full-width letters, digits and punctuation to ASCII (NFKC), case folded,
-spaces collapsed — then read as: an optional meeting code anywhere (``#42``), then a leading word from
-one of the vocabularies (longest first, so 不参加 is never read as 参加, and 12 is never read as 1),
-then whatever follows, which is the reason of a leave request and a note otherwise. Anything that
-starts with no known word is a comment. The vocabularies are configurable; the defaults are Chinese and
-English.
+A reply is read by the core's reader (:mod:`masd.core.reading`) against the meeting vocabulary —
+attend, decline, leave (请假, whose other words are the reason) and check-in — and comes out as an
+:class:`Intent`: the kind, whether the reading is *sure*, the reason of a leave or the note after
+another answer, and a meeting code (``#42``) found anywhere. Only a sure reading is an answer; an
+unsure one (a question, a contradiction, a negation that does not make a refusal, words the reader does
+not know) is to be asked back. ``参加不了``, ``确认不参加`` and ``不能参加`` decline; ``是否需要带材料？``
+answers nothing; ``參加`` is ``参加``; ``张三参加`` attends. The vocabularies are configurable per
+kind; the defaults are Chinese and English.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
+
+from masd.core import reading
+from masd.core.reading import normalise
 
 __all__ = ["DEFAULT_WORDS", "Grammar", "Intent", "Kind", "normalise"]
 
@@ -27,17 +30,30 @@ class Kind(enum.StrEnum):
     COMMENT = "comment"  # anything else: kept, answered with the help text
 
 
+# Refusals such as 不能参加, 去不了, 参加不了 and can't come, and attending such as 会来 or 准时到,
+# need no words of their own: the reader makes them from the attend words and its own verbs.
 DEFAULT_WORDS: Mapping[Kind, tuple[str, ...]] = {
-    Kind.ATTEND: ("1", "参加", "参会", "出席", "是", "确认", "Y", "YES", "OK"),
-    Kind.DECLINE: ("2", "不参加", "不参会", "不出席", "否", "N", "NO"),
-    Kind.LEAVE: ("3", "请假"),
-    Kind.CHECKIN: ("签到", "QD"),
+    Kind.ATTEND: (
+        "1",
+        "参加",
+        "参会",
+        "出席",
+        "到会",
+        "与会",
+        "到场",
+        "是",
+        "确认",
+        "Y",
+        "YES",
+        "attend",
+        "attending",
+        "coming",
+        "will be there",
+    ),
+    Kind.DECLINE: ("2", "不参加", "不参会", "不出席", "否", "N", "NO", "decline"),
+    Kind.LEAVE: ("3", "请假", "请个假", "请病假", "请事假", "病假", "事假", "休假", "请假原因", "请假事由"),
+    Kind.CHECKIN: ("签到", "QD", "checked in"),
 }
-
-_SPACES = re.compile(r"\s+")
-_CODE = re.compile(r"#\s*(\d{1,9})")
-# What may separate the leading word from a reason: spaces and the punctuation people type there.
-_SEPARATORS = " :;,.-_/|+、，。：；！!？?()[]【】（）"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,64 +61,47 @@ class Intent:
     kind: Kind
     text: str = ""  # the reason of a leave, the note after another answer, or the whole comment
     meeting_code: int | None = None  # "#42" in the reply
+    # Whether the reply may be recorded as this answer. Unsure: ``kind`` is the best guess (COMMENT if
+    # none) and ``text`` the whole reply; ask back, record nothing.
+    sure: bool = True
 
 
-def normalise(text: str) -> str:
-    """Full width to ASCII, ideographic spaces to plain ones, runs of space to one, trimmed, upper case."""
-    t = unicodedata.normalize("NFKC", text)
-    return _SPACES.sub(" ", t).strip().upper()
+def words_of(configured: Mapping[Kind, Iterable[str]] | None) -> dict[Kind, tuple[str, ...]]:
+    """The vocabulary in use: the configured words of a kind replace that kind's defaults."""
+    words = {k: tuple(v) for k, v in DEFAULT_WORDS.items()}
+    for kind, ws in (configured or {}).items():
+        if kind is not Kind.COMMENT:
+            words[Kind(kind)] = tuple(ws)
+    return words
 
 
 class Grammar:
-    """Reads replies with configurable vocabularies (each a list of words, matched at the start)."""
+    """Reads replies with configurable vocabularies. Refuses (ValueError, naming the word) a word that
+    two kinds share once normalised — ``參加`` for decline while ``参加`` attends — or that is nothing
+    once normalised."""
 
     def __init__(self, words: Mapping[Kind, Iterable[str]] | None = None) -> None:
-        vocab = DEFAULT_WORDS if words is None else words
-        pairs: list[tuple[str, Kind]] = []
-        seen: dict[str, Kind] = {}
-        for kind, ws in vocab.items():
-            if kind is Kind.COMMENT:
-                continue
-            for w in ws:
-                n = normalise(w)
-                if not n:
-                    continue
-                if n in seen and seen[n] is not kind:
-                    raise ValueError(f"the reply word {w!r} is given for both {seen[n]} and {kind}")
-                seen[n] = kind
-                pairs.append((n, kind))
-        # Longest first: 不参加 before 参加 … and before 不, if someone adds it.
-        self._words = sorted(set(pairs), key=lambda p: -len(p[0]))
+        self.words = words_of(words)
+        self._reader = reading.Reader(
+            self.words,
+            yes=Kind.ATTEND,
+            no=Kind.DECLINE,
+            free=(Kind.LEAVE,),
+            absorbs={Kind.LEAVE: (Kind.DECLINE,)},
+        )
 
-    def parse(self, text: str, *, checkin_codes: Sequence[str] = ()) -> Intent:
-        """What ``text`` means. ``checkin_codes``: the codes of the meetings it may answer; a reply that
-        is exactly one of them (or 签到/QD followed by it) checks in."""
-        t = normalise(text)
-        code: int | None = None
-        m = _CODE.search(t)
-        if m:
-            code = int(m.group(1))
-            t = _SPACES.sub(" ", t[: m.start()] + " " + t[m.end() :]).strip(_SEPARATORS)
-        for cc in checkin_codes:
-            c = normalise(cc)
-            if c and t == c:
-                return Intent(Kind.CHECKIN, "", code)
-        for word, kind in self._words:
-            if not t.startswith(word):
-                continue
-            rest = t[len(word) :]
-            # An ASCII word must end at a word boundary: "12" is not "1", "NOW" is not "NO".
-            if word[-1].isascii() and word[-1].isalnum() and rest[:1].isascii() and rest[:1].isalnum():
-                continue
-            rest = rest.strip(_SEPARATORS)
-            return Intent(kind, _original_case(text, rest), code)
-        return Intent(Kind.COMMENT, text.strip(), code)
+    def read(self, text: str, *, checkin_codes: Sequence[str | None] = ()) -> Intent:
+        """What ``text`` means, sure or not. ``checkin_codes``: the check-in codes of the meetings it
+        may answer; a reply that is one of them (or 签到 and one of them) checks in, and a number
+        beside 签到 that is none of them makes it unsure. Never raises."""
+        r = self._reader.read(text, codes={c: Kind.CHECKIN for c in checkin_codes if c})
+        kind = r.meaning if r.meaning is not None else Kind.COMMENT
+        return Intent(kind, r.text, r.code, r.sure and kind is not Kind.COMMENT)
 
-
-def _original_case(original: str, rest_upper: str) -> str:
-    """The reason as the sender wrote it (normalised width and spaces, but not upper-cased)."""
-    if not rest_upper:
-        return ""
-    plain = _SPACES.sub(" ", unicodedata.normalize("NFKC", original)).strip()
-    at = plain.upper().rfind(rest_upper)
-    return plain[at : at + len(rest_upper)] if at >= 0 else rest_upper
+    def parse(self, text: str, *, checkin_codes: Sequence[str | None] = ()) -> Intent:
+        """:meth:`read`, with an unsure reading given as a comment: what a caller that records every
+        answer it is given may record."""
+        intent = self.read(text, checkin_codes=checkin_codes)
+        if intent.sure:
+            return intent
+        return Intent(Kind.COMMENT, intent.text, intent.meeting_code, False)
