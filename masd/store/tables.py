@@ -22,6 +22,8 @@ __all__ = [
     "metadata",
     "receipts",
     "replies",
+    "reply_assemblies",
+    "reply_parts",
     "segments",
     "webhook_parked",
 ]
@@ -196,6 +198,45 @@ replies = sa.Table(
     sa.Column("extension", sa.String(21), nullable=False, server_default=""),  # after the app's own
     sa.Column("delivery_id", Id, nullable=True),
     sa.Index("ix_replies_app_id", "app_id", "id"),
+)
+
+# A long reply (a concatenated MO) while its parts come in, one row per (channel, sender, destination,
+# concatenation reference); the row is what concurrent parts of one reply lock, so that exactly one of
+# them completes it. After the reply is handed over (complete, or with gaps after the channel's timeout)
+# the row stays, with handed_over_at set and each part's digest, for as long again: a part the SMSC
+# sends once more (it missed our deliver_sm_resp) is then recognised and dropped.
+reply_assemblies = sa.Table(
+    "reply_assemblies",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("sender", CaseSensitive(32), nullable=False),
+    sa.Column("destination", CaseSensitive(32), nullable=False),
+    sa.Column("reference", sa.String(24), nullable=False),  # scheme and number, e.g. "udh8:42"
+    sa.Column("total", sa.SmallInteger, nullable=False),
+    sa.Column("first_seen", Time, nullable=False),  # the missing-part timeout runs from here
+    sa.Column("handed_over_at", Time, nullable=True),  # NULL while parts are awaited
+    sa.Column("digests", sa.Text, nullable=True),  # after hand-over: per seq, comma-separated
+    sa.UniqueConstraint("channel", "sender", "destination", "reference"),
+    sa.Index("ix_reply_assemblies_channel_first_seen", "channel", "first_seen"),
+)
+
+# The parts of a long reply that have arrived, as raw user data (UDH removed) with the codec that reads
+# them: the parts are joined as bytes before decoding, as a character may straddle two parts.
+reply_parts = sa.Table(
+    "reply_parts",
+    metadata,
+    sa.Column(
+        "assembly_id",
+        Id,
+        sa.ForeignKey("reply_assemblies.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("seq", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("codec", sa.String(16), nullable=False),  # see masd.core.reply_parts.decode
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("received_at", Time, nullable=False),
 )
 
 # The outbox of what an app is told: a delivery reached its final state (kind "receipt"), or a reply
