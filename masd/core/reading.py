@@ -143,6 +143,7 @@ sure of_course got_it
 _FILLER = """
 会议 会 开会 此次会议 本次会议 这次会议 这个会 该会议 会议通知 通知 培训 活动 学习 的会 这次 此次 本次
 真的 确实 实在 非常 特此 已 已经 也 都 还 就 同时 同意 成功 在 正在 如期 正常 一下 因 因为 由于 所以
+确定 完成 完毕 更正 改为 改成 修改为
 """
 # Time words: harmless, but a digit after them is a time (下午3点), not an answer.
 _TIME = """
@@ -188,12 +189,12 @@ _HEDGE = """
 可能 也许 或许 大概 大约 估计 应该 尽量 争取 力争 不一定 说不定 说不好 难说 暂定 待定 未定 再定 再说
 再看 看看 看情况 视情况 不确定 不知道 不清楚 恐怕 原则上 基本上 差不多 希望 考虑 如果 假如 要是 若 若是
 的话 万一 除非 只要 只有 试试 尽可能 或 或者 还是 要么 吧 想 打算 准备 计划 也行 也可以 都行 都可以
-无所谓 随便 均可 商量 maybe perhaps probably possibly might may likely try trying hope if unless depends
-tbd tentative tentatively unsure not_sure
+无所谓 随便 均可 商量 算了 maybe perhaps probably possibly might may likely try trying hope if unless
+depends tbd tentative tentatively unsure not_sure
 """
 _DELEGATE = """
-派 代 替 代替 代表 委托 让 叫 帮 帮忙 请 托 由 换人 顶替 另派 安排 派人 找人 instead on_behalf send
-sending representative deputy substitute
+派 代 替 代替 代表 委托 让 叫 帮 帮忙 请 托 由 给 为 换人 顶替 另派 安排 派人 找人 instead on_behalf
+send sending representative deputy substitute
 """
 _OTHERS = """
 他 她 他们 她们 它 别人 其他人 其他同志 同事 同志 你们 和 与 跟 同 及 以及 还有 带 一起 一同 陪同 随同
@@ -204,12 +205,13 @@ _OTHERS = """
 _TITLE = "领导 主任 局长 科长 处长 书记 主席 经理 老板 秘书 老师 部长 院长 所长 校长 站长 队长 组长"
 _ANOTHER = "别的 其他 其它 另一个 另外一个 另一 其余 another other"
 _TIMESHIFT = """
-下次 下回 下一次 改天 改日 以后 上次 上回 上一次 之前 以前 曾 曾经 昨天 前天 去年 明年 next_time
-last_time yesterday
+下次 下回 下一次 改天 改日 以后 上次 上回 上一次 之前 以前 曾 曾经 昨天 前天 去年 明年 回来 结束 销假 刚
+刚才 刚刚 next_time last_time yesterday
 """
 _TROUBLE = """
 失败 不成功 没成功 未成功 出错 错误 报错 有问题 异常 不行 没反应 不上 进不去 不批 没批 未批 不准 驳回
-不同意 没通过 未通过 无效 过期 不对 错了 搞错 发错 fail failed failure error wrong problem issue
+不同意 没通过 未通过 无效 过期 不对 错了 搞错 发错 取消 撤销 撤回 作废 fail failed failure error wrong
+problem issue cancel cancelled
 """
 # Nouns that begin with an answer word but answer nothing: 请假条, 签到码, 参加人员.
 _TOPIC = """
@@ -277,6 +279,7 @@ _WEAK_SET = frozenset(_WEAK.split())
 # Answers a negation cannot turn into a refusal: 不1, not yes — unreadable, not "no".
 _INTERJECTIONS = frozenset({"yes", "y", "yep", "yeah", "ok", "okay"})
 _CODE = re.compile(r"#\s*(\d{1,9})")
+_NOT_APPLICABLE = re.compile(r"\bn\s*/\s*a\b")  # N/A: not "no" and a note
 _A_NOT_A = re.compile(r"([\u3400-\u9fff]{1,2})[不没]\1")  # 去不去, 参加不参加, 有没有: questions
 _EDGES = " ,.;:!-_/|+~'\"、，。：；！…()（）[]【】<>《》"
 
@@ -432,7 +435,9 @@ class Reader(Generic[M]):
         tokens, invalid = self._units(self._tokens(t, coded))
         found = {cast(M, k.meaning) for k in tokens if k.role in ("answer", "weak")}
         guess = dataclasses.replace(unsure, meaning=found.pop() if len(found) == 1 and not invalid else None)
-        if invalid or any(k.role == "question" for k in tokens) or _A_NOT_A.search(t):
+        if invalid or any(k.role == "question" for k in tokens) or _A_NOT_A.search(t) or _asks(tokens):
+            return guess
+        if _NOT_APPLICABLE.search(t):
             return guess
         meaning = self._meaning(tokens)
         if meaning is None:
@@ -453,6 +458,10 @@ class Reader(Generic[M]):
             ok = all(k.role in ("weak", "particle") for k in solid)
             return Reading(meaning, True, "", code) if ok else guess
         if meaning in self.free:
+            if any(_answer_beside(c, {"title"}) for c in _clauses(tokens)):
+                return guess  # 领导请假: the sender's superior, not the sender
+            if any(_answer_beside(c, _NEGATIONS) for c in _clauses(tokens)):
+                return guess  # 不好请假: hard to get leave, so maybe there after all
             return Reading(
                 meaning, True, self._remainder(p, tokens, _leading_name(tokens), reason=True), code
             )
@@ -598,7 +607,8 @@ class Reader(Generic[M]):
             if idx in starts:
                 last, mm = starts[idx]
                 absorbed.update(range(idx, last + 1))
-                out.append(_Token("answer", k.text, k.start, toks[last].end, mm))
+                text = "".join(x.text for x in toks[idx : last + 1])
+                out.append(_Token("answer", text, k.start, toks[last].end, mm))
                 continue
             out.append(k)
         return out, invalid
@@ -687,6 +697,28 @@ class Reader(Generic[M]):
             at = max(at, hole_end)
         pieces.append(p.as_written(at, end))
         return " ".join(s for x in pieces if (s := x.strip(_EDGES)))
+
+
+def _asks(tokens: list[_Token]) -> bool:
+    """A clause that ends in a bare 不 or 没 after something: spoken questions (参加不, 请假没)."""
+    for clause in _clauses(tokens):
+        solid = [k for k in _solid(clause) if k.role != "particle"]
+        if (
+            len(solid) > 1
+            and solid[-1].role in ("neg", "neg_past")
+            and solid[-1].text in ("不", "没", "没有")
+        ):
+            return True
+    return False
+
+
+def _answer_beside(clause: list[_Token], roles: Collection[str]) -> bool:
+    """Whether the clause holds an answer and a word of one of ``roles`` — other than one the clause
+    is addressed to (向领导请假: asked the leader)."""
+    solid = _solid(clause)
+    return any(k.role in ("answer", "weak") for k in solid) and any(
+        k.role in roles and not (i and solid[i - 1].text == "向") for i, k in enumerate(solid)
+    )
 
 
 def _progressive(solid: Sequence[_Token]) -> bool:
