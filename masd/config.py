@@ -186,6 +186,13 @@ class MeetingConfig(_Section):
         for k in v:
             if k not in ("attend", "decline", "leave", "checkin"):
                 raise ValueError(f"{k!r} is not a reply meaning; use attend, decline, leave or checkin")
+        if v:
+            # The module's own check, made here so that the daemon stops at start naming the word:
+            # words are read as replies are (參加 is 参加, ＯＫ is ok), and one word has one meaning
+            # among the configured words and the defaults they leave in place.
+            from masd.modules.meeting.grammar import Grammar, Kind
+
+            Grammar({Kind(k): ws for k, ws in v.items()})
         return v
 
 

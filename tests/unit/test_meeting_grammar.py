@@ -6,10 +6,13 @@ one."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from masd.config import ConfigError, load_config
 from masd.modules.meeting.grammar import DEFAULT_WORDS, Grammar, Intent, Kind
 
 G = Grammar()
@@ -320,3 +323,16 @@ def test_a_word_two_kinds_share_once_normalised_is_refused_naming_it() -> None:
         Grammar({Kind.DECLINE: ["參加"]})  # 参加 attends by default
     with pytest.raises(ValueError, match="ＯＫ"):
         Grammar({Kind.ATTEND: ["ok"], Kind.DECLINE: ["ＯＫ"]})
+
+
+def test_a_configuration_giving_two_kinds_one_word_stops_at_start_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "masd.toml"
+    path.write_text('[meeting.words]\ndecline = ["2", "參加"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="參加"):
+        load_config(path, env={})
+
+
+def test_a_configuration_of_reply_words_in_any_script_and_width_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "masd.toml"
+    path.write_text('[meeting.words]\nattend = ["１", "參會"]\n', encoding="utf-8")
+    assert load_config(path, env={}).meeting.words["attend"] == ["１", "參會"]
