@@ -2,7 +2,9 @@
 
 A driver knows its wire protocol and nothing about meetings, OA systems or HTTP. It owns its link for
 the daemon's life (``run``), sends one delivery's segments when asked (``submit``) and reports receipts
-and replies through the :class:`ChannelEvents` it was given. Drivers register in the ``masd.channels``
+and replies through the :class:`ChannelEvents` it was given; one part of a long reply goes to the core
+as it arrives (``reply_part``), which keeps it until the rest come, so a driver holds nothing a restart
+could lose. Drivers register in the ``masd.channels``
 entry-point group, so a third party can add one without touching masd.
 """
 
@@ -21,6 +23,7 @@ __all__ = [
     "ChannelEvents",
     "InboundReceipt",
     "InboundReply",
+    "InboundReplyPart",
     "OutboundSegment",
     "ReceiptStatus",
     "SubmitError",
@@ -89,13 +92,51 @@ class InboundReply:
     raw: str = ""
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class InboundReplyPart:
+    """One part of a concatenated mobile-originated message, as it came off the wire.
+
+    ``reference`` names the concatenation reference with its scheme (``"udh8:42"``, ``"udh16:4660"``,
+    ``"sar:7"``), so that references of different schemes never meet; with ``sender`` and
+    ``destination`` it identifies the message. ``body`` is the part's user data without its UDH, and
+    ``codec`` says how to read it (see :func:`masd.core.reply_parts.decode`: ``"gsm7"``, ``"ucs2"`` or a
+    Python codec name): the parts are joined as bytes before decoding, because a character may straddle
+    two parts.
+    """
+
+    sender: str
+    destination: str
+    reference: str
+    total: int  # parts in the message, at least 2
+    seq: int  # this part's position, 1 … total
+    codec: str
+    body: bytes
+    received_at: float  # epoch seconds; the missing-part timeout runs from the first part's
+
+
 class ChannelEvents(Protocol):
     """The core's side. Each call returns only once the event is durably stored, so a driver may then
     acknowledge it on the wire (e.g. send deliver_sm_resp)."""
 
     async def receipt(self, channel: str, receipt: InboundReceipt) -> None: ...
 
-    async def reply(self, channel: str, reply: InboundReply) -> None: ...
+    async def reply(self, channel: str, reply: InboundReply) -> None:
+        """A reply that came whole (one PDU)."""
+        ...
+
+    async def reply_part(self, channel: str, part: InboundReplyPart) -> InboundReply | None:
+        """Store one part of a long reply. When it is the last one missing, the parts are joined and the
+        reply stored, in the same transaction, and returned; else None. A part the core holds already,
+        or one of a reply it has just handed over (the SMSC re-sends what it saw no answer to), changes
+        nothing and returns None, so a reply is stored exactly once."""
+        ...
+
+    async def expire_reply_parts(self, channel: str, older_than: float) -> list[InboundReply]:
+        """Give up waiting: store, with each run of missing parts marked
+        (:data:`masd.core.reply_parts.MISSING`), every long reply of ``channel`` still incomplete whose
+        first part arrived before ``older_than`` (epoch seconds), and return them. A driver calls this
+        from a timer of its own, every second or so, with now less its missing-part timeout."""
+        ...
 
     def link_state(self, channel: str, up: bool) -> None: ...
 

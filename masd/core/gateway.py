@@ -20,7 +20,7 @@ import trio
 from masd.config import ChannelConfig, Config
 from masd.core import recipients as rcpt
 from masd.core import replies as routing
-from masd.core import split
+from masd.core import reply_parts, split
 from masd.core.apps import App, Forbidden, QuotaExceeded, RateLimited, Refused, format_rate
 from masd.core.states import DeliveryState
 from masd.metrics import Metrics
@@ -30,9 +30,10 @@ from masd.store import messages as msg_store
 from masd.store import queue as queue_store
 from masd.store import receipts as receipt_store
 from masd.store import replies as reply_store
+from masd.store import reply_parts as reply_part_store
 from masd.store.db import Database
 from masd.store.limits import Charge, Over
-from masd_adapters.base import InboundReceipt, InboundReply
+from masd_adapters.base import InboundReceipt, InboundReply, InboundReplyPart
 
 __all__ = [
     "Accepted",
@@ -646,6 +647,137 @@ class Gateway:
     def link_state(self, channel: str, up: bool) -> None:
         self.metrics.channel_up.labels(channel).set(1 if up else 0)
         log.info("channel link", channel=channel, up=up)
+
+    # ----- ChannelEvents: long replies, kept part by part -----------------------------------------------
+
+    async def reply_part(self, channel: str, part: InboundReplyPart) -> InboundReply | None:
+        """Store one part of a long reply (:mod:`masd.store.reply_parts`). When it is the last one
+        missing, the parts are joined (:func:`masd.core.reply_parts.join`) and the reply is routed as
+        :meth:`reply` routes it and stored, in the same transaction; that reply is returned, else None."""
+        now = time.time()
+
+        def store(conn: Any) -> list[tuple[reply_part_store.HandedOver, InboundReply, int, routing.Route]]:
+            handed = reply_part_store.add_part(
+                conn,
+                channel=channel,
+                sender=part.sender,
+                destination=part.destination,
+                reference=part.reference,
+                total=part.total,
+                seq=part.seq,
+                codec=part.codec,
+                body=part.body,
+                received_at=part.received_at,
+                now=now,
+            )
+            return [self._store_handed_over(conn, channel, h, now) for h in handed]
+
+        stored = await self.db.write(store)
+        self._long_replies_stored(channel, stored)
+        whole = [reply for h, reply, _, _ in stored if h.complete]
+        return whole[-1] if whole else None
+
+    async def expire_reply_parts(self, channel: str, older_than: float) -> list[InboundReply]:
+        """Store, with their gaps marked, the long replies of ``channel`` still incomplete whose first
+        part arrived before ``older_than``; forget the digests kept of replies handed over before it."""
+        due = await self.db.read(
+            lambda c: reply_part_store.has_expired(c, channel=channel, older_than=older_than)
+        )
+        if not due:
+            return []
+        now = time.time()
+
+        def store(conn: Any) -> list[tuple[reply_part_store.HandedOver, InboundReply, int, routing.Route]]:
+            handed = reply_part_store.take_expired(conn, channel=channel, older_than=older_than, now=now)
+            return [self._store_handed_over(conn, channel, h, now) for h in handed]
+
+        stored = await self.db.write(store)
+        self._long_replies_stored(channel, stored)
+        return [reply for _, reply, _, _ in stored]
+
+    def _store_handed_over(
+        self, conn: Any, channel: str, handed: reply_part_store.HandedOver, now: float
+    ) -> tuple[reply_part_store.HandedOver, InboundReply, int, routing.Route]:
+        """Join a long reply the store handed over and store it as one reply, inside its transaction."""
+        raw = "" if handed.complete else reply_parts.gaps(handed.total, handed.parts)
+        reply = InboundReply(
+            handed.sender, handed.destination, reply_parts.join(handed.total, handed.parts), raw=raw
+        )
+        reply_id, found = self._route_and_store_reply(conn, channel, reply, now)
+        return handed, reply, reply_id, found
+
+    def _route_and_store_reply(
+        self, conn: Any, channel: str, reply: InboundReply, now: float
+    ) -> tuple[int, routing.Route]:
+        """:meth:`reply`'s routing and insert, run inside a caller's transaction (the same rules in
+        the same order: extension, keyword, the latest delivery to the sender)."""
+        rc = self.cfg.replies
+        sender = routing.normalise_sender(reply.sender)
+        ch = self.cfg.channels.get(channel)
+        numbers = [ch.service_number] if ch else []
+        numbers += [c.service_number for c in self.cfg.channels.values()]
+        extension = routing.extension_of(reply.destination, numbers)
+        since = now - rc.window_hours * 3600
+        found: routing.Route | None = None
+        delivery_id: int | None = None
+        owners = app_store.owners_of_extensions(conn)
+        by_ext = routing.by_extension(extension, owners)
+        if by_ext is not None:
+            found = by_ext
+            hit = reply_store.latest_delivery(conn, sender, since=since, extension=extension)
+            delivery_id = hit[0] if hit else None
+        elif rc.keywords:
+            names = app_store.ids_by_name(conn, list(rc.keywords.values()))
+            rules = {kw: names[name] for kw, name in rc.keywords.items() if name in names}
+            by_kw = routing.by_keyword(reply.text, rules, extension)
+            if by_kw is not None:
+                found = by_kw
+                hit = reply_store.latest_delivery(conn, sender, since=since, app_id=by_kw.app_id)
+                delivery_id = hit[0] if hit else None
+        if found is None:
+            hit = reply_store.latest_delivery(conn, sender, since=since)
+            delivery_id = hit[0] if hit else None
+            if hit is not None and hit[1] is not None:
+                found = routing.Route(int(hit[1]), routing.RECENT, extension)
+            else:
+                found = routing.Route(None, routing.NONE, extension)
+        reply_id = reply_store.insert_reply(
+            conn,
+            channel=channel,
+            sender=sender,
+            destination=reply.destination,
+            text=reply.text,
+            now=now,
+            app_id=found.app_id,
+            matched_by=found.matched_by,
+            extension=found.extension,
+            delivery_id=delivery_id,
+        )
+        return reply_id, found
+
+    def _long_replies_stored(
+        self,
+        channel: str,
+        stored: Sequence[tuple[reply_part_store.HandedOver, InboundReply, int, routing.Route]],
+    ) -> None:
+        """Count, log and announce long replies once their transaction has committed."""
+        owned = False
+        for handed, reply, reply_id, found in stored:
+            owned = owned or found.app_id is not None
+            self.metrics.replies.labels("true" if found.app_id is not None else "false").inc()
+            log.info(
+                "reply received" if handed.complete else "reply received incomplete",
+                reply_id=reply_id,
+                channel=channel,
+                sender=routing.normalise_sender(reply.sender),
+                destination=reply.destination,
+                app_id=found.app_id,
+                matched_by=found.matched_by,
+                parts=handed.total,
+                missing=reply.raw or None,
+            )
+        if owned:
+            self.signal_events()
 
 
 def _over_limit(app: App, over: Over, n: int, charge: Charge | None) -> Refused:
