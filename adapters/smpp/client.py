@@ -8,7 +8,9 @@ goes to a bounded pool of handlers so a slow store never stops the acks of the o
 the link has been quiet). ``submit`` sends one delivery's segments in order on the least-loaded bound
 transmitter, holding at most ``window`` submit_sm outstanding per session. Receipts and mobile-originated
 messages are acknowledged only after the core has stored them, so a crash loses nothing the SMSC thinks
-was delivered. The hot PDUs go through :mod:`.fast`; binds, unbinds and the rest through smpplib
+was delivered; each part of a long reply is stored as it arrives (``ChannelEvents.reply_part``) and a
+timer of the channel gives up on missing parts after ``mo_timeout``, from the store, so the driver holds
+no part in memory. The hot PDUs go through :mod:`.fast`; binds, unbinds and the rest through smpplib
 (:mod:`.pdu`).
 """
 
@@ -18,6 +20,7 @@ import collections
 import dataclasses
 import math
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol, cast
 
@@ -28,7 +31,7 @@ from ..base import (
     ChannelDriver,
     ChannelEvents,
     InboundReceipt,
-    InboundReply,
+    InboundReplyPart,
     OutboundSegment,
     SubmitError,
     SubmitOutcome,
@@ -85,7 +88,6 @@ _RECEIPT_BATCH = 1_000  # receipts stored in one write at most
 _Address = tuple[int, int, str]  # TON, NPI, the digits or text, as submit_sm carries them
 _STABLE_BIND = 10.0  # seconds a bind must last before a drop resets the reconnect backoff to its minimum
 _UNBIND_WAIT = 2.0  # seconds to wait for unbind_resp on shutdown
-_MO_RETRY_CACHE = 10_000  # completed MO messages kept for a re-send after the store refused them
 
 _OPTIONS = frozenset(
     {
@@ -378,11 +380,6 @@ class SmppChannel(ChannelDriver):
         self._transmitters = [link for link in links if link.transmits]
         self._rr = 0
         self._rng = random.Random()
-        self._reassembler = mo.Reassembler(timeout=s.mo_timeout)
-        # Completed MO messages the store refused, keyed by the PDU that completed them: when the SMSC
-        # re-sends that PDU the parts it completed are no longer in the reassembler, so use this instead.
-        self._unstored_mo: dict[tuple[Any, ...], tuple[InboundReply, float]] = {}
-        self._unstored_partial: list[InboundReply] = []
         self._interval = 1.0 / s.max_rate if s.max_rate else 0.0
         self._tat = -math.inf  # pacing: theoretical arrival time of the next submit (GCRA)
         self._running = False
@@ -983,37 +980,31 @@ class SmppChannel(ChannelDriver):
             inbox.active -= 1
 
     async def _handle_reply(self, link: _Link, sm: fast.DeliverSm) -> int:
-        """Store one mobile-originated deliver_sm through the core; the command_status to answer it with."""
+        """Store one mobile-originated deliver_sm through the core; the command_status to answer it with.
+
+        A part of a long reply is stored as a part, so its deliver_sm_resp, like a whole reply's, says
+        that it is durably stored; the core joins the parts once the last one is in. Whatever the store
+        refuses is answered ESME_RX_T_APPN, and the SMSC sends it again."""
         sender = _address(sm.source_addr, sm.source_addr_ton)
-        destination = sm.destination_addr.decode("latin-1")
-        tlvs = tuple(sorted(sm.tlvs.items()))
-        key = (sender, destination, sm.esm_class, sm.data_coding, sm.short_message, tlvs)
-        now = trio.current_time()
-        cached = self._unstored_mo.pop(key, None)
-        reply: InboundReply | None
-        if cached is not None:
-            reply = cached[0]
-        else:
-            try:
-                reply = self._reassembler.add(
-                    sender=sender,
-                    destination=destination,
-                    data_coding=sm.data_coding,
-                    short_message=sm.short_message,
-                    esm_class=sm.esm_class,
-                    tlvs=sm.tlvs,
-                    now=now,
-                )
-            except Exception:
-                link.log.exception("could not decode a mobile-originated message", sender=sender)
-                return _ESME_RSYSERR
-        if reply is None:
-            return _ESME_ROK  # one part of several; held until the rest arrive
         try:
-            await self.events.reply(self.name, reply)
+            mo_message = mo.read_mo(
+                sender=sender,
+                destination=sm.destination_addr.decode("latin-1"),
+                data_coding=sm.data_coding,
+                short_message=sm.short_message,
+                esm_class=sm.esm_class,
+                tlvs=sm.tlvs,
+                received_at=time.time(),
+            )
+        except Exception:
+            link.log.exception("could not decode a mobile-originated message", sender=sender)
+            return _ESME_RSYSERR
+        try:
+            if isinstance(mo_message, InboundReplyPart):
+                await self.events.reply_part(self.name, mo_message)
+            else:
+                await self.events.reply(self.name, mo_message)
         except Exception as e:
-            if len(self._unstored_mo) < _MO_RETRY_CACHE:
-                self._unstored_mo[key] = (reply, now + self.settings.mo_timeout * 10)
             link.log.warning(
                 "could not store a reply; the SMSC will re-send it", sender=sender, error=str(e) or repr(e)
             )
@@ -1045,27 +1036,19 @@ class SmppChannel(ChannelDriver):
         return dataclasses.replace(receipt, carrier_id=receipts.canonical_id(converted, s.id_format))
 
     async def _expire_mo(self) -> None:
-        """Deliver what is left of messages whose parts stopped arriving; forget stale retry entries."""
-        tick = min(1.0, self.settings.mo_timeout / 4)
+        """Give up on missing parts: every tick, the core stores, with their gaps marked, the long replies
+        of this channel whose first part came more than ``mo_timeout`` ago, wherever their parts were
+        received (before a restart, on another bind or node). A failure is retried at the next tick."""
+        timeout = self.settings.mo_timeout
+        tick = min(1.0, timeout / 4)
         while True:
             await trio.sleep(tick)
-            now = trio.current_time()
-            self._unstored_partial.extend(self._reassembler.expire(now))
-            for key in [k for k, (_, until) in self._unstored_mo.items() if until <= now]:
-                del self._unstored_mo[key]
-            while self._unstored_partial:
-                reply = self._unstored_partial[0]
-                try:
-                    await self.events.reply(self.name, reply)
-                except Exception as e:
-                    # These parts were acknowledged already, so only we hold them: try again next tick.
-                    self._log.warning(
-                        "could not store an incomplete reply; will retry",
-                        sender=reply.sender,
-                        error=str(e) or repr(e),
-                    )
-                    break
-                self._unstored_partial.pop(0)
+            try:
+                await self.events.expire_reply_parts(self.name, time.time() - timeout)
+            except Exception as e:
+                self._log.warning(
+                    "could not hand over incomplete replies; will retry", error=str(e) or repr(e)
+                )
 
 
 class _StoreReceipts(Protocol):

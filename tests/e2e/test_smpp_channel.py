@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import trio
 
-from masd_adapters.base import InboundReceipt, InboundReply, OutboundSegment, ReceiptStatus
+from masd.core.reply_parts import MISSING, gaps, join
+from masd_adapters.base import InboundReceipt, InboundReply, InboundReplyPart, OutboundSegment, ReceiptStatus
 from masd_adapters.smpp import fast, receipts
 from masd_adapters.smpp.client import SmppChannel
 from masd_adapters.smpp.pdu import HEADER, PduStream, make, parse
@@ -182,11 +184,15 @@ class FakeSmsc:
 
 
 class Events:
-    """ChannelEvents that records what the driver reports; ``gate`` holds store calls, ``fail`` fails them."""
+    """ChannelEvents that records what the driver reports; ``gate`` holds store calls, ``fail`` fails them.
+    Parts of long replies are kept in memory, as the core keeps them in its store."""
 
     def __init__(self) -> None:
         self.receipts: list[InboundReceipt] = []
         self.replies: list[InboundReply] = []
+        self.parts: list[InboundReplyPart] = []  # every part stored, repeats included
+        self.held: dict[tuple[str, str, str], dict[int, InboundReplyPart]] = {}
+        self.expiries: list[float] = []  # older_than of each expire_reply_parts call
         self.states: list[bool] = []
         self.gate: trio.Event | None = None
         self.fail = False
@@ -201,6 +207,37 @@ class Events:
         await self._store()
         self.replies.append(reply)
         self.returned_at.append(trio.current_time())
+
+    async def reply_part(self, channel: str, part: InboundReplyPart) -> InboundReply | None:
+        await self._store()
+        self.parts.append(part)
+        self.returned_at.append(trio.current_time())
+        held = self.held.setdefault((part.sender, part.destination, part.reference), {})
+        held.setdefault(part.seq, part)
+        if len(held) < part.total:
+            return None
+        del self.held[(part.sender, part.destination, part.reference)]
+        reply = self._joined(part.total, held)
+        self.replies.append(reply)
+        return reply
+
+    async def expire_reply_parts(self, channel: str, older_than: float) -> list[InboundReply]:
+        await self._store()
+        self.expiries.append(older_than)
+        out = []
+        for key, held in list(self.held.items()):
+            if min(p.received_at for p in held.values()) < older_than:
+                del self.held[key]
+                out.append(self._joined(next(iter(held.values())).total, held))
+        self.replies.extend(out)
+        return out
+
+    @staticmethod
+    def _joined(total: int, held: dict[int, InboundReplyPart]) -> InboundReply:
+        some = next(iter(held.values()))
+        text = join(total, {seq: (p.codec, p.body) for seq, p in held.items()})
+        raw = "" if len(held) == total else gaps(total, held)
+        return InboundReply(some.sender, some.destination, text, raw=raw)
 
     async def _store(self) -> None:
         if self.gate is not None:
@@ -835,6 +872,83 @@ async def test_reply_the_core_could_not_store_is_stored_when_the_smsc_sends_it_a
     events.fail = False
     assert (await conn.wait_resp(await conn.deliver(**last)))[0] == 0
     assert [r.text for r in events.replies] == ["abcd"]
+
+
+async def test_each_part_of_a_long_reply_is_acknowledged_only_after_the_core_stored_it(
+    nursery: trio.Nursery, smsc: FakeSmsc
+) -> None:
+    channel, events = await start(nursery, smsc)
+    await wait_up(channel)
+    events.gate = trio.Event()
+    conn = smsc.bound()[0]
+    seq = await conn.deliver(
+        source_addr="8613800138000",
+        source_addr_ton=1,
+        destination_addr="106570017",
+        esm_class=0x40,
+        short_message=bytes([5, 0, 3, 9, 3, 2]) + b"two",
+    )
+    await trio.sleep(0.2)
+    assert seq not in conn.resps  # held while the store call has not returned
+    began = time.time()
+    events.gate.set()
+    status, answered_at = await conn.wait_resp(seq)
+    assert status == 0 and answered_at >= events.returned_at[0]
+    [part] = events.parts
+    assert part == InboundReplyPart(
+        "+8613800138000", "106570017", "udh8:9", 3, 2, "gsm7", b"two", part.received_at
+    )
+    assert began - 1 < part.received_at <= began  # wall-clock time: the timeout outlives a restart
+    assert events.replies == []
+
+
+async def test_the_channel_gives_up_on_missing_parts_through_the_core_after_mo_timeout(
+    nursery: trio.Nursery, smsc: FakeSmsc
+) -> None:
+    channel, events = await start(nursery, smsc, mo_timeout=0.4)
+    await wait_up(channel)
+    conn = smsc.bound()[0]
+    for seq_no, chunk in ((1, b"one-"), (3, b"three")):
+        sm_seq = await conn.deliver(
+            source_addr="1380000",
+            destination_addr="1065",
+            esm_class=0x40,
+            short_message=bytes([5, 0, 3, 4, 3, seq_no]) + chunk,
+        )
+        assert (await conn.wait_resp(sm_seq))[0] == 0
+    sent = time.time()
+    with trio.fail_after(3):
+        while not events.replies:
+            await trio.sleep(0.02)
+    [reply] = events.replies
+    assert reply.text == f"one-{MISSING}three" and reply.raw == "incomplete: parts 1,3 of 3 (missing 2)"
+    assert time.time() - sent >= 0.4 - 0.05
+    # The timer asks with "now less mo_timeout", in wall-clock time, about every tenth of a second here.
+    assert all(older_than <= time.time() - 0.4 for older_than in events.expiries)
+    assert len(events.expiries) >= 3
+
+
+async def test_a_failed_give_up_is_tried_again_at_the_next_tick(
+    nursery: trio.Nursery, smsc: FakeSmsc
+) -> None:
+    channel, events = await start(nursery, smsc, mo_timeout=0.2)
+    await wait_up(channel)
+    conn = smsc.bound()[0]
+    sm_seq = await conn.deliver(
+        source_addr="1380000",
+        destination_addr="1065",
+        esm_class=0x40,
+        short_message=bytes([5, 0, 3, 5, 2, 1]) + b"half",
+    )
+    assert (await conn.wait_resp(sm_seq))[0] == 0
+    events.fail = True
+    await trio.sleep(0.5)
+    assert events.replies == []
+    events.fail = False
+    with trio.fail_after(3):
+        while not events.replies:
+            await trio.sleep(0.02)
+    assert [r.text for r in events.replies] == [f"half{MISSING}"]
 
 
 async def test_undecodable_deliver_sm_is_nacked_and_the_session_survives(

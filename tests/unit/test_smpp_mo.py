@@ -1,4 +1,5 @@
-"""Specification of masd_adapters.smpp.mo: MO text decoding, UDH / SAR concatenation and reassembly."""
+"""Specification of masd_adapters.smpp.mo: MO text decoding, UDH / SAR concatenation, and what a
+deliver_sm's user data becomes (a whole reply, or a part that masd.core.reply_parts joins)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from masd.core import gsm7
-from masd_adapters.base import InboundReply
+from masd.core.reply_parts import MISSING, Part, gaps, join
+from masd_adapters.base import InboundReply, InboundReplyPart
 from masd_adapters.smpp import fast
-from masd_adapters.smpp.mo import MISSING, Reassembler, concat_info, decode_text, split_udh
+from masd_adapters.smpp.mo import codec_of, concat_info, decode_text, read_mo, split_udh
 
 GSM_CHARS = (
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCXYZÄÖÑÜ§¿abcxyzäöñüà^{}\\[~]|€"
@@ -112,7 +114,7 @@ def test_concat_info_never_raises(udh: bytes, tlvs: dict[int, bytes]) -> None:
     assert result is None or 1 <= result[2] <= result[1]
 
 
-# --- Reassembler -------------------------------------------------------------------------------------
+# --- read_mo: a whole reply, or one part of a long one -----------------------------------------------
 
 
 def _udh8(ref: int, total: int, seq: int) -> bytes:
@@ -144,194 +146,92 @@ def _parts(scheme: str, body: bytes, cuts: list[int], ref: int) -> list[tuple[by
     return out
 
 
-def _add(
-    r: Reassembler, part: tuple[bytes, int, dict[int, bytes]], dcs: int, now: float = 0.0
-) -> InboundReply | None:
+def _read(
+    part: tuple[bytes, int, dict[int, bytes]], dcs: int, sender: str = "8613800138000"
+) -> InboundReply | InboundReplyPart:
     sm, esm, tlvs = part
-    return r.add(
-        sender="8613800138000",
+    return read_mo(
+        sender=sender,
         destination="10690001234",
         data_coding=dcs,
         short_message=sm,
         esm_class=esm,
         tlvs=tlvs,
-        now=now,
+        received_at=1_800_000_000.0,
     )
 
 
-def test_single_part_is_returned_at_once() -> None:
-    r = Reassembler()
-    reply = _add(r, (gsm7.encode_unpacked("1"), 0, {}), 0)
-    assert reply == InboundReply("8613800138000", "10690001234", "1")
-    assert len(r) == 0
+def _as_part(got: InboundReply | InboundReplyPart) -> InboundReplyPart:
+    assert isinstance(got, InboundReplyPart), got
+    return got
+
+
+def _collect(parts: list[InboundReplyPart]) -> dict[int, Part]:
+    """What a store holds of these parts: the first copy of each seq."""
+    held: dict[int, Part] = {}
+    for p in parts:
+        held.setdefault(p.seq, (p.codec, p.body))
+    return held
+
+
+def test_single_part_is_a_whole_reply() -> None:
+    assert _read((gsm7.encode_unpacked("1"), 0, {}), 0) == InboundReply("8613800138000", "10690001234", "1")
 
 
 def test_single_part_in_message_payload() -> None:
-    r = Reassembler()
     text = "长回复" * 100
-    reply = _add(r, (b"", 0, {fast.MESSAGE_PAYLOAD: text.encode("utf-16-be")}), 8)
-    assert reply is not None and reply.text == text
+    reply = _read((b"", 0, {fast.MESSAGE_PAYLOAD: text.encode("utf-16-be")}), 8)
+    assert reply == InboundReply("8613800138000", "10690001234", text)
 
 
-def test_total_one_is_single() -> None:
-    r = Reassembler()
-    reply = _add(r, (_udh8(9, 1, 1) + b"abc", 0x40, {}), 0)
-    assert reply is not None and reply.text == "abc"
+def test_total_one_is_a_whole_reply() -> None:
+    reply = _read((_udh8(9, 1, 1) + b"abc", 0x40, {}), 0)
+    assert reply == InboundReply("8613800138000", "10690001234", "abc")
 
 
-def test_two_parts_out_of_order_with_duplicate() -> None:
-    r = Reassembler()
-    p1, p2 = _parts("udh8", gsm7.encode_unpacked("Hello world"), [5], ref=7)
-    assert _add(r, p2, 0) is None
-    assert _add(r, p2, 0) is None  # duplicate ignored
-    assert len(r) == 1
-    reply = _add(r, p1, 0)
-    assert reply is not None and reply.text == "Hello world" and reply.raw == ""
-    assert len(r) == 0
+@pytest.mark.parametrize(
+    ("scheme", "reference"), [("udh8", "udh8:7"), ("udh16", "udh16:300"), ("sar", "sar:300")]
+)
+def test_a_part_carries_its_reference_position_codec_and_raw_body(scheme: str, reference: str) -> None:
+    body = "会议改到三点".encode("utf-16-be")
+    ref = 7 if scheme == "udh8" else 300
+    got = _as_part(_read(_parts(scheme, body, [4], ref)[1], 8))
+    assert got == InboundReplyPart(
+        "8613800138000", "10690001234", reference, 2, 2, "ucs2", body[4:], 1_800_000_000.0
+    )
+
+
+def test_codec_of_data_coding_zero_follows_the_default_alphabet() -> None:
+    assert codec_of(0) == "gsm7"
+    assert codec_of(0, default_alphabet="latin-1") == "latin-1"
+    assert codec_of(0xF0, default_alphabet="latin-1") == "gsm7"  # class 0, default alphabet: not dc 0
+    assert codec_of(0x08) == "ucs2" and codec_of(0x0F) == "gb18030"
 
 
 def test_surrogate_pair_split_across_parts_survives() -> None:
     text = "ok 👍 done"
     body = text.encode("utf-16-be")
     cut = text.index("👍") * 2 + 2  # between the high and the low surrogate
-    r = Reassembler()
-    parts = _parts("udh16", body, [cut], ref=300)
-    assert _add(r, parts[1], 8) is None
-    reply = _add(r, parts[0], 8)
-    assert reply is not None and reply.text == text
+    parts = [_as_part(_read(p, 8)) for p in _parts("udh16", body, [cut], ref=300)]
+    assert join(2, _collect(parts)) == text
 
 
 def test_gsm_escape_split_across_parts_survives() -> None:
     body = gsm7.encode_unpacked("price 5€")
     cut = body.index(gsm7.ESCAPE) + 1
-    r = Reassembler()
-    parts = _parts("sar", body, [cut], ref=1)
-    assert _add(r, parts[0], 0) is None
-    reply = _add(r, parts[1], 0)
-    assert reply is not None and reply.text == "price 5€"
-
-
-def test_different_senders_and_refs_do_not_mix() -> None:
-    r = Reassembler()
-    a1, a2 = _parts("udh8", b"AAAABBBB", [4], ref=1)
-    b1, b2 = _parts("udh8", b"CCCCDDDD", [4], ref=2)
-    other = r.add(
-        sender="other",
-        destination="10690001234",
-        data_coding=0,
-        short_message=a1[0],
-        esm_class=0x40,
-        tlvs={},
-        now=0,
-    )
-    assert other is None
-    assert _add(r, a1, 0) is None
-    assert _add(r, b2, 0) is None
-    reply = _add(r, a2, 0)
-    assert reply is not None and reply.text == "AAAABBBB"
-    reply = _add(r, b1, 0)
-    assert reply is not None and reply.text == "CCCCDDDD"
-    assert len(r) == 1  # "other" still waits
-
-
-def test_timeout_yields_partial_reply() -> None:
-    r = Reassembler(timeout=60.0)
-    parts = _parts("udh8", b"one-two-three-four", [4, 8, 14], ref=5)
-    _add(r, parts[0], 0, now=0.0)
-    _add(r, parts[2], 0, now=1.0)
-    assert r.expire(59.0) == []
-    expired = r.expire(60.0)
-    assert expired == [
-        InboundReply(
-            "8613800138000",
-            "10690001234",
-            f"one-{MISSING}three-{MISSING}",
-            raw="incomplete: parts 1,3 of 4 (missing 2,4)",
-        )
-    ]
-    assert len(r) == 0
-    assert r.expire(1000.0) == []
-
-
-def test_consecutive_missing_parts_share_one_marker() -> None:
-    r = Reassembler(timeout=1.0)
-    parts = _parts("sar", b"abcdef", [1, 2, 3, 4, 5], ref=3)
-    _add(r, parts[1], 0)
-    _add(r, parts[5], 0)
-    [reply] = r.expire(5.0)
-    assert reply.text == f"{MISSING}b{MISSING}f"
-    assert reply.raw == "incomplete: parts 2,6 of 6 (missing 1,3,4,5)"
-
-
-def test_bounded_open_assemblies_evict_oldest() -> None:
-    r = Reassembler(timeout=60.0, max_open=2)
-    for ref in (1, 2, 3):
-        first = _parts("udh8", b"xxyy", [2], ref=ref)[0]
-        _add(r, first, 0, now=float(ref))
-    assert len(r) == 2
-    evicted = r.expire(3.0)
-    assert [reply.text for reply in evicted] == [f"xx{MISSING}"]
-    # The evicted one was ref 1: its second part now opens a new assembly rather than completing it.
-    assert _add(r, _parts("udh8", b"xxyy", [2], ref=1)[1], 0, now=4.0) is None
-    reply = _add(r, _parts("udh8", b"xxyy", [2], ref=3)[1], 0, now=4.0)
-    assert reply is not None and reply.text == "xxyy"
-
-
-def test_reference_reused_with_other_total_flushes_old() -> None:
-    r = Reassembler()
-    old = _parts("udh8", b"aabb", [2], ref=9)
-    new = _parts("udh8", b"ccddee", [2, 4], ref=9)
-    _add(r, old[0], 0)
-    assert _add(r, new[0], 0) is None
-    assert [reply.text for reply in r.expire(0.0)] == [f"aa{MISSING}"]
-    _add(r, new[2], 0)
-    reply = _add(r, new[1], 0)
-    assert reply is not None and reply.text == "ccddee"
-
-
-def test_late_duplicate_after_completion_is_dropped() -> None:
-    # The SMSC re-sends a part whose deliver_sm_resp it missed, after the message was complete.
-    r = Reassembler(timeout=60.0)
-    p1, p2 = _parts("udh8", b"firstsecond", [5], ref=4)
-    _add(r, p1, 0, now=0.0)
-    assert _add(r, p2, 0, now=1.0) is not None
-    assert _add(r, p2, 0, now=2.0) is None
-    assert len(r) == 0
-    assert r.expire(200.0) == []
-    # Once the memory of it has expired, the same reference starts a new message.
-    assert _add(r, p1, 0, now=201.0) is None
-    assert len(r) == 1
-
-
-def test_reused_reference_with_new_text_is_not_mistaken_for_a_duplicate() -> None:
-    r = Reassembler(timeout=60.0)
-    for text in (b"aaaabbbb", b"ccccdddd"):
-        p1, p2 = _parts("udh8", text, [4], ref=0)
-        _add(r, p2, 0)
-        reply = _add(r, p1, 0)
-        assert reply is not None and reply.text == text.decode()
+    parts = [_as_part(_read(p, 0)) for p in _parts("sar", body, [cut], ref=1)]
+    assert join(2, _collect(parts)) == "price 5€"
 
 
 def test_parts_with_different_codings_decode_separately() -> None:
-    r = Reassembler()
-    first: tuple[bytes, int, dict[int, bytes]] = (_udh8(1, 2, 1) + gsm7.encode_unpacked("Hi "), 0x40, {})
-    second: tuple[bytes, int, dict[int, bytes]] = (_udh8(1, 2, 2) + "世界".encode("utf-16-be"), 0x40, {})
-    _add(r, first, 0)
-    r_second = r.add(
-        sender="8613800138000",
-        destination="10690001234",
-        data_coding=8,
-        short_message=second[0],
-        esm_class=0x40,
-        tlvs={},
-        now=0,
-    )
-    assert r_second is not None and r_second.text == "Hi 世界"
+    first = _as_part(_read((_udh8(1, 2, 1) + gsm7.encode_unpacked("Hi "), 0x40, {}), 0))
+    second = _as_part(_read((_udh8(1, 2, 2) + "世界".encode("utf-16-be"), 0x40, {}), 8))
+    assert join(2, _collect([second, first])) == "Hi 世界"
 
 
 def test_through_the_wire_codec() -> None:
-    r = Reassembler()
     text = "会议改到三点，请回复1确认"
+    parts = []
     for part in reversed(_parts("udh8", text.encode("utf-16-be"), [10], ref=77)):
         raw = fast.encode_deliver_sm(
             1,
@@ -343,16 +243,20 @@ def test_through_the_wire_codec() -> None:
             tlvs=part[2],
         )
         sm = fast.decode_sm(raw)
-        reply = r.add(
+        got = read_mo(
             sender=sm.source_addr.decode(),
             destination=sm.destination_addr.decode(),
             data_coding=sm.data_coding,
             short_message=sm.short_message,
             esm_class=sm.esm_class,
             tlvs=sm.tlvs,
-            now=0.0,
+            received_at=0.0,
         )
-    assert reply == InboundReply("8613800138000", "106900012345", text)
+        parts.append(_as_part(got))
+    assert {(p.sender, p.destination, p.reference) for p in parts} == {
+        ("8613800138000", "106900012345", "udh8:77")
+    }
+    assert join(2, _collect(parts)) == text
 
 
 @st.composite
@@ -380,7 +284,7 @@ def _split_message(draw: st.DrawFn) -> tuple[str, int, bytes, list[int]]:
     seed=st.integers(0, 2**32 - 1),
     dupes=st.integers(0, 3),
 )
-def test_any_split_reassembles_exactly(
+def test_any_split_read_in_any_order_with_repeats_joins_exactly(
     message: tuple[str, int, bytes, list[int]], scheme: str, ref: int, seed: int, dupes: int
 ) -> None:
     text, dcs, body, cuts = message
@@ -388,33 +292,25 @@ def test_any_split_reassembles_exactly(
     rng = random.Random(seed)
     order = parts + [rng.choice(parts) for _ in range(dupes)]
     rng.shuffle(order)
-    r = Reassembler()
-    replies = [reply for part in order if (reply := _add(r, part, dcs)) is not None]
+    got = [_read(part, dcs) for part in order]
     if len(parts) == 1:
-        # A one-part message is handed over as it comes (nothing to wait for), so a repeat of it is a
-        # reply of its own; only parts of a longer message are deduplicated here.
-        assert all(reply.text == text for reply in replies)
-    else:
-        assert [reply.text for reply in replies] == [text]
-    assert len(r) == 0
-    assert r.expire(1e9) == []
+        assert all(reply == InboundReply("8613800138000", "10690001234", text) for reply in got)
+        return
+    read = [_as_part(p) for p in got]
+    assert len({(p.reference, p.total) for p in read}) == 1
+    assert join(len(parts), _collect(read)) == text
 
 
 @given(message=_split_message(), seed=st.integers(0, 2**32 - 1))
-def test_timeout_with_a_part_missing_keeps_what_arrived(
+def test_a_part_missing_keeps_what_arrived_and_marks_the_gap(
     message: tuple[str, int, bytes, list[int]], seed: int
 ) -> None:
     _, dcs, body, cuts = message
     parts = _parts("udh8", body, cuts, 1)
     if len(parts) < 2:
         return
-    rng = random.Random(seed)
-    lost = rng.randrange(len(parts))
-    r = Reassembler(timeout=10.0)
-    for index, part in enumerate(parts):
-        if index != lost:
-            assert _add(r, part, dcs, now=0.0) is None
-    [reply] = r.expire(10.0)
-    assert MISSING in reply.text
-    assert reply.raw.startswith("incomplete: parts ")
-    assert reply.raw.endswith(f"of {len(parts)} (missing {lost + 1})")
+    lost = random.Random(seed).randrange(len(parts))
+    read = [_as_part(_read(part, dcs)) for index, part in enumerate(parts) if index != lost]
+    held = _collect(read)
+    assert MISSING in join(len(parts), held)
+    assert gaps(len(parts), held).endswith(f"of {len(parts)} (missing {lost + 1})")
