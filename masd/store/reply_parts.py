@@ -218,8 +218,11 @@ def _digest(body: bytes) -> str:
 
 
 def _digest_at(digests: str | None, seq: int) -> str | None:
+    """The digest kept of part ``seq`` of a reply handed over; None if that part never arrived."""
     found = (digests or "").split(",")
-    return found[seq - 1] or None if seq <= len(found) else None
+    if seq > len(found):
+        return None
+    return found[seq - 1] or None
 
 
 def _insert_if_absent(conn: sa.Connection, table: sa.Table, row: dict[str, object]) -> None:

@@ -3,12 +3,16 @@ the last arrives, repeats ignored, each reply handed over exactly once, the miss
 
 from __future__ import annotations
 
+import itertools
+import random
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from masd.config import Config
 from masd.core.gateway import Gateway
@@ -162,6 +166,23 @@ def test_a_sender_differing_only_by_case_is_another_sender(db: Database) -> None
 def test_seq_outside_the_total_is_refused(db: Database) -> None:
     with pytest.raises(ValueError, match="seq"):
         add(db, 4, b"x", total=3)
+
+
+_refs = itertools.count()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(total=st.integers(2, 6), seed=st.integers(0, 2**32 - 1), dupes=st.integers(0, 4))
+def test_any_order_with_any_repeats_hands_the_reply_over_exactly_once(
+    db: Database, total: int, seed: int, dupes: int
+) -> None:
+    ref = f"udh16:{next(_refs)}"
+    rng = random.Random(seed)
+    order = list(range(1, total + 1)) + [rng.randint(1, total) for _ in range(dupes)]
+    rng.shuffle(order)
+    handed = [h for s in order for h in add(db, s, f"<{s}>".encode(), total=total, ref=ref)]
+    assert texts(handed) == [b"".join(f"<{s}>".encode() for s in range(1, total + 1))]
+    assert held_parts(db) == []
 
 
 # -- the missing-part timeout -----------------------------------------------------------------------
