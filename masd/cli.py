@@ -106,6 +106,12 @@ SUBCOMMANDS: dict[str, _Lazy | None] = {
         "schedule_app",
         "Schedule reminders and memos (日程提醒与备忘录): sent to a person by SMS at their time.",
     ),
+    "channels": _Lazy(
+        "masd.cli_channels",
+        "channels_app",
+        "List the channels (通道列表): driver, kind, configured and current rate, window, link.",
+        command=True,
+    ),
     "webhooks": _Lazy(
         "masd.cli_webhooks",
         "webhooks_app",

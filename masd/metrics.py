@@ -53,6 +53,13 @@ class Metrics:
         self.channel_up = Gauge(
             "masd_channel_up", "1 while the channel's link is up", ["channel"], registry=r
         )
+        self.channel_rate = Gauge(
+            "masd_channel_rate",
+            "Segments per second the channel sends at now: its configured rate, lower while the carrier "
+            "throttles",
+            ["channel"],
+            registry=r,
+        )
         self.recovered_claims = Counter(
             "masd_recovered_claims",
             "Claims returned to the queue after a crash or lost lease: each may be sent twice",

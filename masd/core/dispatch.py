@@ -7,9 +7,12 @@ second their scheduling is a large share of the CPU), else in a task of its own 
 recorder task writes the outcomes through the group committer, all that finished while its previous
 write ran in one write. A claim holds its window slot until its outcome is written, so what a crash can
 make the carrier see twice (the claims outstanding, counted on restart) never exceeds the window. A
-retriable error puts the delivery back with backoff; a throttling answer also slows the whole channel
-for a while. On shutdown it stops claiming, lets what is in flight finish until the drain deadline, and
-returns unsent claims to the queue.
+retriable error puts the delivery back with backoff. A throttling answer is flow control: the attempt
+does not count, the delivery waits, and the channel's rate is cut and recovered step by step
+(:mod:`masd.core.pacing`). The segments a carrier acknowledged are recorded whatever happens to the
+rest, so a later attempt sends only the others, with the same concatenation reference. On shutdown it
+stops claiming, lets what is in flight finish until the drain deadline, and returns unsent claims to
+the queue.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from masd.config import ChannelConfig, Config
 from masd.core import retry as retry_rules
 from masd.core import split
 from masd.core.gateway import Gateway, UnrecordedOutcomes
+from masd.core.pacing import AdaptiveRate
 from masd.core.states import DeliveryState
 from masd.store import queue as queue_store
 from masd.store.queue import Claim, SegmentRecord, SubmitResult
@@ -48,7 +52,6 @@ class TokenBucket:
         self.capacity = max(1.0, rate)
         self.tokens = self.capacity
         self.stamp: float | None = None  # set on first use: the bucket may be built outside trio.run
-        self.paused_until = 0.0
         self._lock = trio.Lock()
 
     async def take(self, n: int = 1) -> None:
@@ -56,10 +59,7 @@ class TokenBucket:
             return
         async with self._lock:  # first come, first served
             while not self._take_now(n):
-                if trio.current_time() < self.paused_until:
-                    await trio.sleep_until(self.paused_until)
-                else:
-                    await trio.sleep(max(0.0005, (n - self.tokens) / self.rate))
+                await trio.sleep(max(0.0005, (n - self.tokens) / self.rate))
 
     def take_nowait(self, n: int = 1) -> bool:
         """Take ``n`` tokens if nobody waits for tokens and they are there; no lock and no checkpoint,
@@ -74,8 +74,6 @@ class TokenBucket:
         now = trio.current_time()
         if self.stamp is None:
             self.stamp = now
-        if now < self.paused_until:
-            return False
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         # The tolerance keeps float rounding (0.9999… tokens) from spinning on sub-µs sleeps.
@@ -84,10 +82,11 @@ class TokenBucket:
             return True
         return False
 
-    def pause(self, seconds: float) -> None:
-        """The carrier asked us to slow down: send nothing for a while."""
-        self.paused_until = max(self.paused_until, trio.current_time() + seconds)
-        self.tokens = 0
+    def set_rate(self, rate: float) -> None:
+        """Send at ``rate`` from now on (the carrier throttled, or the channel recovers)."""
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = min(self.tokens, self.capacity)
 
 
 class Dispatcher:
@@ -101,6 +100,7 @@ class Dispatcher:
         self.cfg = cfg
         self.node = node
         self.bucket = TokenBucket(ch.rate)
+        self.pace = AdaptiveRate(ch.rate)  # the rate the carrier lets us send at; see masd.core.pacing
         self.window = trio.Semaphore(ch.window)
         self.inflight = 0
         self.unsent: set[int] = set()
@@ -115,6 +115,9 @@ class Dispatcher:
         self._unrecorded = gateway.unrecorded[name] = UnrecordedOutcomes()
         self._submit_nowait: _SubmitNowait | None = getattr(driver, "submit_nowait", None)
         m = gateway.metrics
+        self._rate_gauge = m.channel_rate.labels(name)
+        self._rate_gauge.set(ch.rate)
+        self._throttles = m.child(m.segments_submitted, name, "throttled")
         self._latency = m.child(m.submit_latency, name)
         self._submitted_ok = m.child(m.segments_submitted, name, "ok")
 
@@ -123,6 +126,7 @@ class Dispatcher:
         db = self.gw.db
         async with trio.open_nursery() as senders:
             senders.start_soon(self._recorder, senders)
+            senders.start_soon(self._keep_pace)
             task_status.started()
             while not self.draining:
                 if not self.driver.up:
@@ -132,7 +136,7 @@ class Dispatcher:
                 # dies is counted as possibly sent twice, and that count must stay within the window.
                 room = self.ch.window - self.inflight
                 # Claim about a second's worth at the channel's rate, so leases are never held long.
-                want = min(room, q.claim_batch, max(1, math.ceil(self.ch.rate)))
+                want = min(room, q.claim_batch, max(1, math.ceil(self.pace.rate)))
                 if want <= 0:
                     self._room = trio.Event()
                     await self._room.wait()
@@ -174,6 +178,20 @@ class Dispatcher:
                     await trio.sleep_until(linger)
             # Draining: nothing new is claimed; what is not yet sending goes back to the queue.
             await self._release_unsent()
+
+    async def _keep_pace(self) -> None:
+        """Raise a throttled channel's rate step by step while the carrier stays calm; ends with the
+        recorder (once draining)."""
+        while not (self.draining and not self._sending):
+            await trio.sleep(1.0)
+            if self.pace.slowed:
+                self._set_rate(self.pace.tick(time.monotonic()))
+
+    def _set_rate(self, rate: float) -> None:
+        if rate != self.bucket.rate:
+            self.bucket.set_rate(rate)
+            self._rate_gauge.set(rate)
+            log.info("channel rate", channel=self.name, rate=round(rate, 2), configured=self.ch.rate)
 
     def _claimer(self, want: int) -> Callable[[sa.Connection], list[Claim]]:
         now = time.time()
@@ -293,9 +311,9 @@ class Dispatcher:
         self._room.set()
 
     def _count_submitted(self, outcomes: list[tuple[SubmitResult, int]]) -> None:
-        for result, n_segments in outcomes:
-            if result.state == DeliveryState.SUBMITTED:
-                self._submitted_ok.inc(n_segments)
+        n = sum(len(result.segments) for result, _ in outcomes)
+        if n:
+            self._submitted_ok.inc(n)
 
     def metrics_submitted(self, n: int, result: str) -> None:
         m = self.gw.metrics
@@ -362,10 +380,17 @@ class Dispatcher:
             # A call reads the whole text: one "segment", the text in UTF-8, for the driver to speak.
             return [OutboundSegment(1, 1, data_coding=8, short_message=cl.text.encode("utf-8"))]
         try:
-            return self._wire(cl.text, cl.concat_ref)
+            wire = self._wire(cl.text, cl.concat_ref)
         except split.TooManySegments as e:
             self.unsent.discard(cl.delivery_id)
             return SubmitResult(cl.delivery_id, DeliveryState.FAILED, str(e)), 0
+        if cl.sent:
+            # An earlier attempt had these acknowledged: send the rest, with the same reference.
+            wire = [seg for seg in wire if seg.seq not in cl.sent]
+            if not wire:
+                self.unsent.discard(cl.delivery_id)
+                return SubmitResult(cl.delivery_id, DeliveryState.SUBMITTED, resumed=True), 0
+        return wire
 
     async def _attempt(self, cl: Claim) -> tuple[SubmitResult, int] | None:
         """Send ``cl``; its outcome, or None if it was given back to the queue (draining) meanwhile."""
@@ -394,23 +419,56 @@ class Dispatcher:
         outcomes: list[SubmitOutcome],
         error: SubmitError | None = None,
     ) -> tuple[SubmitResult, int]:
-        """What the driver's answer means for the delivery: submitted, back to the queue, or final."""
+        """What the driver's answer means for the delivery: submitted, back to the queue, or final. The
+        segments it acknowledged are recorded in every case, so a later attempt sends only the others."""
         q = self.cfg.queue
+        acked: list[SegmentRecord] = []
+        for seg, o in zip(wire, outcomes, strict=False):
+            if o.error is not None:
+                break
+            acked.append(SegmentRecord(seq=seg.seq, total=seg.total, carrier_id=o.carrier_id or ""))
         if error is None:
             error = next((o.error for o in outcomes if o.error is not None), None)
+            if error is None and len(acked) < len(wire):
+                error = SubmitError(0, "the driver answered fewer segments than it was given", retriable=True)
         self._latency.observe(time.monotonic() - started)
+        resumed = bool(cl.sent)
         if error is None:
-            segs = [
-                SegmentRecord(seq=i + 1, total=len(outcomes), carrier_id=o.carrier_id or "")
-                for i, o in enumerate(outcomes)
-            ]
-            return SubmitResult(cl.delivery_id, DeliveryState.SUBMITTED, segments=segs), len(wire)
-        self.metrics_submitted(len(wire), "retry" if error.retriable else "rejected")
-        if error.throttled:
-            self.bucket.pause(1.0)
+            return SubmitResult(
+                cl.delivery_id, DeliveryState.SUBMITTED, segments=acked, resumed=resumed
+            ), len(wire)
+        unsent = len(wire) - len(acked)
         reason = f"{error.name} (0x{error.code:02X})" if error.code else error.name
+        now = time.time()
+        if error.throttled:
+            # Flow control, not a failure: the attempt does not count, the channel slows down, and the
+            # delivery waits its turn at the lower rate; only its validity period can end it.
+            self._throttles.inc(unsent)
+            self._set_rate(self.pace.throttled(time.monotonic()))
+            wait = min(30.0, max(0.5, 1.0 / self.pace.rate) * (1 + self.rng.random()))
+            if now + wait >= cl.expires_at:
+                return SubmitResult(
+                    cl.delivery_id,
+                    DeliveryState.EXPIRED,
+                    f"{reason}: the carrier throttled until the validity period ended",
+                    segments=acked,
+                    error_code=error.code or None,
+                    uncounted=True,
+                ), len(wire)
+            m = self.gw.metrics
+            m.child(m.retries, self.name).inc()
+            return SubmitResult(
+                cl.delivery_id,
+                DeliveryState.QUEUED,
+                f"{reason}: the carrier throttled; waiting",
+                now + wait,
+                segments=acked,
+                error_code=error.code or None,
+                uncounted=True,
+            ), len(wire)
+        self.metrics_submitted(unsent, "retry" if error.retriable else "rejected")
         d = retry_rules.decide(
-            now=time.time(),
+            now=now,
             attempts=cl.attempts,
             max_attempts=q.max_attempts,
             expires_at=cl.expires_at,
@@ -425,7 +483,9 @@ class Dispatcher:
             m.child(m.retries, self.name).inc()
             log.info("submit will be retried", delivery_id=cl.delivery_id, reason=reason, attempt=cl.attempts)
         code = error.code or None
-        return SubmitResult(cl.delivery_id, d.state, d.reason, d.not_before, error_code=code), len(wire)
+        return SubmitResult(
+            cl.delivery_id, d.state, d.reason, d.not_before, segments=acked, error_code=code
+        ), len(wire)
 
     def _wire(self, text: str, ref: int) -> list[OutboundSegment]:
         """The segments for ``text``: planning and encoding cost more than the rest of a send. A text that

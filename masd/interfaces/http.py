@@ -346,6 +346,15 @@ class HealthOut(BaseModel):
     status: Literal["ok"]
 
 
+class ChannelState(BaseModel):
+    up: bool
+    rate: float = Field(
+        description="Segments per second it sends at now; lower than configured while throttled"
+    )
+    configured_rate: float
+    throttled: bool = Field(description="The carrier throttled it and it has not yet recovered its rate")
+
+
 class ReadyOut(BaseModel):
     status: Literal["ready", "not_ready"]
     checks: dict[str, str] = Field(
@@ -353,6 +362,9 @@ class ReadyOut(BaseModel):
         description="Each check's finding: ok, or what is wrong",
     )
     failed: list[str] = Field(description="Names of the checks that failed")
+    channels: dict[str, ChannelState] = Field(
+        default_factory=dict, description="Each channel: link up or down, and the rate it sends at now"
+    )
 
 
 def _errors(*codes: int, **described_as: str) -> dict[int | str, dict[str, Any]]:
@@ -981,8 +993,24 @@ def make_app(daemon: Daemon) -> FastAPI:
             )
             if not ok
         ]
+        channels = {
+            name: {
+                "up": drv.up,
+                "rate": round(daemon.dispatchers[name].pace.rate, 3)
+                if name in daemon.dispatchers
+                else daemon.cfg.channels[name].rate,
+                "configured_rate": daemon.cfg.channels[name].rate,
+                "throttled": name in daemon.dispatchers and daemon.dispatchers[name].pace.slowed,
+            }
+            for name, drv in sorted(daemon.drivers.items())
+        }
         return JSONResponse(
-            {"status": "not_ready" if failed else "ready", "checks": checks, "failed": failed},
+            {
+                "status": "not_ready" if failed else "ready",
+                "checks": checks,
+                "failed": failed,
+                "channels": channels,
+            },
             status_code=503 if failed else 200,
         )
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from masd.core.states import FINAL_VALUES, DeliveryState
 from masd.store import limits
+from masd.store import queue as queue_store
 from masd.store._bulk import executemany
 from masd.store._final import finalise_where
 from masd.store.limits import Charge, Over
@@ -378,10 +379,15 @@ def retry(
     )
     if delivery_ids:
         cond = sa.and_(cond, d.c.id.in_(list(delivery_ids)))
+    ids = list(conn.execute(sa.select(d.c.id).where(cond)).scalars())
+    if not ids:
+        return 0
+    # Sent again whole: what earlier attempts recorded stays as history, not as parts already sent.
+    queue_store.supersede_segments(conn, ids)
     return (
         conn.execute(
             sa.update(d)
-            .where(cond)
+            .where(d.c.id.in_(ids), cond)
             .values(
                 state=DeliveryState.QUEUED.value,
                 reason="retried by operator",

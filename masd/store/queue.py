@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from masd.core.states import PENDING_VALUES, DeliveryState
+from masd.core.states import PENDING_VALUES, DeliveryState, delivery_state_for_segment_failure
 from masd.store import events
 from masd.store import receipts as receipt_store
 from masd.store._bulk import change_in, executemany, in_params, select, select_in
@@ -38,6 +38,7 @@ __all__ = [
     "release",
     "return_expired_leases",
     "return_node_claims",
+    "supersede_segments",
     "sweep_overdue",
 ]
 
@@ -58,6 +59,9 @@ class Claim:
     concat_ref: int
     text: str
     recovered: int
+    # Segments an earlier attempt had acknowledged (their seq): only the others are sent again, with the
+    # same concatenation reference, so the handset joins the parts of both attempts.
+    sent: frozenset[int] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,7 +73,9 @@ class SegmentRecord:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SubmitResult:
-    """What became of one claimed delivery: submitted (segments), back to the queue, or final."""
+    """What became of one claimed delivery: submitted, back to the queue, or final. ``segments``: the
+    segments this attempt had acknowledged, whatever the state (a delivery sent again later sends only
+    the others)."""
 
     delivery_id: int
     state: DeliveryState
@@ -77,6 +83,8 @@ class SubmitResult:
     not_before: float | None = None
     segments: Sequence[SegmentRecord] = ()
     error_code: int | None = None  # the carrier's status code, when it refused
+    uncounted: bool = False  # back to the queue without counting the attempt (the carrier throttled)
+    resumed: bool = False  # earlier attempts had acknowledged segments, whose receipts may be in
 
 
 _SEGMENT_COLUMNS = ("delivery_id", "seq", "total", "channel", "carrier_id", "state", "submitted_at")
@@ -150,6 +158,27 @@ def _claimed(n: int, sqlite: bool) -> sa.ClauseElement:
     )
 
 
+# A segment an operator's retry (or a resend after a failed receipt) replaced: kept as history, never
+# counted, and sent again with the rest.
+SUPERSEDED = "superseded"
+
+
+def _sent_segments(n: int) -> sa.ClauseElement:
+    return sa.select(s.c.delivery_id, s.c.seq).where(
+        s.c.delivery_id.in_(in_params(n)), s.c.state != SUPERSEDED
+    )
+
+
+def supersede_segments(conn: sa.Connection, delivery_ids: Sequence[int]) -> None:
+    """The deliveries are sent again whole: their recorded segments stay as history only."""
+    if delivery_ids:
+        conn.execute(
+            sa.update(s)
+            .where(s.c.delivery_id.in_(list(delivery_ids)), s.c.state != SUPERSEDED)
+            .values(state=SUPERSEDED)
+        )
+
+
 def claim(
     conn: sa.Connection, *, channel: str, node: str, now: float, lease: float, limit: int
 ) -> list[Claim]:
@@ -174,7 +203,18 @@ def claim(
         {"b_node": node, "b_lease": now + lease, "b_now": now},
     )
     rows = select_in(conn, "claim_rows", lambda n: _claimed(n, sqlite), ids, {"b_node": node})
-    return [Claim(*row) for row in rows]
+    claims = [Claim(*row) for row in rows]
+    # Segments earlier attempts had acknowledged (throttles and crashes leave no other trace that a
+    # delivery was tried): one indexed lookup per claim batch, empty for first attempts.
+    sent: dict[int, set[int]] = {}
+    for delivery_id, seq in select_in(conn, "claim_sent_segments", _sent_segments, ids):
+        sent.setdefault(delivery_id, set()).add(seq)
+    if not sent:
+        return claims
+    return [
+        dataclasses.replace(c, sent=frozenset(sent[c.delivery_id])) if c.delivery_id in sent else c
+        for c in claims
+    ]
 
 
 def release(conn: sa.Connection, *, delivery_ids: Sequence[int], now: float) -> int:
@@ -220,6 +260,10 @@ def record_results(
             ),
             [{"b_id": r.delivery_id, "b_now": now} for r in submitted],
         )
+    # Every acknowledged segment is recorded, whatever became of its delivery: its receipt will come,
+    # and a delivery sent again must not send it twice.
+    with_segments = [r for r in results if r.segments]
+    if with_segments:
         seg_rows = [
             {
                 "delivery_id": r.delivery_id,
@@ -230,7 +274,7 @@ def record_results(
                 "state": "submitted",
                 "submitted_at": now,
             }
-            for r in submitted
+            for r in with_segments
             for seg in r.segments
         ]
         executemany(conn, "insert_segments", _insert_segments, seg_rows)
@@ -242,11 +286,20 @@ def record_results(
                 state=QUEUED,
                 reason=sa.bindparam("b_reason"),
                 not_before=sa.bindparam("b_not_before"),
+                attempts=d.c.attempts - sa.bindparam("b_undo", type_=sa.Integer),
                 claimed_by=None,
                 lease_until=None,
                 updated_at=now,
             ),
-            [{"b_id": r.delivery_id, "b_reason": r.reason, "b_not_before": r.not_before} for r in requeued],
+            [
+                {
+                    "b_id": r.delivery_id,
+                    "b_reason": r.reason,
+                    "b_not_before": r.not_before,
+                    "b_undo": 1 if r.uncounted else 0,
+                }
+                for r in requeued
+            ],
         )
     if final:
         conn.execute(
@@ -256,6 +309,7 @@ def record_results(
                 state=sa.bindparam("b_state"),
                 reason=sa.bindparam("b_reason"),
                 error_code=sa.bindparam("b_code", type_=sa.Integer),
+                attempts=d.c.attempts - sa.bindparam("b_undo", type_=sa.Integer),
                 claimed_by=None,
                 lease_until=None,
                 updated_at=now,
@@ -267,22 +321,62 @@ def record_results(
                     "b_state": r.state.value,
                     "b_reason": r.reason,
                     "b_code": r.error_code,
+                    "b_undo": 1 if r.uncounted else 0,
                 }
                 for r in final
             ],
         )
         events.record_final(conn, [r.delivery_id for r in final], now=now)
-    if submitted:
-        carrier_ids = [seg.carrier_id for r in submitted for seg in r.segments]
+    n = 0
+    if with_segments:
+        carrier_ids = [seg.carrier_id for r in with_segments for seg in r.segments]
         if held is not None:
             carrier_ids = held.waiting(channel, carrier_ids)
-            if not carrier_ids:
-                return 0
-        n = receipt_store.apply_held(conn, channel=channel, carrier_ids=carrier_ids, now=now)
-        if held is not None:
-            held.applied(channel, carrier_ids)
-        return n
-    return 0
+        if carrier_ids:
+            n = receipt_store.apply_held(conn, channel=channel, carrier_ids=carrier_ids, now=now)
+            if held is not None:
+                held.applied(channel, carrier_ids)
+    resumed = [r.delivery_id for r in submitted if r.resumed]
+    if resumed:
+        _roll_up(conn, resumed, now=now)
+    return n
+
+
+def _roll_up(conn: sa.Connection, delivery_ids: Sequence[int], *, now: float) -> None:
+    """Deliveries just submitted whose earlier segments may already have receipts (those applied while
+    the delivery waited to send the rest only marked their segments): decide them from all segments."""
+    by_delivery: dict[int, list[tuple[int, int, str, int | None]]] = {}
+    for delivery_id, seq, total, state, code in conn.execute(
+        sa.select(s.c.delivery_id, s.c.seq, s.c.total, s.c.state, s.c.error_code).where(
+            s.c.delivery_id.in_(list(delivery_ids)), s.c.state != SUPERSEDED
+        )
+    ):
+        by_delivery.setdefault(delivery_id, []).append((seq, total, state, code))
+    finals: list[int] = []
+    for delivery_id, segs in by_delivery.items():
+        delivered = sum(1 for _, _, state, _ in segs if state == "delivered")
+        failed = next(
+            (seg for seg in segs if seg[2] in receipt_store.FINAL_SEGMENT and seg[2] != "delivered"), None
+        )
+        values: dict[str, Any] = {"seg_delivered": delivered, "updated_at": now}
+        if failed is not None:
+            seq, total, state, code = failed
+            values.update(
+                state=delivery_state_for_segment_failure(state).value,
+                reason=f"carrier receipt for segment {seq}/{total}: {state}"
+                + (f", error code {code}" if code is not None else ""),
+                error_code=code,
+                done_at=now,
+            )
+        elif delivered >= segs[0][1]:
+            values.update(state=DeliveryState.DELIVERED.value, done_at=now)
+        hit = conn.execute(
+            sa.update(d).where(d.c.id == delivery_id, d.c.state == SUBMITTED).values(**values)
+        ).rowcount
+        if hit and "done_at" in values:
+            finals.append(delivery_id)
+    if finals:
+        events.record_final(conn, finals, now=now)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

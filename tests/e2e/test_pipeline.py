@@ -102,18 +102,21 @@ async def test_throttled_submits_are_retried_until_they_pass(running: Callable[.
     assert d.metrics.retries.labels("sim")._value.get() > 0
 
 
-async def test_a_delivery_that_keeps_failing_ends_failed_after_its_attempts(
+async def test_a_delivery_the_carrier_keeps_throttling_never_fails_and_ends_with_its_validity(
     running: Callable[..., Any],
 ) -> None:
+    # Throttling is flow control: however often it comes, it never counts as an attempt.
     d = await running(
         MASD_CHANNELS__SIM__OPTIONS="{submit_error_rate = 1.0}",
-        MASD_QUEUE__MAX_ATTEMPTS="3",
+        MASD_QUEUE__MAX_ATTEMPTS="2",
     )
-    acc = await d.gateway.send(SubmitRequest("x", ["13800138000"]), interface="test")
+    acc = await d.gateway.send(SubmitRequest("x", ["13800138000"], validity_seconds=4), interface="test")
     msg = await wait_final(d, acc.message_id)
     (dl,) = msg["deliveries"]
-    assert dl["state"] == "failed" and dl["attempts"] == 3
-    assert "ESME_RTHROTTLED" in dl["reason"] and "gave up after 3 attempts" in dl["reason"]
+    assert dl["state"] == "expired" and dl["attempts"] == 0
+    assert "ESME_RTHROTTLED" in dl["reason"] and "throttled" in dl["reason"]
+    assert d.metrics.segments_submitted.labels("sim", "throttled")._value.get() >= 2
+    assert d.metrics.channel_rate.labels("sim")._value.get() < d.cfg.channels["sim"].rate
 
 
 async def test_a_delivery_that_cannot_be_sent_within_its_validity_expires(

@@ -47,7 +47,7 @@ enabled = false
 poll_interval = 0.05
 retry_base_seconds = 0.1
 retry_max_seconds = 0.5
-max_attempts = 30
+max_attempts = {max_attempts}
 [channels.smpp]
 driver = "smpp"
 rate = 2000
@@ -160,6 +160,7 @@ async def start(tmp_path: Path, node_smsc: list[str]) -> AsyncIterator[StartRig]
                 bind: str = "transceiver",
                 concat: str = "udh8",
                 smsc_args: tuple[str, ...] = ("--receipt-delay", "20"),
+                max_attempts: int = 30,
             ) -> Rig:
                 smsc = await _start_smsc(node_smsc, *smsc_args)
                 procs.append(smsc.proc)
@@ -171,6 +172,7 @@ async def start(tmp_path: Path, node_smsc: list[str]) -> AsyncIterator[StartRig]
                         bind=bind,
                         concat=concat,
                         service_number=SERVICE_NUMBER,
+                        max_attempts=max_attempts,
                     )
                 )
                 daemon = Daemon(load_config(cfg_path, env={}))
@@ -366,6 +368,26 @@ async def test_throttled_submits_are_retried_and_delivered(start: StartRig) -> N
     throttled = [s for s in await rig.smsc.records("submit_sm") if s["status"] == 0x58]
     assert throttled and all("message_id" not in s for s in throttled)
     assert rig.daemon.metrics.retries.labels("smpp")._value.get() >= len(throttled)
+
+
+async def test_a_throttle_storm_fails_no_long_message_and_sends_no_part_twice(start: StartRig) -> None:
+    # Every 2nd submit throttled and only two attempts allowed: a throttle must not count as one, and a
+    # retry must send only the parts the SMSC has not acknowledged.
+    rig = await start(smsc_args=("--receipt-delay", "10", "--throttle-every", "2"), max_attempts=2)
+    accs = await rig.daemon.gateway.accept(
+        [SubmitRequest(f"{i}号" + LONG[:190], [f"1360000{i:04d}"]) for i in range(20)], interface="test"
+    )
+    assert {a.segments for a in accs} == {3}
+    assert await states_of(rig.daemon, [a.message_id for a in accs]) == ["delivered"] * 20
+    subs = await rig.smsc.records("submit_sm")
+    accepted = [
+        (r["destination_addr"], r["concat"]["ref"], r["concat"]["seq"]) for r in subs if r["status"] == 0
+    ]
+    assert len(accepted) == 60 and len(set(accepted)) == 60, "each part accepted once"
+    assert sum(1 for r in subs if r["status"] == 0x58) >= 25
+    m = rig.daemon.metrics
+    assert m.segments_submitted.labels("smpp", "throttled")._value.get() >= 25
+    assert m.deliveries_final.labels("failed")._value.get() == 0
 
 
 async def test_a_dropped_link_is_rebound_and_the_rest_goes_through(start: StartRig) -> None:

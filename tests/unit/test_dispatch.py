@@ -6,6 +6,7 @@ writes into a list) and the channel by a driver that answers at once or when a t
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from typing import Any
@@ -392,7 +393,9 @@ async def test_what_the_driver_will_not_take_at_once_goes_through_submit(store: 
     assert driver.awaited == 5 and len(driver.submitted) == 5
 
 
-async def test_an_error_answered_through_the_callback_is_retried_and_pauses_the_channel(store: Store) -> None:
+async def test_a_throttle_answered_through_the_callback_waits_uncounted_and_slows_the_channel(
+    store: Store,
+) -> None:
     driver = NowaitDriver()
     driver.error = SubmitError(0x58, "ESME_RTHROTTLED", retriable=True, throttled=True)
     disp, _ = _dispatcher(store, 3, window=4, driver=driver)
@@ -404,10 +407,89 @@ async def test_an_error_answered_through_the_callback_is_retried_and_pauses_the_
         nursery.cancel_scope.cancel()
     assert {r.state for r in store.recorded} == {DeliveryState.QUEUED}
     assert {r.error_code for r in store.recorded} == {0x58}
-    assert disp.bucket.paused_until > trio.current_time()
+    assert all(r.uncounted for r in store.recorded)  # a throttle never counts towards max_attempts
+    assert disp.pace.rate < disp.ch.rate and disp.bucket.rate == disp.pace.rate
     m = disp.gw.metrics
     assert m.retries.labels("sim")._value.get() == 3
-    assert m.segments_submitted.labels("sim", "retry")._value.get() == 3
+    assert m.segments_submitted.labels("sim", "throttled")._value.get() == 3
+    assert m.channel_rate.labels("sim")._value.get() == disp.pace.rate
+
+
+async def test_a_throttle_on_the_last_attempt_still_waits_instead_of_failing(store: Store) -> None:
+    driver = Driver()
+    driver.error = SubmitError(0x58, "ESME_RTHROTTLED", retriable=True, throttled=True)
+    disp, _ = _dispatcher(store, 1, window=4, driver=driver)
+    store.waiting = [dataclasses.replace(_claim(1), attempts=5, max_attempts=5)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(disp.run)
+        await _until(lambda: len(store.recorded) == 1)
+        await disp.drain()
+    (r,) = store.recorded
+    assert r.state == DeliveryState.QUEUED and r.uncounted and r.not_before is not None
+
+
+class PartlyDriver(Driver):
+    """Acknowledges the first ``ok`` segments of each submit, then answers ``error`` for the rest."""
+
+    def __init__(self, ok: int, error: SubmitError) -> None:
+        super().__init__()
+        self.ok = ok
+        self.err = error
+
+    async def submit(
+        self, destination: str, source: str, segments: Sequence[OutboundSegment]
+    ) -> list[SubmitOutcome]:
+        self.submitted.append((destination, segments))
+        await trio.lowlevel.checkpoint()
+        return [
+            SubmitOutcome(carrier_id=f"c{next(self.ids)}") if i < self.ok else SubmitOutcome(error=self.err)
+            for i in range(len(segments))
+        ]
+
+
+LONG = "长" * 150  # three UCS-2 segments
+
+
+async def test_acknowledged_segments_are_recorded_when_a_later_one_fails(store: Store) -> None:
+    driver = PartlyDriver(1, SubmitError(0x08, "ESME_RSYSERR", retriable=True))
+    disp, _ = _dispatcher(store, 0, window=4, driver=driver)
+    store.waiting = [_claim(1, text=LONG)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(disp.run)
+        await _until(lambda: len(store.recorded) == 1)
+        await disp.drain()
+    (r,) = store.recorded
+    assert r.state == DeliveryState.QUEUED and not r.uncounted
+    assert [(seg.seq, seg.total) for seg in r.segments] == [(1, 3)]
+
+
+async def test_a_retry_sends_only_the_segments_not_yet_acknowledged_with_the_same_reference(
+    store: Store,
+) -> None:
+    disp, driver = _dispatcher(store, 0, window=4)
+    first = split.encode(split.plan(LONG, concat="udh8", max_segments=10), concat="udh8", ref=7)
+    store.waiting = [dataclasses.replace(_claim(1, text=LONG), concat_ref=7, attempts=2, sent=frozenset({1}))]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(disp.run)
+        await _until(lambda: len(store.recorded) == 1)
+        await disp.drain()
+    ((_, sent),) = driver.submitted
+    assert [seg.seq for seg in sent] == [2, 3]
+    assert [seg.short_message for seg in sent] == [seg.short_message for seg in first[1:]]  # same UDH ref
+    (r,) = store.recorded
+    assert r.state == DeliveryState.SUBMITTED and r.resumed
+    assert [seg.seq for seg in r.segments] == [2, 3]
+
+
+async def test_a_delivery_whose_segments_were_all_acknowledged_is_not_sent_again(store: Store) -> None:
+    disp, driver = _dispatcher(store, 0, window=4)
+    store.waiting = [dataclasses.replace(_claim(1, text=LONG), attempts=2, sent=frozenset({1, 2, 3}))]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(disp.run)
+        await _until(lambda: len(store.recorded) == 1)
+        await disp.drain()
+    assert driver.submitted == []
+    assert store.recorded[0].state == DeliveryState.SUBMITTED
 
 
 async def test_claims_that_arrive_after_drain_began_go_back_to_the_queue_unsent(store: Store) -> None:
@@ -428,7 +510,8 @@ async def test_a_delivery_waiting_for_tokens_at_drain_goes_back_to_the_queue_uns
     store: Store, autojump_clock: trio.testing.MockClock
 ) -> None:
     disp, driver = _dispatcher(store, 3, window=10, driver=NowaitDriver())
-    disp.bucket.pause(5.0)  # the carrier throttled: every send waits for the pause to end
+    disp.bucket.set_rate(0.2)  # the carrier throttled: the next send may go in five seconds
+    disp.bucket.tokens = 0
     async with trio.open_nursery() as nursery:
         await nursery.start(disp.run)
         await _until(lambda: disp.inflight == 3)
