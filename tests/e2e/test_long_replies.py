@@ -1,6 +1,6 @@
 """Long replies survive a kill -9 of the daemon between their parts: ``masd run`` as a real process,
 bound over TCP to a scriptable SMSC in this test (it can send one part at a time and see each
-deliver_sm_resp), the store on SQLite under the daemon's data directory."""
+deliver_sm_resp), on SQLite, PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ CONFIG = """
 [node]
 name = "long-replies"
 data_dir = "{data}"
+[store]
+url = "{store_url}"
 [http]
 enabled = false
 [socket]
@@ -96,9 +98,11 @@ async def smsc(nursery: trio.Nursery) -> FakeSmsc:
     return server
 
 
-def rig(tmp_path: Path, smsc: FakeSmsc, mo_timeout: float) -> tuple[Daemon, Database]:
+def rig(tmp_path: Path, smsc: FakeSmsc, store_url: str, mo_timeout: float) -> tuple[Daemon, Database]:
     config = tmp_path / "masd.toml"
-    config.write_text(CONFIG.format(data=tmp_path.as_posix(), port=smsc.port, mo_timeout=mo_timeout))
+    config.write_text(
+        CONFIG.format(data=tmp_path.as_posix(), store_url=store_url, port=smsc.port, mo_timeout=mo_timeout)
+    )
     db = database_from_config(load_config(config, env={}))
     db.upgrade()
     return Daemon(config, tmp_path / "daemon.log"), db
@@ -154,9 +158,9 @@ async def wait_stored(db: Database, timeout: float = 20.0) -> list[dict[str, Any
 
 
 async def test_a_kill_9_after_part_1_is_acknowledged_loses_nothing_and_the_reply_is_stored_once(
-    tmp_path: Path, smsc: FakeSmsc, cleanup: list[Any]
+    tmp_path: Path, smsc: FakeSmsc, store_url: str, cleanup: list[Any]
 ) -> None:
-    daemon, db = rig(tmp_path, smsc, mo_timeout=60)
+    daemon, db = rig(tmp_path, smsc, store_url, mo_timeout=60)
     cleanup += [daemon, db]
     daemon.start()
     conn = await bound(smsc, daemon)
@@ -187,10 +191,10 @@ async def test_a_kill_9_after_part_1_is_acknowledged_loses_nothing_and_the_reply
 
 
 async def test_a_part_that_never_comes_is_given_up_after_the_timeout_across_a_kill_9(
-    tmp_path: Path, smsc: FakeSmsc, cleanup: list[Any]
+    tmp_path: Path, smsc: FakeSmsc, store_url: str, cleanup: list[Any]
 ) -> None:
     timeout = 4.0
-    daemon, db = rig(tmp_path, smsc, mo_timeout=timeout)
+    daemon, db = rig(tmp_path, smsc, store_url, mo_timeout=timeout)
     cleanup += [daemon, db]
     daemon.start()
     conn = await bound(smsc, daemon)
@@ -219,9 +223,9 @@ async def test_a_part_that_never_comes_is_given_up_after_the_timeout_across_a_ki
 
 
 async def test_a_clean_restart_between_parts_loses_nothing_either(
-    tmp_path: Path, smsc: FakeSmsc, cleanup: list[Any]
+    tmp_path: Path, smsc: FakeSmsc, store_url: str, cleanup: list[Any]
 ) -> None:
-    daemon, db = rig(tmp_path, smsc, mo_timeout=60)
+    daemon, db = rig(tmp_path, smsc, store_url, mo_timeout=60)
     cleanup += [daemon, db]
     daemon.start()
     conn = await bound(smsc, daemon)
