@@ -22,7 +22,7 @@ class AdaptiveRate:
         configured: float,
         *,
         cut: float = 0.5,
-        floor: float = 0.02,
+        floor: float = 0.1,
         step: float = 0.1,
         calm: float = 5.0,
         cut_every: float = 1.0,
