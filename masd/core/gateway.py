@@ -588,49 +588,9 @@ class Gateway:
     async def reply(self, channel: str, reply: InboundReply) -> None:
         """Store a reply with its owner (see :mod:`masd.core.replies`) and tell that app."""
         now = time.time()
-        rc = self.cfg.replies
-        sender = routing.normalise_sender(reply.sender)
-        ch = self.cfg.channels.get(channel)
-        numbers = [ch.service_number] if ch else []
-        numbers += [c.service_number for c in self.cfg.channels.values()]
-        extension = routing.extension_of(reply.destination, numbers)
-        since = now - rc.window_hours * 3600
-
-        def route(conn: Any) -> tuple[routing.Route, int | None]:
-            owners = app_store.owners_of_extensions(conn)
-            found = routing.by_extension(extension, owners)
-            if found is not None:
-                hit = reply_store.latest_delivery(conn, sender, since=since, extension=extension)
-                return found, hit[0] if hit else None
-            if rc.keywords:
-                names = app_store.ids_by_name(conn, list(rc.keywords.values()))
-                rules = {kw: names[name] for kw, name in rc.keywords.items() if name in names}
-                found = routing.by_keyword(reply.text, rules, extension)
-                if found is not None:
-                    hit = reply_store.latest_delivery(conn, sender, since=since, app_id=found.app_id)
-                    return found, hit[0] if hit else None
-            hit = reply_store.latest_delivery(conn, sender, since=since)
-            if hit is not None and hit[1] is not None:
-                return routing.Route(int(hit[1]), routing.RECENT, extension), hit[0]
-            return routing.Route(None, routing.NONE, extension), hit[0] if hit else None
-
-        def store(conn: Any) -> tuple[int, routing.Route]:
-            found, delivery_id = route(conn)
-            reply_id = reply_store.insert_reply(
-                conn,
-                channel=channel,
-                sender=sender,
-                destination=reply.destination,
-                text=reply.text,
-                now=now,
-                app_id=found.app_id,
-                matched_by=found.matched_by,
-                extension=found.extension,
-                delivery_id=delivery_id,
-            )
-            return reply_id, found
-
-        reply_id, found = await self.db.write(store)
+        reply_id, found = await self.db.write(
+            lambda conn: self._route_and_store_reply(conn, channel, reply, now)
+        )
         self.metrics.replies.labels("true" if found.app_id is not None else "false").inc()
         if found.app_id is not None:
             self.signal_events()
@@ -638,7 +598,7 @@ class Gateway:
             "reply received",
             reply_id=reply_id,
             channel=channel,
-            sender=sender,
+            sender=routing.normalise_sender(reply.sender),
             destination=reply.destination,
             app_id=found.app_id,
             matched_by=found.matched_by,
@@ -709,8 +669,9 @@ class Gateway:
     def _route_and_store_reply(
         self, conn: Any, channel: str, reply: InboundReply, now: float
     ) -> tuple[int, routing.Route]:
-        """:meth:`reply`'s routing and insert, run inside a caller's transaction (the same rules in
-        the same order: extension, keyword, the latest delivery to the sender)."""
+        """Route a reply and store it, inside the caller's transaction: to the app owning the extension,
+        else by a keyword rule, else to the app of the latest delivery to the sender (see
+        :mod:`masd.core.replies`). One place for short replies and for long ones joined from parts."""
         rc = self.cfg.replies
         sender = routing.normalise_sender(reply.sender)
         ch = self.cfg.channels.get(channel)
