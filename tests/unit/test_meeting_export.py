@@ -200,12 +200,12 @@ def test_the_summary_names_the_app_that_made_the_meeting_or_the_command_line() -
     assert dict(_sheet_rows(export.board_xlsx(board), sheet=1))["创建应用"] == "命令行"
 
 
-def test_the_board_says_what_the_apps_limits_refused_in_its_last_column() -> None:
+def test_the_board_says_what_the_apps_limits_refused_in_its_column_after_the_comment() -> None:
     refusal = {"send": "notice", "limit": "quota", "reason": "app 'oa' has used 20 of its 20", "at": NOTIFIED}
     board = _board(_row(notice_state="refused", notified=None, delivered=None, refusals=[refusal]))
     header, *rows = _csv_rows(export.board_csv(board, lang="zh"))
-    assert header[-1] == "未发送原因"
-    assert rows[0][-1] == "notice: app 'oa' has used 20 of its 20"
+    assert header.index("未发送原因") == header.index("备注") + 1
+    assert rows[0][header.index("未发送原因")] == "notice: app 'oa' has used 20 of its 20"
     assert rows[0][header.index("送达")] == "未发送"
 
 
@@ -214,3 +214,69 @@ def test_the_history_names_each_meetings_app_last() -> None:
     rows = _sheet_rows(export.history_xlsx(meetings, {}, lang="en"))
     assert rows[0][-1] == "App"
     assert [r[-1] for r in rows[1:]] == ["oa-office", None]
+
+
+def _answer(kind: str, reply: str, at: float, text: str = "", **fields: Any) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "text": text,
+        "reply": reply,
+        "reply_id": 1,
+        "via": "sms",
+        "late": False,
+        "at": at,
+        **fields,
+    }
+
+
+def test_the_board_shows_the_reply_awaiting_an_answer_and_the_answers_given() -> None:
+    changed = _row(
+        response="attend",
+        answers=[_answer("decline", "2", NOTIFIED + 60), _answer("attend", "1", NOTIFIED + 120)],
+    )
+    asking = _row(mobile="13800000002", pending_reply={"text": "是否需要带材料？", "at": NOTIFIED + 90})
+    header, *rows = _csv_rows(export.board_csv(_board(changed, asking), lang="zh"))
+    assert header[-2:] == ["待确认回复", "历次回复"]
+    assert [r[-2:] for r in rows] == [["", "不参加 → 参加"], ["是否需要带材料？", ""]]
+    header, *rows = _csv_rows(export.board_csv(_board(changed), lang="en"))
+    assert header[-2:] == ["Awaiting answer", "Answers"] and rows[0][-1] == "decline → attend"
+
+
+def test_the_xlsx_board_has_a_sheet_of_every_answer_oldest_first() -> None:
+    first = _row(response="leave", answers=[_answer("leave", "我请假，孩子生病", NOTIFIED + 300, "孩子生病")])
+    second = _row(
+        name="李四",
+        mobile="13800000002",
+        answers=[
+            _answer("attend", "1", NOTIFIED + 100, late=True),
+            _answer("checkin", "签到", NOTIFIED + 400),
+        ],
+    )
+    sheet = load_workbook(io.BytesIO(export.board_xlsx(_board(first, second)))).worksheets[2]
+    assert sheet.title == "回复记录"
+    header, *rows = list(sheet.iter_rows(values_only=True))
+    assert header == (
+        "姓名",
+        "部门",
+        "手机",
+        "回复时间",
+        "回复",
+        "原因或备注",
+        "短信原文",
+        "回复方式",
+        "逾期",
+    )
+    assert [(r[0], r[4], r[5], r[6], r[8]) for r in rows] == [
+        ("李四", "参加", None, "1", "是"),
+        ("张三", "请假", "孩子生病", "我请假，孩子生病", None),
+        ("李四", "签到", None, "签到", None),
+    ]
+    assert rows[0][3] == dt.datetime.fromtimestamp(NOTIFIED + 100).replace(microsecond=0)
+    assert rows[0][7] == "短信"
+
+
+def test_the_answers_sheet_is_in_english_with_lang_en() -> None:
+    board = _board(_row(answers=[_answer("checkin", "已簽到", NOTIFIED)]))
+    sheet = load_workbook(io.BytesIO(export.board_xlsx(board, lang="en"))).worksheets[2]
+    header, row = list(sheet.iter_rows(values_only=True))
+    assert (sheet.title, header[4], row[4], row[6]) == ("Answers", "Answer", "check-in", "已簽到")

@@ -3,11 +3,11 @@ the store's rows (:func:`masd.modules.meeting.store.board`, :func:`~masd.modules
 to the bytes of a file. The CLI writes them to disk, the HTTP API serves them as downloads.
 
 Both formats carry the same table, one row per attendee (or per meeting), with headers in Chinese or
-English. Times are the server's local time: real date cells in XLSX, so a spreadsheet sorts and filters
-them, and ``YYYY-MM-DD HH:MM:SS`` in CSV. CSV is UTF-8 with a byte-order mark, which is what makes Excel
-read Chinese correctly. Text that came from a handset (a leave reason, a comment) is data, never a
-formula: XLSX cells are written as strings and CSV cells that a spreadsheet would evaluate get a
-leading apostrophe.
+English; the XLSX board also has a sheet of every answer recorded. Times are the server's local time:
+real date cells in XLSX, so a spreadsheet sorts and filters them, and ``YYYY-MM-DD HH:MM:SS`` in CSV.
+CSV is UTF-8 with a byte-order mark, which is what makes Excel read Chinese correctly. Text that came
+from a handset (a leave reason, a comment, a reply) is data, never a formula: XLSX cells are written as
+strings and CSV cells that a spreadsheet would evaluate get a leading apostrophe.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ __all__ = [
     "FORMATS",
     "XLSX_TYPE",
     "Lang",
+    "answers_table",
     "board_csv",
     "board_table",
     "board_xlsx",
@@ -56,6 +57,10 @@ class _Time(float):
 _RESPONSE = {
     "zh": {"attend": "参加", "decline": "不参加", "leave": "请假", None: "未回复"},
     "en": {"attend": "attend", "decline": "decline", "leave": "leave", None: "no reply"},
+}
+_ANSWER = {
+    "zh": {"attend": "参加", "decline": "不参加", "leave": "请假", "checkin": "签到"},
+    "en": {"attend": "attend", "decline": "decline", "leave": "leave", "checkin": "check-in"},
 }
 _DELIVERY = {
     "zh": {
@@ -135,6 +140,32 @@ _BOARD_COLUMNS: tuple[_Column, ...] = (
         "Not sent",
         lambda r, _lang: "; ".join(f"{x['send']}: {x['reason']}" for x in r.get("refusals") or ()),
     ),
+    # Added after the others, so that a reader of the older columns by position is not misled.
+    (
+        "awaiting",
+        "待确认回复",
+        "Awaiting answer",
+        lambda r, _lang: (r.get("pending_reply") or {}).get("text") or "",
+    ),
+    (
+        "answers",
+        "历次回复",
+        "Answers",
+        lambda r, lang: " → ".join(_ANSWER[lang].get(x["kind"], x["kind"]) for x in r.get("answers") or ()),
+    ),
+)
+
+# The sheet of every answer recorded, one row each, oldest first (XLSX only; CSV has one table).
+_ANSWER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("姓名", "Name"),
+    ("部门", "Department"),
+    ("手机", "Mobile"),
+    ("回复时间", "At"),
+    ("回复", "Answer"),
+    ("原因或备注", "Reason or note"),
+    ("短信原文", "Reply as sent"),
+    ("回复方式", "Via"),
+    ("逾期", "Late"),
 )
 
 _COUNT_WORDS = {
@@ -147,6 +178,7 @@ _COUNT_WORDS = {
     "decline": ("不参加", "Decline"),
     "leave": ("请假", "Leave"),
     "no_reply": ("未回复", "No reply"),
+    "awaiting": ("待确认", "Awaiting an answer"),
     "late": ("逾期回复", "Late replies"),
     "second_sms": ("二次短信", "Second SMS"),
     "called": ("已呼叫", "Called"),
@@ -160,6 +192,27 @@ def board_table(board: Mapping[str, Any], *, lang: Lang = "zh") -> tuple[list[st
     ``float`` subclass the writers recognise; everything else is text."""
     header = [c[1] if lang == "zh" else c[2] for c in _BOARD_COLUMNS]
     rows = [[c[3](r, lang) for c in _BOARD_COLUMNS] for r in board["attendees"]]
+    return header, rows
+
+
+def answers_table(board: Mapping[str, Any], *, lang: Lang = "zh") -> tuple[list[str], list[list[Any]]]:
+    """Every answer recorded in the meeting as a header and one row each, oldest first."""
+    header = [c[0] if lang == "zh" else c[1] for c in _ANSWER_COLUMNS]
+    given = [(r, x) for r in board["attendees"] for x in r.get("answers") or ()]
+    rows = [
+        [
+            r.get("name") or "",
+            r.get("department") or "",
+            r.get("mobile") or "",
+            _Time(x["at"]),
+            _ANSWER[lang].get(x["kind"], x["kind"]),
+            x.get("text") or "",
+            x.get("reply") or "",
+            _VIA[lang].get(x["via"], x["via"]) if x.get("via") else "",
+            _YES[lang] if x.get("late") else "",
+        ]
+        for r, x in sorted(given, key=lambda rx: rx[1]["at"])
+    ]
     return header, rows
 
 
@@ -195,8 +248,8 @@ def board_csv(board: Mapping[str, Any], *, lang: Lang = "zh") -> bytes:
 
 
 def board_xlsx(board: Mapping[str, Any], *, lang: Lang = "zh") -> bytes:
-    """Two sheets: the attendees (header in row 1, one row each) and a summary of the meeting and its
-    counts."""
+    """Three sheets: the attendees (header in row 1, one row each), a summary of the meeting and its
+    counts, and every answer recorded (回复记录: who, when, what, from which reply)."""
     header, rows = board_table(board, lang=lang)
     from openpyxl import Workbook
 
@@ -212,6 +265,8 @@ def board_xlsx(board: Mapping[str, Any], *, lang: Lang = "zh") -> bytes:
         row[0].font = _font_bold()
     summary.column_dimensions["A"].width = 16
     summary.column_dimensions["B"].width = 40
+    history = wb.create_sheet("回复记录" if lang == "zh" else "Answers")
+    _fill_table(history, *answers_table(board, lang=lang))
     return _save(wb)
 
 
