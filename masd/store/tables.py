@@ -18,6 +18,7 @@ __all__ = [
     "dbpoll_messages",
     "deliveries",
     "event_cursors",
+    "job_leases",
     "messages",
     "metadata",
     "receipts",
@@ -40,6 +41,13 @@ metadata = sa.MetaData(
 # SQLite only autoincrements INTEGER PRIMARY KEY; BigInteger elsewhere.
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Time: sa.types.TypeEngine[float] = sa.Double()
+
+
+def WrittenAt() -> sa.Column[float]:
+    """When the row was inserted, by the database server's own clock (migration 0009 gives the column a
+    default on PostgreSQL and MariaDB; SQLite, with one writer, leaves it NULL). Readers by id cursor
+    use it to tell an id that may still commit from one rolled back (see masd.store.settled)."""
+    return sa.Column("written_at", Time, nullable=True)
 
 
 def CaseSensitive(length: int) -> sa.types.TypeEngine[str]:
@@ -197,6 +205,7 @@ replies = sa.Table(
     sa.Column("matched_by", sa.String(16), nullable=False, server_default="none"),
     sa.Column("extension", sa.String(21), nullable=False, server_default=""),  # after the app's own
     sa.Column("delivery_id", Id, nullable=True),
+    WrittenAt(),
     sa.Index("ix_replies_app_id", "app_id", "id"),
 )
 
@@ -251,6 +260,7 @@ app_events = sa.Table(
     sa.Column("delivery_id", Id, nullable=True),
     sa.Column("reply_id", Id, nullable=True),
     sa.Column("created_at", Time, nullable=False),
+    WrittenAt(),
     sa.Index("ix_app_events_app_id", "app_id", "id"),
 )
 
@@ -288,4 +298,19 @@ dbpoll_messages = sa.Table(
     sa.Column("src_id", sa.String(12), nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Index("ix_dbpoll_messages_src", "code", "src_id", "message_id"),
+)
+
+
+# Background jobs that run on one node at a time (webhooks, each DB-polling code, the meeting
+# scheduler, housekeeping): who holds each, until when, and a generation that grows at every change of
+# hands, so a job's writes can check they still hold it (see masd.store.jobs).
+job_leases = sa.Table(
+    "job_leases",
+    metadata,
+    sa.Column("job", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=True),
+    sa.Column("epoch", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("lease_until", Time, nullable=False),
+    sa.Column("taken_at", Time, nullable=True),
+    sa.Column("renewed_at", Time, nullable=True),
 )
