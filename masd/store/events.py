@@ -4,7 +4,9 @@ An event is written in the same transaction as the change it reports — a deliv
 state (kind ``receipt``, only for messages stored with ``notify``) or a reply routed to the app (kind
 ``reply``) — so it can neither be lost nor reported for a change that was rolled back. Consumers (the
 socket server, the webhook sender, the DB poller) read past their cursor and move it once what they read
-is safely handed on: delivery to them is at-least-once, in event order.
+is safely handed on: delivery to them is at-least-once, in event order. A reader is never handed an
+event above one that may still commit (:mod:`masd.store.settled`), so a cursor never skips an event
+whose transaction committed after a later one's.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from masd.store._bulk import change_in, in_params
+from masd.store import settled
+from masd.store._bulk import change_in, executemany, in_params, select_in
 from masd.store.tables import app_events as e
 from masd.store.tables import deliveries as d
 from masd.store.tables import event_cursors as c
@@ -42,6 +45,8 @@ def record_final(conn: sa.Connection, delivery_ids: Sequence[int], *, now: float
     Returns how many were written."""
     if not delivery_ids:
         return 0
+    if conn.dialect.name in ("mysql", "mariadb"):
+        return _record_final_as_values(conn, sorted(delivery_ids), now=now)
 
     def build(n: int) -> sa.ClauseElement:
         sel = (
@@ -53,6 +58,41 @@ def record_final(conn: sa.Connection, delivery_ids: Sequence[int], *, now: float
         return sa.insert(e).from_select(["app_id", "kind", "delivery_id", "created_at"], sel)
 
     return change_in(conn, "record_final_events", build, sorted(delivery_ids), {"b_now": now})
+
+
+def _record_final_as_values(conn: sa.Connection, delivery_ids: Sequence[int], *, now: float) -> int:
+    """MariaDB's INSERT … SELECT takes auto-increment ids in growing blocks and leaves the ones it did
+    not use as holes, which every reader would wait out (masd.store.settled); a multi-row VALUES takes
+    exactly as many ids as it has rows."""
+    rows = select_in(
+        conn,
+        "final_event_apps",
+        lambda n: (
+            sa.select(m.c.app_id, d.c.id)
+            .select_from(d.join(m, m.c.id == d.c.message_id))
+            .where(d.c.id.in_(in_params(n)), m.c.notify == 1, m.c.app_id.is_not(None))
+            .order_by(d.c.id)
+        ),
+        delivery_ids,
+    )
+    seen: set[int] = set()  # an IN list padded by repeating its last value returns that row again
+    values = []
+    for app_id, delivery_id in rows:
+        if delivery_id not in seen:
+            seen.add(delivery_id)
+            values.append({"app_id": app_id, "kind": RECEIPT, "delivery_id": delivery_id, "created_at": now})
+    executemany(
+        conn,
+        "insert_final_events",
+        lambda: sa.insert(e).values(
+            app_id=sa.bindparam("app_id"),
+            kind=sa.bindparam("kind"),
+            delivery_id=sa.bindparam("delivery_id"),
+            created_at=sa.bindparam("created_at"),
+        ),
+        values,
+    )
+    return len(values)
 
 
 def record_reply(conn: sa.Connection, *, app_id: int, reply_id: int, now: float) -> None:
@@ -67,23 +107,45 @@ def latest_event_id(conn: sa.Connection, app_id: int) -> int:
     )
 
 
-def read_events(conn: sa.Connection, app_id: int, *, after: int, limit: int = 100) -> list[dict[str, Any]]:
+def read_events(
+    conn: sa.Connection,
+    app_id: int,
+    *,
+    after: int,
+    limit: int = 100,
+    settle: float = settled.SETTLE_SECONDS,
+) -> list[dict[str, Any]]:
     """The app's events after ``after``, oldest first, each with what a consumer needs to report it.
+    None above an id that may still commit (``settle``: see :mod:`masd.store.settled`).
 
     receipt: event, type, message_id, client_ref, delivery_id, recipient, state, reason, error_code,
              done_at
     reply:   event, type, reply_id, sender, destination, extension, text, received_at, matched_by,
              delivery_id and message_id/client_ref of what it answers (if known)
     """
+    check = settled.needs_check(conn)
+    columns = [e.c.id, e.c.kind, e.c.delivery_id, e.c.reply_id]
+
+    def fetch(after: int, below: int | None = None) -> Sequence[Any]:
+        q = sa.select(*columns).where(e.c.app_id == app_id, e.c.id > after).order_by(e.c.id).limit(limit)
+        if below is not None:
+            q = q.where(e.c.id < below)
+        elif check:
+            q = q.add_columns(settled.is_old(conn, e, settle).label("old"))
+        return conn.execute(q).all()
+
     while True:
-        evs = conn.execute(
-            sa.select(e.c.id, e.c.kind, e.c.delivery_id, e.c.reply_id)
-            .where(e.c.app_id == app_id, e.c.id > after)
-            .order_by(e.c.id)
-            .limit(limit)
-        ).all()
+        evs = fetch(after)
         if not evs:
             return []
+        if check:
+            below = settled.safe_below(
+                conn, e, after=after, candidates=[(x.id, bool(x.old)) for x in evs], settle=settle
+            )
+            if below is not None:
+                evs = fetch(after, below)
+                if not evs:
+                    return []
         out = _payloads(conn, evs)
         if out or len(evs) < limit:
             return out

@@ -1,4 +1,8 @@
-"""Replies: storing what handsets sent, with where routing sent it, and reading them back."""
+"""Replies: storing what handsets sent, with where routing sent it, and reading them back.
+
+Reading by cursor (``after``, as ``GET /v1/replies?after=`` does) never hands on a reply above one that
+may still commit, so a client's cursor never skips a reply (see :mod:`masd.store.settled`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from masd.store import events
+from masd.store import events, settled
 from masd.store.tables import deliveries as d
 from masd.store.tables import messages as m
 from masd.store.tables import replies as rp
@@ -89,8 +93,11 @@ def list_replies(
     after: int = 0,
     limit: int = 100,
     since: float | None = None,
+    settle: float = settled.SETTLE_SECONDS,
 ) -> list[dict[str, Any]]:
-    """Replies oldest first after the id ``after`` (a cursor), for one app, or those nobody owns."""
+    """Replies oldest first after the id ``after`` (a cursor), for one app, or those nobody owns; none
+    above an id that may still commit."""
+    check = settled.needs_check(conn)
     q = sa.select(*_COLUMNS).where(rp.c.id > after).order_by(rp.c.id).limit(limit)
     if unmatched:
         q = q.where(rp.c.app_id.is_(None))
@@ -98,7 +105,15 @@ def list_replies(
         q = q.where(rp.c.app_id == app_id)
     if since is not None:
         q = q.where(rp.c.received_at >= since)
-    return [dict(x) for x in conn.execute(q).mappings()]
+    if not check:
+        return [dict(x) for x in conn.execute(q).mappings()]
+    found = conn.execute(q.add_columns(settled.is_old(conn, rp, settle).label("old"))).all()
+    below = settled.safe_below(
+        conn, rp, after=after, candidates=[(r.id, bool(r.old)) for r in found], settle=settle
+    )
+    if below is not None:
+        return [dict(x) for x in conn.execute(q.where(rp.c.id < below)).mappings()]
+    return [{k: v for k, v in x._mapping.items() if k != "old"} for x in found]
 
 
 def disown(conn: sa.Connection, reply_id: int, *, app_id: int) -> bool:
