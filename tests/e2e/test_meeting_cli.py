@@ -230,6 +230,70 @@ def test_board_as_a_table_lists_every_attendee(masd: Masd) -> None:
     assert "未回复" in table
 
 
+def _answered(env: dict[str, str], meeting_id: int) -> None:
+    """As the daemon records replies: NUMBERS[0] answered 2, then 1; NUMBERS[1] asked a question."""
+    from masd.config import load_config
+    from masd.modules.meeting import store
+    from masd.store.db import database_from_config
+
+    db = database_from_config(load_config(Path(env["MASD_CONFIG"]), env=env))
+    try:
+
+        def write(conn: Any) -> None:
+            rows = {r["mobile"]: r["id"] for r in store.attendees_of(conn, meeting_id)}
+            first, second = rows[NUMBERS[0]], rows[NUMBERS[1]]
+            now = time.time()
+            for i, (kind, reply) in enumerate((("decline", "去不了"), ("attend", "參加"))):
+                store.record_answer(
+                    conn,
+                    meeting_id,
+                    first,
+                    kind=kind,
+                    text="",
+                    reply=reply,
+                    reply_id=i + 1,
+                    via="sms",
+                    late=False,
+                    now=now + i,
+                )
+            store.update_attendee(conn, first, now=now, response="attend", responded_at=now + 1)
+            store.await_answer(conn, second, "是否需要带材料？", asked=True, now=now)
+
+        db.write_sync(write)
+    finally:
+        db.dispose()
+
+
+def test_board_shows_each_attendees_answers_and_the_reply_awaiting_one(
+    masd: Masd, env: dict[str, str]
+) -> None:
+    created = _create(masd, "周一例会", "--number", ",".join(NUMBERS))
+    _answered(env, created["id"])
+    board = _json(masd("meeting", "board", str(created["id"]), "--json"))
+    rows = {r["mobile"]: r for r in board["attendees"]}
+    assert [(x["kind"], x["reply"]) for x in rows[NUMBERS[0]]["answers"]] == [
+        ("decline", "去不了"),
+        ("attend", "參加"),
+    ]
+    assert all(dt.datetime.fromisoformat(x["at"]).tzinfo for x in rows[NUMBERS[0]]["answers"])  # ISO 8601
+    assert rows[NUMBERS[1]]["pending_reply"]["text"] == "是否需要带材料？"
+    assert (rows[NUMBERS[1]]["ask_backs"], board["counts"]["awaiting"]) == (1, 1)
+    table = masd("meeting", "board", str(created["id"])).stdout
+    assert "不参加 → 参加" in table and "待确认" in table and "是否需要带材料？" in table
+
+
+def test_show_lists_every_answer_recorded(masd: Masd, env: dict[str, str]) -> None:
+    created = _create(masd, "周一例会", "--number", ",".join(NUMBERS))
+    _answered(env, created["id"])
+    shown = _json(masd("meeting", "show", str(created["id"]), "--json"))
+    assert [(x["mobile"], x["kind"]) for x in shown["answers"]] == [
+        (NUMBERS[0], "decline"),
+        (NUMBERS[0], "attend"),
+    ]
+    text = masd("meeting", "show", str(created["id"])).stdout
+    assert "answers 回复记录" in text and "去不了" in text
+
+
 def test_board_watch_prints_a_board_per_refresh_until_interrupted(
     masd: Masd, env: dict[str, str], tmp_path: Path
 ) -> None:

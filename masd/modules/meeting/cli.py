@@ -86,6 +86,7 @@ _OPTION_FOR_FIELD = {
 _BOARD_TIMES = ("notified", "delivered", "responded", "second_sms", "called", "reminded", "checked_in")
 _RESPONSE_STYLE = {"attend": "green", "decline": "red", "leave": "yellow"}
 _RESPONSE_WORD = {"attend": "参加 attend", "decline": "不参加 decline", "leave": "请假 leave"}
+_ANSWER_WORD = {"attend": "参加", "decline": "不参加", "leave": "请假", "checkin": "签到"}
 _STATE_STYLE = {"scheduled": "cyan", "notified": "green", "cancelled": "dim"}
 _DISABLE_WORDS = ("none", "off", "no", "无", "不")
 # A meeting centuries ahead is a typo, and year 10000 cannot be rendered.
@@ -207,8 +208,26 @@ def _board_or_fail(db: Database, meeting_id: int) -> dict[str, Any]:
 
 
 def _board_json(board: dict[str, Any]) -> dict[str, Any]:
-    rows = [{k: (_iso(v) if k in _BOARD_TIMES else v) for k, v in r.items()} for r in board["attendees"]]
+    rows = [_row_json(r) for r in board["attendees"]]
     return {"meeting": _meeting_json(board["meeting"]), "counts": board["counts"], "attendees": rows}
+
+
+def _row_json(r: dict[str, Any]) -> dict[str, Any]:
+    row = {k: (_iso(v) if k in _BOARD_TIMES else v) for k, v in r.items()}
+    pending = r.get("pending_reply")
+    row["pending_reply"] = {**pending, "at": _iso(pending["at"])} if pending else None
+    row["answers"] = [{**x, "at": _iso(x["at"])} for x in r.get("answers", ())]
+    return row
+
+
+def _answers_of(board: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every answer recorded in the meeting, oldest first, with the attendee's name and mobile."""
+    out = [
+        {"attendee_id": r["id"], "name": r["name"], "mobile": r["mobile"], **x}
+        for r in board["attendees"]
+        for x in r.get("answers", ())
+    ]
+    return sorted(out, key=lambda x: x["at"])
 
 
 def _meeting_json(meeting: dict[str, Any]) -> dict[str, Any]:
@@ -557,14 +576,22 @@ def show(
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """One meeting: its details, counts and what happened (会议详情)."""
+    """One meeting: its details, counts, every answer recorded and what happened (会议详情)."""
     cfg = _load(config)
     with _store(cfg) as db:
         board = _board_or_fail(db, meeting_id)
         events = db.read_sync(lambda c: store.meeting_events(c, meeting_id, limit=50))
     m, counts = board["meeting"], board["counts"]
+    answers = _answers_of(board)
     if as_json:
-        _print_json({"meeting": _meeting_json(m), "counts": counts, "log": _jsonable(events)})
+        _print_json(
+            {
+                "meeting": _meeting_json(m),
+                "counts": counts,
+                "answers": [{**x, "at": _iso(x["at"])} for x in answers],
+                "log": _jsonable(events),
+            }
+        )
         return
 
     def minutes(seconds: int | None) -> str:
@@ -598,6 +625,16 @@ def show(
         details.add_row(label, Text(str(value)))
     out.print(details)
     out.print(_counts_line(counts), markup=False, soft_wrap=True)
+    if answers:
+        table = Table(show_edge=False, title="answers 回复记录", title_justify="left")
+        for col in ("at", "who", "answer", "reason / note", "reply"):
+            table.add_column(col, overflow="fold")
+        for x in answers:
+            answer = _ANSWER_WORD.get(x["kind"], x["kind"]) + (" ☎" if x["via"] == "voice" else "")
+            answer += " (逾期 late)" if x["late"] else ""
+            who = f"{x['name'] or ''} {x['mobile']}".strip()
+            table.add_row(_local(x["at"]), Text(who), answer, Text(x["text"]), Text(x["reply"]))
+        out.print(table)
     if events:
         table = Table(show_edge=False, title="log 记录", title_justify="left")
         for col in ("at", "what", "who", "detail"):
@@ -612,8 +649,8 @@ def _counts_line(c: dict[str, int]) -> str:
     return (
         f"attendees {c['attendees']} · notified {c['notified']} · delivered {c['delivered']} · "
         f"attend {c['attend']} · decline {c['decline']} · leave {c['leave']} · no reply {c['no_reply']} "
-        f"(late {c['late']}) · second SMS {c['second_sms']} · called {c['called']} · "
-        f"reminded {c['reminded']} · checked in {c['checked_in']}"
+        f"(late {c['late']}) · awaiting an answer {c['awaiting']} · second SMS {c['second_sms']} · "
+        f"called {c['called']} · reminded {c['reminded']} · checked in {c['checked_in']}"
     )
 
 
@@ -635,6 +672,7 @@ def _board_view(board: dict[str, Any]) -> Group:
         ("不参加 decline", "decline", "red"),
         ("请假 leave", "leave", "yellow"),
         ("未回复 no reply", "no_reply", "dim"),
+        ("待确认 awaiting", "awaiting", "yellow"),
         ("逾期 late", "late", "magenta"),
         ("已呼叫 called", "called", ""),
         ("已提醒 reminded", "reminded", ""),
@@ -651,6 +689,7 @@ def _board_view(board: dict[str, Any]) -> Group:
         "notified 通知",
         "delivered 送达",
         "reply 回复",
+        "answers 历次回复",
         "reminded 提醒",
         "called 呼叫",
         "checked in 签到",
@@ -679,6 +718,11 @@ def _board_view(board: dict[str, Any]) -> Group:
             reply = Text("— 未回复", style="dim")
             if r["second_sms"]:
                 reply.append(f" (2nd SMS {_short(r['second_sms'])})", style="dim")
+        if r.get("pending_reply"):
+            # Asked back: the reply that recorded nothing, until an answer comes.
+            reply.append("\n待确认 awaiting: ", style="yellow")
+            reply.append(r["pending_reply"]["text"] or "(empty)", style="yellow")
+        history = Text(" → ".join(_ANSWER_WORD.get(x["kind"], x["kind"]) for x in r.get("answers", ())))
         called = Text("")
         if r["called"]:
             outcome = r["call_outcome"] or "calling"
@@ -693,6 +737,7 @@ def _board_view(board: dict[str, Any]) -> Group:
             _short(r["notified"]),
             delivered,
             reply,
+            history,
             _short(r["reminded"]),
             called,
             Text(_short(r["checked_in"]), style="cyan"),
@@ -713,8 +758,8 @@ def board_cmd(
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The organiser's board (签到看板): counts, and per attendee notified, delivered, reply, reminded, called
-    and checked in.
+    """The organiser's board (签到看板): counts, and per attendee notified, delivered, reply (and a reply
+    awaiting an answer after an ask-back), every answer given, reminded, called and checked in.
 
     With --watch and --json it prints one JSON document per line at each refresh."""
     cfg = _load(config)

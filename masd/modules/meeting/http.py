@@ -337,6 +337,7 @@ class ReplyCounts(BaseModel):
 
 
 class BoardCounts(ReplyCounts):
+    awaiting: int = Field(description="Attendees whose last reply was unclear: asked back, nothing recorded")
     notified: int
     delivered: int
     undelivered: int
@@ -400,6 +401,25 @@ class Refusal(BaseModel):
     at: datetime
 
 
+class Answer(BaseModel):
+    """One answer recorded for an attendee; the row shows the latest."""
+
+    kind: Literal["attend", "decline", "leave", "checkin"]
+    text: str = Field(description="The reason of a leave, or the note after another answer")
+    reply: str = Field(description="The reply it was read from, as it came")
+    reply_id: int | None = Field(description="The reply in /v1/replies it came from")
+    via: Literal["sms", "voice"]
+    late: bool = Field(description="Given after the reply deadline")
+    at: datetime
+
+
+class PendingReply(BaseModel):
+    """A reply that could not be read for sure: nothing was recorded, and the attendee was asked back."""
+
+    text: str = Field(description="The reply as it came")
+    at: datetime
+
+
 class BoardRow(BaseModel):
     id: int = Field(description="The attendee's id within the meeting")
     name: str
@@ -421,6 +441,13 @@ class BoardRow(BaseModel):
     reminded_at: datetime | None
     checked_in_at: datetime | None
     comment: str = Field(description="What else the attendee wrote")
+    pending_reply: PendingReply | None = Field(
+        description="The reply awaiting an answer after an ask-back; null once an answer is recorded"
+    )
+    ask_backs: int = Field(
+        description="How often the attendee was asked back (at most [meeting] ask_back_limit)"
+    )
+    answers: list[Answer] = Field(description="Every answer recorded, check-ins too, oldest first")
     refusals: list[Refusal] = Field(description="What the app's limits kept from this attendee, oldest first")
 
 
@@ -541,6 +568,13 @@ def _row_json(r: dict[str, Any]) -> dict[str, Any]:
         "reminded_at": _iso(r["reminded"]),
         "checked_in_at": _iso(r["checked_in"]),
         "comment": r["comment"],
+        "pending_reply": (
+            {"text": r["pending_reply"]["text"], "at": _iso(r["pending_reply"]["at"])}
+            if r.get("pending_reply")
+            else None
+        ),
+        "ask_backs": r.get("ask_backs", 0),
+        "answers": [{**x, "at": _iso(x["at"])} for x in r.get("answers", ())],
         "refusals": [_refusal_json(x) for x in r.get("refusals", ())],
     }
 
@@ -741,7 +775,9 @@ async def get_meeting(meeting_id: MeetingId, caller: Caller, daemon: DaemonDep) 
 )
 async def get_board(meeting_id: MeetingId, caller: Caller, daemon: DaemonDep) -> Response:
     """Who was notified, whose notice was delivered, who answered what (and when, and whether late),
-    who got the second SMS, was called (and how the call went), was reminded, checked in."""
+    every answer they gave (``answers``), whose last reply awaits an answer after an ask-back
+    (``pending_reply``), who got the second SMS, was called (and how the call went), was reminded,
+    checked in."""
     board = await _board(daemon, meeting_id, caller)
     return JSONResponse(
         {

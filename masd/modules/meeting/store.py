@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from masd.modules.meeting.tables import answers as an
 from masd.modules.meeting.tables import attendees as a
 from masd.modules.meeting.tables import meeting_log as lg
 from masd.modules.meeting.tables import meetings as m
@@ -18,9 +19,13 @@ from masd.store import apps as app_store
 __all__ = [
     "BOARD_COLUMNS",
     "add_schedule_item",
+    "already_recorded",
+    "answers_in",
     "app_names",
     "attendee_by_message",
+    "await_answer",
     "board",
+    "count_ask_backs",
     "delete_meeting",
     "delete_schedule_item",
     "due_calls",
@@ -36,6 +41,7 @@ __all__ = [
     "log_refusal",
     "mark_schedule_item_sent",
     "open_meetings_of",
+    "record_answer",
     "refusals_in",
     "search_meetings",
     "update_attendee",
@@ -83,6 +89,7 @@ def insert_meeting(
 def delete_meeting(conn: sa.Connection, meeting_id: int) -> None:
     """Take back a meeting just made whose request was refused: it, its attendees and its log."""
     conn.execute(sa.delete(lg).where(lg.c.meeting_id == meeting_id))
+    conn.execute(sa.delete(an).where(an.c.meeting_id == meeting_id))
     conn.execute(sa.delete(a).where(a.c.meeting_id == meeting_id))
     conn.execute(sa.delete(m).where(m.c.id == meeting_id))
 
@@ -333,9 +340,9 @@ def attendee_by_message(conn: sa.Connection, message_id: int) -> tuple[dict[str,
 
 def open_meetings_of(conn: sa.Connection, mobile: str, *, now: float) -> list[dict[str, Any]]:
     """Meetings this number was notified of that have not ended or been cancelled, newest first, each
-    with the attendee row as ``attendee``."""
+    with the attendee's id (``attendee_id``) and how often they were asked back (``ask_backs``)."""
     q = (
-        sa.select(m, a.c.id.label("attendee_id"))
+        sa.select(m, a.c.id.label("attendee_id"), a.c.ask_backs)
         .select_from(a.join(m, m.c.id == a.c.meeting_id))
         .where(a.c.mobile == mobile, m.c.state == NOTIFIED, m.c.ends_at > now)
         .order_by(m.c.starts_at.desc())
@@ -350,6 +357,91 @@ def attendee_in(conn: sa.Connection, meeting_id: int, mobile: str) -> dict[str, 
         .first()
     )
     return dict(row) if row else None
+
+
+# ----- answers: what each attendee answered, oldest first ---------------------------------------------
+
+
+def record_answer(
+    conn: sa.Connection,
+    meeting_id: int,
+    attendee_id: int,
+    *,
+    kind: str,
+    text: str,
+    reply: str,
+    reply_id: int | None,
+    via: str,
+    late: bool,
+    now: float,
+) -> None:
+    """One answer recorded (attend, decline, leave, checkin) with the reply it was read from: the
+    attendee's row says the latest, this the history. ``reply`` must already be cleaned."""
+    conn.execute(
+        sa.insert(an).values(
+            meeting_id=meeting_id,
+            attendee_id=attendee_id,
+            at=now,
+            kind=kind,
+            text=text[:500],
+            reply=reply,
+            reply_id=reply_id,
+            via=via,
+            late=1 if late else 0,
+        )
+    )
+
+
+def already_recorded(conn: sa.Connection, attendee_id: int, reply_id: int | None) -> bool:
+    """Whether an answer was recorded from this reply already (it is read again after a crash)."""
+    if reply_id is None:
+        return False
+    q = sa.select(an.c.id).where(an.c.attendee_id == attendee_id, an.c.reply_id == reply_id).limit(1)
+    return conn.execute(q).first() is not None
+
+
+def await_answer(conn: sa.Connection, attendee_id: int, reply: str, *, asked: bool, now: float) -> None:
+    """A reply that answers nothing for sure: kept as the attendee's comment and as the reply awaiting
+    an answer; ``asked``: an ask-back was sent for it (counted against the limit)."""
+    values: dict[str, Any] = {"pending_reply": reply, "pending_at": now, "comment": reply[:500]}
+    if asked:
+        values["ask_backs"] = a.c.ask_backs + 1
+    update_attendee(conn, attendee_id, now=now, **values)
+
+
+def count_ask_backs(conn: sa.Connection, attendee_ids: Sequence[int], *, now: float) -> None:
+    """One more ask-back for each of these attendees (the question which meeting a reply is about)."""
+    if attendee_ids:
+        conn.execute(
+            sa.update(a)
+            .where(a.c.id.in_(list(attendee_ids)))
+            .values(ask_backs=a.c.ask_backs + 1, updated_at=now)
+        )
+
+
+def answers_in(conn: sa.Connection, meeting_id: int) -> dict[int, list[dict[str, Any]]]:
+    """The meeting's answers by attendee id, oldest first: kind, text, reply, reply_id, via, late, at."""
+    q = (
+        sa.select(
+            an.c.attendee_id, an.c.at, an.c.kind, an.c.text, an.c.reply, an.c.reply_id, an.c.via, an.c.late
+        )
+        .where(an.c.meeting_id == meeting_id)
+        .order_by(an.c.id)
+    )
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in conn.execute(q).mappings():
+        out.setdefault(int(r["attendee_id"]), []).append(
+            {
+                "kind": r["kind"],
+                "text": r["text"],
+                "reply": r["reply"],
+                "reply_id": r["reply_id"],
+                "via": r["via"],
+                "late": bool(r["late"]),
+                "at": r["at"],
+            }
+        )
+    return out
 
 
 # ----- the organiser's board and the history --------------------------------------------------------
@@ -369,6 +461,8 @@ BOARD_COLUMNS = (
     "reminded",
     "checked_in",
     "comment",
+    "pending_reply",
+    "answers",
 )
 
 
@@ -392,13 +486,16 @@ def app_names(conn: sa.Connection, app_ids: Sequence[int | None]) -> dict[int, s
 
 def board(conn: sa.Connection, meeting_id: int) -> dict[str, Any] | None:
     """Counts and one row per attendee: who was notified, delivered, answered what, reminded, called,
-    checked in — and what the meeting's app's limits refused to send (``refusals``). The meeting has the
-    name of the app that made it as ``app`` (None: the command line)."""
+    checked in — and what the meeting's app's limits refused to send (``refusals``), every answer given
+    (``answers``, oldest first) and the reply that awaits an answer after an ask-back
+    (``pending_reply``: text, at; None if none). The meeting has the name of the app that made it as
+    ``app`` (None: the command line)."""
     meeting = get_meeting(conn, meeting_id)
     if meeting is None:
         return None
     meeting["app"] = app_names(conn, [meeting["app_id"]]).get(meeting["app_id"] or 0)
     refusals = refusals_in(conn, meeting_id)
+    given = answers_in(conn, meeting_id)
     rows = []
     for r in attendees_of(conn, meeting_id):
         mine = refusals.get(int(r["id"]), [])
@@ -421,6 +518,13 @@ def board(conn: sa.Connection, meeting_id: int) -> dict[str, Any] | None:
             "reminded": r["reminded_at"],
             "checked_in": r["checked_in_at"],
             "comment": r["comment"],
+            "pending_reply": (
+                {"text": r["pending_reply"], "at": r["pending_at"]}
+                if r["pending_reply"] is not None
+                else None
+            ),
+            "ask_backs": r["ask_backs"],
+            "answers": given.get(int(r["id"]), []),
             "refusals": mine,
         }
         for send, shown, column in _REFUSED_STEPS:
@@ -438,6 +542,7 @@ def board(conn: sa.Connection, meeting_id: int) -> dict[str, Any] | None:
         "decline": sum(1 for r in rows if r["response"] == "decline"),
         "leave": sum(1 for r in rows if r["response"] == "leave"),
         "no_reply": sum(1 for r in rows if r["response"] is None),
+        "awaiting": sum(1 for r in rows if r["pending_reply"] is not None),
         "late": sum(1 for r in rows if r["late"]),
         "second_sms": sum(1 for r in rows if r["second_sms"] is not None),
         "called": sum(1 for r in rows if r["called"] is not None),

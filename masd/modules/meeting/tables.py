@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from masd.store.tables import Id, Time, metadata
 
-__all__ = ["attendees", "meeting_log", "meetings", "schedule_items"]
+__all__ = ["answers", "attendees", "meeting_log", "meetings", "schedule_items"]
 
 meetings = sa.Table(
     "meetings",
@@ -68,6 +68,12 @@ attendees = sa.Table(
     sa.Column("response_late", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Column("response_via", sa.String(8), nullable=True),  # sms | voice
     sa.Column("comment", sa.String(500), nullable=False, server_default=""),
+    # A reply that could not be read for sure: nothing was recorded from it and the attendee was asked
+    # back (at most ``[meeting] ask_back_limit`` times per meeting, counted in ask_backs). Cleared by
+    # the next answer recorded.
+    sa.Column("pending_reply", sa.Text, nullable=True),
+    sa.Column("pending_at", Time, nullable=True),
+    sa.Column("ask_backs", sa.SmallInteger, nullable=False, server_default="0"),
     # Escalation: the second SMS, then the call.
     sa.Column("second_sms_at", Time, nullable=True),
     sa.Column("call_message_id", Id, nullable=True),
@@ -80,6 +86,26 @@ attendees = sa.Table(
     sa.Index("ix_meeting_attendees_mobile", "mobile", "meeting_id"),
     sa.Index("ix_meeting_attendees_notice", "notice_message_id"),
     sa.Index("ix_meeting_attendees_call", "call_message_id"),
+)
+
+# Every answer recorded for an attendee, oldest first: the attendee's row holds the latest (a later reply
+# replaces an earlier answer), this keeps how it came to be. kind: attend | decline | leave | checkin;
+# text: the leave's reason or the note after another answer; reply: the reply as it came (cleaned of
+# what cannot be stored), reply_id: the core's reply it came from (NULL for a keypress).
+answers = sa.Table(
+    "meeting_answers",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("meeting_id", Id, sa.ForeignKey("meetings.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("attendee_id", Id, sa.ForeignKey("meeting_attendees.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("text", sa.String(500), nullable=False, server_default=""),
+    sa.Column("reply", sa.Text, nullable=False, server_default=""),
+    sa.Column("reply_id", Id, nullable=True),
+    sa.Column("via", sa.String(8), nullable=False),  # sms | voice
+    sa.Column("late", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Index("ix_meeting_answers_meeting_id", "meeting_id", "attendee_id", "id"),
 )
 
 # What happened, for the history and for anyone asking "why was this person not called?".
