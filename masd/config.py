@@ -174,7 +174,15 @@ class MeetingConfig(_Section):
     remind_before_minutes: float | None = Field(
         60.0, ge=0, description="default: remind those attending this long before the start"
     )
-    confirm_replies: bool = Field(True, description="answer each understood reply with a confirmation")
+    confirm_replies: bool = Field(
+        True, description="confirm each answer recorded by SMS, saying how to correct it"
+    )
+    ask_back_limit: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="ask back at most this many times per attendee and meeting when a reply is unclear",
+    )
     words: dict[str, list[str]] = Field(
         default_factory=dict,
         description="reply words by meaning (attend, decline, leave, checkin) replacing the defaults",

@@ -238,6 +238,25 @@ async def test_the_board_shows_each_kind_of_reply(env: Env) -> None:
     assert _row(board, NUMBERS[3])["response"] is None
 
 
+async def test_the_board_has_each_attendees_answers_and_the_reply_awaiting_an_answer(env: Env) -> None:
+    meeting = await env.create(numbers=NUMBERS[:2])
+    mid = meeting["id"]
+    await env.board_until(mid, lambda b: b["counts"]["notified"] == 2)
+    await env.reply(NUMBERS[0], "2", mid)
+    await env.board_until(mid, lambda b: b["counts"]["decline"] == 1)
+    await env.reply(NUMBERS[0], "参加", mid)
+    await env.reply(NUMBERS[1], "是否需要带材料？", mid)
+    board = await env.board_until(mid, lambda b: b["counts"]["attend"] == 1 and b["counts"]["awaiting"] == 1)
+    BoardOut.model_validate(board)
+    changed, asking = _row(board, NUMBERS[0]), _row(board, NUMBERS[1])
+    assert [(x["kind"], x["reply"]) for x in changed["answers"]] == [("decline", "2"), ("attend", "参加")]
+    assert all(x["at"].endswith("Z") and x["via"] == "sms" and not x["late"] for x in changed["answers"])
+    assert changed["pending_reply"] is None
+    assert (asking["response"], asking["answers"], asking["ask_backs"]) == (None, [], 1)
+    assert asking["pending_reply"]["text"] == "是否需要带材料？"
+    assert asking["pending_reply"]["at"].endswith("Z")
+
+
 async def test_a_reply_without_the_extension_matches_the_senders_only_open_meeting(env: Env) -> None:
     meeting = await env.create(numbers=NUMBERS[:1])
     await env.board_until(meeting["id"], lambda b: b["counts"]["notified"] == 1)

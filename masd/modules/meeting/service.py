@@ -15,6 +15,11 @@ room for now is sent at a later pass; what its quota or kinds refuse is recorded
 with the reason, and not tried again. The request that creates a meeting or reminder due now sends it
 itself, and is refused — with nothing of it kept — when the app's limits refuse the first messages.
 
+A reply is read by the meeting grammar, sure or unsure. A sure answer is recorded on the attendee's row
+(a later one replaces it), kept in their answers (``meeting_answers``) and confirmed with how to correct
+it; an unsure one records nothing: it is kept as the reply awaiting an answer and asked back with the
+choices, at most ``[meeting] ask_back_limit`` times per attendee and meeting.
+
     MeetingService.run
     └── every second, or when events arrive: notices due → second SMS → calls → reminders before the
         start → schedule reminders (日程提醒); then receipts and replies
@@ -36,13 +41,24 @@ import structlog
 import trio
 
 from masd.config import Config
+from masd.core import reading
 from masd.core.apps import App, Forbidden, QuotaExceeded, RateLimited, burst_of
 from masd.core.gateway import Gateway, QueueFull, Refused, Rejected, SubmitRequest
 from masd.modules.meeting import store
 from masd.modules.meeting.grammar import Grammar, Intent, Kind
 from masd.store import apps as app_store
 
-__all__ = ["MODES", "MeetingService", "MeetingSpec", "Outcome", "batches", "kinds_of", "render", "waits"]
+__all__ = [
+    "MODES",
+    "MeetingService",
+    "MeetingSpec",
+    "Outcome",
+    "batches",
+    "confirmation",
+    "kinds_of",
+    "render",
+    "waits",
+]
 
 log = structlog.get_logger("masd.meeting")
 
@@ -57,8 +73,22 @@ CALL_TEXT = "{name}您好，这里是会议通知。定于{time}，在{place}，
 REMINDER = "{name}您好：{title}将于{time}在{place}召开，请准时参加。到场后回复“签到”即可签到。"
 CHANGE = "【会议变更】{name}您好：{title}改为{time}在{place}召开。" + REPLY_HINT
 CANCEL = "【会议取消】{name}您好：原定{time}在{place}召开的{title}已取消。"
-HELP = "未能识别您的回复。" + REPLY_HINT + "；会议当天回复“签到”签到。"
-ANSWER_NAMES = {Kind.ATTEND: "参加", Kind.DECLINE: "不参加", Kind.LEAVE: "请假"}
+# What is said back to a reply. A reply read for sure is recorded and confirmed with how to correct it;
+# one that is not is recorded as nothing and asked back with the exact choices.
+CHOICES = "请回复1参加、2不参加、3请假+原因"
+ASK_BACK = "未能确认您对「{title}」的回复，尚未登记。" + CHOICES + "（会议编号#{code}）"
+ASK_BACK_CHECKIN = "；到场后回复“签到”签到"  # added on the day of the meeting
+CHECKIN_CLOSED = "签到仅在会议当天有效，尚未登记。" + CHOICES + "（会议编号#{code}）"
+ASK_WHICH = "您有{n}个会议待回复：{listing}。" + CHOICES + "，并注明会议编号，如“{example} #{first}”。"
+ANSWER_NAMES = {Kind.ATTEND: "参加", Kind.DECLINE: "不参加", Kind.LEAVE: "请假", Kind.CHECKIN: "签到"}
+ANSWER_DIGITS = {Kind.ATTEND: "1", Kind.DECLINE: "2", Kind.LEAVE: "3"}
+CORRECTIONS = {
+    Kind.ATTEND: "如有误请回复2不参加、3请假+原因",
+    Kind.DECLINE: "如有误请回复1参加、3请假+原因",
+    Kind.LEAVE: "如有误请回复1参加、2不参加",
+}
+# A reason or note repeated in a confirmation is cut to this many characters (the board keeps it whole).
+QUOTED = 40
 
 
 class _Safe(dict[str, str]):
@@ -473,9 +503,22 @@ class MeetingService:
     # ----- the loop ---------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """:meth:`start`, then :meth:`schedule` for good (a node alone)."""
+        await self.start()
+        task_status.started()
+        await self.schedule()
+
+    async def start(self) -> App:
+        """Make the module's app; every node does this, since the HTTP routes need it."""
         app = await self.ensure_app()
         log.info("meeting module ready", app=app.name, extension=app.extension)
-        task_status.started()
+        return app
+
+    async def schedule(self) -> None:
+        """The scheduler: due work sent, receipts and replies applied, until cancelled. With several
+        nodes on one database it runs on one of them (the daemon's job ``meeting``)."""
+        if self.app is None:
+            await self.start()
         # The schedule (notices, escalation, reminders) is looked at once a second; what came back is
         # read whenever an event may have been written. Events are signalled for every app's receipts,
         # so under load re-running the schedule's queries on each would cost far more than the events.
@@ -902,7 +945,11 @@ class MeetingService:
 
     async def _on_reply(self, ev: dict[str, Any]) -> None:
         now = time.time()
-        sender, text, ext = ev["sender"], ev["text"], ev.get("extension") or ""
+        sender, ext = ev["sender"], ev.get("extension") or ""
+        # The reply is read as it came (the reader is unsure of one that lost characters on the way);
+        # what is kept and logged of it never holds a lone surrogate or a control character.
+        came = ev.get("text") or ""
+        text = reading.clean(came)
         channel = self.cfg.channels.get(ev.get("channel") or "")
         via = "voice" if channel is not None and channel.kind == "voice" else "sms"
         db = self.gw.db
@@ -913,37 +960,50 @@ class MeetingService:
             mid = int(meeting["id"])
             attendee = await db.read(lambda c: store.attendee_in(c, mid, sender))
             if attendee is None:
-                await self._stranger(ev, f"not invited to meeting {meeting['id']}")
+                await self._stranger(ev, text, f"not invited to meeting {meeting['id']}")
                 return
-            intent = self.grammar.parse(text, checkin_codes=[meeting["checkin_code"]])
-            await self._apply(meeting, attendee, intent, ev, via, now)
-            return
+            intent = self.grammar.read(came, checkin_codes=[meeting["checkin_code"]])
+            if intent.meeting_code in (None, mid):
+                await self._apply(meeting, attendee, intent, ev, text, via, now)
+                return
+            # Sent to one meeting's number, naming another (#42): the code the sender wrote decides.
         # No usable extension (the carrier dropped it): the sender's open meetings decide.
         open_ = await db.read(lambda c: store.open_meetings_of(c, sender, now=now))
         if not open_:
-            await self._stranger(ev, "no open meeting for this number")
+            await self._stranger(ev, text, "no open meeting for this number")
             return
-        intent = self.grammar.parse(
-            text, checkin_codes=[x["checkin_code"] for x in open_ if x["checkin_code"]]
+        intent = self.grammar.read(
+            came, checkin_codes=[x["checkin_code"] for x in open_ if x["checkin_code"]]
         )
-        chosen = [x for x in open_ if intent.meeting_code == x["id"]]
-        if not chosen and intent.kind is Kind.CHECKIN and len(open_) > 1:
-            chosen = [
-                x
-                for x in open_
-                if x["checkin_code"]
-                and self.grammar.parse(text, checkin_codes=[x["checkin_code"]]).kind is Kind.CHECKIN
-                and _checkin_open(x, now)
-            ]
-        if not chosen and len(open_) == 1:
-            chosen = open_
-        if len(chosen) != 1:
-            await self._ask_back(sender, open_, ev, now)
+        chosen = self._meeting_meant(open_, intent, came, now)
+        if chosen is None:
+            await self._ask_which(sender, open_, intent, ev, text, now)
             return
-        meeting = chosen[0]
-        attendee = await db.read(lambda c: store.attendee_in(c, meeting["id"], sender))
+        attendee = await db.read(lambda c: store.attendee_in(c, chosen["id"], sender))
         assert attendee is not None
-        await self._apply(meeting, attendee, intent, ev, via, now)
+        await self._apply(chosen, attendee, intent, ev, text, via, now)
+
+    def _meeting_meant(
+        self, open_: list[dict[str, Any]], intent: Intent, text: str, now: float
+    ) -> dict[str, Any] | None:
+        """The one open meeting a reply without an extension answers, or None: ask which, never guess.
+        The code it names (``1 #42``) decides; else a sender with one open meeting means that one;
+        else a check-in code (or 签到 on the day of only one of them) picks the meeting."""
+        if intent.meeting_code is not None:
+            named = [x for x in open_ if x["id"] == intent.meeting_code]
+            return named[0] if named else None
+        if len(open_) == 1:
+            return open_[0]
+        if intent.sure and intent.kind is Kind.CHECKIN:
+            today = [x for x in open_ if _checkin_open(x, now)]
+            coded = [x for x in today if self._checks_in(text, x)]
+            if len(coded) == 1:
+                return coded[0]
+        return None
+
+    def _checks_in(self, text: str, meeting: dict[str, Any]) -> bool:
+        got = self.grammar.read(text, checkin_codes=[meeting["checkin_code"]])
+        return got.sure and got.kind is Kind.CHECKIN
 
     async def _apply(
         self,
@@ -951,63 +1011,105 @@ class MeetingService:
         attendee: dict[str, Any],
         intent: Intent,
         ev: dict[str, Any],
+        text: str,
         via: str,
         now: float,
     ) -> None:
+        """What a reply (``text``, already cleaned) read as ``intent`` does to the attendee's row: a sure
+        answer is recorded, added to their answers and confirmed; anything else is asked back."""
         db = self.gw.db
         mid, aid = meeting["id"], attendee["id"]
-        detail = f"{intent.kind}: {ev['text']}"
+        what = "reply" if via == "sms" else "keypress"
+        detail = f"{intent.kind}{'' if intent.sure else ' (unsure)'}: {text}"
         if meeting["state"] == store.CANCELLED:
-            await db.write(
-                lambda c: store.log(c, mid, aid, "reply", detail + " (cancelled meeting)", now=now)
-            )
+            await db.write(lambda c: store.log(c, mid, aid, what, detail + " (cancelled meeting)", now=now))
             return
-        if via == "voice" and intent.kind not in (Kind.ATTEND, Kind.DECLINE):
+        if via == "voice" and not (intent.sure and intent.kind in (Kind.ATTEND, Kind.DECLINE)):
             # A keypress other than 1 or 2: nothing to record, and no SMS answer to a call.
-            await db.write(lambda c: store.log(c, mid, aid, "keypress", ev["text"], now=now))
+            await db.write(lambda c: store.log(c, mid, aid, what, text, now=now))
             return
-        answer: str | None = None
-        vals: dict[str, Any] = {}
-        if intent.kind in (Kind.ATTEND, Kind.DECLINE, Kind.LEAVE):
+        if not intent.sure:
+            question = render(ASK_BACK, meeting, attendee)
+            if _checkin_open(meeting, now):
+                question += ASK_BACK_CHECKIN
+            await self._ask_back(meeting, attendee, question + "。", ev, text, detail, now)
+            return
+        if intent.kind is Kind.CHECKIN and not _checkin_open(meeting, now):
+            question = render(CHECKIN_CLOSED, meeting, attendee) + "。"
+            await self._ask_back(meeting, attendee, question, ev, text, detail + " (not the day)", now)
+            return
+        late = False
+        if intent.kind is Kind.CHECKIN:
+            vals: dict[str, Any] = {"checked_in_at": now}
+        else:
             deadline = meeting["reply_deadline"] or meeting["starts_at"]
+            late = now > deadline
             vals = {
                 "response": intent.kind.value,
                 "reason": intent.text[:500] if intent.kind is Kind.LEAVE else "",
                 "responded_at": now,
-                "response_late": 1 if now > deadline else 0,
+                "response_late": 1 if late else 0,
                 "response_via": via,
             }
             if intent.kind is not Kind.LEAVE and intent.text:
                 vals["comment"] = intent.text[:500]
-            answer = ANSWER_NAMES[intent.kind] + (
-                f"（{intent.text}）" if intent.kind is Kind.LEAVE and intent.text else ""
-            )
-        elif intent.kind is Kind.CHECKIN:
-            if _checkin_open(meeting, now):
-                vals = {"checked_in_at": now}
-                answer = "签到"
-            else:
-                vals = {"comment": ev["text"][:500]}
-                await self._tell(meeting, attendee, "签到仅在会议当天有效。" + REPLY_HINT, f"r{ev['event']}")
-        else:
-            vals = {"comment": intent.text[:500]}
-            await self._tell(meeting, attendee, HELP, f"r{ev['event']}")
+        vals |= {"pending_reply": None, "pending_at": None}
+        if self.mc.confirm_replies and via == "sms":
+            # Before the row is written: a full queue raises here and the reply is read again, so it
+            # is recorded once, with its confirmation (sent once: its client reference is the reply's).
+            await self._tell(meeting, attendee, confirmation(meeting, intent, late=late), f"r{ev['event']}")
+        reply_id = ev.get("reply_id")
 
         def write(conn: Any) -> None:
+            if store.already_recorded(conn, aid, reply_id):
+                return  # read again after a crash between recording and moving the cursor
             store.update_attendee(conn, aid, now=now, **vals)
-            store.log(conn, mid, aid, "reply" if via == "sms" else "keypress", detail, now=now)
+            store.record_answer(
+                conn,
+                mid,
+                aid,
+                kind=intent.kind.value,
+                text=intent.text,
+                reply=text,
+                reply_id=reply_id,
+                via=via,
+                late=late,
+                now=now,
+            )
+            store.log(conn, mid, aid, what, detail, now=now)
 
         await db.write(write)
-        if answer and self.mc.confirm_replies and via == "sms":
-            late = "（已过回复截止时间）" if vals.get("response_late") else ""
-            await self._tell(
-                meeting, attendee, f"已登记：{answer}「{meeting['title']}」{late}。", f"r{ev['event']}"
-            )
+
+    async def _ask_back(
+        self,
+        meeting: dict[str, Any],
+        attendee: dict[str, Any],
+        question: str,
+        ev: dict[str, Any],
+        text: str,
+        detail: str,
+        now: float,
+    ) -> None:
+        """A reply that records nothing: kept as the attendee's comment and shown as awaiting an answer;
+        the attendee is asked ``question`` — once per reply, and at most ``ask_back_limit`` times per
+        meeting, so that someone who keeps writing unclear replies is not answered forever."""
+        ask = int(attendee["ask_backs"]) < self.mc.ask_back_limit
+        if ask:
+            await self._tell(meeting, attendee, question, f"r{ev['event']}")
+        mid, aid = meeting["id"], attendee["id"]
+        detail += "; asked back" if ask else f"; not asked back (asked {attendee['ask_backs']} times)"
+
+        def write(conn: Any) -> None:
+            store.await_answer(conn, aid, text, asked=ask, now=now)
+            store.log(conn, mid, aid, "reply", detail, now=now)
+
+        await self.gw.db.write(write)
 
     async def _tell(self, meeting: dict[str, Any], attendee: dict[str, Any], text: str, what: str) -> None:
-        """An answer to an attendee's reply (a confirmation, a hint), for the meeting's app. One its limits
-        refuse — its rate included: an answer late is no answer — is not sent, and the row says why."""
-        req = self._request(meeting, attendee, render(text, meeting, attendee), what)
+        """An answer to an attendee's reply (a confirmation, an ask-back): ``text`` as it is sent (it may
+        quote the reply, so it is not a template). Sent for the meeting's app; one its limits refuse —
+        its rate included: an answer late is no answer — is not sent, and the row says why."""
+        req = self._request(meeting, attendee, text, what)
         (o,) = await self._send_for([req], meeting["app_id"])
         if isinstance(o.later, QueueFull):
             raise o.later  # the reply is read again once the queue drains
@@ -1019,28 +1121,62 @@ class MeetingService:
                 )
             )
 
-    async def _ask_back(
-        self, sender: str, open_: list[dict[str, Any]], ev: dict[str, Any], now: float
+    async def _ask_which(
+        self,
+        sender: str,
+        open_: list[dict[str, Any]],
+        intent: Intent,
+        ev: dict[str, Any],
+        text: str,
+        now: float,
     ) -> None:
-        listing = "；".join(f"#{x['id']} {x['title']}（{local_time(x['starts_at'])}）" for x in open_[:5])
-        text = f"您有{len(open_)}个会议待回复：{listing}。请在回复中注明会议编号，如“1 #{open_[0]['id']}”。"
-        (o,) = await self._send(
-            [SubmitRequest(self._sign(text), [sender], client_ref=f"meeting:ask:{ev['event']}")], None
-        )
-        if o.later is not None:
-            raise o.later  # the queue is full: the reply is read again once it drains
-        await self.gw.db.write(
-            lambda c: store.log(c, None, None, "ask-back", f"{sender}: {ev['text']}", now=now)
-        )
+        """A reply that does not say which of the sender's open meetings it answers: nothing recorded,
+        and the sender asked to name the meeting — unless that would ask them back more than the limit
+        about one of those meetings. It is kept in the log, on no meeting's board: it may be about any
+        of them, and each board is its organiser's."""
+        asked = max(int(x["ask_backs"]) for x in open_)
+        ask = asked < self.mc.ask_back_limit
+        if ask:
+            listing = "；".join(f"#{x['id']} {x['title']}（{local_time(x['starts_at'])}）" for x in open_[:5])
+            example = ANSWER_DIGITS.get(intent.kind, "1") if intent.sure else "1"
+            question = ASK_WHICH.format(n=len(open_), listing=listing, example=example, first=open_[0]["id"])
+            (o,) = await self._send(
+                [SubmitRequest(self._sign(question), [sender], client_ref=f"meeting:ask:{ev['event']}")], None
+            )
+            if o.later is not None:
+                raise o.later  # the queue is full: the reply is read again once it drains
+        detail = f"{sender}: {text}" + ("" if ask else f" (not asked back: asked {asked} times)")
 
-    async def _stranger(self, ev: dict[str, Any], why: str) -> None:
+        def write(conn: Any) -> None:
+            if ask:
+                store.count_ask_backs(conn, [int(x["attendee_id"]) for x in open_], now=now)
+            store.log(conn, None, None, "ask-back", detail, now=now)
+
+        await self.gw.db.write(write)
+
+    async def _stranger(self, ev: dict[str, Any], text: str, why: str) -> None:
         assert self.app is not None
         await self.gw.disown_reply(int(ev["reply_id"]), self.app.id)
         now = time.time()
         await self.gw.db.write(
-            lambda c: store.log(c, None, None, "unmatched", f"{ev['sender']}: {ev['text']} ({why})", now=now)
+            lambda c: store.log(c, None, None, "unmatched", f"{ev['sender']}: {text} ({why})", now=now)
         )
         log.info("meeting reply from a stranger", sender=ev["sender"], why=why, reply_id=ev["reply_id"])
+
+
+def _quoted(text: str) -> str:
+    return text if len(text) <= QUOTED else text[: QUOTED - 1] + "…"
+
+
+def confirmation(meeting: dict[str, Any], intent: Intent, *, late: bool = False) -> str:
+    """The SMS confirming an answer recorded: what was recorded, for which meeting, and how to correct
+    it (``已记录：参加「周一例会」。如有误请回复2不参加、3请假+原因。``)."""
+    title = meeting["title"]
+    if intent.kind is Kind.CHECKIN:
+        return f"已签到「{title}」。如有误请联系{meeting.get('organiser') or '会议组织者'}。"
+    answer = ANSWER_NAMES[intent.kind] + (f"（{_quoted(intent.text)}）" if intent.text else "")
+    after = "（已过回复截止时间）" if late else ""
+    return f"已记录：{answer}「{title}」{after}。{CORRECTIONS[intent.kind]}。"
 
 
 def call_outcome(state: str, error_code: int | None) -> str:
