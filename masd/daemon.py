@@ -2,17 +2,25 @@
 
     run
     ├── store group committer
-    ├── housekeeping (lost leases, overdue deliveries, queue depth)
+    ├── queue watch         (this node's count of unfinished deliveries, for admission and the gauge)
     ├── channel driver × N  (each keeps its link up)
     ├── dispatcher × N      (claims and sends)
-    ├── meeting module  (会信通: notices, escalation, reminders, replies; its own app and tables)
-    ├── HTTP server
-    ├── DB pollers      (per [dbpoll.CODE]: intake from api_mt, reports into api_rpt/api_mo)
-    ├── socket server   (per connection: reader, writer, pusher, cursor writer)
-    └── webhook sender  (one task per app with a webhook)
+    ├── HTTP server         (the meeting module's routes too, on every node)
+    ├── send workers, intake workers (when configured)
+    ├── socket server       (per connection: reader, writer, pusher, cursor writer)
+    └── jobs                (each on one node at a time, under a lease in the database: masd.jobs)
+        ├── housekeeping    (lost claims, overdue deliveries, old events)
+        ├── meeting         (会信通 scheduler: notices, escalation, reminders, schedule items, replies)
+        ├── dbpoll:CODE × N (intake from api_mt, reports into api_rpt/api_mo)
+        └── webhooks        (one task per app with a webhook)
 
-Shutdown (SIGINT/SIGTERM) asks the dispatchers to stop claiming, gives what is in flight until the
-drain deadline, returns unsent claims to the queue and then cancels the rest.
+Everything above the jobs runs on every node sharing the database: claims are leases that several
+nodes take from one queue. The jobs must run once; on a node alone (SQLite) they all run here, and with
+several nodes each runs where its lease is, moving to a survivor within about 10 s when its node dies.
+
+Shutdown (SIGINT/SIGTERM) stops the jobs and gives their leases back, asks the dispatchers to stop
+claiming, gives what is in flight until the drain deadline, returns unsent claims to the queue and then
+cancels the rest.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import trio
 from masd.config import Config, ConfigError
 from masd.core.dispatch import Dispatcher
 from masd.core.gateway import Gateway
+from masd.jobs import Fence, JobRunner
 from masd.metrics import Metrics
 from masd.store import events as event_store
 from masd.store import queue as queue_store
@@ -84,6 +93,7 @@ class Daemon:
             self.meeting = MeetingService(self.gateway, cfg)
         self.intake: IntakeWorkers | None = None
         self.send_workers: SendWorkers | None = None
+        self.jobs = JobRunner(self.db, self.node, registry=self.metrics.registry)
         self.ready = False
         self.started = trio.Event()
         self._stop = trio.Event()
@@ -115,13 +125,16 @@ class Daemon:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.db.run_committer)
             if self.role == "daemon":
-                nursery.start_soon(self._housekeeping)
+                nursery.start_soon(self._watch_queue)
+                self.jobs.add("housekeeping", self._housekeeping)
             for name, drv in self.drivers.items():
                 nursery.start_soon(self._keep_driver, name, drv)
             for disp in self.dispatchers.values():
                 await nursery.start(disp.run)
             if self.meeting is not None:
-                await nursery.start(self.meeting.run)
+                meeting = self.meeting
+                await meeting.start()  # its app, which its HTTP routes need on every node
+                self.jobs.add("meeting", lambda fence: meeting.schedule())
             if self.cfg.http.enabled:
                 from masd.interfaces.http import serve_http
 
@@ -137,18 +150,18 @@ class Daemon:
                 self.intake = IntakeWorkers(self.cfg, self.gateway)
                 await nursery.start(self.intake.run)
             if self.cfg.dbpoll:
-                from masd.interfaces.dbpoll import serve_dbpoll
+                from masd.interfaces.dbpoll import dbpoll_jobs
 
-                await nursery.start(serve_dbpoll, self)
+                for name, job in (await dbpoll_jobs(self)).items():
+                    self.jobs.add(name, job)
             if self.cfg.socket.enabled:
                 from masd.interfaces.socket import SocketServer
 
                 self.socket_server = SocketServer(self.gateway, self.cfg.socket, self.metrics)
                 await nursery.start(self.socket_server.serve)
             if self.cfg.webhooks.enabled:
-                from masd.interfaces.webhooks import WebhookSender
-
-                await nursery.start(WebhookSender(self.gateway, self.cfg.webhooks).run)
+                self.jobs.add("webhooks", self._webhooks)
+            await nursery.start(self.jobs.run)
             if self.role == "daemon":
                 nursery.start_soon(self._watch_signals)
             self.ready = True
@@ -158,11 +171,14 @@ class Daemon:
                 seconds=round(time.monotonic() - t0, 3),
                 http=self.cfg.http.listen if self.cfg.http.enabled else "off",
                 intake=self.intake.url if self.intake is not None else "off",
+                jobs=sorted(self.jobs.held()),
+                jobs_elsewhere=sorted(set(self.jobs.names) - set(self.jobs.held())),
             )
             task_status.started(self)
             await self._stop.wait()
             self.ready = False
             log.info("masd stopping: draining")
+            await self.jobs.stop()
             if self.send_workers is not None:
                 nursery.start_soon(self.send_workers.drain)  # they drain alongside
             for disp in self.dispatchers.values():
@@ -194,7 +210,22 @@ class Daemon:
                 await trio.sleep(delay)
                 delay = min(delay * 2, 60.0)
 
-    async def _housekeeping(self) -> None:
+    async def _webhooks(self, fence: Fence) -> None:
+        from masd.interfaces.webhooks import WebhookSender
+
+        await WebhookSender(self.gateway, self.cfg.webhooks, fence=fence).run()
+
+    async def _watch_queue(self) -> None:
+        # Every node admits work by its own count of unfinished deliveries; all nodes' work is counted.
+        interval = max(0.5, min(5.0, self.cfg.queue.lease_seconds / 4))
+        while True:
+            await trio.sleep(interval)
+            try:
+                await self.gateway.refresh_pending()
+            except Exception as e:
+                log.warning("could not count the queue; will try again", error=str(e))
+
+    async def _housekeeping(self, fence: Fence) -> None:
         q = self.cfg.queue
         interval = max(0.5, min(5.0, q.lease_seconds / 4))
         # The overdue sweeps read every queued and submitted row (no index serves them, and one would tax
@@ -231,7 +262,6 @@ class Daemon:
                             count=pruned,
                             retention_days=self.cfg.events.retention_days,
                         )
-                await self.gateway.refresh_pending()
             except Exception as e:
                 log.warning("housekeeping failed; will try again", error=str(e))
 

@@ -1,7 +1,7 @@
 """DB polling, dialect ``mas``: an OA system's MAS tables as an interface to masd.
 
-For each configured interface code one :class:`MasPoller` runs under the daemon's nursery with two
-tasks:
+For each configured interface code one :class:`MasPoller` runs as the daemon's job ``dbpoll:<code>``
+(on one node at a time when several share the database: masd.jobs) with two tasks:
 
 - **intake** reads ``api_mt_<code>`` in batches (oldest ``AUTO_SN`` first), accepts each good row
   through the gateway as the configured app, notes it in masd's ``dbpoll_messages`` and then deletes it
@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,12 +38,13 @@ from masd.core.apps import Forbidden, QuotaExceeded, RateLimited
 from masd.core.gateway import App, Gateway, QueueFull, Rejected, SubmitRequest
 from masd.interfaces import mas_tables as mas
 from masd.store.db import Database, StoreUnavailable
+from masd.store.jobs import Fence
 from masd.store.tables import dbpoll_messages as dm
 
 if TYPE_CHECKING:
     from masd.daemon import Daemon
 
-__all__ = ["MasPoller", "OaDatabase", "oa_engine", "serve_dbpoll"]
+__all__ = ["MasPoller", "OaDatabase", "dbpoll_jobs", "oa_engine"]
 
 T = TypeVar("T")
 log = structlog.get_logger("masd.dbpoll")
@@ -622,10 +623,9 @@ def _unseen(
 # ----- the daemon's part ---------------------------------------------------------------------------------
 
 
-async def serve_dbpoll(
-    daemon: Daemon, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """Start one poller per ``[dbpoll.CODE]``; refuse to start when a code's app does not exist."""
+async def dbpoll_jobs(daemon: Daemon) -> dict[str, Callable[[Fence], Awaitable[None]]]:
+    """One job per ``[dbpoll.CODE]``, named ``dbpoll:CODE``: its poller, which the daemon runs on one node
+    at a time (masd.jobs). Refuses to start when a code's app does not exist, on every node."""
     cfg = daemon.cfg
     gauge = Gauge(
         "masd_dbpoll_up",
@@ -647,7 +647,11 @@ async def serve_dbpoll(
         pollers.append(
             MasPoller(code, c, daemon.gateway, daemon.db, app, home=homes[c.app] == code, gauge=gauge)
         )
-    async with trio.open_nursery() as nursery:
-        for p in pollers:
-            nursery.start_soon(p.run)
-        task_status.started()
+    return {f"dbpoll:{p.code}": _job(p) for p in pollers}
+
+
+def _job(poller: MasPoller) -> Callable[[Fence], Awaitable[None]]:
+    async def run(fence: Fence) -> None:
+        await poller.run()
+
+    return run

@@ -1,10 +1,13 @@
 """Webhooks: each app's receipt and reply events POSTed, signed, to the URL the app registered.
 
-One :class:`WebhookSender` lives in the daemon's nursery. Every ``webhooks.discover_seconds`` it reads
-which live apps have a ``webhook_url`` and keeps exactly one task per such app — started when a webhook
-is set, given the new URL or secret when they change, cancelled when the webhook is removed or the app
-revoked — so ``masd apps set NAME --webhook URL`` takes effect without a restart. Each app's task has
-its own HTTP client and its own deadlines: an endpoint that hangs or refuses holds up that app alone.
+One :class:`WebhookSender` runs as the daemon's job ``webhooks``, on one node at a time when several
+share the database (masd.jobs). Every ``webhooks.discover_seconds`` it reads which live apps have a
+``webhook_url`` and keeps exactly one task per such app — started when a webhook is set, given the new
+URL or secret when they change, cancelled when the webhook is removed or the app revoked — so
+``masd apps set NAME --webhook URL`` takes effect without a restart. Each app's task has its own HTTP
+client and its own deadlines: an endpoint that hangs or refuses holds up that app alone. Each move of
+a cursor checks, in its transaction, that this node still holds the job's lease: a node that lost it
+moves no cursor (the new holder sends from where the cursor is).
 
 An app's task reads its events past its ``webhook`` cursor, oldest first, and sends them one at a time;
 the cursor moves once the endpoint answers 2xx. A failure (another status, a timeout, no connection) is
@@ -43,6 +46,8 @@ from masd.config import WebhooksConfig
 from masd.core.apps import App
 from masd.core.gateway import Gateway
 from masd.store import events as event_store
+from masd.store import jobs as job_store
+from masd.store.jobs import Fence, LeaseLost
 from masd.store.tables import app_events, apps, event_cursors, webhook_parked
 
 __all__ = [
@@ -296,11 +301,13 @@ class WebhookSender:
         cfg: WebhooksConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.gateway = gateway
         self.db = gateway.db
         self.cfg = cfg
         self._transport = transport
+        self._fence = fence  # the job lease this sender runs under, if any
         self._tasks: dict[int, _AppTask] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -345,6 +352,8 @@ class WebhookSender:
                     try:
                         await self._send_pending(task, client)
                         pause = 1.0
+                    except LeaseLost:
+                        raise
                     except Exception as e:
                         # The store failed (sending itself never raises): wait and read again.
                         log.warning(
@@ -398,12 +407,12 @@ class WebhookSender:
                 error, attempts = await self._deliver(task, client, event)
                 now = time.time()
                 if error is None:
-                    await self.gateway.set_cursor(app_id, CONSUMER, event_id)
+                    await self.db.write(lambda c: self._move_cursor(c, app_id, event_id, now))
                 else:
 
                     def park_and_move(conn: sa.Connection) -> None:
                         park(conn, app_id=app_id, event_id=event_id, attempts=attempts, error=error, now=now)
-                        event_store.set_cursor(conn, app_id, CONSUMER, event_id, now=now)
+                        self._move_cursor(conn, app_id, event_id, now)
 
                     await self.db.write(park_and_move)
                     log.warning(
@@ -415,6 +424,11 @@ class WebhookSender:
                     )
                 cursor = event_id
             batch = await self.gateway.read_events(app_id, after=cursor, limit=READ_BATCH)
+
+    def _move_cursor(self, conn: sa.Connection, app_id: int, event_id: int, now: float) -> None:
+        if self._fence is not None:
+            job_store.check(conn, self._fence)  # raises LeaseLost: the transaction moves nothing
+        event_store.set_cursor(conn, app_id, CONSUMER, event_id, now=now)
 
     async def _deliver(
         self, task: _AppTask, client: httpx.AsyncClient, event: dict[str, Any]
