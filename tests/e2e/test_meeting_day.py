@@ -1,6 +1,9 @@
 """A whole meeting day (会信通) over real SMPP against masd's simulated SMSC, with calls through the
-simulated voice network: 50 attendees in three departments, replies of every kind, silent attendees
-reminded by a second SMS and then called, and a board that ends exactly as the script implies."""
+simulated voice network: 50 attendees in three departments, replies as staff type them (Traditional
+script, names, negations, a question, a changed answer, a check-in on the day), silent attendees
+reminded by a second SMS and then called, and a board that ends exactly as the script implies — every
+answer, the history of each, the reply awaiting an answer, and the confirmations and ask-backs the SMSC
+carried."""
 
 from __future__ import annotations
 
@@ -89,13 +92,33 @@ class Day:
         return b
 
     def texts_to(self, number: str) -> list[str]:
-        out = []
+        """The SMS the SMSC carried to ``number``, in order, each long one joined from its parts."""
+        out: list[str] = []
+        parts: dict[int, dict[int, bytes]] = {}  # concatenation reference → seq → body
         for line in self.record.read_text(encoding="utf-8").splitlines():
             r = json.loads(line)
-            if r["destination"] == number:
-                body = bytes.fromhex(r["body"])
-                out.append(body.decode("utf-16-be") if r["data_coding"] == 8 else body.decode("latin-1"))
+            if r["destination"] != number:
+                continue
+            body = bytes.fromhex(r["body"])
+            if r["esm_class"] & 0x40:  # UDH: 00 03 ref total seq (8-bit ref) or 08 04 ref ref total seq
+                udh, body = body[1 : 1 + body[0]], body[1 + body[0] :]
+                ref, total, seq = (
+                    (udh[2], udh[3], udh[4]) if udh[0] == 0 else (udh[2] << 8 | udh[3], udh[4], udh[5])
+                )
+                got = parts.setdefault(ref, {})
+                got[seq] = body
+                if len(got) < total:
+                    continue
+                body = b"".join(got[i] for i in sorted(got))
+                del parts[ref]
+            out.append(body.decode("utf-16-be") if r["data_coding"] == 8 else body.decode("latin-1"))
         return out
+
+    async def texts_until(self, number: str, n: int) -> list[str]:
+        with trio.fail_after(10):
+            while len(texts := self.texts_to(number)) < n:
+                await trio.sleep(0.05)
+        return texts
 
 
 @pytest.fixture
@@ -188,19 +211,23 @@ async def test_a_whole_meeting_day(day: Day) -> None:
     await wait_for("notices", notified)
     ext_a = SERVICE + "9" + str(a)
     for sender, text in (
-        (person(1), "1"),
+        (person(1), "參加"),  # Traditional
         (person(2), "１"),  # full-width
-        (person(3), "2"),
-        (person(4), "3 孩子发烧"),
-        (person(5), "请假：出差在外"),
-        (person(6), "不参加"),
-        (person(7), "yes"),
-        (person(8), "Y"),
-        (person(9), "会议室在哪？"),  # nonsense: a comment, answered with the help text
-        (person(11), "签到"),
+        (person(3), "2"),  # changes to 1 below
+        (person(4), "我请假，孩子生病"),
+        (person(5), "請假：出差開會"),  # Traditional: the reason is kept as written
+        (person(6), "去不了"),
+        (person(7), "张三参加"),  # a name signed before the answer
+        (person(8), "参加不了"),  # a negation after the attend word
+        (person(9), "是否需要带材料？"),  # a question: asked back, nothing recorded
+        (person(11), "已簽到"),  # the meeting is today: a check-in
+        (person(27), "不參加"),
         (STRANGER, "1"),
     ):
         await day.reply(sender, ext_a, text)
+    # Person 3 changes their mind once the first answer is confirmed.
+    await day.texts_until(person(3), 2)
+    await day.reply(person(3), ext_a, "1")
     # The carrier dropped the extension, and person 10 has two open meetings: masd asks back.
     await day.reply(person(10), SERVICE, "1")
 
@@ -212,10 +239,18 @@ async def test_a_whole_meeting_day(day: Day) -> None:
     await trio.sleep(max(0.0, now + 1.5 - time.time()))
     await day.reply(person(51), SERVICE, "1")  # after C's deadline: counts, marked late
 
-    expected_attend = {1, 2, 7, 8, 10, *range(12, 22)}
-    expected_decline = {3, 6, *range(22, 27)}
-    expected_leave = {4: "孩子发烧", 5: "出差在外"}
-    silent_after_sms = {9, *range(12, 51)}  # not answered when the second SMS falls due (11 checked in)
+    expected_attend = {1, 2, 3, 7, 10, *range(12, 22)}
+    expected_decline = {6, 8, 27, *range(22, 27)}
+    expected_leave = {4: "孩子生病", 5: "出差開會"}
+    # Not answered when the second SMS falls due (11 checked in; 9 asked a question, which answers nothing).
+    silent_after_sms = {9, *range(12, 27), *range(28, 51)}
+    answers = {
+        **{i: ["attend"] for i in expected_attend},
+        **{i: ["decline"] for i in expected_decline},
+        **{i: ["leave"] for i in expected_leave},
+        3: ["decline", "attend"],
+        11: ["checkin"],
+    }
 
     async def settled() -> bool:
         rows = {r["mobile"]: r for r in (await day.board(a))["attendees"]}
@@ -225,6 +260,7 @@ async def test_a_whole_meeting_day(day: Day) -> None:
             all(r["call_outcome"] for r in called)
             and all(r["reminded"] for r in attending)
             and all(rows[person(i)]["response"] for i in range(12, 27))
+            and len(rows[person(3)]["answers"]) == 2
         )
 
     await wait_for("calls, keypresses and reminders", settled, timeout=60)
@@ -249,7 +285,13 @@ async def test_a_whole_meeting_day(day: Day) -> None:
         assert r["call_outcome"] == want_outcome, (i, r)
         assert (r["reminded"] is not None) == (i in expected_attend), (i, r)
         assert (r["checked_in"] is not None) == (i == 11), (i, r)
-    assert rows[9]["comment"] == "会议室在哪？"
+        assert [x["kind"] for x in r["answers"]] == answers.get(i, []), (i, r)
+        assert all(x["via"] == ("voice" if i in range(12, 27) else "sms") for x in r["answers"]), (i, r)
+        assert (r["pending_reply"] is not None) == (i == 9), (i, r)
+        assert r["ask_backs"] == (1 if i in (9, 10) else 0), (i, r)
+    assert [x["reply"] for x in rows[3]["answers"]] == ["2", "1"]
+    assert rows[1]["answers"][0]["reply"] == "參加"
+    assert rows[9]["pending_reply"]["text"] == rows[9]["comment"] == "是否需要带材料？"
     assert board["counts"] == {
         "attendees": 50,
         "notified": 50,
@@ -257,12 +299,13 @@ async def test_a_whole_meeting_day(day: Day) -> None:
         "undelivered": 0,
         "refused": 0,
         "attend": 15,
-        "decline": 7,
+        "decline": 8,
         "leave": 2,
-        "no_reply": 26,
+        "no_reply": 25,
+        "awaiting": 1,
         "late": 0,
-        "second_sms": 40,
-        "called": 40,
+        "second_sms": 39,
+        "called": 39,
         "reminded": 15,
         "checked_in": 1,
     }
@@ -272,9 +315,30 @@ async def test_a_whole_meeting_day(day: Day) -> None:
     (late,) = (await day.board(c))["attendees"]
     assert late["response"] == "attend" and late["late"]
 
-    # The stranger's reply is kept as unmatched; the nonsense was answered with the help text.
+    # The stranger's reply is kept as unmatched, and not answered.
     unmatched = await day.daemon.gateway.list_replies(unmatched=True)
     assert [(r["sender"], r["text"]) for r in unmatched] == [(STRANGER, "1")]
-    assert any("未能识别" in t for t in day.texts_to(person(9)))
-    assert any("已登记：请假（孩子发烧）" in t for t in day.texts_to(person(4)))
     assert not day.texts_to(STRANGER)
+
+    # What the SMSC carried back: each answer confirmed with how to correct it, the question asked back.
+    sign = "【市政府办公室】"
+    title = "「防汛工作部署会」"
+    attend = f"已记录：参加{title}。如有误请回复2不参加、3请假+原因。{sign}"
+    decline = f"已记录：不参加{title}。如有误请回复1参加、3请假+原因。{sign}"
+    said = {i: day.texts_to(person(i)) for i in (*range(1, 12), 27)}
+    for i in (1, 2, 7, 10):
+        assert said[i].count(attend) == 1, (i, said[i])
+    for i in (6, 8, 27):
+        assert said[i].count(decline) == 1, (i, said[i])
+    assert [t for t in said[3] if t.startswith("已记录")] == [decline, attend]
+    assert f"已记录：请假（孩子生病）{title}。如有误请回复1参加、2不参加。{sign}" in said[4]
+    assert f"已记录：请假（出差開會）{title}。如有误请回复1参加、2不参加。{sign}" in said[5]
+    assert f"已签到{title}。如有误请联系办公室。{sign}" in said[11]
+    asked = (
+        f"未能确认您对{title}的回复，尚未登记。请回复1参加、2不参加、3请假+原因（会议编号#{a}）；"
+        f"到场后回复“签到”签到。{sign}"
+    )
+    assert said[9].count(asked) == 1 and not any(t.startswith("已记录") for t in said[9])
+    (which,) = [t for t in said[10] if t.startswith("您有2个会议待回复")]
+    assert f"#{a} 防汛工作部署会" in which and f"#{b} 党组会" in which
+    assert "请回复1参加、2不参加、3请假+原因，并注明会议编号，如“1 #" in which
