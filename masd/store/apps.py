@@ -29,7 +29,16 @@ __all__ = [
 ]
 
 # What an app row carries besides its key: the settings `masd apps create/set` manage.
-SETTINGS = ("channels", "rate", "quota_per_day", "extension", "webhook_url", "webhook_secret", "scopes")
+SETTINGS = (
+    "channels",
+    "rate",
+    "quota_per_day",
+    "extension",
+    "webhook_url",
+    "webhook_secret",
+    "scopes",
+    "resend",
+)
 
 KEY_PREFIX = "masd_"
 

@@ -15,10 +15,11 @@ import sqlalchemy as sa
 
 from masd.core.states import FINAL_VALUES, DeliveryState
 from masd.store import limits
-from masd.store import queue as queue_store
+from masd.store import resends as resend_store
 from masd.store._bulk import executemany
 from masd.store._final import finalise_where
 from masd.store.limits import Charge, Over
+from masd.store.segments import supersede_segments
 from masd.store.tables import app_usage as u
 from masd.store.tables import deliveries as d
 from masd.store.tables import messages as m
@@ -43,6 +44,8 @@ class NewDelivery:
     segments: int
     concat_ref: int
     extension: str = ""
+    max_resends: int = 0  # resends after a failed receipt (the app's or the channel's count)
+    home_channel: str | None = None  # routed to a channel in failover: the channel it goes back to
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,6 +86,8 @@ _DELIVERY_COLUMNS = (
     "recovered",
     "created_at",
     "updated_at",
+    "max_resends",
+    "home_channel",
 )
 
 
@@ -187,6 +192,8 @@ def insert_messages(conn: sa.Connection, items: Sequence[NewMessage], *, now: fl
                         "recovered": 0,
                         "created_at": now,
                         "updated_at": now,
+                        "max_resends": dl.max_resends,
+                        "home_channel": dl.home_channel,
                     }
                 )
         executemany(conn, "insert_deliveries", _insert_deliveries, rows)
@@ -273,7 +280,8 @@ def _stored_refs(conn: sa.Connection, items: Sequence[NewMessage]) -> set[tuple[
 
 
 def get_message(conn: sa.Connection, message_id: int, *, app_id: int | None = None) -> dict[str, Any] | None:
-    """A message with each delivery, its segments and receipts; None if absent (or another app's)."""
+    """A message with each delivery, its segments (``segment_list``) and what happened before its
+    current attempt (``history``, :mod:`masd.store.resends`); None if absent (or another app's)."""
     cond: sa.ColumnElement[bool] = m.c.id == message_id
     if app_id is not None:
         cond = sa.and_(cond, m.c.app_id == app_id)
@@ -293,6 +301,9 @@ def get_message(conn: sa.Connection, message_id: int, *, app_id: int | None = No
         ).mappings()
         for seg in seg_rows:
             by_id[seg["delivery_id"]]["segment_list"].append(dict(seg))
+    history = resend_store.history_for(conn, list(by_id))
+    for x in dels:
+        x["history"] = history.get(x["id"], [])
     out = dict(msg)
     out["deliveries"] = dels
     return out
@@ -338,8 +349,25 @@ def state_counts(conn: sa.Connection) -> dict[str, int]:
     return {st: n for st, n in conn.execute(sa.select(d.c.state, sa.func.count()).group_by(d.c.state))}
 
 
+def counts_of(conn: sa.Connection, message_id: int) -> dict[str, int]:
+    """The message's deliveries per state."""
+    q = sa.select(d.c.state, sa.func.count()).where(d.c.message_id == message_id).group_by(d.c.state)
+    return {str(st): int(n) for st, n in conn.execute(q)}
+
+
+def owns(conn: sa.Connection, message_id: int, app_id: int) -> bool:
+    """Whether the message exists and belongs to the app."""
+    found = conn.execute(sa.select(m.c.id).where(m.c.id == message_id, m.c.app_id == app_id)).first()
+    return found is not None
+
+
 def cancel(
-    conn: sa.Connection, *, delivery_ids: Sequence[int] = (), message_id: int | None = None, now: float
+    conn: sa.Connection,
+    *,
+    delivery_ids: Sequence[int] = (),
+    message_id: int | None = None,
+    now: float,
+    reason: str = "cancelled by operator",
 ) -> int:
     """Cancel deliveries still waiting in the queue. Ones already handed to a carrier cannot be."""
     cond: sa.ColumnElement[bool] = d.c.state == DeliveryState.QUEUED.value
@@ -354,7 +382,7 @@ def cancel(
         cond,
         {
             "state": DeliveryState.CANCELLED.value,
-            "reason": "cancelled by operator",
+            "reason": reason,
             "updated_at": now,
             "done_at": now,
         },
@@ -367,10 +395,14 @@ def retry(
     *,
     delivery_ids: Sequence[int] = (),
     states: Sequence[str] = (),
+    message_id: int | None = None,
     now: float,
-    validity: float,
+    validity: float | None,
+    reason: str = "retried by operator",
 ) -> int:
-    """Put ended-but-unsuccessful deliveries back in the queue with a fresh validity and attempt count."""
+    """Put ended-but-unsuccessful deliveries back in the queue with fresh attempts, resends and
+    validity: ``validity`` seconds from now, or with None the message's own validity period again.
+    What each had ended with stays in its history."""
     retriable = [
         x for x in FINAL_VALUES if x not in (DeliveryState.DELIVERED.value, DeliveryState.CANCELLED.value)
     ]
@@ -379,23 +411,37 @@ def retry(
     )
     if delivery_ids:
         cond = sa.and_(cond, d.c.id.in_(list(delivery_ids)))
-    ids = list(conn.execute(sa.select(d.c.id).where(cond)).scalars())
+    if message_id is not None:
+        cond = sa.and_(cond, d.c.message_id == message_id)
+    q = sa.select(d.c.id).where(cond)
+    if conn.dialect.name != "sqlite":
+        q = q.with_for_update()
+    ids = list(conn.execute(q).scalars())
     if not ids:
         return 0
     # Sent again whole: what earlier attempts recorded stays as history, not as parts already sent.
-    queue_store.supersede_segments(conn, ids)
+    supersede_segments(conn, ids)
+    resend_store.record_retries(conn, ids, now=now)
+    expires: Any
+    if validity is not None:
+        expires = now + validity
+    else:
+        start = sa.case((m.c.send_at > m.c.created_at, m.c.send_at), else_=m.c.created_at)
+        period = sa.select(m.c.expires_at - start).where(m.c.id == d.c.message_id).scalar_subquery()
+        expires = now + period
     return (
         conn.execute(
             sa.update(d)
             .where(d.c.id.in_(ids), cond)
             .values(
                 state=DeliveryState.QUEUED.value,
-                reason="retried by operator",
+                reason=reason,
                 error_code=None,
                 attempts=0,
                 seg_delivered=0,
+                resends=0,
                 not_before=now,
-                expires_at=now + validity,
+                expires_at=expires,
                 updated_at=now,
                 done_at=None,
             )

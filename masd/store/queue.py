@@ -20,8 +20,10 @@ import sqlalchemy as sa
 from masd.core.states import PENDING_VALUES, DeliveryState, delivery_state_for_segment_failure
 from masd.store import events
 from masd.store import receipts as receipt_store
+from masd.store import resends as resend_store
 from masd.store._bulk import change_in, executemany, in_params, select, select_in
 from masd.store._final import finalise_where
+from masd.store.segments import SUPERSEDED, supersede_segments
 from masd.store.tables import deliveries as d
 from masd.store.tables import messages as m
 from masd.store.tables import segments as s
@@ -158,25 +160,10 @@ def _claimed(n: int, sqlite: bool) -> sa.ClauseElement:
     )
 
 
-# A segment an operator's retry (or a resend after a failed receipt) replaced: kept as history, never
-# counted, and sent again with the rest.
-SUPERSEDED = "superseded"
-
-
 def _sent_segments(n: int) -> sa.ClauseElement:
     return sa.select(s.c.delivery_id, s.c.seq).where(
         s.c.delivery_id.in_(in_params(n)), s.c.state != SUPERSEDED
     )
-
-
-def supersede_segments(conn: sa.Connection, delivery_ids: Sequence[int]) -> None:
-    """The deliveries are sent again whole: their recorded segments stay as history only."""
-    if delivery_ids:
-        conn.execute(
-            sa.update(s)
-            .where(s.c.delivery_id.in_(list(delivery_ids)), s.c.state != SUPERSEDED)
-            .values(state=SUPERSEDED)
-        )
 
 
 def claim(
@@ -236,9 +223,11 @@ def record_results(
     results: Sequence[SubmitResult],
     now: float,
     held: receipt_store.HeldReceipts | None = None,
+    resend: resend_store.ResendPolicy | None = None,
 ) -> int:
     """Write the outcome of a batch of submits; apply any receipts that were waiting for these carrier
-    ids. Returns how many held receipts were applied."""
+    ids (``resend``: the channel's policy for those that fail a delivery). Returns how many held
+    receipts were applied."""
     submitted = [r for r in results if r.state == DeliveryState.SUBMITTED]
     requeued = [r for r in results if r.state == DeliveryState.QUEUED]
     final = [r for r in results if r.state not in (DeliveryState.SUBMITTED, DeliveryState.QUEUED)]
@@ -252,13 +241,19 @@ def record_results(
                 .where(guard)
                 .values(
                     state=SUBMITTED,
+                    # The parts this channel split the text into: after a failover or a resend through
+                    # another channel they may be more or fewer than the routed channel's.
+                    segments=sa.func.coalesce(sa.bindparam("b_total", type_=sa.Integer), d.c.segments),
                     submitted_at=sa.bindparam("b_now"),
                     updated_at=sa.bindparam("b_now"),
                     claimed_by=None,
                     lease_until=None,
                 )
             ),
-            [{"b_id": r.delivery_id, "b_now": now} for r in submitted],
+            [
+                {"b_id": r.delivery_id, "b_now": now, "b_total": r.segments[0].total if r.segments else None}
+                for r in submitted
+            ],
         )
     # Every acknowledged segment is recorded, whatever became of its delivery: its receipt will come,
     # and a delivery sent again must not send it twice.
@@ -333,18 +328,28 @@ def record_results(
         if held is not None:
             carrier_ids = held.waiting(channel, carrier_ids)
         if carrier_ids:
-            n = receipt_store.apply_held(conn, channel=channel, carrier_ids=carrier_ids, now=now)
+            n = receipt_store.apply_held(
+                conn, channel=channel, carrier_ids=carrier_ids, now=now, resend=resend
+            )
             if held is not None:
                 held.applied(channel, carrier_ids)
     resumed = [r.delivery_id for r in submitted if r.resumed]
     if resumed:
-        _roll_up(conn, resumed, now=now)
+        _roll_up(conn, resumed, channel=channel, now=now, resend=resend)
     return n
 
 
-def _roll_up(conn: sa.Connection, delivery_ids: Sequence[int], *, now: float) -> None:
+def _roll_up(
+    conn: sa.Connection,
+    delivery_ids: Sequence[int],
+    *,
+    channel: str,
+    now: float,
+    resend: resend_store.ResendPolicy | None,
+) -> None:
     """Deliveries just submitted whose earlier segments may already have receipts (those applied while
-    the delivery waited to send the rest only marked their segments): decide them from all segments."""
+    the delivery waited to send the rest only marked their segments): decide them from all segments,
+    a failure as a receipt would (resent if the policy says so)."""
     by_delivery: dict[int, list[tuple[int, int, str, int | None]]] = {}
     for delivery_id, seq, total, state, code in conn.execute(
         sa.select(s.c.delivery_id, s.c.seq, s.c.total, s.c.state, s.c.error_code).where(
@@ -352,7 +357,16 @@ def _roll_up(conn: sa.Connection, delivery_ids: Sequence[int], *, now: float) ->
         )
     ):
         by_delivery.setdefault(delivery_id, []).append((seq, total, state, code))
+    limits = {
+        row.id: row
+        for row in conn.execute(
+            sa.select(d.c.id, d.c.resends, d.c.max_resends, d.c.expires_at).where(
+                d.c.id.in_(list(by_delivery))
+            )
+        )
+    }
     finals: list[int] = []
+    resending: list[tuple[resend_store.Failed, resend_store.ResendPolicy]] = []
     for delivery_id, segs in by_delivery.items():
         delivered = sum(1 for _, _, state, _ in segs if state == "delivered")
         failed = next(
@@ -361,13 +375,24 @@ def _roll_up(conn: sa.Connection, delivery_ids: Sequence[int], *, now: float) ->
         values: dict[str, Any] = {"seg_delivered": delivered, "updated_at": now}
         if failed is not None:
             seq, total, state, code = failed
-            values.update(
-                state=delivery_state_for_segment_failure(state).value,
-                reason=f"carrier receipt for segment {seq}/{total}: {state}"
-                + (f", error code {code}" if code is not None else ""),
-                error_code=code,
-                done_at=now,
+            reason = f"carrier receipt for segment {seq}/{total}: {state}" + (
+                f", error code {code}" if code is not None else ""
             )
+            lim = limits[delivery_id]
+            failure = resend_store.Failed(
+                delivery_id,
+                channel,
+                delivery_state_for_segment_failure(state).value,
+                reason,
+                code,
+                lim.resends,
+                lim.max_resends,
+                lim.expires_at,
+            )
+            if resend is not None and resend_store.wants_resend(failure, resend, now):
+                resending.append((failure, resend))
+                continue
+            values.update(state=failure.state, reason=reason, error_code=code, done_at=now)
         elif delivered >= segs[0][1]:
             values.update(state=DeliveryState.DELIVERED.value, done_at=now)
         hit = conn.execute(
@@ -377,6 +402,7 @@ def _roll_up(conn: sa.Connection, delivery_ids: Sequence[int], *, now: float) ->
             finals.append(delivery_id)
     if finals:
         events.record_final(conn, finals, now=now)
+    resend_store.resend(conn, resending, now=now)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -385,6 +411,7 @@ class ResultItem:
     result: SubmitResult
     now: float
     held: receipt_store.HeldReceipts | None = None
+    resend: resend_store.ResendPolicy | None = None
 
 
 def record_result_items(conn: sa.Connection, items: Sequence[ResultItem]) -> list[int]:
@@ -399,6 +426,7 @@ def record_result_items(conn: sa.Connection, items: Sequence[ResultItem]) -> lis
             results=[i.result for i in its],
             now=max(i.now for i in its),
             held=its[0].held,
+            resend=its[0].resend,
         )
     return [0] * len(items)
 

@@ -2,7 +2,8 @@
 
 A receipt names a carrier message id. If a segment with that id on that channel is known, the receipt
 moves the segment to its final state and the delivery follows: delivered once every segment is
-delivered, otherwise the first segment that failed decides (undelivered, expired or rejected). If no
+delivered, otherwise the first segment that failed decides (undelivered, expired or rejected) — unless
+the channel's resend policy sends the delivery again (:mod:`masd.store.resends`). If no
 segment is known yet — the receipt overtook its own submit response — the receipt is stored "held"
 (``segment_id`` NULL) and applied when the submit response is recorded.
 """
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 
 from masd.core.states import DeliveryState, delivery_state_for_segment_failure
 from masd.store import events
+from masd.store import resends as resend_store
 from masd.store._bulk import MAX_IN, executemany, in_params, select_in
 from masd.store.tables import deliveries as d
 from masd.store.tables import receipts as r
@@ -81,6 +83,7 @@ class ReceiptItem:
     receipt: IncomingReceipt
     now: float
     held: HeldReceipts | None = None
+    resend: resend_store.ResendPolicy | None = None  # the channel's; None: a failure is final
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -89,6 +92,7 @@ class ReceiptOutcome:
     segment_id: int | None  # None: held until its submit response is recorded
     delivery_id: int | None
     delivery_state: str | None  # the delivery's state if this receipt made it final
+    resent_to: str | None = None  # the channel it was queued on again, if this receipt failed it
 
 
 def store_receipts(
@@ -112,6 +116,8 @@ class _Hit:
     status: str
     error_code: int | None
     now: float
+    channel: str
+    resend: resend_store.ResendPolicy | None
     segment_id: int = dataclasses.field(init=False)
     delivery_id: int = dataclasses.field(init=False)
 
@@ -181,18 +187,27 @@ def store_receipt_items(conn: sa.Connection, items: Sequence[ReceiptItem]) -> li
                 "received_at": it.now,
             }
         )
-        hits.append(_Hit(hit, rec.status, rec.error_code, it.now) if hit else None)
+        hits.append(_Hit(hit, rec.status, rec.error_code, it.now, it.channel, it.resend) if hit else None)
         if hit is None and it.held is not None:
             it.held.add(it.channel, rec.carrier_id)
     executemany(conn, "insert_receipts", _insert_receipts, rows)
-    states = _apply_many(conn, hits)
+    applied = _apply_many(conn, hits)
     return [
-        ReceiptOutcome(it.receipt.carrier_id, h.segment_id if h else None, h.delivery_id if h else None, st)
-        for it, h, st in zip(items, hits, states, strict=True)
+        ReceiptOutcome(
+            it.receipt.carrier_id, h.segment_id if h else None, h.delivery_id if h else None, st, to
+        )
+        for it, h, (st, to) in zip(items, hits, applied, strict=True)
     ]
 
 
-def apply_held(conn: sa.Connection, *, channel: str, carrier_ids: Sequence[str], now: float) -> int:
+def apply_held(
+    conn: sa.Connection,
+    *,
+    channel: str,
+    carrier_ids: Sequence[str],
+    now: float,
+    resend: resend_store.ResendPolicy | None = None,
+) -> int:
     """Apply receipts that arrived before these carrier ids were known. Returns how many."""
     if not carrier_ids:
         return 0
@@ -222,7 +237,7 @@ def apply_held(conn: sa.Connection, *, channel: str, carrier_ids: Sequence[str],
         if hit is None:
             continue
         links.append({"b_id": receipt_id, "b_segment_id": hit.id})
-        hits.append(_Hit(hit, status, error_code, now))
+        hits.append(_Hit(hit, status, error_code, now, channel, resend))
     if links:
         executemany(
             conn,
@@ -238,10 +253,11 @@ def apply_held(conn: sa.Connection, *, channel: str, carrier_ids: Sequence[str],
     return len(links)
 
 
-def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[str | None]:
+def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[tuple[str | None, str | None]]:
     """Move segments to their final states and roll their deliveries up. Returns, per hit, the
-    delivery's new final state if that receipt decided it."""
-    out: list[str | None] = [None] * len(hits)
+    delivery's new final state if that receipt decided it, and the channel it was queued on again if
+    the receipt failed it and it is resent instead."""
+    out: list[tuple[str | None, str | None]] = [(None, None)] * len(hits)
     live = [(i, h) for i, h in enumerate(hits) if h is not None and h.status in FINAL_SEGMENT]
     if not live:
         return out
@@ -277,20 +293,43 @@ def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[str | 
     locking = conn.dialect.name != "sqlite"
 
     def build(n: int) -> sa.ClauseElement:
-        q = sa.select(d.c.id, d.c.state, d.c.segments, d.c.seg_delivered).where(d.c.id.in_(in_params(n)))
+        q = sa.select(
+            d.c.id, d.c.state, d.c.segments, d.c.seg_delivered, d.c.resends, d.c.max_resends, d.c.expires_at
+        ).where(d.c.id.in_(in_params(n)))
         return q.with_for_update() if locking else q
 
     dels = {
-        row[0]: [row[1], row[2], row[3]]
+        row[0]: list(row[1:])
         for row in select_in(
             conn, "receipt_deliveries_locked" if locking else "receipt_deliveries_select", build, del_ids
         )
     }
     changed: dict[int, dict[str, Any]] = {}
+    resending: dict[int, tuple[int, resend_store.Failed, resend_store.ResendPolicy, float]] = {}
     for i, h in finalised:
         cur = dels.get(h.delivery_id)
         if cur is None or cur[0] != SUBMITTED:
             continue
+        if h.status != "delivered":
+            code = f", error code {h.error_code}" if h.error_code is not None else ""
+            seg = h.segment
+            failed = resend_store.Failed(
+                delivery_id=h.delivery_id,
+                channel=h.channel,
+                state=delivery_state_for_segment_failure(h.status).value,
+                reason=f"carrier receipt for segment {seg.seq}/{seg.total}: {h.status}{code}",
+                error_code=h.error_code,
+                resends=cur[3],
+                max_resends=cur[4],
+                expires_at=cur[5],
+            )
+            if h.resend is not None and resend_store.wants_resend(failed, h.resend, h.now):
+                # Sent again instead of ended: what earlier receipts of this batch counted is undone
+                # with it (the resend starts from no segment delivered).
+                cur[0] = resend_store.QUEUED
+                changed.pop(h.delivery_id, None)
+                resending[h.delivery_id] = (i, failed, h.resend, h.now)
+                continue
         upd = changed.setdefault(
             h.delivery_id, {"b_id": h.delivery_id, "b_reason": None, "b_done": None, "b_code": None}
         )
@@ -300,7 +339,7 @@ def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[str | 
             if cur[2] >= cur[1]:
                 cur[0] = DeliveryState.DELIVERED.value
                 upd["b_done"] = h.now
-                out[i] = cur[0]
+                out[i] = (cur[0], None)
         else:
             code = f", error code {h.error_code}" if h.error_code is not None else ""
             cur[0] = delivery_state_for_segment_failure(h.status).value
@@ -308,7 +347,7 @@ def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[str | 
             upd["b_reason"] = f"carrier receipt for segment {seg.seq}/{seg.total}: {h.status}{code}"
             upd["b_code"] = h.error_code
             upd["b_done"] = h.now
-            out[i] = cur[0]
+            out[i] = (cur[0], None)
         upd["b_state"] = cur[0]
         upd["b_seg"] = cur[2]
     if changed:
@@ -332,4 +371,9 @@ def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[str | 
         done = [u["b_id"] for u in changed.values() if u["b_done"] is not None]
         if done:
             events.record_final(conn, done, now=max(h.now for _, h in finalised))
+    if resending:
+        now = max(at for _, _, _, at in resending.values())
+        queued = resend_store.resend(conn, [(f, p) for _, f, p, _ in resending.values()], now=now)
+        for r in queued:
+            out[resending[r.delivery_id][0]] = (None, r.channel)
     return out

@@ -17,6 +17,7 @@ __all__ = [
     "apps",
     "dbpoll_messages",
     "deliveries",
+    "delivery_history",
     "event_cursors",
     "job_leases",
     "messages",
@@ -76,6 +77,9 @@ apps = sa.Table(
     # The parts of the API the app may use (masd.core.apps.SCOPES), sorted and comma-separated; NULL is
     # the default set (every scope but the address book's).
     sa.Column("scopes", sa.String(255), nullable=True),
+    # Resends after a failed receipt for the app's messages, instead of their channel's
+    # resend_undelivered; NULL: the channel's.
+    sa.Column("resend", sa.Integer, nullable=True),
 )
 
 # Recipients accepted per app per day, for the quota; the day is the node's local date, as office staff
@@ -142,10 +146,36 @@ deliveries = sa.Table(
     sa.Column("updated_at", Time, nullable=False),
     sa.Column("submitted_at", Time, nullable=True),
     sa.Column("done_at", Time, nullable=True),
+    # Resends after a failed receipt (masd.store.resends): how many were made, how many are allowed
+    # (the app's or the channel's count when the delivery was accepted).
+    sa.Column("resends", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_resends", sa.Integer, nullable=False, server_default="0"),
+    # While a failover has it on a backup channel: the channel it goes back to. NULL: it is at home.
+    sa.Column("home_channel", sa.String(64), nullable=True),
     sa.Index("ix_deliveries_message_id", "message_id"),
     sa.Index("ix_deliveries_state_lease", "state", "lease_until"),
     # Reply routing looks up the latest delivery to the number a reply came from.
     sa.Index("ix_deliveries_recipient", "recipient", "id"),
+    # Failing back looks up the queued deliveries away from home; nearly every row has NULL here.
+    sa.Index("ix_deliveries_home_channel", "home_channel", "state"),
+)
+
+# What happened to a delivery before its current attempt: a failed receipt it was resent after
+# (event "resend"), a move to a backup channel and back ("failover", "failback"), an operator's or the
+# app's retry ("retry"). Each row names the channel of that attempt and, for a receipt, its outcome.
+delivery_history = sa.Table(
+    "delivery_history",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", Id, sa.ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=True),  # the outcome the attempt ended with
+    sa.Column("reason", sa.String(255), nullable=True),
+    sa.Column("error_code", sa.Integer, nullable=True),
+    sa.Column("next_channel", sa.String(64), nullable=True),  # where the delivery went on
+    sa.Index("ix_delivery_history_delivery_id", "delivery_id", "id"),
 )
 
 # The dispatcher's claim walks this index in priority order (highest first, then oldest) and stops after
@@ -299,7 +329,6 @@ dbpoll_messages = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Index("ix_dbpoll_messages_src", "code", "src_id", "message_id"),
 )
-
 
 # Background jobs that run on one node at a time (webhooks, each DB-polling code, the meeting
 # scheduler, housekeeping): who holds each, until when, and a generation that grows at every change of
