@@ -22,6 +22,7 @@ from masd.core import recipients as rcpt
 from masd.core import replies as routing
 from masd.core import reply_parts, split
 from masd.core.apps import App, Forbidden, QuotaExceeded, RateLimited, Refused, format_rate
+from masd.core.failover import Failover
 from masd.core.states import DeliveryState
 from masd.metrics import Metrics
 from masd.store import apps as app_store
@@ -31,6 +32,7 @@ from masd.store import queue as queue_store
 from masd.store import receipts as receipt_store
 from masd.store import replies as reply_store
 from masd.store import reply_parts as reply_part_store
+from masd.store import resends as resend_store
 from masd.store.db import Database
 from masd.store.limits import Charge, Over
 from masd_adapters.base import InboundReceipt, InboundReply, InboundReplyPart
@@ -40,6 +42,7 @@ __all__ = [
     "App",
     "Forbidden",
     "Gateway",
+    "MessageAction",
     "QueueFull",
     "QuotaExceeded",
     "RateLimited",
@@ -110,6 +113,14 @@ class Accepted:
     created: bool
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageAction:
+    """What an app's cancel or retry of its message did."""
+
+    deliveries: int  # cancelled, or queued again
+    counts: dict[str, int]  # the message's deliveries per state after it
+
+
 class UnrecordedOutcomes:
     """Carrier ids of one channel whose submit outcome waits for the dispatcher's recorder.
 
@@ -155,11 +166,21 @@ class Gateway:
         # Called with (messages, deliveries) after new messages are stored; an intake worker tells the
         # daemon through it that there is work to claim.
         self.on_accepted: Callable[[int, int], None] | None = None
+        # Which channels hand their work to a backup now (their dispatchers' FailoverWatch says so).
+        self.failover = Failover()
+        # What a failed receipt on each channel leads to (masd.store.resends).
+        self.resend_policies = {
+            name: resend_store.ResendPolicy(
+                frozenset(ch.resend_states), ch.resend_delay_seconds, ch.resend_via
+            )
+            for name, ch in cfg.channels.items()
+        }
 
     # ----- accepting ---------------------------------------------------------------------------------
 
     def route(self, recipient: str, kind: str = "sms") -> str:
-        """The channel for a recipient: the longest matching prefix, else the first channel without any."""
+        """The channel for a recipient: the longest matching prefix, else the first channel without any.
+        (While that channel is failed over, :meth:`prepare` sends to its backup: :class:`Failover`.)"""
         best: tuple[int, str] | None = None
         fallback: str | None = None
         for name, ch in self.cfg.channels.items():
@@ -239,7 +260,13 @@ class Gateway:
         if req.kind == "voice":
             encoding = "tts"
         for number in numbers:
-            channel = req.channel or self.route(number, req.kind)
+            routed = req.channel or self.route(number, req.kind)
+            # A channel failed over sends its new work to its backup too; the delivery comes home with
+            # the rest when the channel is up again.
+            channel, home = self.failover.divert(routed)
+            resends = self.cfg.channels[routed].resend_undelivered
+            if app is not None and app.resend is not None:
+                resends = app.resend
             ch: ChannelConfig = self.cfg.channels[channel]
             if ch.kind == "voice":
                 counts[ch.concat] = 1  # a call carries the whole text
@@ -261,6 +288,8 @@ class Gateway:
                     segments=n,
                     concat_ref=next(self._ref) & 0xFFFF,
                     extension=extension,
+                    max_resends=resends,
+                    home_channel=home,
                 )
             )
         return msg_store.NewMessage(
@@ -450,6 +479,52 @@ class Gateway:
             self.signal_events()
         return n
 
+    async def cancel_message(self, message_id: int, *, app_id: int) -> MessageAction | None:
+        """An app cancels its own message: its deliveries still queued end ``cancelled`` (the app is
+        told each). None when the message is not the app's (or does not exist)."""
+        now = time.time()
+
+        def do(conn: Any) -> MessageAction | None:
+            if not msg_store.owns(conn, message_id, app_id):
+                return None
+            n = msg_store.cancel(conn, message_id=message_id, now=now, reason="cancelled by the app")
+            return MessageAction(n, msg_store.counts_of(conn, message_id))
+
+        done = await self.db.write(do)
+        if done is not None and done.deliveries:
+            self.metrics.deliveries_final.labels(DeliveryState.CANCELLED.value).inc(done.deliveries)
+            self.signal_events()
+            log.info(
+                "message cancelled by its app",
+                message_id=message_id,
+                app_id=app_id,
+                deliveries=done.deliveries,
+            )
+        return done
+
+    async def retry_message(self, message_id: int, *, app_id: int) -> MessageAction | None:
+        """An app sends its own message again where it failed: its deliveries that ended unsuccessfully
+        (not delivered, not cancelled) are queued again with fresh attempts, resends and the message's
+        own validity period. None when the message is not the app's."""
+        now = time.time()
+
+        def do(conn: Any) -> MessageAction | None:
+            if not msg_store.owns(conn, message_id, app_id):
+                return None
+            n = msg_store.retry(
+                conn, message_id=message_id, now=now, validity=None, reason="retried by the app"
+            )
+            return MessageAction(n, msg_store.counts_of(conn, message_id))
+
+        done = await self.db.write(do)
+        if done is not None and done.deliveries:
+            for name in self.cfg.channels:
+                self.wake(name)
+            log.info(
+                "message retried by its app", message_id=message_id, app_id=app_id, deliveries=done.deliveries
+            )
+        return done
+
     async def retry(self, *, delivery_ids: Sequence[int] = (), states: Sequence[str] = ()) -> int:
         now = time.time()
         validity = self.cfg.queue.validity_seconds
@@ -545,12 +620,14 @@ class Gateway:
             await unrecorded.wait_for([r.carrier_id for r in receipts])
         now = time.time()
         held = self.held
+        resend = self.resend_policies.get(channel)
         items = [
             receipt_store.ReceiptItem(
                 channel,
                 receipt_store.IncomingReceipt(r.carrier_id, r.status.value, r.error_code, r.raw),
                 now,
                 held,
+                resend,
             )
             for r in receipts
         ]
@@ -565,6 +642,16 @@ class Gateway:
             m.child(m.receipts, receipt.status.value).inc()
             if o.segment_id is None:
                 m.receipts_held.inc()
+            if o.resent_to is not None:
+                m.child(m.resends, channel).inc()
+                log.info(
+                    "delivery resent after a failed receipt",
+                    delivery_id=o.delivery_id,
+                    status=receipt.status.value,
+                    channel=channel,
+                    via=o.resent_to,
+                )
+                self.wake(o.resent_to)
             if o.delivery_state:
                 finals += 1
                 m.child(m.deliveries_final, o.delivery_state).inc()
@@ -605,6 +692,7 @@ class Gateway:
         )
 
     def link_state(self, channel: str, up: bool) -> None:
+        self.failover.link_changed(channel, up)
         self.metrics.channel_up.labels(channel).set(1 if up else 0)
         log.info("channel link", channel=channel, up=up)
 
@@ -707,7 +795,7 @@ class Gateway:
             channel=channel,
             sender=sender,
             destination=reply.destination,
-            text=reply.text,
+            text=_storable(reply.text),
             now=now,
             app_id=found.app_id,
             matched_by=found.matched_by,
@@ -763,3 +851,12 @@ def _over_limit(app: App, over: Over, n: int, charge: Charge | None) -> Refused:
         f"app {app.name!r} may send to {rate} recipients; try again in {over.wait:.1f} s",
         retry_after=over.wait,
     )
+
+
+def _storable(text: str) -> str:
+    """A reply's text as every database can keep it: a lone surrogate (invalid UTF-16 from a handset)
+    or NUL, which PostgreSQL refuses, becomes U+FFFD, so the text stays as it came otherwise and a
+    reader sees that something was lost."""
+    if text.isprintable() or not any(ch == "\x00" or "\ud800" <= ch <= "\udfff" for ch in text):
+        return text
+    return "".join("\ufffd" if ch == "\x00" or "\ud800" <= ch <= "\udfff" else ch for ch in text)
