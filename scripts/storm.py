@@ -8,6 +8,7 @@ once half-way, and the script then waits for every delivery to end and reads wha
 
     python scripts/storm.py --minutes 10                 # the full storm (docs/reliability.md)
     python scripts/storm.py --minutes 0.3 --json         # the short one the test suite runs
+    python scripts/storm.py --minutes 2 --kill           # and a kill -9 three quarters in
 
 It prints: accepted, the final states, parts the SMSC accepted and how many of them twice, throttling
 answers, the lowest channel rate masd fell to, and the rate at the end.
@@ -147,12 +148,17 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     db.upgrade()
     gateway = Gateway(cfg, db)
     log = (workdir / "daemon.log").open("ab")
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "masd.cli", "run", "--config", str(config)],
-        stdout=log,
-        stderr=log,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "masd.cli", "run", "--config", str(config)],
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    daemon = start()
+    killed = False
     accepted = parts_expected = 0
     rates: list[float] = []
     dropped = False
@@ -180,6 +186,13 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             if not dropped and time.monotonic() >= t0 + args.minutes * 30:
                 control(control_port, "drop", {"block_ms": 2000})
                 dropped = True
+            if args.kill and not killed and time.monotonic() >= t0 + args.minutes * 45:
+                # kill -9 while long messages are half sent: the restart must resume from the parts
+                # already recorded and send only the others.
+                daemon.send_signal(signal.SIGKILL)
+                daemon.wait()
+                daemon = start()
+                killed = True
             r = channel_rate(http_port)
             if r is not None:
                 rates.append(r)
@@ -232,6 +245,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "throttling_answers": throttled,
         "smsc_stats": {k: stats.get(k) for k in ("submits_ok", "throttled", "receipts_acked")},
         "link_dropped_once": dropped,
+        "killed_with_9_once": killed,
         "lowest_rate": min(rates) if rates else None,
         "rate_at_end": final_rate,
         "configured_rate": args.rate,
@@ -261,10 +275,18 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=20)
     ap.add_argument("--max-attempts", type=int, default=3)
     ap.add_argument("--drain-timeout", type=float, default=300.0)
+    ap.add_argument(
+        "--kill", action="store_true", help="kill -9 the daemon once, three quarters in, and restart it"
+    )
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, the SMSC's record)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="masd-storm-") as tmp:
         r = run(args, Path(tmp))
+        if args.keep:
+            keep = Path(tempfile.mkdtemp(prefix="masd-storm-kept-"))
+            shutil.copytree(tmp, keep, dirs_exist_ok=True)
+            r["kept"] = str(keep)
     r["problems"] = check(r)
     if args.json:
         print(json.dumps(r, ensure_ascii=False))
