@@ -70,7 +70,7 @@ SUBCOMMANDS: dict[str, _Lazy | None] = {
     "status": _Lazy(
         "masd.cli_messages",
         "messages_app",
-        "Show a message and each delivery (消息状态): state, attempts, segments and carrier ids.",
+        "Show a message and each delivery (消息状态): state, attempts, segments, carrier ids and history.",
         command=True,
     ),
     "bench": None,

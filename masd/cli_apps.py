@@ -1,5 +1,5 @@
 """``masd apps``: applications and their API keys (应用与密钥) — create one, change its limits,
-scopes, extension and webhook, list them, revoke or rotate a key.
+scopes, extension, webhook and resends, list them, revoke or rotate a key.
 
 A key is shown once, when it is made; the store keeps only its hash. A running daemon caches keys for a
 few seconds, so changes reach it that quickly.
@@ -90,6 +90,15 @@ ScopeOption = Annotated[
         show_default=False,
     ),
 ]
+ResendOption = Annotated[
+    str | None,
+    typer.Option(
+        "--resend",
+        help="Resend a delivery whose receipt says it failed this many times (失败重发), 0 to "
+        f"{app_policy.MAX_RESEND}, instead of its channel's resend_undelivered; 'none' uses the channel's.",
+        show_default=False,
+    ),
+]
 WebhookOption = Annotated[
     str | None,
     typer.Option(
@@ -106,6 +115,7 @@ def _app_settings(
     quota: str | None,
     extension: str | None,
     webhook: str | None,
+    resend: str | None = None,
 ) -> dict[str, Any]:
     """Options → stored settings. An empty value ('' or 'none') clears that limit."""
     settings: dict[str, Any] = {}
@@ -123,6 +133,11 @@ def _app_settings(
     except ValueError as e:
         opt = "--channels" if "channel" in str(e) else "--rate" if "rate" in str(e) else "--quota"
         raise typer.BadParameter(str(e), param_hint=opt) from None
+    if resend is not None:
+        try:
+            settings["resend"] = None if cleared(resend) else app_policy.parse_resend(resend)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--resend") from None
     if extension is not None:
         ext = extension.strip()
         if ext and (not ext.isdigit() or len(ext) > 12):
@@ -163,6 +178,7 @@ def _describe_app(r: dict[str, Any]) -> dict[str, str]:
         "quota": f"{quota}/day" if quota else "unlimited",
         "extension": r.get("extension") or "-",
         "webhook": r.get("webhook_url") or "-",
+        "resend": "channel's" if r.get("resend") is None else str(r["resend"]),
     }
 
 
@@ -188,16 +204,17 @@ def apps_create(
     extension: ExtensionOption = None,
     webhook: WebhookOption = None,
     scope: ScopeOption = None,
+    resend: ResendOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create an application and print its API key once (创建应用).
 
     Example: masd apps create oa --channels sms,voice --rate 50/s --quota 10000/day --extension 01
-    --scope messages,replies,contacts:read
+    --scope messages,replies,contacts:read --resend 2
     """
     name = _check_name(name)
-    settings = _app_settings(channels, rate, quota, extension, webhook)
+    settings = _app_settings(channels, rate, quota, extension, webhook, resend)
     _check_scope(scope)
     if scope is not None:
         settings["scopes"] = app_policy.parse_scopes(scope)
@@ -229,19 +246,24 @@ def apps_set(
     extension: ExtensionOption = None,
     webhook: WebhookOption = None,
     scope: ScopeOption = None,
+    resend: ResendOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change an application's limits, scopes, extension or webhook (修改应用设置); 'none' clears a
-    limit.
+    """Change an application's limits, scopes, extension, webhook or resends (修改应用设置); 'none'
+    clears a limit.
 
     Example: masd apps set oa --scope +contacts:read (or a whole list: --scope messages,contacts:write).
     A running daemon applies the change within a few seconds (it caches keys briefly)."""
     name = _check_name(name)
-    settings = _app_settings(channels, rate, quota, extension, webhook)
+    settings = _app_settings(channels, rate, quota, extension, webhook, resend)
     _check_scope(scope)
     if not settings and scope is None:
-        _fail("nothing to change: give --channels, --rate, --quota, --scope, --extension or --webhook", 2)
+        _fail(
+            "nothing to change: give --channels, --rate, --quota, --scope, --extension, --webhook or "
+            "--resend",
+            2,
+        )
 
     def change(c: Any) -> bool:
         if scope is not None:
@@ -291,6 +313,7 @@ def apps_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         "quota",
         "extension",
         "webhook",
+        "resend",
         "created",
         "status",
     )
@@ -309,6 +332,7 @@ def apps_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             d["quota"],
             d["extension"],
             Text(d["webhook"]),
+            d["resend"],
             _local(r["created_at"]),
             Text(f"revoked {_local(revoked)}", style="dim") if revoked else Text("active", style="green"),
         )

@@ -368,7 +368,7 @@ def status(
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show a message and each delivery (消息状态): state, attempts, segments and carrier ids."""
+    """Show a message and each delivery (消息状态): state, attempts, segments, carrier ids and history."""
     cfg = _load(config)
     with _store(cfg) as db:
         gateway = Gateway(cfg, db)
@@ -419,5 +419,25 @@ def status(
             Text(segs or "-"),
             Text(d.get("reason") or ""),
             _local(d["updated_at"]),
+        )
+    out.print(table)
+    _print_history(dels)
+
+
+def _print_history(dels: list[dict[str, Any]]) -> None:
+    """Each delivery's earlier attempts (重发记录): when, what, on which channel, how it ended."""
+    rows = [(d, h) for d in dels for h in d.get("history", ())]
+    if not rows:
+        return
+    table = Table(show_edge=False, title="history (重发记录)", title_justify="left")
+    for name in ("delivery", "at", "event", "channel", "outcome", "reason"):
+        table.add_column(name, no_wrap=name in ("delivery", "event"))
+    for d, h in rows:
+        channel = h["channel"] + (f" → {h['next_channel']}" if h.get("next_channel") else "")
+        outcome = h.get("state") or "-"
+        if h.get("error_code") is not None:
+            outcome += f" ({h['error_code']})"
+        table.add_row(
+            str(d["id"]), _local(h["at"]), h["event"], Text(channel), outcome, Text(h.get("reason") or "")
         )
     out.print(table)

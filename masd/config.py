@@ -220,6 +220,9 @@ class LogConfig(_Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+ResendState = Literal["undelivered", "expired", "rejected"]  # the receipt outcomes a resend may follow
+
+
 class ChannelConfig(_Section):
     driver: str = Field(
         ...,
@@ -234,6 +237,29 @@ class ChannelConfig(_Section):
     concat: Literal["udh8", "udh16", "sar", "payload"] = "udh8"
     service_number: str = Field("106570001", pattern=r"^[0-9]{1,21}$")
     options: dict[str, Any] = Field(default_factory=dict, description="driver-specific settings")
+    resend_undelivered: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="resend a delivery this many times when its receipt says it failed (resend_states); "
+        "0: never (an app's own setting, masd apps set NAME --resend N, overrides it)",
+    )
+    resend_delay_seconds: float = Field(300.0, ge=0, le=86_400, description="wait this long before a resend")
+    resend_states: list[ResendState] = Field(
+        default_factory=lambda: list[ResendState](["undelivered", "expired"]),
+        description="the receipt outcomes that are resent",
+    )
+    resend_via: str | None = Field(
+        None, description="resend through this channel (of the same kind) instead of this one"
+    )
+    backup: str | None = Field(
+        None,
+        description="a channel of the same kind that takes this one's queued deliveries while this one is "
+        "down longer than failover_after_seconds, and gives them back when it is up again",
+    )
+    failover_after_seconds: float = Field(
+        60.0, gt=0, le=86_400, description="how long the link must be down before the backup takes over"
+    )
 
     @field_validator("prefixes")
     @classmethod
@@ -270,6 +296,29 @@ class Config(_Section):
     def _some_channel(cls, v: dict[str, ChannelConfig]) -> dict[str, ChannelConfig]:
         if not v:
             raise ValueError("at least one [channels.NAME] section is needed")
+        for name, ch in v.items():
+            for key in ("resend_via", "backup"):
+                other = getattr(ch, key)
+                if other is None:
+                    continue
+                where = f"channels.{name}.{key} = {other!r}"
+                if other == name:
+                    raise ValueError(f"{where}: a channel cannot be its own {key.replace('_', ' ')}")
+                if other not in v:
+                    raise ValueError(f"{where}: no such channel; configured: {', '.join(v)}")
+                if v[other].kind != ch.kind:
+                    raise ValueError(f"{where}: that is a {v[other].kind} channel and this one is {ch.kind}")
+        for name in v:
+            # Backups of backups are allowed; a ring of them would hand deliveries round while all are down.
+            seen = [name]
+            nxt = v[name].backup
+            while nxt is not None:
+                if nxt in seen:
+                    raise ValueError(
+                        f"channels.{name}.backup: the backups form a ring ({' → '.join([*seen, nxt])})"
+                    )
+                seen.append(nxt)
+                nxt = v[nxt].backup
         return v
 
     @field_validator("dbpoll")
@@ -328,6 +377,9 @@ def _describe(err: ValidationError, data: Mapping[str, Any], source: str) -> str
             lines.append(f"  {key}: unknown key (value {e['input']!r}); check its spelling and section")
         elif e["type"] == "missing":
             lines.append(f"  {key}: required but missing")
+        elif isinstance(e["input"], dict):
+            # A section checked as a whole (e.g. channels naming each other): the message names the key.
+            lines.append(f"  {key}: {e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {key} = {e['input']!r}: {e['msg']}")
     return "\n".join(lines)

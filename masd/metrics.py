@@ -68,6 +68,24 @@ class Metrics:
         self.retries = Counter(
             "masd_retries", "Deliveries put back for another attempt", ["channel"], registry=r
         )
+        self.resends = Counter(
+            "masd_resends",
+            "Deliveries sent again after a failed receipt, by the channel the receipt came on",
+            ["channel"],
+            registry=r,
+        )
+        self.failovers = Counter(
+            "masd_failovers",
+            "Times a channel's link was down long enough for its backup to take its deliveries",
+            ["channel"],
+            registry=r,
+        )
+        self.channel_failover = Gauge(
+            "masd_channel_failover",
+            "1 while the channel's deliveries go to its backup",
+            ["channel"],
+            registry=r,
+        )
         self.commit_batch = Histogram(
             "masd_store_commit_batch_size",
             "Writes per group-committed transaction",

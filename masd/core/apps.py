@@ -6,6 +6,8 @@ checks are here, in the core, so that HTTP, the socket, DB polling and the modul
 Scopes name the parts of the API an app may use (``contacts:read``, ``contacts:write``, …); an app
 without a grant is refused by :meth:`App.require`.
 Rate and quota count recipients, not requests: a notice to 300 people costs 300, as the carrier bills.
+An app may also say how many times a delivery whose receipt failed is sent again (``resend``), instead
+of its channel's ``resend_undelivered``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = [
     "parse_channels",
     "parse_quota",
     "parse_rate",
+    "parse_resend",
     "parse_scopes",
 ]
 
@@ -98,6 +101,7 @@ class App:
     webhook_url: str | None = None
     webhook_secret: str | None = dataclasses.field(default=None, repr=False)  # never in a log line
     scopes: frozenset[str] = DEFAULT_SCOPES  # with the scopes they imply
+    resend: int | None = None  # resends after a failed receipt; None: the channel's resend_undelivered
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> App:
@@ -114,6 +118,7 @@ class App:
             webhook_url=row.get("webhook_url") or None,
             webhook_secret=row.get("webhook_secret") or None,
             scopes=_with_implied(granted),
+            resend=row.get("resend"),
         )
 
     def check_kind(self, kind: str) -> None:
@@ -200,6 +205,17 @@ def parse_quota(text: str) -> int:
     if not m or int(m.group(1)) <= 0:
         raise ValueError(f"{text!r} is not a daily quota; write e.g. 10000/day")
     return int(m.group(1))
+
+
+MAX_RESEND = 10  # as a channel's resend_undelivered
+
+
+def parse_resend(text: str) -> int:
+    """``"2"`` → resends after a failed receipt, 0 to :data:`MAX_RESEND`."""
+    t = text.strip()
+    if not t.isdigit() or int(t) > MAX_RESEND:
+        raise ValueError(f"{text!r} is not a number of resends; give 0 to {MAX_RESEND}")
+    return int(t)
 
 
 def format_rate(rate: float | None) -> str:

@@ -10,9 +10,10 @@ make the carrier see twice (the claims outstanding, counted on restart) never ex
 retriable error puts the delivery back with backoff. A throttling answer is flow control: the attempt
 does not count, the delivery waits, and the channel's rate is cut and recovered step by step
 (:mod:`masd.core.pacing`). The segments a carrier acknowledged are recorded whatever happens to the
-rest, so a later attempt sends only the others, with the same concatenation reference. On shutdown it
-stops claiming, lets what is in flight finish until the drain deadline, and returns unsent claims to
-the queue.
+rest, so a later attempt sends only the others, with the same concatenation reference. A channel with
+a backup also runs its :class:`~masd.core.failover.FailoverWatch` here, which hands its queued work to
+the backup while the link stays down. On shutdown it stops claiming, lets what is in flight finish
+until the drain deadline, and returns unsent claims to the queue.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import trio
 from masd.config import ChannelConfig, Config
 from masd.core import retry as retry_rules
 from masd.core import split
+from masd.core.failover import FailoverWatch
 from masd.core.gateway import Gateway, UnrecordedOutcomes
 from masd.core.pacing import AdaptiveRate
 from masd.core.states import DeliveryState
@@ -120,6 +122,20 @@ class Dispatcher:
         self._throttles = m.child(m.segments_submitted, name, "throttled")
         self._latency = m.child(m.submit_latency, name)
         self._submitted_ok = m.child(m.segments_submitted, name, "ok")
+        self._resend = gateway.resend_policies.get(name)
+        self.failover: FailoverWatch | None = None
+        if ch.backup is not None:
+            self.failover = FailoverWatch(
+                name,
+                ch.backup,
+                ch.failover_after_seconds,
+                up=lambda: driver.up,
+                state=gateway.failover,
+                db=gateway.db,
+                metrics=m,
+                wake=gateway.wake,
+            )
+        self._watching = trio.CancelScope()  # the failover watch's; ended by drain
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         q = self.cfg.queue
@@ -127,6 +143,8 @@ class Dispatcher:
         async with trio.open_nursery() as senders:
             senders.start_soon(self._recorder, senders)
             senders.start_soon(self._keep_pace)
+            if self.failover is not None:
+                senders.start_soon(self._watch_failover)
             task_status.started()
             while not self.draining:
                 if not self.driver.up:
@@ -187,6 +205,11 @@ class Dispatcher:
             if self.pace.slowed:
                 self._set_rate(self.pace.tick(time.monotonic()))
 
+    async def _watch_failover(self) -> None:
+        assert self.failover is not None
+        with self._watching:
+            await self.failover.run()
+
     def _set_rate(self, rate: float) -> None:
         if rate != self.bucket.rate:
             self.bucket.set_rate(rate)
@@ -206,6 +229,7 @@ class Dispatcher:
 
     async def drain(self) -> None:
         self.draining = True
+        self._watching.cancel()
         self._outcomes_ready.set()  # the recorder ends once nothing is in flight
         self._room.set()
 
@@ -515,7 +539,7 @@ class Dispatcher:
         (returned, already counted in the window)."""
         now = time.time()
         held = self.gw.held
-        items = [queue_store.ResultItem(self.name, result, now, held) for result in results]
+        items = [queue_store.ResultItem(self.name, result, now, held, self._resend) for result in results]
         claims: list[Claim] = []
         if relay:
             claim = self._claimer(relay)
@@ -539,7 +563,7 @@ class Dispatcher:
                 with trio.CancelScope(shield=True):
                     await self.gw.db.write_item(
                         queue_store.record_result_items,
-                        queue_store.ResultItem(self.name, result, now, self.gw.held),
+                        queue_store.ResultItem(self.name, result, now, self.gw.held, self._resend),
                     )
                 break
             except Exception as e:

@@ -113,6 +113,16 @@ def test_apps_create_list_rotate_revoke(masd: Masd) -> None:
     assert revoked["oa"] is None and revoked["crm"] is not None
 
 
+def test_an_apps_own_resend_count_is_set_shown_and_cleared(masd: Masd) -> None:
+    made = _json(masd("apps", "create", "oa", "--resend", "2", "--json"))
+    assert made["resend"] == 2
+    assert "resend     1" in masd("apps", "set", "oa", "--resend", "1").stdout
+    assert _json(masd("apps", "set", "oa", "--resend", "none", "--json"))["resend"] is None
+    assert "channel's" in masd("apps", "list").stdout
+    bad = masd("apps", "set", "oa", "--resend", "11", rc=2)
+    assert "--resend" in bad.stderr and "0 to 10" in bad.stderr
+
+
 def test_send_two_numbers_then_status(masd: Masd) -> None:
     sent = _json(masd("send", "hello 你好", "--to", "13800138000,+86 139 0013 9000", "--json"))
     assert len(sent) == 1

@@ -216,6 +216,7 @@ async def running(
     rate: float | None = None,
     sim: str = "{receipt_delay = 0.01}",
     make_app: bool = True,
+    resend: int | None = None,
 ) -> AsyncIterator[Env]:
     env = {
         "MASD_NODE__DATA_DIR": str(tmp_path / "masd"),
@@ -225,6 +226,7 @@ async def running(
         "MASD_DBPOLL__OA1__URL": oa.url,
         "MASD_DBPOLL__OA1__APP": "oa",
         "MASD_DBPOLL__OA1__INTERVAL": "0.05",
+        "MASD_CHANNELS__SIM__RESEND_DELAY_SECONDS": "0",  # for an app with resends
     }
     cfg = load_config(None, env=env)
     db = Database(cfg.store_url)
@@ -232,7 +234,7 @@ async def running(
     if make_app:
         db.write_sync(
             lambda c: app_store.create_app(
-                c, "oa", now=time.time(), extension=extension, quota_per_day=quota, rate=rate
+                c, "oa", now=time.time(), extension=extension, quota_per_day=quota, rate=rate, resend=resend
             )
         )
     daemon = Daemon(cfg, db=db)
@@ -336,6 +338,17 @@ async def test_failed_delivery_is_reported_with_the_carriers_code(oa: Oa, tmp_pa
     assert row["sm_id"] == 16
     assert row["rpt_code"] == 1  # the sim's err:001 for UNDELIV
     assert row["rpt_desc"].startswith("UNDELIVERED")
+
+
+async def test_a_resent_delivery_is_reported_once_with_its_final_outcome(oa: Oa, tmp_path: Path) -> None:
+    sim = "{receipt_delay = 0.01, outcomes = {undelivered = 1}}"
+    async with running(oa, tmp_path, sim=sim, resend=2) as env:
+        await oa.insert(sm_id=17, mobiles="13800138000", content="tried three times")
+        (row,) = await rpt_rows(env, 1)
+        assert (row["sm_id"], row["rpt_code"]) == (17, 1)
+        assert len(env.submits()) == 3  # the first attempt and two resends
+        await env.reports_caught_up()
+        assert len(await oa.rpt()) == 1
 
 
 # ----- bad rows ---------------------------------------------------------------------------------------------

@@ -104,3 +104,44 @@ def test_a_missing_file_and_bad_toml_are_reported_plainly(tmp_path: Path) -> Non
         load_config(tmp_path / "nope.toml", env={})
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "[queue\n"), env={})
+
+
+def test_a_channels_resend_and_failover_settings_are_read(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[channels.cm]\ndriver = "sim"\nresend_undelivered = 2\nresend_delay_seconds = 30\n'
+        'resend_states = ["undelivered"]\nresend_via = "ct"\nbackup = "ct"\nfailover_after_seconds = 20\n'
+        '[channels.ct]\ndriver = "sim"\n',
+    )
+    cm = load_config(path, env={}).channels["cm"]
+    assert (cm.resend_undelivered, cm.resend_delay_seconds, cm.resend_states) == (2, 30.0, ["undelivered"])
+    assert (cm.resend_via, cm.backup, cm.failover_after_seconds) == ("ct", "ct", 20.0)
+    ct = load_config(path, env={}).channels["ct"]
+    assert (ct.resend_undelivered, ct.resend_states, ct.backup) == (0, ["undelivered", "expired"], None)
+
+
+@pytest.mark.parametrize(
+    ("channels", "said"),
+    [
+        (
+            '[channels.a]\ndriver = "sim"\nbackup = "b"\n',
+            "channels.a.backup = 'b': no such channel; configured: a",
+        ),
+        ('[channels.a]\ndriver = "sim"\nresend_via = "a"\n', "a channel cannot be its own resend via"),
+        (
+            '[channels.a]\ndriver = "sim"\nbackup = "v"\n[channels.v]\ndriver = "sim"\nkind = "voice"\n',
+            "channels.a.backup = 'v': that is a voice channel and this one is sms",
+        ),
+        (
+            '[channels.a]\ndriver = "sim"\nbackup = "b"\n[channels.b]\ndriver = "sim"\nbackup = "a"\n',
+            "the backups form a ring (a → b → a)",
+        ),
+        ('[channels.a]\ndriver = "sim"\nresend_states = ["delivered"]\n', "channels.a.resend_states.0"),
+    ],
+)
+def test_a_resend_or_failover_setting_that_cannot_work_stops_the_start(
+    tmp_path: Path, channels: str, said: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, channels), env={})
+    assert said in str(info.value)

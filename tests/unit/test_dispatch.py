@@ -17,6 +17,7 @@ import trio
 from masd.config import Config, load_config
 from masd.core import split
 from masd.core.dispatch import Dispatcher
+from masd.core.failover import Failover
 from masd.core.states import DeliveryState
 from masd.metrics import Metrics
 from masd.store import queue as queue_store
@@ -90,6 +91,8 @@ class Gateway:
         self.unrecorded: dict[str, Any] = {}
         self.finals = 0
         self._wake = trio.Event()
+        self.resend_policies: dict[str, Any] = {}
+        self.failover = Failover()
 
     def wake_event(self, channel: str) -> trio.Event:
         return self._wake
