@@ -2,7 +2,9 @@
 
     POST /v1/messages         submit one message to one or more recipients
     POST /v1/messages/batch   submit up to 1,000 messages, all or none
-    GET  /v1/messages/{id}    a message with its deliveries, segments and receipts
+    GET  /v1/messages/{id}    a message with its deliveries, segments, receipts and history
+    POST /v1/messages/{id}/cancel   cancel what of the app's message is still queued
+    POST /v1/messages/{id}/retry    send the app's message again where it failed
     GET  /v1/replies          the app's replies after a cursor, oldest first
     GET  /healthz             the process serves (liveness)
     GET  /readyz              the daemon is ready, the store answers and a channel is up (readiness)
@@ -67,11 +69,13 @@ if TYPE_CHECKING:
 __all__ = [
     "ApiError",
     "BodyCheck",
+    "CancelOut",
     "ErrorResponse",
     "KeyCache",
     "MessageOut",
     "RepliesPage",
     "ReplyOut",
+    "RetryOut",
     "SendRequest",
     "SendResponse",
     "make_app",
@@ -88,6 +92,9 @@ READY_STORE_TIMEOUT = 2.0  # seconds: a probe that hangs is worse than one that 
 QUEUE_FULL_RETRY_AFTER = "5"
 MAX_ID = 2**63 - 1  # the widest id column; larger numbers would fail in the driver, not as a 404
 MAX_REPLIES = 1000  # replies in one page of GET /v1/replies
+
+# A message id in a path; module level, since FastAPI resolves the annotations of routes by name.
+MessageId = Annotated[int, Path(alias="id", ge=1, le=MAX_ID, description="The message's id")]
 
 _TOO_LARGE = f"the body is larger than {MAX_BODY} bytes"
 _GET_KEY = "create one with 'masd apps create NAME' (or 'masd apps rotate NAME' for a new key)"
@@ -238,11 +245,31 @@ class BatchResponse(BaseModel):
 class SegmentOut(BaseModel):
     seq: int
     total: int
+    channel: str = Field(description="The channel it was handed to")
     carrier_id: str
-    state: str = Field(description="submitted, delivered, undelivered, expired, rejected, deleted, unknown")
+    state: str = Field(
+        description="submitted, delivered, undelivered, expired, rejected, deleted, unknown; superseded: "
+        "sent again with the rest of its delivery (a retry, a resend, a move to another channel)"
+    )
     error_code: int | None
     submitted_at: datetime
     receipt_at: datetime | None
+
+
+class HistoryOut(BaseModel):
+    """Something that happened to a delivery before its current attempt."""
+
+    at: datetime
+    event: str = Field(
+        description="resend: a receipt failed it and it was sent again; failover: moved to the backup of "
+        "a channel that is down; failback: moved home again; retry: sent again by the app or an operator",
+        examples=["resend"],
+    )
+    channel: str = Field(description="The channel it was on")
+    state: str | None = Field(description="The outcome that attempt ended with (resend, retry)")
+    reason: str | None
+    error_code: int | None = Field(description="The carrier's code, when it gave one")
+    next_channel: str | None = Field(description="The channel it went on to (resend, failover, failback)")
 
 
 class DeliveryOut(BaseModel):
@@ -254,11 +281,15 @@ class DeliveryOut(BaseModel):
     )
     reason: str | None
     attempts: int
+    resends: int = Field(description="Times it was sent again after a failed receipt")
     extension: str
     channel: str
     updated_at: datetime
     segment_count: int = Field(description="Parts this delivery is split into")
-    segments: list[SegmentOut] = Field(description="Each part handed to the carrier, with its receipt")
+    segments: list[SegmentOut] = Field(description="Each part handed to a carrier, with its receipt")
+    history: list[HistoryOut] = Field(
+        description="What happened before the current attempt (resends, failovers, retries), oldest first"
+    )
 
 
 class MessageOut(BaseModel):
@@ -325,6 +356,26 @@ class RepliesPage(BaseModel):
     next: int = Field(
         description="The cursor for the next call: the last reply's id, or the given `after` when there "
         "were none"
+    )
+
+
+class CancelOut(BaseModel):
+    """What a cancel did: the deliveries still queued are cancelled; the others are as ``counts`` says."""
+
+    id: int
+    cancelled: int = Field(description="Deliveries cancelled now (each gets its receipt event)")
+    counts: dict[str, int] = Field(
+        description="Deliveries per state after it", examples=[{"cancelled": 2, "submitted": 1}]
+    )
+
+
+class RetryOut(BaseModel):
+    """What a retry did: deliveries that ended unsuccessfully are queued again."""
+
+    id: int
+    retried: int = Field(description="Deliveries queued again now")
+    counts: dict[str, int] = Field(
+        description="Deliveries per state after it", examples=[{"queued": 1, "delivered": 2}]
     )
 
 
@@ -630,6 +681,7 @@ def _message_json(msg: dict[str, Any]) -> dict[str, Any]:
                 "state": d["state"],
                 "reason": d["reason"],
                 "attempts": d["attempts"],
+                "resends": d["resends"],
                 "extension": d["extension"],
                 "channel": d["channel"],
                 "updated_at": _iso(d["updated_at"]),
@@ -638,6 +690,7 @@ def _message_json(msg: dict[str, Any]) -> dict[str, Any]:
                     {
                         "seq": s["seq"],
                         "total": s["total"],
+                        "channel": s["channel"],
                         "carrier_id": s["carrier_id"],
                         "state": s["state"],
                         "error_code": s["error_code"],
@@ -645,6 +698,18 @@ def _message_json(msg: dict[str, Any]) -> dict[str, Any]:
                         "receipt_at": _iso(s["receipt_at"]),
                     }
                     for s in d["segment_list"]
+                ],
+                "history": [
+                    {
+                        "at": _iso(h["at"]),
+                        "event": h["event"],
+                        "channel": h["channel"],
+                        "state": h["state"],
+                        "reason": h["reason"],
+                        "error_code": h["error_code"],
+                        "next_channel": h["next_channel"],
+                    }
+                    for h in d.get("history", ())
                 ],
             }
         )
@@ -895,6 +960,39 @@ def make_app(daemon: Daemon) -> FastAPI:
         if msg is None:
             raise ApiError(404, "not_found", f"no message {message_id} for this app", value=message_id)
         return JSONResponse(_message_json(msg))
+
+    @app.post(
+        "/v1/messages/{id}/cancel",
+        tags=["messages"],
+        summary="Cancel what of a message is still queued",
+        response_model=CancelOut,
+        responses=_errors(401, 404, 422, 503, e503=_STORE_DOWN),
+    )
+    async def cancel_message(message_id: MessageId, caller_app: App = Depends(caller)) -> Response:
+        """The message's deliveries still waiting in the queue end ``cancelled`` (each with its receipt
+        event); those already handed to a carrier cannot be called back and go on. Only the calling
+        app's messages: another app's answers 404 like a missing one."""
+        done = await gateway.cancel_message(message_id, app_id=caller_app.id)
+        if done is None:
+            raise ApiError(404, "not_found", f"no message {message_id} for this app", value=message_id)
+        return JSONResponse({"id": message_id, "cancelled": done.deliveries, "counts": done.counts})
+
+    @app.post(
+        "/v1/messages/{id}/retry",
+        tags=["messages"],
+        summary="Send a message again where it failed",
+        response_model=RetryOut,
+        responses=_errors(401, 404, 422, 503, e503=_STORE_DOWN),
+    )
+    async def retry_message(message_id: MessageId, caller_app: App = Depends(caller)) -> Response:
+        """The message's deliveries that ended unsuccessfully (undelivered, expired, rejected, failed)
+        are queued again with fresh attempts, resends and the message's own validity period; what they
+        had ended with stays in their ``history``. Delivered and cancelled ones are left alone. Only the
+        calling app's messages: another app's answers 404 like a missing one."""
+        done = await gateway.retry_message(message_id, app_id=caller_app.id)
+        if done is None:
+            raise ApiError(404, "not_found", f"no message {message_id} for this app", value=message_id)
+        return JSONResponse({"id": message_id, "retried": done.deliveries, "counts": done.counts})
 
     # --- replies ---
 

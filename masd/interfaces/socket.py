@@ -1,7 +1,9 @@
 """The socket interface: newline-delimited JSON frames over TCP, for apps that keep a connection open.
 
-    client → masd   login {key} · submit {ref, to, text, …} · ack {event} · ping {id}
-    masd → client   login_ok · submit_ack · pong · error · receipt · reply (pushed)
+    client → masd   login {key} · submit {ref, to, text, …} · cancel {id} · retry {id} · ack {event} ·
+                    ping {id}
+    masd → client   login_ok · submit_ack · cancel_ack · retry_ack · pong · error · receipt · reply
+                    (pushed)
 
 The protocol is described for app developers in docs/socket.md. Decisions a reader of this code should
 know:
@@ -64,6 +66,7 @@ __all__ = [
     "SocketServer",
     "encode",
     "parse_frame",
+    "parse_message_id",
     "parse_submit",
     "push_frame",
 ]
@@ -89,6 +92,7 @@ _SUBMIT_FIELDS = {
     "channel",
 }
 _CORE_FIELD = {"recipients": "to", "client_ref": "ref"}
+MAX_ID = 2**63 - 1  # the widest id column
 
 
 # ----- frames: pure functions ----------------------------------------------------------------------------
@@ -227,6 +231,19 @@ def parse_submit(frame: Mapping[str, Any]) -> SubmitRequest:
     )
 
 
+def parse_message_id(frame: Mapping[str, Any]) -> int:
+    """The message a ``cancel`` or ``retry`` frame names (its ``id``), or :class:`FrameError`."""
+    unknown = sorted(set(frame) - {"type", "id"})
+    if unknown:
+        raise FrameError(f"unknown field; a {frame['type']} has only id", field=unknown[0])
+    v = frame.get("id")
+    if v is None:
+        raise FrameError("missing; the id of your message, as its submit_ack gave it", field="id")
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_ID:
+        raise FrameError("must be a message id (a whole number from 1)", field="id")
+    return v
+
+
 def _iso(t: float | None) -> str | None:
     if t is None:
         return None
@@ -249,6 +266,7 @@ def push_frame(event: Mapping[str, Any]) -> dict[str, Any]:
             "reason": event["reason"],
             "error_code": event["error_code"],
             "done_at": _iso(event["done_at"]),
+            "resends": event.get("resends", 0),
         }
     return {
         "type": "reply",
@@ -510,6 +528,11 @@ class Connection:
             await self.outbox.wait_room()  # again: the pusher may have filled it meanwhile
             slot = self.outbox.take()
             self._spawn(self._submit, frame, slot)
+        elif kind in ("cancel", "retry"):
+            await self._pipeline.acquire()
+            await self.outbox.wait_room()  # again: the pusher may have filled it meanwhile
+            slot = self.outbox.take()
+            self._spawn(self._act, frame, slot)
         elif kind == "ack":
             self._ack(frame)
         else:
@@ -517,7 +540,8 @@ class Connection:
                 encode(
                     error_frame(
                         "invalid",
-                        f"unknown frame type {kind!r}; a client sends login, submit, ack or ping",
+                        f"unknown frame type {kind!r}; a client sends login, submit, cancel, retry, ack "
+                        "or ping",
                         field="type",
                     )
                 )
@@ -618,6 +642,34 @@ class Connection:
                     }
                 ),
             )
+        finally:
+            self._pipeline.release()
+
+    async def _act(self, frame: dict[str, Any], slot: _Slot) -> None:
+        """``cancel`` or ``retry`` of one of the app's own messages."""
+        assert self.app is not None
+        kind = frame["type"]
+        try:
+            try:
+                message_id = parse_message_id(frame)
+            except FrameError as e:
+                self.outbox.fill(slot, encode(error_frame(e.code, e.reason, field=e.field)))
+                return
+            act = self.gateway.cancel_message if kind == "cancel" else self.gateway.retry_message
+            try:
+                done = await act(message_id, app_id=self.app.id)
+            except Exception as e:
+                if not isinstance(e, StoreUnavailable):
+                    self.log.exception(f"socket {kind} failed", id=message_id)
+                self.outbox.fill(slot, encode(refusal_frame(e, None)))
+                return
+            if done is None:
+                why = f"no message {message_id} for this app"
+                self.outbox.fill(slot, encode(error_frame("not_found", why, field="id")))
+                return
+            count = "cancelled" if kind == "cancel" else "retried"
+            answer = {"type": f"{kind}_ack", "id": message_id, count: done.deliveries, "counts": done.counts}
+            self.outbox.fill(slot, encode(answer))
         finally:
             self._pipeline.release()
 

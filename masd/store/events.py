@@ -119,7 +119,7 @@ def read_events(
     None above an id that may still commit (``settle``: see :mod:`masd.store.settled`).
 
     receipt: event, type, message_id, client_ref, delivery_id, recipient, state, reason, error_code,
-             done_at
+             done_at, resends (times it was sent again after a failed receipt)
     reply:   event, type, reply_id, sender, destination, extension, text, received_at, matched_by,
              delivery_id and message_id/client_ref of what it answers (if known)
     """
@@ -188,6 +188,7 @@ def _payloads(conn: sa.Connection, evs: Sequence[Any]) -> list[dict[str, Any]]:
                     d.c.reason,
                     d.c.error_code,
                     d.c.done_at,
+                    d.c.resends,
                     m.c.client_ref,
                 )
                 .select_from(d.join(m, m.c.id == d.c.message_id))
@@ -212,6 +213,7 @@ def _payloads(conn: sa.Connection, evs: Sequence[Any]) -> list[dict[str, Any]]:
                     "reason": dl.reason,
                     "error_code": dl.error_code,
                     "done_at": dl.done_at,
+                    "resends": dl.resends,
                 }
             )
         elif x.kind == REPLY:

@@ -290,6 +290,57 @@ async def test_another_apps_message_is_not_found(env: Env) -> None:
     assert err["field"] == "id"
 
 
+# ----- an app's cancel and retry -----------------------------------------------------------------------
+
+
+async def test_an_app_cancels_what_of_its_message_is_still_queued(env: Env) -> None:
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    r = await env.send({"to": ["13800138000", "13900139000"], "text": "later", "send_at": later})
+    mid = r.json()["id"]
+    r = await env.client.post(f"/v1/messages/{mid}/cancel", headers=env.auth())
+    assert r.status_code == 200, r.text
+    assert r.json() == {"id": mid, "cancelled": 2, "counts": {"cancelled": 2}}
+    msg = MessageOut.model_validate((await env.get(mid)).json())
+    assert {d.state for d in msg.deliveries} == {"cancelled"}
+    assert {d.reason for d in msg.deliveries} == {"cancelled by the app"}
+    again = await env.client.post(f"/v1/messages/{mid}/cancel", headers=env.auth())
+    assert again.json()["cancelled"] == 0
+
+
+async def test_cancel_and_retry_of_another_apps_message_are_404(env: Env) -> None:
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    mid = (await env.send({"to": "13800138000", "text": "mine", "send_at": later})).json()["id"]
+    for action in ("cancel", "retry"):
+        err = _error(
+            await env.client.post(f"/v1/messages/{mid}/{action}", headers=env.auth(env.other_key)), 404
+        )
+        assert err["code"] == "not_found"
+        _error(await env.client.post(f"/v1/messages/{mid + 1000}/{action}", headers=env.auth()), 404)
+        _error(await env.client.post(f"/v1/messages/{mid}/{action}"), 401)
+    assert (await env.get(mid)).json()["state"] == "queued"
+
+
+async def test_an_app_retries_its_undelivered_message_and_the_history_shows_the_first_attempt(
+    tmp_path: Path,
+) -> None:
+    options = "{receipt_delay = 0.01, outcomes = {undelivered = 1.0}}"
+    async with running(tmp_path, MASD_CHANNELS__SIM__OPTIONS=options) as env:
+        mid = (await env.send({"to": "13800138000", "text": "fails", "validity_seconds": 600})).json()["id"]
+        first = await env.wait_final(mid)
+        assert first["state"] == "undelivered"
+        r = await env.client.post(f"/v1/messages/{mid}/retry", headers=env.auth())
+        assert r.status_code == 200, r.text
+        assert (r.json()["id"], r.json()["retried"]) == (mid, 1)
+        msg = await env.wait_final(mid)
+        MessageOut.model_validate(msg)
+        (dl,) = msg["deliveries"]
+        assert dl["state"] == "undelivered"
+        (h,) = dl["history"]
+        assert (h["event"], h["channel"], h["state"]) == ("retry", "sim", "undelivered")
+        assert h["at"].endswith("Z")
+        assert [s["state"] for s in dl["segments"]] == ["superseded", "undelivered"]
+
+
 async def test_queue_full_is_503_with_retry_after(tmp_path: Path) -> None:
     async with running(tmp_path, MASD_QUEUE__MAX_PENDING="1") as env:
         r = await env.send({"to": ["13800138000", "13900139000"], "text": "two"})

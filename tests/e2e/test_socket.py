@@ -258,6 +258,53 @@ async def test_submit_options_are_applied(env: Env) -> None:
     assert msg["deliveries"][0]["state"] == "queued"
 
 
+async def test_an_app_cancels_its_queued_message_and_is_pushed_the_cancelled_receipt(env: Env) -> None:
+    peer = await env.connect("t")
+    ack = await peer.request(submit("later", send_at="2031-05-20T08:30:00+08:00"))
+    done = await peer.request({"type": "cancel", "id": ack["id"]})
+    assert done == {"type": "cancel_ack", "id": ack["id"], "cancelled": 1, "counts": {"cancelled": 1}}
+    receipt = await peer.push()
+    assert (receipt["id"], receipt["state"], receipt["reason"]) == (
+        ack["id"],
+        "cancelled",
+        "cancelled by the app",
+    )
+    assert receipt["resends"] == 0
+    again = await peer.request({"type": "cancel", "id": ack["id"]})
+    assert (again["cancelled"], again["counts"]) == (0, {"cancelled": 1})
+
+
+async def test_an_app_retries_its_undelivered_message(tmp_path: Path) -> None:
+    options = "{receipt_delay = 0.01, outcomes = {undelivered = 1.0}}"
+    async with running(tmp_path, MASD_CHANNELS__SIM__OPTIONS=options) as env:
+        peer = await env.connect("t")
+        ack = await peer.request(submit("fails"))
+        assert (await peer.push())["state"] == "undelivered"
+        done = await peer.request({"type": "retry", "id": ack["id"]})
+        assert (done["type"], done["id"], done["retried"]) == ("retry_ack", ack["id"], 1)
+        assert sum(done["counts"].values()) == 1 and "undelivered" not in done["counts"]
+        assert (await peer.push())["state"] == "undelivered"  # sent again, and failed again
+        msg = await env.daemon.gateway.get_message(ack["id"])
+        assert msg is not None
+        (history,) = msg["deliveries"][0]["history"]
+        assert (history["event"], history["state"]) == ("retry", "undelivered")
+
+
+async def test_cancel_and_retry_of_another_apps_message_are_not_found(env: Env) -> None:
+    mine = await env.connect("t")
+    ack = await mine.request(submit("mine", send_at="2031-05-20T08:30:00+08:00"))
+    theirs = await env.connect("other")
+    for kind in ("cancel", "retry"):
+        err = await theirs.request({"type": kind, "id": ack["id"]})
+        assert (err["type"], err["code"], err["field"]) == ("error", "not_found", "id")
+        missing = await theirs.request({"type": kind, "id": ack["id"] + 1000})
+        assert missing["code"] == "not_found"
+    bad = await theirs.request({"type": "cancel", "id": "one"})
+    assert (bad["code"], bad["field"]) == ("invalid", "id")
+    msg = await env.daemon.gateway.get_message(ack["id"])
+    assert msg is not None and msg["deliveries"][0]["state"] == "queued"
+
+
 async def test_an_invalid_recipient_is_refused_naming_the_to_field(env: Env) -> None:
     peer = await env.connect("t")
     err = await peer.request(submit("bad-number", to=["12345"]))

@@ -20,6 +20,7 @@ from masd.interfaces.socket import (
     encode,
     error_frame,
     parse_frame,
+    parse_message_id,
     parse_submit,
     push_frame,
     refusal_frame,
@@ -209,6 +210,38 @@ def test_parse_submit_names_the_bad_field(fields: dict[str, Any], field: str) ->
     assert info.value.reason
 
 
+# ----- cancel and retry ------------------------------------------------------------------------------------
+
+
+def test_cancel_and_retry_frames_name_a_message_by_its_id() -> None:
+    assert parse_message_id({"type": "cancel", "id": 42}) == 42
+    assert parse_message_id({"type": "retry", "id": 2**63 - 1}) == 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "cancel"},
+        {"type": "cancel", "id": None},
+        {"type": "cancel", "id": "42"},
+        {"type": "cancel", "id": True},
+        {"type": "cancel", "id": 0},
+        {"type": "cancel", "id": 2**63},
+        {"type": "retry", "id": 4.0},
+    ],
+)
+def test_a_cancel_or_retry_without_a_usable_id_names_the_id_field(frame: dict[str, Any]) -> None:
+    with pytest.raises(FrameError) as info:
+        parse_message_id(frame)
+    assert info.value.field == "id" and info.value.reason
+
+
+def test_a_cancel_with_an_unknown_field_is_refused_naming_it() -> None:
+    with pytest.raises(FrameError) as info:
+        parse_message_id({"type": "cancel", "id": 1, "ids": [1]})
+    assert info.value.field == "ids"
+
+
 # ----- pushes --------------------------------------------------------------------------------------------
 
 
@@ -225,6 +258,7 @@ def test_a_receipt_event_becomes_a_receipt_frame() -> None:
             "reason": "absent subscriber",
             "error_code": "0x0b",
             "done_at": 1700000000.25,
+            "resends": 2,
         }
     )
     assert frame == {
@@ -238,6 +272,7 @@ def test_a_receipt_event_becomes_a_receipt_frame() -> None:
         "reason": "absent subscriber",
         "error_code": "0x0b",
         "done_at": "2023-11-14T22:13:20.250Z",
+        "resends": 2,
     }
 
 
