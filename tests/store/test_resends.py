@@ -10,13 +10,15 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
 
 from masd.core.states import DeliveryState
 from masd.store import messages as msg_store
 from masd.store import queue as q
 from masd.store import receipts as rc
 from masd.store import resends as rs
-from masd.store.db import Database
+from masd.store.db import MIGRATIONS, Database
 from masd.store.tables import app_events, deliveries, segments
 from tests.store.test_store import NOW, new_message
 
@@ -324,3 +326,21 @@ def test_deliveries_accepted_during_a_failover_come_home_too(db: Database) -> No
     )
     db.write_sync(lambda c: msg_store.insert_messages(c, [msg], now=NOW))
     assert fail_back(db) == 1 and row(db, 1)["channel"] == "sim"
+
+
+def migrate(database: Database, how: str, revision: str) -> None:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with database.write_engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        getattr(command, how)(cfg, revision)
+
+
+def test_the_resends_migration_can_be_undone_and_done_again(db: Database) -> None:
+    send(db, "13800000001")
+    migrate(db, "downgrade", "0010")
+    columns = db.read_sync(lambda c: {x["name"] for x in sa.inspect(c).get_columns("deliveries")})
+    assert not {"resends", "max_resends", "home_channel"} & columns
+    assert "delivery_history" not in db.read_sync(lambda c: sa.inspect(c).get_table_names())
+    migrate(db, "upgrade", "head")
+    assert row(db, 1)["resends"] == 0 and row(db, 1)["home_channel"] is None
