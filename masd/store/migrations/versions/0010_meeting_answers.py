@@ -58,5 +58,6 @@ def downgrade() -> None:
         b.drop_column("ask_backs")
         b.drop_column("pending_at")
         b.drop_column("pending_reply")
-    op.drop_index("ix_meeting_answers_meeting_id", table_name="meeting_answers")
+    # Dropping the table drops its indexes too; on MariaDB the index cannot go first, since the
+    # foreign key on meeting_id needs it.
     op.drop_table("meeting_answers")
