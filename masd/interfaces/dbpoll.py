@@ -613,9 +613,12 @@ def _unseen(
     if not rows:
         return rows
     wanted = list({r[by] for r in rows})
+    # Read as they come from the driver: the polling engine hands SQLite's text over as bytes, which the
+    # columns' own types (a DATETIME) would fail to parse; _key_part makes both sides comparable.
+    columns = [sa.type_coerce(table.c[k], sa.String()) for k in key]
     held = {
         tuple(_key_part(x) for x in r)
-        for r in conn.execute(sa.select(*[table.c[k] for k in key]).where(table.c[by].in_(wanted)))
+        for r in conn.execute(sa.select(*columns).where(table.c[by].in_(wanted)))
     }
     return [r for r in rows if tuple(_key_part(r[k]) for k in key) not in held]
 
