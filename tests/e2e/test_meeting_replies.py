@@ -261,7 +261,9 @@ async def test_someone_who_keeps_writing_unclear_replies_is_asked_back_at_most_t
     [
         ("", ""),
         ("会" * 1000, "会" * 1000),
-        ("参加\x00\x07\x1b", "参加"),
+        # NUL, which PostgreSQL cannot store, is U+FFFD from the core's reply store on; the other
+        # control characters are dropped by the module.
+        ("参加\x00\x07\x1b", "参加\ufffd"),
         # Invalid UTF-16 from a handset: the channel's decoder gives U+FFFD for what it could not read
         # (a lone surrogate never reaches the store).
         ("参加\ufffd", "参加\ufffd"),
