@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from masd.cli import app as cli_app
 from masd.config import load_config
 from masd.daemon import Daemon
+from masd.interfaces.webhooks import CONSUMER
 from masd.jobs import LEASE_SECONDS, RENEW_SECONDS
 from masd.store import apps as app_store
 from masd.store import jobs as job_store
@@ -129,6 +130,12 @@ async def _holders(node: Node) -> dict[str, tuple[str | None, int]]:
     return {r["job"]: (r["holder"], int(r["epoch"])) for r in rows}
 
 
+async def _webhook_cursor(node: Node) -> int:
+    app = await node.daemon.gateway.app_named("crm")
+    assert app is not None
+    return await node.daemon.gateway.get_cursor(app.id, CONSUMER)
+
+
 async def _send(node: Node, key: str, ref: str) -> None:
     r = await node.client.post(
         "/v1/messages",
@@ -149,6 +156,18 @@ async def test_each_job_runs_on_one_node_and_moves_to_the_survivor_when_its_node
         await _send(second, key, "before")  # HTTP works on both; the webhook goes out from n1
         (hit,) = await receiver.wait_for("/crm", 1)
         assert hit.event["client_ref"] == "before"
+        # Killed after the cursor moved: otherwise n2 would rightly send it again (at least once).
+        with trio.fail_after(5):
+            while await _webhook_cursor(second) < int(hit.event["event"]):
+                await trio.sleep(0.02)
+        # Kill n1 only once it has recorded the delivery: a kill between the POST and its cursor write
+        # is the crash window, in which the event is sent again (at least once).
+        crm = await second.daemon.gateway.app_named("crm")
+        assert crm is not None
+        sent = int(hit.headers["x-masd-event-id"])
+        with trio.fail_after(10):
+            while await second.daemon.gateway.get_cursor(crm.id, "webhook") < sent:
+                await trio.sleep(0.05)
 
         first.kill()
         died = trio.current_time()
