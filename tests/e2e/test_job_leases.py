@@ -160,14 +160,6 @@ async def test_each_job_runs_on_one_node_and_moves_to_the_survivor_when_its_node
         with trio.fail_after(5):
             while await _webhook_cursor(second) < int(hit.event["event"]):
                 await trio.sleep(0.02)
-        # Kill n1 only once it has recorded the delivery: a kill between the POST and its cursor write
-        # is the crash window, in which the event is sent again (at least once).
-        crm = await second.daemon.gateway.app_named("crm")
-        assert crm is not None
-        sent = int(hit.headers["x-masd-event-id"])
-        with trio.fail_after(10):
-            while await second.daemon.gateway.get_cursor(crm.id, "webhook") < sent:
-                await trio.sleep(0.05)
 
         first.kill()
         died = trio.current_time()
