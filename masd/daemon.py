@@ -40,6 +40,7 @@ from masd.jobs import Fence, JobRunner
 from masd.metrics import Metrics
 from masd.store import events as event_store
 from masd.store import queue as queue_store
+from masd.store import receipts as receipt_store
 from masd.store.db import Database, database_from_config
 from masd_adapters.base import ChannelDriver
 
@@ -52,6 +53,7 @@ __all__ = ["Daemon", "load_driver"]
 
 log = structlog.get_logger("masd.daemon")
 DRAIN_SECONDS = 5.0
+LATE_RECEIPTS_LOOKBACK = 10_000  # receipts a new housekeeping holder looks at again (a node died)
 
 
 def load_driver(name: str) -> type[ChannelDriver]:
@@ -232,10 +234,21 @@ class Daemon:
         # every state change); validity and receipt timeouts are hours, so once a minute is plenty.
         sweep_every = max(interval, min(60.0, q.validity_seconds / 10, q.receipt_timeout_seconds / 10))
         next_sweep = 0.0
+        # Receipts held while another node recorded their submits (masd.store.receipts): each receipt is
+        # looked at in two passes, the second at least one interval after it came in.
+        late = self.db.dialect != "sqlite"
+        late_from = late_top = 0
+        if late:
+            late_top = await self.db.read(receipt_store.latest_receipt_id)
+            late_from = max(0, late_top - LATE_RECEIPTS_LOOKBACK)
         while True:
             await trio.sleep(interval)
             now = time.time()
             try:
+                if late:
+                    top = await self.db.read(receipt_store.latest_receipt_id)
+                    await self._apply_late_receipts(late_from, top, now)
+                    late_from, late_top = late_top, top
                 n = await self.db.write(lambda c: queue_store.return_expired_leases(c, now=now))
                 if n:
                     self.metrics.recovered_claims.inc(n)
@@ -264,6 +277,22 @@ class Daemon:
                         )
             except Exception as e:
                 log.warning("housekeeping failed; will try again", error=str(e))
+
+    async def _apply_late_receipts(self, after: int, up_to: int, now: float) -> None:
+        found = await self.db.read(lambda c: receipt_store.held_now_known(c, after_id=after, up_to=up_to))
+        applied = 0
+        for channel, carrier_ids in found.items():
+            policy = self.gateway.resend_policies.get(channel)
+
+            def apply(
+                c: Any, channel: str = channel, ids: list[str] = carrier_ids, policy: Any = policy
+            ) -> int:
+                return receipt_store.apply_held(c, channel=channel, carrier_ids=ids, now=now, resend=policy)
+
+            applied += await self.db.write(apply)
+        if applied:
+            log.info("receipts applied that came in while another node recorded their submits", count=applied)
+            self.gateway.signal_events()
 
     async def _watch_signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -6,6 +6,11 @@ delivered, otherwise the first segment that failed decides (undelivered, expired
 the channel's resend policy sends the delivery again (:mod:`masd.store.resends`). If no
 segment is known yet — the receipt overtook its own submit response — the receipt is stored "held"
 (``segment_id`` NULL) and applied when the submit response is recorded.
+
+With several nodes on one database a receipt can arrive at one node while another records the submit:
+each transaction is blind to the other's uncommitted row, and the receipt stays held though its
+segment is known by the time both commit. :func:`held_now_known` finds those, and housekeeping applies
+them with :func:`apply_held` (SQLite, one writer at a time, has no such race).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ __all__ = [
     "ReceiptItem",
     "ReceiptOutcome",
     "apply_held",
+    "held_now_known",
+    "latest_receipt_id",
     "store_receipt_items",
     "store_receipts",
 ]
@@ -251,6 +258,28 @@ def apply_held(
         )
         _apply_many(conn, hits)
     return len(links)
+
+
+def latest_receipt_id(conn: sa.Connection) -> int:
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(r.c.id), 0))).scalar_one())
+
+
+def held_now_known(conn: sa.Connection, *, after_id: int, up_to: int) -> dict[str, list[str]]:
+    """The held receipts with ids in (``after_id``, ``up_to``] whose carrier id now names a segment on
+    their channel: channel → carrier ids, for :func:`apply_held`. Receipts are walked by id, so a sweep
+    reads only those that came in since it last looked."""
+    segment_known = (
+        sa.select(s.c.id).where(s.c.channel == r.c.channel, s.c.carrier_id == r.c.carrier_id).exists()
+    )
+    rows = conn.execute(
+        sa.select(r.c.channel, r.c.carrier_id)
+        .where(r.c.id > after_id, r.c.id <= up_to, r.c.segment_id.is_(None), segment_known)
+        .order_by(r.c.id)
+    ).all()
+    out: dict[str, list[str]] = {}
+    for channel, carrier_id in rows:
+        out.setdefault(str(channel), []).append(str(carrier_id))
+    return out
 
 
 def _apply_many(conn: sa.Connection, hits: Sequence[_Hit | None]) -> list[tuple[str | None, str | None]]:
