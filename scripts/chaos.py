@@ -8,6 +8,10 @@ acknowledged, as an SMSC re-sends an unacknowledged deliver_sm.
 
     python scripts/chaos.py --deliveries 20000        # the full run (scripts/chaos)
     python scripts/chaos.py --deliveries 1500 --json  # the small one the test suite runs
+
+With ``--nodes 2`` it is the two-node test of scripts/chaos_nodes.py instead: two ``masd run`` nodes on
+one PostgreSQL database, the one holding the jobs killed mid-flight, the other finishing the work
+(``scripts/chaos --nodes 2`` starts PostgreSQL if it is down).
 """
 
 from __future__ import annotations
@@ -205,7 +209,27 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument(
+        "--nodes",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: two nodes on PostgreSQL, one killed once --kill-at of the HTTP load is accepted "
+        "(defaults there: --deliveries 5000 --rate 300 --window 50)",
+    )
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import chaos_nodes
+
+    chaos_nodes.add_arguments(ap)
     args = ap.parse_args()
+    if args.nodes == 2:
+        if "--deliveries" not in sys.argv:
+            args.deliveries = 5000
+        if "--rate" not in sys.argv:
+            args.rate = 300
+        if "--window" not in sys.argv:
+            args.window = 50
+        sys.exit(chaos_nodes.main_nodes(args))
     with tempfile.TemporaryDirectory(prefix="masd-chaos-") as tmp:
         r = run(
             args.deliveries,
