@@ -36,7 +36,7 @@ from masd.store import apps as app_store
 
 pytestmark = pytest.mark.e2e
 
-SIM_CLI = "from masd.sim_cli import sim_app; sim_app()"
+SIM_CLI = "from masd.cli.sim import sim_app; sim_app()"
 SMSC_ARGS = ("--account", "masd:secret", "--receipt-delay", "0.02", "--control-port", "-1", "--json")
 FINAL = {"delivered", "undelivered", "expired", "rejected", "failed", "cancelled"}
 

@@ -27,7 +27,7 @@ from masd_adapters.smpp.smsc import Smsc, SmscConfig
 pytestmark = pytest.mark.e2e
 
 TIMEOUT = 5.0
-SIM_CLI = "from masd.sim_cli import sim_app; sim_app()"
+SIM_CLI = "from masd.cli.sim import sim_app; sim_app()"
 RECEIPT_RE = re.compile(
     r"^id:(?P<id>\S+) sub:001 dlvrd:(?P<dlvrd>\d{3}) submit date:\d{10} done date:\d{10} "
     r"stat:(?P<stat>[A-Z]+) err:(?P<err>\d{3}) text:(?P<text>.*)$"

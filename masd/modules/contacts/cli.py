@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from masd._cli import (
+from masd.cli.common import (
     ConfigOption,
     JsonOption,
     _fail,

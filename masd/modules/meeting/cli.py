@@ -27,7 +27,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from masd._cli import (
+from masd.cli.common import (
     ConfigOption,
     JsonOption,
     _fail,

@@ -24,7 +24,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from masd._cli import (
+from masd.cli.common import (
     STORED_STATES,
     ConfigOption,
     JsonOption,

@@ -16,7 +16,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from masd._cli import ConfigOption, JsonOption, _load, _note, _print_json, out
+from masd.cli.common import ConfigOption, JsonOption, _load, _note, _print_json, out
 
 __all__ = ["channels_app"]
 

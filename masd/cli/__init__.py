@@ -15,7 +15,7 @@ Exit codes: 0 success, 1 the request failed (bad recipient, unknown id, store er
 configuration error.
 
 This module is the root: ``run``, ``bench`` and the table of every other command. Those live in their own
-modules (``masd.cli_*``, ``masd.modules.*.cli``) and are imported only when they are invoked, so that
+modules (``masd.cli.*``, ``masd.modules.*.cli``) and are imported only when they are invoked, so that
 ``masd run`` does not import, build or (without cached bytecode) compile the rest of the command line;
 ``masd --help`` lists them from the table.
 """
@@ -36,7 +36,7 @@ import typer.main
 from typer.core import TyperGroup
 
 from masd import __version__
-from masd._cli import ConfigOption, _fail, _load, _note
+from masd.cli.common import ConfigOption, _fail, _load, _note
 
 if TYPE_CHECKING:
     from typer import _click as click
@@ -62,32 +62,32 @@ class _Lazy:
 SUBCOMMANDS: dict[str, _Lazy | None] = {
     "run": None,
     "send": _Lazy(
-        "masd.cli_messages",
+        "masd.cli.messages",
         "messages_app",
         "Send an SMS (发送短信) to one or many recipients; it is queued for the daemon to deliver.",
         command=True,
     ),
     "status": _Lazy(
-        "masd.cli_messages",
+        "masd.cli.messages",
         "messages_app",
         "Show a message and each delivery (消息状态): state, attempts, segments, carrier ids and history.",
         command=True,
     ),
     "bench": None,
-    "db": _Lazy("masd.cli_db", "db_app", "Database schema (数据库): apply migrations, show the revision."),
+    "db": _Lazy("masd.cli.db", "db_app", "Database schema (数据库): apply migrations, show the revision."),
     "queue": _Lazy(
-        "masd.cli_queue",
+        "masd.cli.queue",
         "queue_app",
         "The delivery queue (发送队列): list, count, retry and cancel deliveries.",
     ),
-    "apps": _Lazy("masd.cli_apps", "apps_app", "Applications and their API keys (应用与密钥)."),
+    "apps": _Lazy("masd.cli.apps", "apps_app", "Applications and their API keys (应用与密钥)."),
     "sim": _Lazy(
-        "masd.sim_cli",
+        "masd.cli.sim",
         "sim_app",
         "Simulators (模拟器): a simulated SMPP SMSC, and mobile-originated messages sent through it.",
     ),
     "replies": _Lazy(
-        "masd.cli_replies",
+        "masd.cli.replies",
         "replies_app",
         "Replies from handsets (上行短信): list them, see unmatched ones, hand one to an app.",
     ),
@@ -107,19 +107,19 @@ SUBCOMMANDS: dict[str, _Lazy | None] = {
         "Schedule reminders and memos (日程提醒与备忘录): sent to a person by SMS at their time.",
     ),
     "channels": _Lazy(
-        "masd.cli_channels",
+        "masd.cli.channels",
         "channels_app",
         "List the channels (通道列表): driver, kind, configured and current rate, window, link.",
         command=True,
     ),
     "webhooks": _Lazy(
-        "masd.cli_webhooks",
+        "masd.cli.webhooks",
         "webhooks_app",
         "Webhooks (回调通知): each app's progress, parked events, and sending them again. "
         "Without a command: the status of every app's webhook.",
     ),
     "dbpoll": _Lazy(
-        "masd.cli_dbpoll",
+        "masd.cli.dbpoll",
         "dbpoll_app",
         "MAS database interface for OA systems (数据库接口): create and inspect the api_* tables.",
     ),
@@ -279,7 +279,7 @@ def run(config: ConfigOption = None) -> None:
 )
 def bench(ctx: typer.Context) -> None:
     """Benchmark end to end against the simulated SMSC and Kannel (性能测试); see scripts/bench --help."""
-    script = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
     if not script.is_file():
         _fail(
             "masd bench runs scripts/bench.py from a source checkout of masd; "
@@ -296,7 +296,3 @@ def bench(ctx: typer.Context) -> None:
 def main() -> None:
     # prog_name: under "python -m masd.cli" click would otherwise call itself "cli.py" in usage lines.
     app(prog_name="masd")
-
-
-if __name__ == "__main__":
-    main()

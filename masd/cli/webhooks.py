@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from masd._cli import (
+from masd.cli.common import (
     ConfigOption,
     JsonOption,
     _fail,

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import typer
 from rich.table import Table
 
-from masd._cli import ConfigOption, JsonOption, _fail, _load, _note, _print_json, _store, out
+from masd.cli.common import ConfigOption, JsonOption, _fail, _load, _note, _print_json, _store, out
 from masd.config import Config, ConfigError
 from masd.interfaces import mas_tables as mas
 from masd.interfaces.dbpoll import describe, oa_engine

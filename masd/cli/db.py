@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from masd._cli import ConfigOption, JsonOption, _load, _print_json, _store, out
+from masd.cli.common import ConfigOption, JsonOption, _load, _print_json, _store, out
 
 __all__ = ["db_app"]
 

@@ -1,6 +1,6 @@
 """Plumbing shared by the ``masd`` command line's modules: consoles, common options, loading the
 configuration, opening the store, printing JSON, times and delivery states. The root command lives in
-:mod:`masd.cli`; the commands live in its sibling ``cli_*`` modules and the modules' own ``cli`` modules.
+:mod:`masd.cli`; the commands live in its other modules and the modules' own ``cli`` modules.
 
 SQLAlchemy, Alembic, trio and the configuration's models are imported inside the functions that use
 them: whatever this module imports at its top, every command pays for, and ``masd --help``, ``masd sim``
