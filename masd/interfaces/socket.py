@@ -35,7 +35,7 @@ import json
 import math
 import socket as stdlib_socket
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -54,6 +54,7 @@ from masd.core.gateway import (
     Rejected,
     SubmitRequest,
 )
+from masd.core.times import utc_iso
 from masd.interfaces.json_input import UnusableJson, load_json
 from masd.metrics import Metrics
 from masd.store.db import StoreUnavailable
@@ -244,12 +245,6 @@ def parse_message_id(frame: Mapping[str, Any]) -> int:
     return v
 
 
-def _iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def push_frame(event: Mapping[str, Any]) -> dict[str, Any]:
     """An app event (see :func:`masd.store.events.read_events`) → the frame pushed to the app.
 
@@ -265,7 +260,7 @@ def push_frame(event: Mapping[str, Any]) -> dict[str, Any]:
             "state": event["state"],
             "reason": event["reason"],
             "error_code": event["error_code"],
-            "done_at": _iso(event["done_at"]),
+            "done_at": utc_iso(event["done_at"]),
             "resends": event.get("resends", 0),
         }
     return {
@@ -276,7 +271,7 @@ def push_frame(event: Mapping[str, Any]) -> dict[str, Any]:
         "destination": event["destination"],
         "extension": event["extension"],
         "text": event["text"],
-        "received_at": _iso(event["received_at"]),
+        "received_at": utc_iso(event["received_at"]),
         "matched_by": event["matched_by"],
         "channel": event["channel"],
         "id": event["message_id"],

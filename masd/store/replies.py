@@ -15,7 +15,7 @@ from masd.store.tables import deliveries as d
 from masd.store.tables import messages as m
 from masd.store.tables import replies as rp
 
-__all__ = ["disown", "insert_reply", "latest_delivery", "list_replies", "reroute"]
+__all__ = ["answered", "disown", "insert_reply", "latest_delivery", "list_replies", "reroute"]
 
 _COLUMNS = (
     rp.c.id,
@@ -114,6 +114,16 @@ def list_replies(
     if below is not None:
         return [dict(x) for x in conn.execute(q.where(rp.c.id < below)).mappings()]
     return [{k: v for k, v in x._mapping.items() if k != "old"} for x in found]
+
+
+def answered(conn: sa.Connection, delivery_ids: list[int]) -> dict[int, tuple[int, str | None]]:
+    """Delivery id → (message id, client_ref) of the messages that replies to these deliveries answer."""
+    rows = conn.execute(
+        sa.select(d.c.id, m.c.id, m.c.client_ref)
+        .select_from(d.join(m, m.c.id == d.c.message_id))
+        .where(d.c.id.in_(delivery_ids))
+    )
+    return {int(did): (int(mid), ref) for did, mid, ref in rows}
 
 
 def disown(conn: sa.Connection, reply_id: int, *, app_id: int) -> bool:
