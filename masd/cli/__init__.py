@@ -36,7 +36,7 @@ import typer.main
 from typer.core import TyperGroup
 
 from masd import __version__
-from masd.cli.common import ConfigOption, _fail, _load, _note
+from masd.cli.common import ConfigOption, fail, note, read_config
 
 if TYPE_CHECKING:
     from typer import _click as click
@@ -218,9 +218,7 @@ async def _serve(daemon: Daemon) -> bool:
                 async for signum in signals:
                     if not stopping:
                         stopping = True
-                        _note(
-                            f"{signal.Signals(signum).name}: stopping; send it again to stop at once", "dim"
-                        )
+                        note(f"{signal.Signals(signum).name}: stopping; send it again to stop at once", "dim")
                         daemon.stop()
                     else:
                         forced = True
@@ -242,7 +240,7 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 @app.command()
 def run(config: ConfigOption = None) -> None:
     """Run the daemon (运行守护进程) until SIGTERM or Ctrl-C; then drain and exit 0."""
-    cfg = _load(config, daemon=True)
+    cfg = read_config(config, daemon=True)
     # Imported here: the daemon pulls in every driver and the dispatcher, which the one-shot commands
     # never need.
     import sqlalchemy as sa
@@ -254,7 +252,7 @@ def run(config: ConfigOption = None) -> None:
     try:
         daemon = Daemon(cfg)
     except ConfigError as e:
-        _fail(str(e), 2)
+        fail(str(e), 2)
     try:
         forced = trio.run(_serve, daemon)
     except BaseException as e:
@@ -263,13 +261,13 @@ def run(config: ConfigOption = None) -> None:
         leaves = _leaves(e)
         for leaf in leaves:
             if isinstance(leaf, ConfigError):
-                _fail(str(leaf), 2)
+                fail(str(leaf), 2)
         for leaf in leaves:
             if isinstance(leaf, StoreUnavailable | sa.exc.OperationalError):
-                _fail(f"masd stopped: database {daemon.db.describe()}: {leaf}")
+                fail(f"masd stopped: database {daemon.db.describe()}: {leaf}")
         raise
     if forced:
-        _fail("masd stopped before the drain finished; claims left behind return to the queue on expiry")
+        fail("masd stopped before the drain finished; claims left behind return to the queue on expiry")
 
 
 @app.command(
@@ -281,7 +279,7 @@ def bench(ctx: typer.Context) -> None:
     """Benchmark end to end against the simulated SMSC and Kannel (性能测试); see scripts/bench --help."""
     script = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
     if not script.is_file():
-        _fail(
+        fail(
             "masd bench runs scripts/bench.py from a source checkout of masd; "
             "none was found beside this install"
         )

@@ -19,16 +19,16 @@ from rich.text import Text
 from masd.cli.common import (
     ConfigOption,
     JsonOption,
-    _fail,
-    _jsonable,
-    _load,
-    _local,
-    _print_json,
-    _run,
-    _store,
+    fail,
+    jsonable,
+    open_store,
     out,
+    print_json,
+    read_config,
+    run_async,
 )
 from masd.core import apps as app_policy
+from masd.core.times import local_text
 from masd.store import apps as app_store
 
 __all__ = ["apps_app"]
@@ -186,7 +186,7 @@ def _print_settings(name: str, settings: dict[str, Any], as_json: bool, extra: d
     shown = _describe_app(settings)
     if as_json:
         data = {**extra, "name": name, **{k: settings.get(k) for k in app_store.SETTINGS}}
-        _print_json(data)
+        print_json(data)
         return
     for k, v in shown.items():
         out.print(f"  {k:<10} {v}", markup=False, soft_wrap=True)
@@ -220,14 +220,14 @@ def apps_create(
         settings["scopes"] = app_policy.parse_scopes(scope)
     # Without --scope the store writes the default scopes; show what it wrote.
     settings.setdefault("scopes", ",".join(sorted(app_policy.DEFAULT_SCOPES)))
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         try:
-            app_id, key = _run(
+            app_id, key = run_async(
                 lambda: db.write(lambda c: app_store.create_app(c, name, now=time.time(), **settings))
             )
         except (app_store.AppExists, ValueError) as e:
-            _fail(str(e))
+            fail(str(e))
     if as_json:
         _print_settings(name, settings, True, {"id": app_id, "key": key})
         return
@@ -259,7 +259,7 @@ def apps_set(
     settings = _app_settings(channels, rate, quota, extension, webhook, resend)
     _check_scope(scope)
     if not settings and scope is None:
-        _fail(
+        fail(
             "nothing to change: give --channels, --rate, --quota, --scope, --extension, --webhook or "
             "--resend",
             2,
@@ -274,15 +274,15 @@ def apps_set(
             settings["scopes"] = app_policy.parse_scopes(scope, found.get("scopes"))
         return app_store.update_app(c, name, **settings)
 
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         try:
-            ok = _run(lambda: db.write(change))
+            ok = run_async(lambda: db.write(change))
         except ValueError as e:
-            _fail(str(e))
-        row = _run(lambda: db.read(lambda c: app_store.get_app(c, name))) if ok else None
+            fail(str(e))
+        row = run_async(lambda: db.read(lambda c: app_store.get_app(c, name))) if ok else None
     if not ok or row is None:
-        _fail(f"no active app named {name!r}")
+        fail(f"no active app named {name!r}")
     if not as_json:
         out.print(f"app {name!r} now:", markup=False, soft_wrap=True)
     # The secret is shown only when this command made it.
@@ -293,11 +293,11 @@ def apps_set(
 @apps_app.command("list")
 def apps_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List applications (应用列表) with their limits; keys are never shown, only their first characters."""
-    cfg = _load(config)
-    with _store(cfg) as db:
-        rows = _run(lambda: db.read(app_store.list_apps))
+    cfg = read_config(config)
+    with open_store(cfg) as db:
+        rows = run_async(lambda: db.read(app_store.list_apps))
     if as_json:
-        _print_json(_jsonable(rows))
+        print_json(jsonable(rows))
         return
     if not rows:
         out.print("no apps; 'masd apps create NAME' makes one")
@@ -333,8 +333,8 @@ def apps_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             d["extension"],
             Text(d["webhook"]),
             d["resend"],
-            _local(r["created_at"]),
-            Text(f"revoked {_local(revoked)}", style="dim") if revoked else Text("active", style="green"),
+            local_text(r["created_at"]),
+            Text(f"revoked {local_text(revoked)}", style="dim") if revoked else Text("active", style="green"),
         )
     out.print(table)
 
@@ -347,13 +347,13 @@ def apps_revoke(
 ) -> None:
     """Revoke an application's key (吊销); requests with it are refused from now on."""
     name = _check_name(name)
-    cfg = _load(config)
-    with _store(cfg) as db:
-        ok = _run(lambda: db.write(lambda c: app_store.revoke_app(c, name, now=time.time())))
+    cfg = read_config(config)
+    with open_store(cfg) as db:
+        ok = run_async(lambda: db.write(lambda c: app_store.revoke_app(c, name, now=time.time())))
     if not ok:
-        _fail(f"no active app named {name!r}")
+        fail(f"no active app named {name!r}")
     if as_json:
-        _print_json({"name": name, "revoked": True})
+        print_json({"name": name, "revoked": True})
     else:
         out.print(f"revoked app {name!r}; its key no longer works", markup=False, soft_wrap=True)
 
@@ -366,13 +366,13 @@ def apps_rotate(
 ) -> None:
     """Give an application a new key (更换密钥); the old one stops working at once."""
     name = _check_name(name)
-    cfg = _load(config)
-    with _store(cfg) as db:
-        key = _run(lambda: db.write(lambda c: app_store.rotate_key(c, name)))
+    cfg = read_config(config)
+    with open_store(cfg) as db:
+        key = run_async(lambda: db.write(lambda c: app_store.rotate_key(c, name)))
     if key is None:
-        _fail(f"no active app named {name!r}")
+        fail(f"no active app named {name!r}")
     if as_json:
-        _print_json({"name": name, "key": key})
+        print_json({"name": name, "key": key})
         return
     out.print(f"new API key for {name!r} (the old one no longer works):", markup=False, soft_wrap=True)
     out.print(key, markup=False, soft_wrap=True)

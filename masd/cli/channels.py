@@ -16,7 +16,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from masd.cli.common import ConfigOption, JsonOption, _load, _note, _print_json, out
+from masd.cli.common import ConfigOption, JsonOption, note, out, print_json, read_config
 
 __all__ = ["channels_app"]
 
@@ -46,7 +46,7 @@ def _daemon_state(listen: str, timeout: float = 3.0) -> dict[str, Any] | None:
 @channels_app.command("channels")
 def channels(config: ConfigOption = None, json_out: JsonOption = False) -> None:
     """List the channels (通道列表): driver, kind, configured and current rate, window, link."""
-    cfg = _load(config)
+    cfg = read_config(config)
     live = _daemon_state(cfg.http.listen) if cfg.http.enabled else None
     rows: list[dict[str, Any]] = []
     for name, ch in cfg.channels.items():
@@ -65,7 +65,7 @@ def channels(config: ConfigOption = None, json_out: JsonOption = False) -> None:
             }
         )
     if json_out:
-        _print_json({"daemon": live is not None, "channels": rows})
+        print_json({"daemon": live is not None, "channels": rows})
         return
     table = Table("channel", "driver", "kind", "link", "rate now", "configured", "window", "service number")
     for r in rows:
@@ -83,4 +83,4 @@ def channels(config: ConfigOption = None, json_out: JsonOption = False) -> None:
         )
     out.print(table)
     if live is None:
-        _note(f"no daemon answered on {cfg.http.listen}: link and current rate unknown")
+        note(f"no daemon answered on {cfg.http.listen}: link and current rate unknown")

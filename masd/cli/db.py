@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from masd.cli.common import ConfigOption, JsonOption, _load, _print_json, _store, out
+from masd.cli.common import ConfigOption, JsonOption, open_store, out, print_json, read_config
 
 __all__ = ["db_app"]
 
@@ -21,11 +21,11 @@ db_app = typer.Typer(
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Apply pending migrations (升级数据库结构); safe to run again."""
-    cfg = _load(config)
-    with _store(cfg, upgrade=False) as db:
+    cfg = read_config(config)
+    with open_store(cfg, upgrade=False) as db:
         rev = db.upgrade()
         if as_json:
-            _print_json({"database": db.describe(), "revision": rev})
+            print_json({"database": db.describe(), "revision": rev})
         else:
             out.print(f"database {db.describe()} at revision {rev}", markup=False, soft_wrap=True)
 
@@ -33,11 +33,11 @@ def db_upgrade(config: ConfigOption = None, as_json: JsonOption = False) -> None
 @db_app.command("status")
 def db_status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Show the schema revision against the newest this masd knows (数据库状态)."""
-    cfg = _load(config)
-    with _store(cfg, upgrade=False) as db:
+    cfg = read_config(config)
+    with open_store(cfg, upgrade=False) as db:
         current, head = db.current_revision(), db.head_revision()
         if as_json:
-            _print_json(
+            print_json(
                 {"database": db.describe(), "current": current, "head": head, "up_to_date": current == head}
             )
             return

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import typer
 from rich.table import Table
 
-from masd.cli.common import ConfigOption, JsonOption, _fail, _load, _note, _print_json, _store, out
+from masd.cli.common import ConfigOption, JsonOption, fail, note, open_store, out, print_json, read_config
 from masd.config import Config, ConfigError
 from masd.interfaces import mas_tables as mas
 from masd.interfaces.dbpoll import describe, oa_engine
@@ -37,7 +37,7 @@ def _url_of(cfg: Config, code: str, url: str | None) -> str:
         return url
     if code not in cfg.dbpoll:
         known = ", ".join(sorted(cfg.dbpoll)) or "none"
-        _fail(
+        fail(
             f"no [dbpoll.{code}] section in {cfg.source} (configured codes: {known}); add one with "
             f"url and app, or give --url",
             2,
@@ -73,12 +73,12 @@ def init(
 
     Example: masd dbpoll init oa1
     """
-    cfg = _load(config)
+    cfg = read_config(config)
     url = _url_of(cfg, code, url)
     try:
         engine = oa_engine(url, field=f"dbpoll.{code}.url")
     except ConfigError as e:
-        _fail(str(e), 2)
+        fail(str(e), 2)
     md = sa.MetaData()
     tables = mas.mas_tables(code, engine.dialect.name, md)
     result: dict[str, Any] = {"database": describe(url), "created": [], "existing": [], "missing_key": []}
@@ -96,18 +96,18 @@ def init(
                     result["created"].append(t.name)
     except sa.exc.SQLAlchemyError as e:
         detail = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-        _fail(f"OA database {describe(url)}: {detail}")
+        fail(f"OA database {describe(url)}: {detail}")
     finally:
         engine.dispose()
     if as_json:
-        _print_json(result)
+        print_json(result)
     else:
         for name in result["created"]:
             out.print(f"created {name} (已创建)", markup=False)
         for name in result["existing"]:
             out.print(f"{name} exists; left as it is (已存在)", markup=False)
     for name in result["missing_key"]:
-        _note(
+        note(
             f"{name} has no AUTO_SN column, which masd needs to read rows exactly once. Add it with:\n"
             f"  {add_key_sql(name, engine.dialect.name)}"
         )
@@ -145,13 +145,13 @@ def status(
     masd wrote that the OA has not deleted yet. events_pending: receipts and replies of the app that
     the poller has still to write (a running daemon writes them within a second).
     """
-    cfg = _load(config)
+    cfg = read_config(config)
     codes = [code] if code else sorted(cfg.dbpoll)
     for c in codes:
         if c not in cfg.dbpoll:
-            _fail(f"no [dbpoll.{c}] section in {cfg.source}", 2)
+            fail(f"no [dbpoll.{c}] section in {cfg.source}", 2)
     rows: list[dict[str, Any]] = []
-    with _store(cfg) as db:
+    with open_store(cfg) as db:
         for c in codes:
             pc = cfg.dbpoll[c]
 
@@ -176,7 +176,7 @@ def status(
                 oa = {"reachable": False, "error": str(e)}
             rows.append({"code": c, "app": pc.app, "oa": describe(pc.url), **oa, **db.read_sync(masd_side)})
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         out.print("no [dbpoll.CODE] sections are configured (未配置数据库接口)", markup=False)

@@ -28,22 +28,21 @@ from masd.cli.common import (
     STORED_STATES,
     ConfigOption,
     JsonOption,
-    _fail,
-    _iso,
-    _jsonable,
-    _load,
-    _local,
-    _note,
-    _plural,
-    _print_json,
-    _run,
-    _state_text,
-    _store,
     err,
+    fail,
+    jsonable,
+    note,
+    open_store,
     out,
+    plural,
+    print_json,
+    read_config,
+    run_async,
+    state_text,
 )
 from masd.core import recipients as rcpt
 from masd.core.gateway import Accepted, App, Gateway, QueueFull, Refused, Rejected, SubmitRequest
+from masd.core.times import local_iso, local_text
 from masd.store.db import StoreUnavailable
 
 __all__ = ["messages_app"]
@@ -118,7 +117,7 @@ def _parse_at(value: str) -> float:
     ts = when.astimezone().timestamp()
     if ts < time.time() - 60:
         raise typer.BadParameter(
-            f"{_local(ts)} is in the past; leave out --at to send now", param_hint="--at"
+            f"{local_text(ts)} is in the past; leave out --at to send now", param_hint="--at"
         )
     return ts
 
@@ -149,7 +148,7 @@ def _accepted_json(a: Accepted, send_at: float | None) -> dict[str, Any]:
         "segments": a.segments,
         "encoding": a.encoding,
         "created": a.created,
-        "send_at": _iso(send_at),
+        "send_at": local_iso(send_at),
     }
 
 
@@ -218,14 +217,14 @@ def send(
     as_json: JsonOption = False,
 ) -> None:
     """Send an SMS (发送短信) to one or many recipients; it is queued for the daemon to deliver."""
-    cfg = _load(config)
+    cfg = read_config(config)
     if text == "-":
         text = sys.stdin.read().rstrip("\n")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         # Python maps undecodable argv bytes to lone surrogates; say so rather than fail deep in the splitter.
-        _fail("TEXT is not valid UTF-8; check the terminal's encoding (e.g. LANG=zh_CN.UTF-8)")
+        fail("TEXT is not valid UTF-8; check the terminal's encoding (e.g. LANG=zh_CN.UTF-8)")
     send_at = _parse_at(at) if at is not None else None
 
     entries: list[_Entry] = []
@@ -253,10 +252,10 @@ def send(
     if bad:
         more = len(bad) - MAX_LISTED_ERRORS
         lines = bad[:MAX_LISTED_ERRORS] + ([f"… and {more} more"] if more > 0 else [])
-        _fail("\n".join([*lines, "nothing was sent"]))
+        fail("\n".join([*lines, "nothing was sent"]))
     dropped = len(entries) - len(unique)
     if dropped:
-        _note(f"{_plural(dropped, 'duplicate number')} left out")
+        note(f"{plural(dropped, 'duplicate number')} left out")
 
     numbers = list(unique)
     kept = list(unique.values())
@@ -275,13 +274,13 @@ def send(
         for i, chunk in enumerate(chunks)
     ]
 
-    with _store(cfg) as db:
+    with open_store(cfg) as db:
         gateway = Gateway(cfg, db)
         sender: App | None = None
         if app_name is not None:
-            sender = _run(lambda: gateway.app_named(app_name))
+            sender = run_async(lambda: gateway.app_named(app_name))
             if sender is None:
-                _fail(f"no active app named {app_name!r}; 'masd apps list' shows them")
+                fail(f"no active app named {app_name!r}; 'masd apps list' shows them")
         # Validate every message before the first is stored: a command either sends its whole list or
         # nothing (short of the store failing half-way, which is reported below).
         for i, req in enumerate(requests):
@@ -290,9 +289,9 @@ def send(
                     sender.check_kind(req.kind)
                 gateway.prepare(req, interface="cli", app_id=None, app=sender)
             except Refused as e:
-                _fail(f"{e.reason}\nnothing was sent")
+                fail(f"{e.reason}\nnothing was sent")
             except Rejected as e:
-                _fail(_rejected_message(e, kept[i * CHUNK : (i + 1) * CHUNK]) + "\nnothing was sent")
+                fail(_rejected_message(e, kept[i * CHUNK : (i + 1) * CHUNK]) + "\nnothing was sent")
 
         # Imported here: only a long send shows a bar, and `masd status` has no use for it.
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -326,7 +325,7 @@ def send(
                     progress.advance(task, len(req.recipients))
             return done, None
 
-        accepted, error = _run(accept_all)
+        accepted, error = run_async(accept_all)
     if error is not None:
         if isinstance(error, Rejected):
             reason = _rejected_message(error, ())
@@ -334,25 +333,25 @@ def send(
             reason = error.reason if isinstance(error, Refused) else str(error)
         if accepted:
             ids = ", ".join(str(a.message_id) for a in accepted)
-            _fail(
+            fail(
                 f"{reason}\nstored before the failure: messages {ids} "
                 f"({sum(len(a.recipients) for a in accepted)} of {len(numbers)} recipients); "
                 "'masd queue cancel --message ID' withdraws them"
             )
-        _fail(f"{reason}\nnothing was sent")
+        fail(f"{reason}\nnothing was sent")
 
     if as_json:
-        _print_json([_accepted_json(a, send_at) for a in accepted])
+        print_json([_accepted_json(a, send_at) for a in accepted])
         return
     for a in accepted:
         line = (
-            f"message {a.message_id}: {_plural(len(a.recipients), 'recipient')}, "
-            f"{_plural(a.segments, 'segment')} each, {a.encoding}"
+            f"message {a.message_id}: {plural(len(a.recipients), 'recipient')}, "
+            f"{plural(a.segments, 'segment')} each, {a.encoding}"
         )
         if not a.created:
             line += " (already stored with this --client-ref; not sent again)"
         out.print(line, markup=False, soft_wrap=True)
-    when = f"scheduled for {_local(send_at)}" if send_at is not None else "queued"
+    when = f"scheduled for {local_text(send_at)}" if send_at is not None else "queued"
     if len(accepted) > 1:
         out.print(f"{len(numbers)} recipients in {len(accepted)} messages, {when}", markup=False)
     else:
@@ -369,14 +368,14 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Show a message and each delivery (消息状态): state, attempts, segments, carrier ids and history."""
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         gateway = Gateway(cfg, db)
-        msg = _run(lambda: gateway.get_message(message_id))
+        msg = run_async(lambda: gateway.get_message(message_id))
     if msg is None:
-        _fail(f"no message with id {message_id}")
+        fail(f"no message with id {message_id}")
     if as_json:
-        _print_json(_jsonable(msg))
+        print_json(jsonable(msg))
         return
     dels: list[dict[str, Any]] = msg["deliveries"]
     counts: dict[str, int] = {}
@@ -391,10 +390,10 @@ def status(
     head.add_column()
     head.add_row("text", Text(msg["text"]))
     head.add_row("encoding", msg["encoding"])
-    head.add_row("created", f"{_local(msg['created_at'])} via {msg['interface']}")
+    head.add_row("created", f"{local_text(msg['created_at'])} via {msg['interface']}")
     if msg.get("send_at"):
-        head.add_row("send at", _local(msg["send_at"]))
-    head.add_row("expires", _local(msg["expires_at"]))
+        head.add_row("send at", local_text(msg["send_at"]))
+    head.add_row("expires", local_text(msg["expires_at"]))
     head.add_row("priority", str(msg["priority"]))
     if msg.get("client_ref"):
         head.add_row("client ref", Text(msg["client_ref"]))
@@ -413,12 +412,12 @@ def status(
             str(d["id"]),
             d["recipient"] + (f" ext {d['extension']}" if d.get("extension") else ""),
             d["channel"],
-            _state_text(d["state"]),
+            state_text(d["state"]),
             f"{d['attempts']}/{d['max_attempts']}",
             f"{d['seg_delivered']}/{d['segments']}",
             Text(segs or "-"),
             Text(d.get("reason") or ""),
-            _local(d["updated_at"]),
+            local_text(d["updated_at"]),
         )
     out.print(table)
     _print_history(dels)
@@ -438,6 +437,6 @@ def _print_history(dels: list[dict[str, Any]]) -> None:
         if h.get("error_code") is not None:
             outcome += f" ({h['error_code']})"
         table.add_row(
-            str(d["id"]), _local(h["at"]), h["event"], Text(channel), outcome, Text(h.get("reason") or "")
+            str(d["id"]), local_text(h["at"]), h["event"], Text(channel), outcome, Text(h.get("reason") or "")
         )
     out.print(table)

@@ -19,20 +19,20 @@ from masd.cli.common import (
     STORED_STATES,
     ConfigOption,
     JsonOption,
-    _fail,
-    _jsonable,
-    _load,
-    _local,
-    _note,
-    _plural,
-    _print_json,
-    _run,
-    _state_text,
-    _store,
+    fail,
+    jsonable,
+    note,
+    open_store,
     out,
+    plural,
+    print_json,
+    read_config,
+    run_async,
+    state_text,
 )
 from masd.core.gateway import Gateway
 from masd.core.states import FINAL_VALUES, DeliveryState
+from masd.core.times import local_text
 
 __all__ = ["queue_app"]
 
@@ -69,7 +69,7 @@ def _counts_table(counts: dict[str, int]) -> Table:
     table.add_column("state")
     table.add_column("deliveries", justify="right")
     for s in STORED_STATES:
-        table.add_row(_state_text(s), str(counts.get(s, 0)))
+        table.add_row(state_text(s), str(counts.get(s, 0)))
     table.add_row(Text("total", style="bold"), str(sum(counts.values())))
     return table
 
@@ -100,21 +100,21 @@ def queue_list(
 ) -> None:
     """List deliveries in the queue (队列), oldest first."""
     states = _split_states(state, allowed=STORED_STATES)
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         gateway = Gateway(cfg, db)
 
         async def fetch() -> tuple[list[dict[str, Any]], dict[str, int] | None]:
             rows = await gateway.list_deliveries(states=states, channel=channel, limit=limit, after_id=after)
             return rows, (await gateway.state_counts() if summary else None)
 
-        rows, counts = _run(fetch)
+        rows, counts = run_async(fetch)
     more = len(rows) == limit
     if as_json:
-        doc: dict[str, Any] = {"deliveries": _jsonable(rows), "next_after": rows[-1]["id"] if more else None}
+        doc: dict[str, Any] = {"deliveries": jsonable(rows), "next_after": rows[-1]["id"] if more else None}
         if counts is not None:
             doc["counts"] = _all_counts(counts)
-        _print_json(doc)
+        print_json(doc)
         return
     if counts is not None:
         out.print(_counts_table(counts))
@@ -142,28 +142,28 @@ def queue_list(
             str(r["message_id"]),
             r["recipient"],
             r["channel"],
-            _state_text(r["state"]),
+            state_text(r["state"]),
             str(r["priority"]),
             str(r["attempts"]),
         ]
         if waiting:
-            cells.append(_local(r["not_before"]))
-        cells += [_local(r["updated_at"]), Text(r.get("reason") or "")]
+            cells.append(local_text(r["not_before"]))
+        cells += [local_text(r["updated_at"]), Text(r.get("reason") or "")]
         table.add_row(*cells)
     out.print(table)
     if more:
-        _note(f"more may follow: --after {rows[-1]['id']}", "dim")
+        note(f"more may follow: --after {rows[-1]['id']}", "dim")
 
 
 @queue_app.command("counts")
 def queue_counts(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Count deliveries per state (各状态数量)."""
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         gateway = Gateway(cfg, db)
-        counts = _run(gateway.state_counts)
+        counts = run_async(gateway.state_counts)
     if as_json:
-        _print_json(_all_counts(counts))
+        print_json(_all_counts(counts))
     else:
         out.print(_counts_table(counts))
 
@@ -197,17 +197,17 @@ def queue_retry(
         raise typer.BadParameter(
             "give delivery ids or --state (e.g. --state failed)", param_hint="IDS/--state"
         )
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         gateway = Gateway(cfg, db)
-        n = _run(lambda: gateway.retry(delivery_ids=ids or (), states=states))
+        n = run_async(lambda: gateway.retry(delivery_ids=ids or (), states=states))
     if as_json:
-        _print_json({"requeued": n})
+        print_json({"requeued": n})
         return
-    out.print(f"requeued {_plural(n, 'delivery', 'deliveries')}")
+    out.print(f"requeued {plural(n, 'delivery', 'deliveries')}")
     wanted = len(set(ids or ()))
     if wanted and n < wanted:
-        _note(
+        note(
             f"{wanted - n} of the given ids were not requeued: they do not exist or are not "
             f"{'/'.join(states or RETRIABLE)}"
         )
@@ -230,8 +230,8 @@ def queue_cancel(
     """Cancel deliveries still waiting in the queue (取消发送); submitted ones cannot be called back."""
     if not ids and message is None:
         raise typer.BadParameter("give delivery ids or --message ID", param_hint="IDS/--message")
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         gateway = Gateway(cfg, db)
 
         async def do() -> tuple[int, dict[int, str], list[int], bool]:
@@ -254,7 +254,7 @@ def queue_cancel(
                     n += await gateway.cancel(message_id=message)
             return n, before, missing, message_found
 
-        n, before, missing, message_found = _run(do)
+        n, before, missing, message_found = run_async(do)
     not_cancelled: dict[str, int] = {}
     for s in before.values():
         if s != DeliveryState.QUEUED.value:
@@ -264,17 +264,17 @@ def queue_cancel(
     if claimed:
         not_cancelled["claimed meanwhile"] = claimed
     if as_json:
-        _print_json({"cancelled": n, "not_cancelled": not_cancelled, "unknown_ids": missing})
+        print_json({"cancelled": n, "not_cancelled": not_cancelled, "unknown_ids": missing})
     else:
-        out.print(f"cancelled {_plural(n, 'delivery', 'deliveries')}")
+        out.print(f"cancelled {plural(n, 'delivery', 'deliveries')}")
         handed = sum(v for k, v in not_cancelled.items() if k in HANDED_OVER or k == "claimed meanwhile")
         if handed:
-            _note(f"{handed} could not be cancelled: already handed to the carrier (submitting/submitted)")
+            note(f"{handed} could not be cancelled: already handed to the carrier (submitting/submitted)")
         final = {k: v for k, v in not_cancelled.items() if k in FINAL_VALUES}
         if final:
             detail = ", ".join(f"{v} {k}" for k, v in final.items())
-            _note(f"{sum(final.values())} could not be cancelled: already finished ({detail})")
+            note(f"{sum(final.values())} could not be cancelled: already finished ({detail})")
     if missing:
-        _fail(f"no deliveries with ids {', '.join(map(str, missing))}")
+        fail(f"no deliveries with ids {', '.join(map(str, missing))}")
     if not message_found:
-        _fail(f"no message with id {message}")
+        fail(f"no message with id {message}")

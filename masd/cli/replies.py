@@ -14,15 +14,15 @@ from rich.text import Text
 from masd.cli.common import (
     ConfigOption,
     JsonOption,
-    _fail,
-    _jsonable,
-    _load,
-    _local,
-    _print_json,
-    _run,
-    _store,
+    fail,
+    jsonable,
+    open_store,
     out,
+    print_json,
+    read_config,
+    run_async,
 )
+from masd.core.times import local_text
 from masd.store import apps as app_store
 from masd.store import replies as reply_store
 
@@ -74,15 +74,15 @@ def replies_list(
     if unmatched and app:
         raise typer.BadParameter("give --unmatched or --app, not both", param_hint="--app")
     since_ts = _since(since)
-    cfg = _load(config)
-    with _store(cfg) as db:
-        names = {r["id"]: r["name"] for r in _run(lambda: db.read(app_store.list_apps))}
+    cfg = read_config(config)
+    with open_store(cfg) as db:
+        names = {r["id"]: r["name"] for r in run_async(lambda: db.read(app_store.list_apps))}
         app_id = None
         if app is not None:
             app_id = next((i for i, n in names.items() if n == app), None)
             if app_id is None:
-                _fail(f"no app named {app!r}; 'masd apps list' shows them")
-        rows = _run(
+                fail(f"no app named {app!r}; 'masd apps list' shows them")
+        rows = run_async(
             lambda: db.read(
                 lambda c: reply_store.list_replies(
                     c, app_id=app_id, unmatched=unmatched, after=after, limit=limit, since=since_ts
@@ -92,7 +92,7 @@ def replies_list(
     for r in rows:
         r["app"] = names.get(r["app_id"]) if r["app_id"] is not None else None
     if as_json:
-        _print_json(_jsonable(rows))
+        print_json(jsonable(rows))
         return
     if not rows:
         what = "unmatched replies" if unmatched else "replies"
@@ -104,7 +104,7 @@ def replies_list(
     for r in rows:
         table.add_row(
             str(r["id"]),
-            _local(r["received_at"]),
+            local_text(r["received_at"]),
             r["sender"],
             r["destination"],
             Text(r["app"] or "-"),
@@ -124,19 +124,19 @@ def replies_assign(
     as_json: JsonOption = False,
 ) -> None:
     """Hand an unmatched reply to an app (指定回复归属); the app is told as if it had been routed."""
-    cfg = _load(config)
-    with _store(cfg) as db:
-        row = _run(lambda: db.read(lambda c: app_store.get_app(c, app)))
+    cfg = read_config(config)
+    with open_store(cfg) as db:
+        row = run_async(lambda: db.read(lambda c: app_store.get_app(c, app)))
         if row is None:
-            _fail(f"no active app named {app!r}")
+            fail(f"no active app named {app!r}")
         app_id = int(row["id"])
-        ok = _run(
+        ok = run_async(
             lambda: db.write(lambda c: reply_store.reroute(c, reply_id, app_id=app_id, now=time.time()))
         )
     if not ok:
-        _fail(f"reply {reply_id} does not exist or already belongs to an app")
+        fail(f"reply {reply_id} does not exist or already belongs to an app")
     result: dict[str, Any] = {"reply_id": reply_id, "app": app}
     if as_json:
-        _print_json(result)
+        print_json(result)
     else:
         out.print(f"reply {reply_id} now belongs to {app!r}", markup=False)

@@ -20,18 +20,18 @@ from rich.text import Text
 from masd.cli.common import (
     ConfigOption,
     JsonOption,
-    _fail,
-    _jsonable,
-    _load,
-    _local,
-    _note,
-    _print_json,
-    _run,
-    _store,
+    fail,
+    jsonable,
+    note,
+    open_store,
     out,
+    print_json,
+    read_config,
+    run_async,
 )
-from masd.interfaces import webhooks as hooks
+from masd.core.times import local_text
 from masd.store import apps as app_store
+from masd.store import webhooks as hooks
 from masd.store.db import Database
 from masd.store.tables import webhook_parked
 
@@ -51,15 +51,15 @@ AppOption = Annotated[
 
 
 def _app_id(db: Database, name: str) -> int:
-    row = _run(lambda: db.read(lambda c: app_store.get_app(c, name)))
+    row = run_async(lambda: db.read(lambda c: app_store.get_app(c, name)))
     if row is None:
-        _fail(f"--app: no active app named {name!r}; 'masd apps list' shows them")
+        fail(f"--app: no active app named {name!r}; 'masd apps list' shows them")
     return int(row["id"])
 
 
 def _print_status(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         out.print("no app has a webhook; 'masd apps set NAME --webhook URL' gives one a webhook")
@@ -92,21 +92,21 @@ def webhooks_default(ctx: typer.Context, config: ConfigOption = None, as_json: J
 @webhooks_app.command("status")
 def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Each app's webhook (回调状态): its cursor, the latest event, events not yet sent, parked events."""
-    cfg = _load(config)
-    with _store(cfg) as db:
-        rows = _run(lambda: db.read(hooks.webhook_status))
+    cfg = read_config(config)
+    with open_store(cfg) as db:
+        rows = run_async(lambda: db.read(hooks.webhook_status))
     _print_status(rows, as_json)
 
 
 @webhooks_app.command("parked")
 def parked(app: AppOption = None, config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List events parked after every attempt failed (发送失败、已搁置的事件), oldest first."""
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         app_id = _app_id(db, app) if app else None
-        rows = _run(lambda: db.read(lambda c: hooks.list_parked(c, app_id=app_id)))
+        rows = run_async(lambda: db.read(lambda c: hooks.list_parked(c, app_id=app_id)))
     if as_json:
-        _print_json(_jsonable(rows))
+        print_json(jsonable(rows))
         return
     if not rows:
         out.print("no parked webhook events" + (f" for app {app!r}" if app else ""), markup=False)
@@ -121,11 +121,11 @@ def parked(app: AppOption = None, config: ConfigOption = None, as_json: JsonOpti
             str(r["event_id"]),
             r["type"] or "(gone)",
             Text("retry requested", style="yellow") if r["retry_requested"] else str(r["attempts"]),
-            _local(r["parked_at"]),
+            local_text(r["parked_at"]),
             Text(r["last_error"]),
         )
     out.print(table)
-    _note("'masd webhooks retry ID…' (or --app NAME) sends them again", style="dim")
+    note("'masd webhooks retry ID…' (or --app NAME) sends them again", style="dim")
 
 
 @webhooks_app.command("retry")
@@ -145,10 +145,10 @@ def retry(
     The running daemon sends them before that app's next new event, with webhooks.max_attempts
     attempts again."""
     if not ids and not app:
-        _fail("name the parked events to send again (ids from 'masd webhooks parked') or --app NAME", 2)
+        fail("name the parked events to send again (ids from 'masd webhooks parked') or --app NAME", 2)
     wanted = list(ids or [])
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         app_id = _app_id(db, app) if app else None
 
         def mark(conn: sa.Connection) -> tuple[int, list[int]]:
@@ -161,9 +161,9 @@ def retry(
                 missing = [i for i in wanted if i not in known]
             return hooks.request_retry(conn, ids=wanted, app_id=app_id), missing
 
-        count, missing = _run(lambda: db.write(mark))
+        count, missing = run_async(lambda: db.write(mark))
     if as_json:
-        _print_json({"retry_requested": count, "not_parked": missing})
+        print_json({"retry_requested": count, "not_parked": missing})
     else:
         out.print(
             f"{count} parked event{'s' if count != 1 else ''} will be sent again by the running daemon",
@@ -171,7 +171,7 @@ def retry(
         )
     if missing:
         where = f" for app {app!r}" if app else ""
-        _fail(f"not parked{where}: {', '.join(map(str, missing))} ('masd webhooks parked' lists them)")
+        fail(f"not parked{where}: {', '.join(map(str, missing))} ('masd webhooks parked' lists them)")
 
 
 @webhooks_app.command("skip")
@@ -184,11 +184,11 @@ def skip(
 
     For an app that gets a webhook with a backlog it does not want. Parked events are left as they
     are."""
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         app_id = _app_id(db, app)
-        cursor = _run(lambda: db.write(lambda c: hooks.skip_to_latest(c, app_id, now=time.time())))
+        cursor = run_async(lambda: db.write(lambda c: hooks.skip_to_latest(c, app_id, now=time.time())))
     if as_json:
-        _print_json({"app": app, "cursor": cursor})
+        print_json({"app": app, "cursor": cursor})
     else:
         out.print(f"app {app!r}: webhook events up to {cursor} skipped", markup=False)

@@ -23,17 +23,17 @@ from rich.tree import Tree
 from masd.cli.common import (
     ConfigOption,
     JsonOption,
-    _fail,
-    _jsonable,
-    _load,
-    _local,
-    _note,
-    _print_json,
-    _run,
-    _store,
     err,
+    fail,
+    jsonable,
+    note,
+    open_store,
     out,
+    print_json,
+    read_config,
+    run_async,
 )
+from masd.core.times import local_text
 from masd.store.db import Database
 
 from . import importer
@@ -74,21 +74,21 @@ GroupsOption = Annotated[
 @contextmanager
 def _book(config: Path | None) -> Iterator[Database]:
     """The configured store, with the address book's refusals printed as ``field: reason``."""
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         try:
             yield db
         except ContactError as e:
             shown = f" ({e.value})" if e.value not in (None, "") else ""
-            _fail(f"{e.field}{shown}: {e.reason}")
+            fail(f"{e.field}{shown}: {e.reason}")
 
 
 def _read(db: Database, fn: Callable[[sa.Connection], T]) -> T:
-    return _run(lambda: db.read(fn))
+    return run_async(lambda: db.read(fn))
 
 
 def _write(db: Database, fn: Callable[[sa.Connection], T]) -> T:
-    return _run(lambda: db.write(fn))
+    return run_async(lambda: db.write(fn))
 
 
 def _ref(value: str) -> int | str:
@@ -105,8 +105,8 @@ def _person_lines(p: dict[str, Any]) -> None:
         ("title 职务", p["title"] or "-"),
         ("tags 标签", ", ".join(p["tags"]) or "-"),
         ("groups 分组", ", ".join(p["groups"]) or "-"),
-        ("created", _local(p["created_at"])),
-        ("updated", _local(p["updated_at"])),
+        ("created", local_text(p["created_at"])),
+        ("updated", local_text(p["updated_at"])),
     ):
         out.print(f"{label:<16} {value}", markup=False)
 
@@ -171,7 +171,7 @@ def contacts_add(
             ),
         )
     if as_json:
-        _print_json(_jsonable(person))
+        print_json(jsonable(person))
     else:
         out.print(f"added {person['name']} ({person['mobile']}), id {person['id']}", markup=False)
 
@@ -216,7 +216,7 @@ def contacts_update(
     with _book(config) as db:
         changed, found = _write(db, change)
     if as_json:
-        _print_json({**_jsonable(found), "changed": changed})
+        print_json({**jsonable(found), "changed": changed})
     elif changed:
         out.print(f"updated {found['name']} ({found['mobile']})", markup=False)
     else:
@@ -251,14 +251,14 @@ def contacts_list(
             ),
         )
     if as_json:
-        _print_json(_jsonable(rows))
+        print_json(jsonable(rows))
         return
     if not rows:
         out.print("no people match" if (dept or tag or group or search) else "the address book is empty")
         return
     out.print(_people_table(rows))
     if total > len(rows):
-        _note(f"showing {len(rows)} of {total}; use --limit to see more")
+        note(f"showing {len(rows)} of {total}; use --limit to see more")
 
 
 @contacts_app.command("show")
@@ -267,7 +267,7 @@ def contacts_show(person: PersonArg, config: ConfigOption = None, as_json: JsonO
     with _book(config) as db:
         found = _read(db, lambda c: book.get_person(c, _ref(person)))
     if as_json:
-        _print_json(_jsonable(found))
+        print_json(jsonable(found))
     else:
         _person_lines(found)
 
@@ -282,7 +282,7 @@ def contacts_remove(
     with _book(config) as db:
         gone = _write(db, lambda c: [book.remove_person(c, _ref(p)) for p in people])
     if as_json:
-        _print_json(_jsonable(gone))
+        print_json(jsonable(gone))
         return
     for p in gone:
         out.print(f"removed {p['name']} ({p['mobile']})", markup=False)
@@ -299,7 +299,7 @@ def _show_plan(plan: importer.ImportPlan) -> None:
         markup=False,
     )
     if plan.ignored_columns:
-        _note(f"ignored columns (未识别的列): {', '.join(plan.ignored_columns)}")
+        note(f"ignored columns (未识别的列): {', '.join(plan.ignored_columns)}")
     if plan.issues:
         table = Table(title="invalid rows (无效行)", show_edge=False, title_justify="left")
         for col in ("row 行", "column 列", "value 值", "reason 原因"):
@@ -308,7 +308,7 @@ def _show_plan(plan: importer.ImportPlan) -> None:
             table.add_row(str(issue.line), issue.field, Text(issue.value), Text(issue.reason, style="red"))
         out.print(table)
         if len(plan.issues) > MAX_SHOWN:
-            _note(f"… and {len(plan.issues) - MAX_SHOWN} more; --json lists them all")
+            note(f"… and {len(plan.issues) - MAX_SHOWN} more; --json lists them all")
     if plan.add:
         table = Table(title="to add (新增)", show_edge=False, title_justify="left")
         for col in ("row 行", "name 姓名", "mobile 手机", "department 部门"):
@@ -317,7 +317,7 @@ def _show_plan(plan: importer.ImportPlan) -> None:
             table.add_row(str(row.line), Text(row.name), row.mobile, Text(row.department or ""))
         out.print(table)
         if len(plan.add) > MAX_SHOWN:
-            _note(f"… and {len(plan.add) - MAX_SHOWN} more to add")
+            note(f"… and {len(plan.add) - MAX_SHOWN} more to add")
     if plan.update:
         table = Table(title="to update (更新)", show_edge=False, title_justify="left")
         for col in ("row 行", "mobile 手机", "change 变更"):
@@ -327,7 +327,7 @@ def _show_plan(plan: importer.ImportPlan) -> None:
             table.add_row(str(up.row.line), up.row.mobile, Text(said))
         out.print(table)
         if len(plan.update) > MAX_SHOWN:
-            _note(f"… and {len(plan.update) - MAX_SHOWN} more to update")
+            note(f"… and {len(plan.update) - MAX_SHOWN} more to update")
     if plan.new_departments:
         out.print(f"new departments (新部门): {', '.join(plan.new_departments)}", markup=False)
     if plan.new_groups:
@@ -378,23 +378,23 @@ def contacts_import(
         plan = _read(db, lambda c: book.preview_import(c, parsed))
         if not apply:
             if as_json:
-                _print_json({"applied": False, **plan.as_dict()})
+                print_json({"applied": False, **plan.as_dict()})
             else:
                 _show_plan(plan)
                 if plan.issues and plan.writes:
-                    _note(
+                    note(
                         "nothing written; fix the invalid rows, or add --skip-invalid --apply to import "
                         "the rest"
                     )
                 elif plan.writes:
-                    _note("nothing written yet; run again with --apply to import (加 --apply 执行导入)")
+                    note("nothing written yet; run again with --apply to import (加 --apply 执行导入)")
             return
         if plan.issues and not skip_invalid:
             if as_json:
-                _print_json({"applied": False, **plan.as_dict()})
+                print_json({"applied": False, **plan.as_dict()})
             else:
                 _show_plan(plan)
-            _fail(
+            fail(
                 f"{_count(len({i.line for i in plan.issues}), 'row')} not valid; nothing was imported. "
                 "Fix them, or add --skip-invalid to import the valid rows only"
             )
@@ -420,7 +420,7 @@ def contacts_import(
                 ),
             )
     if as_json:
-        _print_json({"applied": True, **done.as_dict()})
+        print_json({"applied": True, **done.as_dict()})
         return
     counts = done.as_dict()["counts"]
     out.print(
@@ -453,9 +453,9 @@ def contacts_export(
     try:
         file.write_bytes(data)
     except OSError as e:
-        _fail(f"cannot write {file}: {e.strerror or e}")
+        fail(f"cannot write {file}: {e.strerror or e}")
     if as_json:
-        _print_json({"file": str(file), "people": len(rows), "format": kind[1:]})
+        print_json({"file": str(file), "people": len(rows), "format": kind[1:]})
     else:
         out.print(f"exported {_count(len(rows), 'person', 'people')} to {file}", markup=False)
 
@@ -475,7 +475,7 @@ def dept_add(
     with _book(config) as db:
         found = _write(db, lambda c: book.get_department(c, book.add_department(c, path, now=time.time())))
     if as_json:
-        _print_json(_jsonable(found))
+        print_json(jsonable(found))
     else:
         out.print(f"added department {found['path']} (id {found['id']})", markup=False)
 
@@ -486,7 +486,7 @@ def dept_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     with _book(config) as db:
         tree = book.department_tree(_read(db, book.list_departments))
     if as_json:
-        _print_json(tree)
+        print_json(tree)
         return
     if not tree:
         out.print("no departments yet; 'masd contacts dept add 市政府/办公室' makes one", markup=False)
@@ -516,7 +516,7 @@ def dept_rename(
     with _book(config) as db:
         new = _write(db, lambda c: book.rename_department(c, path, name))
     if as_json:
-        _print_json({"path": new})
+        print_json({"path": new})
     else:
         out.print(f"renamed to {new}", markup=False)
 
@@ -531,7 +531,7 @@ def dept_remove(
     with _book(config) as db:
         gone = _write(db, lambda c: book.remove_department(c, path))
     if as_json:
-        _print_json({"removed": gone})
+        print_json({"removed": gone})
     else:
         out.print(f"removed department {gone}", markup=False)
 
@@ -549,7 +549,7 @@ def group_add(
     with _book(config) as db:
         found = _write(db, lambda c: book.get_group(c, book.add_group(c, name, now=time.time())))
     if as_json:
-        _print_json(_jsonable(found))
+        print_json(jsonable(found))
     else:
         out.print(f"added group {found['name']} (id {found['id']})", markup=False)
 
@@ -560,7 +560,7 @@ def group_list(config: ConfigOption = None, as_json: JsonOption = False) -> None
     with _book(config) as db:
         rows = _read(db, book.list_groups)
     if as_json:
-        _print_json(_jsonable(rows))
+        print_json(jsonable(rows))
         return
     if not rows:
         out.print("no groups yet; 'masd contacts group add NAME' makes one", markup=False)
@@ -585,7 +585,7 @@ def group_show(
             db, lambda c: (book.get_group(c, name), book.find_people(c, group=name, limit=None))
         )
     if as_json:
-        _print_json(_jsonable({**group, "members": members}))
+        print_json(jsonable({**group, "members": members}))
         return
     out.print(f"{group['name']}: {len(members)} members", markup=False)
     if members:
@@ -602,7 +602,7 @@ def group_remove(
     with _book(config) as db:
         gone = _write(db, lambda c: book.remove_group(c, name))
     if as_json:
-        _print_json({"removed": gone})
+        print_json({"removed": gone})
     else:
         out.print(f"removed group {gone}", markup=False)
 
@@ -621,7 +621,7 @@ def group_add_member(
     with _book(config) as db:
         added = _write(db, lambda c: book.add_members(c, group, [_ref(p) for p in people], now=time.time()))
     if as_json:
-        _print_json({"group": group, "added": added})
+        print_json({"group": group, "added": added})
     else:
         also = " (the others were members already)" if added < len(people) else ""
         out.print(f"{added} added to {group}{also}", markup=False)
@@ -638,6 +638,6 @@ def group_remove_member(
     with _book(config) as db:
         removed = _write(db, lambda c: book.remove_members(c, group, [_ref(p) for p in people]))
     if as_json:
-        _print_json({"group": group, "removed": removed})
+        print_json({"group": group, "removed": removed})
     else:
         out.print(f"{removed} removed from {group}", markup=False)

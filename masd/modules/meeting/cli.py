@@ -30,19 +30,18 @@ from rich.text import Text
 from masd.cli.common import (
     ConfigOption,
     JsonOption,
-    _fail,
-    _iso,
-    _jsonable,
-    _load,
-    _local,
-    _note,
-    _print_json,
-    _run,
-    _store,
+    fail,
+    jsonable,
+    note,
+    open_store,
     out,
+    print_json,
+    read_config,
+    run_async,
 )
 from masd.config import Config
 from masd.core.gateway import Gateway, Rejected
+from masd.core.times import local_iso, local_text
 from masd.modules.contacts.model import ContactError
 from masd.modules.meeting import export, store
 from masd.modules.meeting.service import MODES, MeetingService, MeetingSpec
@@ -188,22 +187,22 @@ def _service(cfg: Config, db: Database) -> MeetingService:
 def _call(fn: Callable[[], Any]) -> Any:
     """Run an async action of the service; its refusals become a message and exit code 1."""
     try:
-        return _run(fn)
+        return run_async(fn)
     except (Rejected, ContactError) as e:
-        _fail(_refused(e))
+        fail(_refused(e))
 
 
 def _meeting_or_fail(db: Database, meeting_id: int) -> dict[str, Any]:
     meeting = db.read_sync(lambda c: store.get_meeting(c, meeting_id))
     if meeting is None:
-        _fail(f"no meeting {meeting_id}; 'masd meeting list' shows the coming ones")
+        fail(f"no meeting {meeting_id}; 'masd meeting list' shows the coming ones")
     return meeting
 
 
 def _board_or_fail(db: Database, meeting_id: int) -> dict[str, Any]:
     board = db.read_sync(lambda c: store.board(c, meeting_id))
     if board is None:
-        _fail(f"no meeting {meeting_id}; 'masd meeting list' shows the coming ones")
+        fail(f"no meeting {meeting_id}; 'masd meeting list' shows the coming ones")
     return board
 
 
@@ -213,10 +212,10 @@ def _board_json(board: dict[str, Any]) -> dict[str, Any]:
 
 
 def _row_json(r: dict[str, Any]) -> dict[str, Any]:
-    row = {k: (_iso(v) if k in _BOARD_TIMES else v) for k, v in r.items()}
+    row = {k: (local_iso(v) if k in _BOARD_TIMES else v) for k, v in r.items()}
     pending = r.get("pending_reply")
-    row["pending_reply"] = {**pending, "at": _iso(pending["at"])} if pending else None
-    row["answers"] = [{**x, "at": _iso(x["at"])} for x in r.get("answers", ())]
+    row["pending_reply"] = {**pending, "at": local_iso(pending["at"])} if pending else None
+    row["answers"] = [{**x, "at": local_iso(x["at"])} for x in r.get("answers", ())]
     return row
 
 
@@ -231,7 +230,7 @@ def _answers_of(board: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _meeting_json(meeting: dict[str, Any]) -> dict[str, Any]:
-    return {**_jsonable(meeting), "reply_deadline": _iso(meeting["reply_deadline"])}
+    return {**jsonable(meeting), "reply_deadline": local_iso(meeting["reply_deadline"])}
 
 
 def _short(t: float | None) -> str:
@@ -387,19 +386,19 @@ def create(
         groups=_split(groups),
         numbers=_split(numbers),
     )
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         svc = _service(cfg, db)
         meeting_id: int = _call(lambda: svc.create(spec))
         board = _board_or_fail(db, meeting_id)
     meeting, n = board["meeting"], board["counts"]["attendees"]
     if as_json:
-        _print_json(
+        print_json(
             {"id": meeting_id, "code": f"#{meeting_id}", "attendees": n, "meeting": _meeting_json(meeting)}
         )
         return
     now = time.time()
-    when = "now" if meeting["send_at"] <= now + 1 else _local(meeting["send_at"])
+    when = "now" if meeting["send_at"] <= now + 1 else local_text(meeting["send_at"])
     out.print(
         f"meeting {meeting_id} created (code #{meeting_id}): {n} attendee{'s' if n != 1 else ''}, "
         f"{_when(meeting)}, notice by {meeting['mode']} {when}; "
@@ -407,7 +406,7 @@ def create(
         markup=False,
         soft_wrap=True,
     )
-    _note(
+    note(
         "a running daemon (masd run) sends the notice; 'masd meeting board "
         f"{meeting_id}' follows the replies",
         "dim",
@@ -460,8 +459,8 @@ def _search(
 ) -> tuple[list[dict[str, Any]], dict[int, dict[str, int]]]:
     start = _parse_day(from_, "--from") if from_ is not None else None
     end = _parse_day(to, "--to", end=True) if to is not None else None
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
 
         def read(conn: Any) -> tuple[list[dict[str, Any]], dict[int, dict[str, int]]]:
             rows = store.find_meetings(
@@ -526,10 +525,10 @@ def _show_meetings(
     rows: list[dict[str, Any]], counts: dict[int, dict[str, int]], as_json: bool, empty: str
 ) -> None:
     if as_json:
-        _print_json([{**_meeting_json(r), "counts": counts.get(int(r["id"]), {})} for r in rows])
+        print_json([{**_meeting_json(r), "counts": counts.get(int(r["id"]), {})} for r in rows])
         return
     if not rows:
-        _note(empty, "dim")
+        note(empty, "dim")
         return
     out.print(_meetings_table(rows, counts))
 
@@ -565,7 +564,7 @@ def history(
     writer = export.history_xlsx if fmt == "xlsx" else export.history_csv
     _write_file(export_to, writer(rows, counts, lang=lang))  # type: ignore[arg-type]
     if as_json:
-        _print_json({"file": str(export_to), "format": fmt, "meetings": len(rows)})
+        print_json({"file": str(export_to), "format": fmt, "meetings": len(rows)})
     else:
         out.print(f"{len(rows)} meeting{'s' if len(rows) != 1 else ''} written to {export_to}", markup=False)
 
@@ -577,19 +576,19 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """One meeting: its details, counts, every answer recorded and what happened (会议详情)."""
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         board = _board_or_fail(db, meeting_id)
         events = db.read_sync(lambda c: store.meeting_events(c, meeting_id, limit=50))
     m, counts = board["meeting"], board["counts"]
     answers = _answers_of(board)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "meeting": _meeting_json(m),
                 "counts": counts,
-                "answers": [{**x, "at": _iso(x["at"])} for x in answers],
-                "log": _jsonable(events),
+                "answers": [{**x, "at": local_iso(x["at"])} for x in answers],
+                "log": jsonable(events),
             }
         )
         return
@@ -611,9 +610,9 @@ def show(
         ("state 状态", m["state"] + (f" (revision {m['revision']})" if m["revision"] else "")),
         (
             "notice 通知",
-            _local(m["send_at"]) + (f", sent {_local(m['notified_at'])}" if m["notified_at"] else ""),
+            local_text(m["send_at"]) + (f", sent {local_text(m['notified_at'])}" if m["notified_at"] else ""),
         ),
-        ("deadline 截止", _local(m["reply_deadline"])),
+        ("deadline 截止", local_text(m["reply_deadline"])),
         ("second SMS 二次短信", minutes(m["second_sms_after"]) + " after the notice"),
         (
             "call 语音",
@@ -633,7 +632,7 @@ def show(
             answer = _ANSWER_WORD.get(x["kind"], x["kind"]) + (" ☎" if x["via"] == "voice" else "")
             answer += " (逾期 late)" if x["late"] else ""
             who = f"{x['name'] or ''} {x['mobile']}".strip()
-            table.add_row(_local(x["at"]), Text(who), answer, Text(x["text"]), Text(x["reply"]))
+            table.add_row(local_text(x["at"]), Text(who), answer, Text(x["text"]), Text(x["reply"]))
         out.print(table)
     if events:
         table = Table(show_edge=False, title="log 记录", title_justify="left")
@@ -641,7 +640,7 @@ def show(
             table.add_column(col)
         for e in events:
             who = f"{e['name'] or ''} {e['mobile'] or ''}".strip()
-            table.add_row(_local(e["at"]), e["kind"], Text(who), Text(e["detail"]))
+            table.add_row(local_text(e["at"]), e["kind"], Text(who), Text(e["detail"]))
         out.print(table)
 
 
@@ -762,12 +761,12 @@ def board_cmd(
     awaiting an answer after an ask-back), every answer given, reminded, called and checked in.
 
     With --watch and --json it prints one JSON document per line at each refresh."""
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         board = _board_or_fail(db, meeting_id)
         if not watch:
             if as_json:
-                _print_json(_board_json(board))
+                print_json(_board_json(board))
             else:
                 out.print(_board_view(board))
             return
@@ -802,7 +801,7 @@ def _write_file(path: Path, data: bytes) -> None:
     try:
         path.write_bytes(data)
     except OSError as e:
-        _fail(f"cannot write {path}: {e.strerror or e}")
+        fail(f"cannot write {path}: {e.strerror or e}")
 
 
 @meeting_app.command("export")
@@ -819,14 +818,14 @@ def export_cmd(
 ) -> None:
     """Export the board to XLSX or CSV (导出签到表), chosen by the file's extension."""
     fmt = _export_format(file, lang)
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         board = _board_or_fail(db, meeting_id)
     writer = export.board_xlsx if fmt == "xlsx" else export.board_csv
     _write_file(file, writer(board, lang=lang))  # type: ignore[arg-type]
     n = len(board["attendees"])
     if as_json:
-        _print_json({"file": str(file), "format": fmt, "meeting": meeting_id, "attendees": n})
+        print_json({"file": str(file), "format": fmt, "meeting": meeting_id, "attendees": n})
     else:
         out.print(
             f"board of meeting {meeting_id}: {n} attendee{'s' if n != 1 else ''} written to {file}",
@@ -875,9 +874,9 @@ def change(
     if "title" in changes and not changes["title"].strip():
         raise typer.BadParameter("must not be empty", param_hint="--title")
     if "starts_at" in changes and changes["starts_at"] <= time.time():
-        raise typer.BadParameter(f"{_local(changes['starts_at'])} is in the past", param_hint="--start")
-    cfg = _load(config)
-    with _store(cfg) as db:
+        raise typer.BadParameter(f"{local_text(changes['starts_at'])} is in the past", param_hint="--start")
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         _meeting_or_fail(db, meeting_id)
         svc = _service(cfg, db)
 
@@ -888,7 +887,7 @@ def change(
         told: int = _call(do)
         meeting = _meeting_or_fail(db, meeting_id)
     if as_json:
-        _print_json({"id": meeting_id, "told": told, "meeting": _meeting_json(meeting)})
+        print_json({"id": meeting_id, "told": told, "meeting": _meeting_json(meeting)})
         return
     out.print(
         f"meeting {meeting_id} changed: {_when(meeting)} {meeting['place']}; "
@@ -905,8 +904,8 @@ def cancel(
     as_json: JsonOption = False,
 ) -> None:
     """Cancel a meeting (取消会议); everyone already notified gets a cancellation notice."""
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         before = _meeting_or_fail(db, meeting_id)
         svc = _service(cfg, db)
 
@@ -917,7 +916,7 @@ def cancel(
         told: int = _call(do)
     already = before["state"] == store.CANCELLED
     if as_json:
-        _print_json({"id": meeting_id, "told": told, "already_cancelled": already})
+        print_json({"id": meeting_id, "told": told, "already_cancelled": already})
         return
     if already:
         out.print(f"meeting {meeting_id} was already cancelled; nothing sent", markup=False)
@@ -939,7 +938,7 @@ def _person(db: Database, ref: str) -> tuple[str, str]:
     try:
         found = db.read_sync(lambda c: book.resolve(c, people=[_ref(ref)]))
     except ContactError as e:
-        _fail(f"--person ({ref}): {e.reason}")
+        fail(f"--person ({ref}): {e.reason}")
     return found[0].mobile, found[0].name
 
 
@@ -958,9 +957,9 @@ def _add_item(
         raise typer.BadParameter("give either --mobile or --person", param_hint="--mobile/--person")
     remind_at = _parse_time(at, "--at") if at is not None else None
     if remind_at is not None and remind_at < time.time() - 60:
-        raise typer.BadParameter(f"{_local(remind_at)} is in the past", param_hint="--at")
-    cfg = _load(config)
-    with _store(cfg) as db:
+        raise typer.BadParameter(f"{local_text(remind_at)} is in the past", param_hint="--at")
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         name = ""
         if person is not None:
             mobile, name = _person(db, person)
@@ -975,10 +974,12 @@ def _add_item(
         item = db.read_sync(lambda c: store.get_schedule_item(c, item_id))
     assert item is not None
     if as_json:
-        _print_json(_jsonable(item))
+        print_json(jsonable(item))
         return
     word = "reminder" if kind == "reminder" else "memo"
-    when = f", sent by SMS at {_local(remind_at)}" if remind_at is not None else " (no time: kept, not sent)"
+    when = (
+        f", sent by SMS at {local_text(remind_at)}" if remind_at is not None else " (no time: kept, not sent)"
+    )
     out.print(f"{word} {item_id} for {item['name'] or item['mobile']}{when}", markup=False, soft_wrap=True)
 
 
@@ -1057,25 +1058,25 @@ def schedule_list(
             number = rcpt.normalize(mobile)
         except rcpt.InvalidRecipient as e:
             raise typer.BadParameter(e.reason, param_hint="--mobile") from None
-    cfg = _load(config)
-    with _store(cfg) as db:
+    cfg = read_config(config)
+    with open_store(cfg) as db:
         items = db.read_sync(
             lambda c: store.list_schedule_items(
                 c, kind=None if kind == "all" else kind, mobile=number, pending=pending, limit=limit
             )
         )
     if as_json:
-        _print_json(_jsonable(items))
+        print_json(jsonable(items))
         return
     if not items:
-        _note("no reminders or memos", "dim")
+        note("no reminders or memos", "dim")
         return
     table = Table(show_edge=False)
     for col in ("id", "kind 类型", "who 人员", "title 标题", "text 内容", "at 时间", "sent 已发送"):
         table.add_column(col)
     for it in items:
         sent = (
-            Text(_local(it["sent_at"]), style="green")
+            Text(local_text(it["sent_at"]), style="green")
             if it["sent_at"]
             else Text("-" if it["remind_at"] else "", style="dim")
         )
@@ -1085,7 +1086,7 @@ def schedule_list(
             Text(f"{it['name']} {it['mobile']}".strip()),
             Text(it["title"]),
             Text(it["text"]),
-            _local(it["remind_at"]) if it["remind_at"] else "-",
+            local_text(it["remind_at"]) if it["remind_at"] else "-",
             sent,
         )
     out.print(table)
