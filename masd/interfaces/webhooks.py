@@ -13,7 +13,8 @@ An app's task reads its events past its ``webhook`` cursor, oldest first, and se
 the cursor moves once the endpoint answers 2xx. A failure (another status, a timeout, no connection) is
 retried after ``backoff_seconds``, doubling up to ``backoff_max_seconds``, with jitter, for
 ``max_attempts`` attempts in all; then the event is *parked* (table ``webhook_parked``, listed by
-``masd webhooks parked``) and the next one goes. Delivery is at least once and in event order: a crash
+``masd webhooks parked``; cursors and parked events are kept by :mod:`masd.store.webhooks`) and the
+next one goes. Delivery is at least once and in event order: a crash
 after the endpoint answered but before the cursor moved sends that event again, with the same ``event``
 id. ``masd webhooks retry`` marks parked events to be sent again; the app's task sends them before
 its next new event.
@@ -31,8 +32,7 @@ import hmac
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,29 +45,22 @@ import masd
 from masd.config import WebhooksConfig
 from masd.core.apps import App
 from masd.core.gateway import Gateway
-from masd.store import events as event_store
-from masd.store import jobs as job_store
+from masd.core.times import utc_iso
+from masd.store import webhooks as webhook_store
 from masd.store.jobs import Fence, LeaseLost
-from masd.store.tables import app_events, apps, event_cursors, webhook_parked
+from masd.store.webhooks import CONSUMER
 
 __all__ = [
-    "CONSUMER",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "WebhookSender",
     "backoff_delay",
     "event_json",
-    "list_parked",
-    "park",
-    "request_retry",
     "sign",
-    "skip_to_latest",
-    "webhook_status",
 ]
 
 log = structlog.get_logger("masd.webhooks")
 
-CONSUMER = "webhook"  # this consumer's name in event_cursors
 SIGNATURE_HEADER = "X-Masd-Signature"
 TIMESTAMP_HEADER = "X-Masd-Timestamp"
 EVENT_ID_HEADER = "X-Masd-Event-Id"
@@ -77,7 +70,6 @@ READ_BATCH = 100  # events read at a time; they are sent one by one anyway
 IDLE_POLL = 1.0  # seconds between reads when nothing wakes the task (events written by another node)
 COALESCE = 0.05  # seconds to let events gather after a wake-up before reading them
 ERROR_SNIPPET = 200  # characters of a failing answer's body kept as the parked event's error
-RETRY_REQUESTED = 0  # attempts of a parked row someone asked to send again (a parked row has >= 1)
 _TIME_FIELDS = ("done_at", "received_at")
 
 
@@ -100,15 +92,9 @@ def backoff_delay(
     return full * (0.5 + 0.5 * rand())
 
 
-def _iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def event_json(event: dict[str, Any]) -> dict[str, Any]:
     """An event as the app receives it: the stored event with its times in ISO 8601 UTC."""
-    return {k: _iso(v) if k in _TIME_FIELDS else v for k, v in event.items()}
+    return {k: utc_iso(v) if k in _TIME_FIELDS else v for k, v in event.items()}
 
 
 def _redact(url: str) -> str:
@@ -120,166 +106,6 @@ def _redact(url: str) -> str:
     except ValueError:
         return "(not a valid URL)"
     return f"{parts.scheme}://{host}{port}{parts.path}"
-
-
-# ----- storage: parked events and each app's progress -----------------------------------------------------
-
-
-def park(conn: sa.Connection, *, app_id: int, event_id: int, attempts: int, error: str, now: float) -> int:
-    """Keep an event every attempt failed for; ``masd webhooks retry`` can send it again."""
-    return int(
-        conn.execute(
-            sa.insert(webhook_parked)
-            .values(
-                app_id=app_id,
-                event_id=event_id,
-                attempts=attempts,
-                last_error=error[:512],
-                parked_at=now,
-            )
-            .returning(webhook_parked.c.id)
-        ).scalar_one()
-    )
-
-
-def _repark(conn: sa.Connection, parked_id: int, *, attempts: int, error: str, now: float) -> None:
-    conn.execute(
-        sa.update(webhook_parked)
-        .where(webhook_parked.c.id == parked_id)
-        .values(attempts=attempts, last_error=error[:512], parked_at=now)
-    )
-
-
-def _unpark(conn: sa.Connection, parked_id: int) -> None:
-    conn.execute(sa.delete(webhook_parked).where(webhook_parked.c.id == parked_id))
-
-
-def _retries_requested(conn: sa.Connection, app_id: int) -> list[tuple[int, int]]:
-    """(parked id, event id) of this app's parked events marked to be sent again, oldest event first."""
-    rows = conn.execute(
-        sa.select(webhook_parked.c.id, webhook_parked.c.event_id)
-        .where(webhook_parked.c.app_id == app_id, webhook_parked.c.attempts == RETRY_REQUESTED)
-        .order_by(webhook_parked.c.event_id)
-    )
-    return [(int(r.id), int(r.event_id)) for r in rows]
-
-
-def list_parked(
-    conn: sa.Connection, *, app_id: int | None = None, limit: int | None = None
-) -> list[dict[str, Any]]:
-    """Parked events, oldest first, with their app's name, the event's type, and whether a retry of
-    each was requested and not yet made."""
-    q = (
-        sa.select(
-            webhook_parked.c.id,
-            apps.c.name.label("app"),
-            webhook_parked.c.event_id,
-            app_events.c.kind.label("type"),
-            webhook_parked.c.attempts,
-            webhook_parked.c.last_error,
-            webhook_parked.c.parked_at,
-        )
-        .select_from(
-            webhook_parked.join(apps, apps.c.id == webhook_parked.c.app_id).outerjoin(
-                app_events, app_events.c.id == webhook_parked.c.event_id
-            )
-        )
-        .order_by(webhook_parked.c.id)
-    )
-    if app_id is not None:
-        q = q.where(webhook_parked.c.app_id == app_id)
-    if limit is not None:
-        q = q.limit(limit)
-    out = []
-    for r in conn.execute(q).mappings():
-        row = dict(r)
-        row["retry_requested"] = row["attempts"] == RETRY_REQUESTED
-        out.append(row)
-    return out
-
-
-def request_retry(conn: sa.Connection, *, ids: Sequence[int] = (), app_id: int | None = None) -> int:
-    """Mark parked events to be sent again (by id, or every one of an app); returns how many."""
-    if not ids and app_id is None:
-        raise ValueError("name parked events by id, or an app")
-    q = sa.update(webhook_parked).where(webhook_parked.c.attempts != RETRY_REQUESTED)
-    if ids:
-        q = q.where(webhook_parked.c.id.in_(list(ids)))
-    if app_id is not None:
-        q = q.where(webhook_parked.c.app_id == app_id)
-    return conn.execute(q.values(attempts=RETRY_REQUESTED)).rowcount or 0
-
-
-def skip_to_latest(conn: sa.Connection, app_id: int, *, now: float) -> int:
-    """Move the app's webhook cursor past every event written so far; returns the new cursor."""
-    latest = event_store.latest_event_id(conn, app_id)
-    event_store.set_cursor(conn, app_id, CONSUMER, latest, now=now)
-    return latest
-
-
-def webhook_status(conn: sa.Connection) -> list[dict[str, Any]]:
-    """Each app with a webhook or parked events: its URL, cursor, latest event, events not yet sent
-    and parked events."""
-    cursor = (
-        sa.select(event_cursors.c.last_event_id)
-        .where(event_cursors.c.app_id == apps.c.id, event_cursors.c.consumer == CONSUMER)
-        .scalar_subquery()
-    )
-    parked = (
-        sa.select(sa.func.count())
-        .select_from(webhook_parked)
-        .where(webhook_parked.c.app_id == apps.c.id)
-        .scalar_subquery()
-    )
-    rows = conn.execute(
-        sa.select(
-            apps.c.id,
-            apps.c.name,
-            apps.c.webhook_url,
-            apps.c.revoked_at,
-            sa.func.coalesce(cursor, 0).label("cursor"),
-            parked.label("parked"),
-        ).order_by(apps.c.id)
-    ).mappings()
-    out = []
-    for r in rows:
-        if not r["webhook_url"] and not r["parked"]:
-            continue
-        app_id = int(r["id"])
-        latest = event_store.latest_event_id(conn, app_id)
-        behind = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(app_events)
-            .where(app_events.c.app_id == app_id, app_events.c.id > r["cursor"])
-        ).scalar_one()
-        out.append(
-            {
-                "app": r["name"],
-                "webhook_url": r["webhook_url"] or None,
-                "active": bool(r["webhook_url"]) and r["revoked_at"] is None,
-                "cursor": int(r["cursor"]),
-                "latest_event": latest,
-                "behind": int(behind),
-                "parked": int(r["parked"]),
-            }
-        )
-    return out
-
-
-def _apps_with_webhooks(conn: sa.Connection) -> list[App]:
-    rows = conn.execute(
-        sa.select(
-            apps.c.id,
-            apps.c.name,
-            apps.c.channels,
-            apps.c.rate,
-            apps.c.quota_per_day,
-            apps.c.extension,
-            apps.c.webhook_url,
-            apps.c.webhook_secret,
-        ).where(apps.c.webhook_url.is_not(None), apps.c.webhook_url != "", apps.c.revoked_at.is_(None))
-    ).mappings()
-    return [App.from_row(dict(r)) for r in rows]
 
 
 # ----- sending ------------------------------------------------------------------------------------------
@@ -315,11 +141,11 @@ class WebhookSender:
             task_status.started()
             while True:
                 try:
-                    found = await self.db.read(_apps_with_webhooks)
+                    rows = await self.db.read(webhook_store.apps_with_webhooks)
                 except Exception as e:
                     log.warning("could not read which apps have webhooks; will try again", error=str(e))
                 else:
-                    self._reconcile(nursery, found)
+                    self._reconcile(nursery, [App.from_row(r) for r in rows])
                 await trio.sleep(self.cfg.discover_seconds)
 
     def _reconcile(self, nursery: trio.Nursery, found: list[App]) -> None:
@@ -373,18 +199,13 @@ class WebhookSender:
 
     async def _send_pending(self, task: _AppTask, client: httpx.AsyncClient) -> None:
         app_id = task.app.id
-
-        def work(conn: sa.Connection) -> tuple[list[tuple[int, int]], int, list[dict[str, Any]]]:
-            # One read for the common case of nothing to do: retry requests, the cursor, what follows it.
-            cursor = event_store.get_cursor(conn, app_id, CONSUMER)
-            batch = event_store.read_events(conn, app_id, after=cursor, limit=READ_BATCH)
-            return _retries_requested(conn, app_id), cursor, batch
-
-        retries, cursor, batch = await self.db.read(work)
+        retries, cursor, batch = await self.db.read(
+            lambda c: webhook_store.pending(c, app_id, limit=READ_BATCH)
+        )
         for parked_id, event_id in retries:
             found = await self.gateway.read_events(app_id, after=event_id - 1, limit=1)
             if not found or found[0]["event"] != event_id:
-                await self.db.write(lambda c: _unpark(c, parked_id))
+                await self.db.write(lambda c: webhook_store.unpark(c, parked_id))
                 log.warning(
                     "parked webhook event no longer exists (older than events.retention_days); dropped",
                     app=task.app.name,
@@ -394,10 +215,12 @@ class WebhookSender:
             error, attempts = await self._deliver(task, client, found[0])
             now = time.time()
             if error is None:
-                await self.db.write(lambda c: _unpark(c, parked_id))
+                await self.db.write(lambda c: webhook_store.unpark(c, parked_id))
             else:
                 failed = error
-                await self.db.write(lambda c: _repark(c, parked_id, attempts=attempts, error=failed, now=now))
+                await self.db.write(
+                    lambda c: webhook_store.repark(c, parked_id, attempts=attempts, error=failed, now=now)
+                )
         if retries:
             cursor = await self.gateway.get_cursor(app_id, CONSUMER)
             batch = await self.gateway.read_events(app_id, after=cursor, limit=READ_BATCH)
@@ -411,7 +234,9 @@ class WebhookSender:
                 else:
 
                     def park_and_move(conn: sa.Connection) -> None:
-                        park(conn, app_id=app_id, event_id=event_id, attempts=attempts, error=error, now=now)
+                        webhook_store.park(
+                            conn, app_id=app_id, event_id=event_id, attempts=attempts, error=error, now=now
+                        )
                         self._move_cursor(conn, app_id, event_id, now)
 
                     await self.db.write(park_and_move)
@@ -426,9 +251,8 @@ class WebhookSender:
             batch = await self.gateway.read_events(app_id, after=cursor, limit=READ_BATCH)
 
     def _move_cursor(self, conn: sa.Connection, app_id: int, event_id: int, now: float) -> None:
-        if self._fence is not None:
-            job_store.check(conn, self._fence)  # raises LeaseLost: the transaction moves nothing
-        event_store.set_cursor(conn, app_id, CONSUMER, event_id, now=now)
+        # Raises LeaseLost when another node holds the job now: the transaction moves nothing.
+        webhook_store.move_cursor(conn, app_id, event_id, now=now, fence=self._fence)
 
     async def _deliver(
         self, task: _AppTask, client: httpx.AsyncClient, event: dict[str, Any]

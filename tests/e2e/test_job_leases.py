@@ -23,11 +23,11 @@ from typer.testing import CliRunner
 from masd.cli import app as cli_app
 from masd.config import load_config
 from masd.daemon import Daemon
-from masd.interfaces.webhooks import CONSUMER
 from masd.jobs import LEASE_SECONDS, RENEW_SECONDS
 from masd.store import apps as app_store
 from masd.store import jobs as job_store
 from masd.store.db import Database
+from masd.store.webhooks import CONSUMER
 
 from .test_webhooks import Receiver, _free_port
 

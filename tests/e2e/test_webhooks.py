@@ -28,9 +28,9 @@ import trio
 
 from masd.config import load_config
 from masd.daemon import Daemon
-from masd.interfaces.webhooks import list_parked
 from masd.store import apps as app_store
 from masd.store import events as event_store
+from masd.store.webhooks import list_parked
 from masd_adapters.base import InboundReply
 
 pytestmark = pytest.mark.e2e
