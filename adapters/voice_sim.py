@@ -6,17 +6,17 @@ cannot be reached. What each number does comes from a script (per number, change
 from a weighted default mix. A keypress goes to the core as a reply from the called number to the
 number the call came from (service number + extension), so it is routed exactly like an SMS reply;
 then the call's outcome goes to the core as a receipt: ``delivered`` when answered, ``undelivered``
-with a SIP final response code otherwise (see :data:`CALL_CODES`). Every call is appended to a JSON-lines
-journal at ``<data_dir>/voice-<channel>.journal`` with what was said, to whom and what happened, and the
-journal notes each keypress and receipt the core stored; on start, calls whose keypress or receipt was
-never stored are played to their end again, so a restart delivers them at least once.
+with a SIP final response code otherwise (see :mod:`masd_adapters.voice`). Every call is appended to a
+JSON-lines journal at ``<data_dir>/voice-<channel>.journal`` with what was said, to whom and what
+happened, and the journal notes each keypress and receipt the core stored; on start, calls whose
+keypress or receipt was never stored are played to their end again, so a restart delivers them at
+least once.
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
-import enum
 import json
 import logging
 import os
@@ -29,7 +29,7 @@ from typing import Any
 
 import trio
 
-from . import _journal, tts
+from . import _journal, tts, voice
 from ._journal import read_records, replace_atomically
 from .base import (
     ChannelDriver,
@@ -41,20 +41,18 @@ from .base import (
     SubmitError,
     SubmitOutcome,
 )
+from .voice import CallOutcome
 
 __all__ = [
     "ALL_LINES_BUSY",
-    "CALL_CODES",
     "INVALID_NUMBER",
     "JOURNAL_FAILED",
     "LINK_DOWN",
     "NOT_ONE_TEXT",
     "Call",
     "CallJournal",
-    "CallOutcome",
     "CallPlan",
     "VoiceSimChannel",
-    "call_outcome",
     "parse_plan",
     "read_call_journal",
 ]
@@ -62,29 +60,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class CallOutcome(enum.StrEnum):
-    """How a call ended, as the ``masd_voice_calls_total{outcome}`` metric and the journal name it."""
-
-    ANSWERED = "answered"
-    NO_ANSWER = "no-answer"
-    BUSY = "busy"
-    FAILED = "failed"
-
-
-# Receipt error codes are SIP final response codes, so a SIP driver can report the very same numbers;
-# an answered call is 0, as a delivered SMS is.
-NO_ANSWER_CODE = 480  # Temporarily Unavailable: rang until the ring timeout, nobody picked up
-BUSY_CODE = 486  # Busy Here
-FAILED_CODE = 503  # Service Unavailable: the network could not reach the phone (switched off, no signal)
-CALL_CODES: Mapping[int, str] = {
-    0: "answered",
-    NO_ANSWER_CODE: "no answer",
-    BUSY_CODE: "busy",
-    FAILED_CODE: "unreachable",
-    404: "number not in service",
-    600: "busy everywhere",
-    603: "declined",
-}
+# The codes the simulator reports (see :mod:`.voice`); an answered call is 0, as a delivered SMS is.
+NO_ANSWER_CODE = voice.TEMPORARILY_UNAVAILABLE  # rang until the ring timeout, nobody picked up
+BUSY_CODE = voice.BUSY
+FAILED_CODE = voice.SERVICE_UNAVAILABLE  # the network could not reach the phone (switched off, no signal)
 
 LINK_DOWN = SubmitError(code=0, name="LINK_DOWN", retriable=True)
 ALL_LINES_BUSY = SubmitError(code=0, name="SIM_ALL_LINES_BUSY", retriable=True, throttled=True)
@@ -114,17 +93,6 @@ _OPTIONS = frozenset(
 _DIALABLE = re.compile(r"\+?[0-9]{3,20}")
 _RETRY_FIRST = 0.5  # seconds before offering again a keypress or receipt the core failed to store
 _RETRY_MAX = 30.0
-
-
-def call_outcome(status: ReceiptStatus, error_code: int | None) -> CallOutcome:
-    """The outcome a voice channel's receipt stands for (status + SIP code), for metrics and reports."""
-    if status is ReceiptStatus.DELIVERED:
-        return CallOutcome.ANSWERED
-    if error_code in (BUSY_CODE, 600):
-        return CallOutcome.BUSY
-    if error_code in (NO_ANSWER_CODE, 408, 487):  # 408/487: a ring timeout as some networks report it
-        return CallOutcome.NO_ANSWER
-    return CallOutcome.FAILED
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -681,7 +649,7 @@ class VoiceSimChannel(ChannelDriver):
             key = call.key or "none"
             raw = f"{head} sip:200 rang:{call.answered_at - call.placed_at:.1f}s talk:{talk:.1f}s key:{key}"
             return InboundReceipt(call.call_id, ReceiptStatus.DELIVERED, 0, raw)
-        what = CALL_CODES.get(plan.code, "call failed")
+        what = voice.SIP_REASONS.get(plan.code, "call failed")
         took = call.ended_at - call.placed_at
         if plan.outcome is CallOutcome.NO_ANSWER:
             detail = f"rang {took:.1f}s, nobody answered"

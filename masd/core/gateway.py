@@ -36,6 +36,7 @@ from masd.store import resends as resend_store
 from masd.store.db import Database
 from masd.store.limits import Charge, Over
 from masd_adapters.base import InboundReceipt, InboundReply, InboundReplyPart
+from masd_adapters.voice import call_outcome
 
 __all__ = [
     "Accepted",
@@ -658,8 +659,6 @@ class Gateway:
                 if voice:
                     # Counted when the receipt ends the delivery, so a receipt sent again is not counted
                     # twice.
-                    from masd_adapters.voice_sim import call_outcome  # only voice channels need it
-
                     m.voice_calls.labels(call_outcome(receipt.status, receipt.error_code)).inc()
                 log.info(
                     "delivery final",

@@ -21,7 +21,8 @@ from masd.core.gateway import SubmitRequest
 from masd.daemon import Daemon
 from masd.store import apps as app_store
 from masd_adapters.sim import SimChannel
-from masd_adapters.voice_sim import CallOutcome, VoiceSimChannel, read_call_journal
+from masd_adapters.voice import CallOutcome
+from masd_adapters.voice_sim import VoiceSimChannel, read_call_journal
 
 from .helpers import wait_final
 

@@ -17,14 +17,8 @@ import trio
 import trio.testing
 
 from masd_adapters.base import InboundReceipt, InboundReply, OutboundSegment, ReceiptStatus
-from masd_adapters.voice_sim import (
-    CallOutcome,
-    CallPlan,
-    VoiceSimChannel,
-    call_outcome,
-    parse_plan,
-    read_call_journal,
-)
+from masd_adapters.voice import CallOutcome
+from masd_adapters.voice_sim import CallPlan, VoiceSimChannel, parse_plan, read_call_journal
 
 SOURCE = "106570001" + "4207"  # service number + extension
 WALL_START = 1_700_000_000.0
@@ -539,20 +533,3 @@ def test_outcomes_are_written_as_short_words(written: str, plan: CallPlan) -> No
 def test_an_unknown_outcome_is_refused(written: str) -> None:
     with pytest.raises(ValueError, match="expected"):
         parse_plan(written)
-
-
-@pytest.mark.parametrize(
-    ("status", "code", "outcome"),
-    [
-        (ReceiptStatus.DELIVERED, 0, CallOutcome.ANSWERED),
-        (ReceiptStatus.UNDELIVERED, 480, CallOutcome.NO_ANSWER),
-        (ReceiptStatus.UNDELIVERED, 487, CallOutcome.NO_ANSWER),
-        (ReceiptStatus.UNDELIVERED, 486, CallOutcome.BUSY),
-        (ReceiptStatus.UNDELIVERED, 503, CallOutcome.FAILED),
-        (ReceiptStatus.EXPIRED, None, CallOutcome.FAILED),
-    ],
-)
-def test_a_receipt_maps_to_the_call_outcome_by_its_sip_code(
-    status: ReceiptStatus, code: int | None, outcome: CallOutcome
-) -> None:
-    assert call_outcome(status, code) is outcome

@@ -47,6 +47,7 @@ from masd.core.gateway import Gateway, QueueFull, Refused, Rejected, SubmitReque
 from masd.modules.meeting import store
 from masd.modules.meeting.grammar import Grammar, Intent, Kind
 from masd.store import apps as app_store
+from masd_adapters.voice import call_outcome
 
 __all__ = [
     "MODES",
@@ -939,7 +940,7 @@ class MeetingService:
             if state == "delivered":
                 vals["delivered_at"] = ev.get("done_at") or now
         if attendee["call_message_id"] == ev["message_id"]:
-            vals["call_outcome"] = call_outcome(state, ev.get("error_code"))
+            vals["call_outcome"] = call_outcome(state, ev.get("error_code")).value
         if vals:
             await self.gw.db.write(lambda c: store.update_attendee(c, attendee["id"], now=now, **vals))
 
@@ -1177,19 +1178,6 @@ def confirmation(meeting: dict[str, Any], intent: Intent, *, late: bool = False)
     answer = ANSWER_NAMES[intent.kind] + (f"（{_quoted(intent.text)}）" if intent.text else "")
     after = "（已过回复截止时间）" if late else ""
     return f"已记录：{answer}「{title}」{after}。{CORRECTIONS[intent.kind]}。"
-
-
-def call_outcome(state: str, error_code: int | None) -> str:
-    """A call delivery's final state as the board shows it."""
-    if state == "delivered":
-        return "answered"
-    # Voice drivers report SIP final response codes (docs/voice.md).
-    by_code = {408: "no-answer", 480: "no-answer", 486: "busy", 600: "busy", 603: "declined"}
-    if error_code in by_code:
-        return by_code[error_code]
-    if state == "expired":
-        return "no-answer"
-    return "failed" if error_code is not None or state != "undelivered" else "no-answer"
 
 
 CHECKIN_OPENS = 12 * 3600  # check-in ("on the day") is open from 12 hours before the start …
