@@ -14,20 +14,23 @@ to date first, so a fresh data directory works without a separate ``masd db upgr
 Exit codes: 0 success, 1 the request failed (bad recipient, unknown id, store error), 2 usage or
 configuration error.
 
-This module is the root: ``run``, ``bench`` and the table of every other command. Those live in their own
+This module is the root: ``run`` and the table of every other command. Those live in their own
 modules (``masd.cli.*``, ``masd.modules.*.cli``) and are imported only when they are invoked, so that
 ``masd run`` does not import, build or (without cached bytecode) compile the rest of the command line;
 ``masd --help`` lists them from the table.
+
+Other distributions add commands through the ``masd.commands`` entry-point group (the benchmark's
+``masd bench`` is one): the entry point names the command and a ``main(argv: list[str]) -> int`` that gets
+every argument after the command's name, ``--help`` included, and whose result is the exit code. They are
+looked up only when the root lists its commands or meets a name not in the table, and imported only when
+invoked.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
 import signal
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import trio
@@ -39,11 +42,25 @@ from masd import __version__
 from masd.cli.common import ConfigOption, fail, note, read_config
 
 if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
     from typer import _click as click
 
     from masd.daemon import Daemon
 
-__all__ = ["SUBCOMMANDS", "app", "load_subcommand", "main"]
+__all__ = [
+    "COMMANDS_GROUP",
+    "SUBCOMMANDS",
+    "Unloaded",
+    "app",
+    "entry_point_command",
+    "entry_point_commands",
+    "load_subcommand",
+    "main",
+]
+
+# The entry-point group through which other distributions add a command to `masd`.
+COMMANDS_GROUP = "masd.commands"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,7 +90,6 @@ SUBCOMMANDS: dict[str, _Lazy | None] = {
         "Show a message and each delivery (消息状态): state, attempts, segments, carrier ids and history.",
         command=True,
     ),
-    "bench": None,
     "db": _Lazy("masd.cli.db", "db_app", "Database schema (数据库): apply migrations, show the revision."),
     "queue": _Lazy(
         "masd.cli.queue",
@@ -126,7 +142,7 @@ SUBCOMMANDS: dict[str, _Lazy | None] = {
 }
 
 
-class _Unloaded(TyperGroup):
+class Unloaded(TyperGroup):
     """Stands for a sub-command not imported yet: its name and help, for `masd --help` and for the
     suggestions after a typo. A tool that walks the command tree finds it empty; `load_subcommand`
     builds the real one."""
@@ -157,6 +173,49 @@ def load_subcommand(name: str) -> click.Command:
     )
 
 
+def entry_point_commands() -> dict[str, EntryPoint]:
+    """The installed entry points of the ``masd.commands`` group by command name, less those naming a
+    command masd has itself."""
+    from importlib.metadata import entry_points
+
+    return {e.name: e for e in entry_points(group=COMMANDS_GROUP) if e.name not in SUBCOMMANDS}
+
+
+def _entry_point_help(entry: EntryPoint) -> str:
+    from rich.markup import escape
+
+    dist = entry.dist
+    summary = dist.metadata["Summary"] if dist is not None else None
+    origin = f"{dist.name} {dist.version}" if dist is not None else entry.value
+    # Escaped: the help is rendered as Rich markup, which would drop a "[name]" of the summary.
+    return escape(f"{summary} (from {origin})" if summary else f"From {origin}.")
+
+
+def entry_point_command(entry: EntryPoint) -> click.Command:
+    """The command for an entry point of ``masd.commands``: it imports the entry point's ``main`` only when
+    invoked, hands it every argument after its name and exits with what it returns."""
+    holder = typer.Typer()
+
+    @holder.command(
+        entry.name,
+        help=_entry_point_help(entry),
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=False,
+    )
+    def invoke(ctx: typer.Context) -> None:
+        try:
+            command_main = entry.load()
+        except (ImportError, AttributeError) as e:
+            fail(f"masd {entry.name}: cannot load {entry.value}: {e}")
+        raise typer.Exit(command_main(list(ctx.args)))
+
+    return typer.main.get_command_from_info(
+        holder.registered_commands[0],
+        pretty_exceptions_short=app.pretty_exceptions_short,
+        rich_markup_mode=app.rich_markup_mode,
+    )
+
+
 class _LazyGroup(TyperGroup):
     """The root command: lists every sub-command and builds a lazy one when it is invoked."""
 
@@ -168,14 +227,29 @@ class _LazyGroup(TyperGroup):
             if name in built:
                 self.commands[name] = built.pop(name)
             elif lazy is not None:
-                self.commands[name] = _Unloaded(name=name, help=lazy.help)
+                self.commands[name] = Unloaded(name=name, help=lazy.help)
         # Whatever else was added to the app (after this table's commands, as add_typer would place it).
         self.commands.update(built)
+        self._entry_points_added = False
+
+    def _add_entry_points(self) -> None:
+        # Last, and never in place of a command masd has: reading every installed distribution's metadata
+        # costs tens of milliseconds, which `masd run` and every known command skip.
+        if not self._entry_points_added:
+            self._entry_points_added = True
+            for name, entry in entry_point_commands().items():
+                self.commands.setdefault(name, entry_point_command(entry))
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_entry_points()
+        return super().list_commands(ctx)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
-        if args and isinstance(self.commands.get(args[0]), _Unloaded):
+        if args and args[0] not in self.commands:
+            self._add_entry_points()
+        if args and isinstance(self.commands.get(args[0]), Unloaded):
             self.commands[args[0]] = load_subcommand(args[0])
         return super().resolve_command(ctx, args)
 
@@ -270,27 +344,6 @@ def run(config: ConfigOption = None) -> None:
         fail("masd stopped before the drain finished; claims left behind return to the queue on expiry")
 
 
-@app.command(
-    "bench",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)
-def bench(ctx: typer.Context) -> None:
-    """Benchmark end to end against the simulated SMSC and Kannel (性能测试); see scripts/bench --help."""
-    script = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
-    if not script.is_file():
-        fail(
-            "masd bench runs scripts/bench.py from a source checkout of masd; "
-            "none was found beside this install"
-        )
-    spec = importlib.util.spec_from_file_location("masd_bench", script)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there while the module loads
-    spec.loader.exec_module(module)
-    raise typer.Exit(module.main(list(ctx.args)))
-
-
 def main() -> None:
-    # prog_name: under "python -m masd.cli" click would otherwise call itself "cli.py" in usage lines.
+    # prog_name: under "python -m masd.cli" click would otherwise call itself "__main__.py" in usage lines.
     app(prog_name="masd")

@@ -14,7 +14,7 @@ import typer.main
 from rich.markup import RE_TAGS
 from typer.testing import CliRunner
 
-from masd.cli import _Unloaded, app, load_subcommand
+from masd.cli import Unloaded, app, load_subcommand
 
 BRACKETED = re.compile(r"\\?\[[^\[\]]+\]")
 FRAME = re.compile(r"[│╭╮╰╯─\s]+")  # Rich's panel borders and line wrapping
@@ -24,7 +24,7 @@ def _tree(command: Any, path: list[str]) -> Iterator[tuple[list[str], Any]]:
     yield path, command
     for name in command.list_commands(typer.Context(command)) if hasattr(command, "commands") else ():
         sub = command.commands[name]
-        if isinstance(sub, _Unloaded):
+        if isinstance(sub, Unloaded):
             sub = load_subcommand(name)
         yield from _tree(sub, [*path, name])
 
@@ -55,7 +55,7 @@ def test_the_walk_finds_nested_subcommands() -> None:
 @pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[" ".join(p) or "masd" for p, _ in COMMANDS])
 def test_help_renders_with_every_bracketed_name_of_its_help_text(path: list[str], command: Any) -> None:
     output = _flat(_help(path))
-    assert "usage:" in output.lower()  # `masd bench` hands --help to scripts/bench's argparse
+    assert "usage:" in output.lower()  # a masd.commands entry point (masd bench) hands --help to its argparse
     for text in _help_texts(command):
         for found in BRACKETED.findall(text):
             assert _flat(found.removeprefix("\\")) in output, f"{found!r} of {text!r} is not in the help"
