@@ -22,7 +22,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, cast
 
 import structlog
 import trio
@@ -33,6 +33,7 @@ from ..base import (
     InboundReceipt,
     InboundReplyPart,
     OutboundSegment,
+    SubmitDone,
     SubmitError,
     SubmitOutcome,
 )
@@ -442,7 +443,7 @@ class SmppChannel(ChannelDriver):
         destination: str,
         source: str,
         segments: Sequence[OutboundSegment],
-        done: Callable[[list[SubmitOutcome]], None],
+        done: SubmitDone,
     ) -> bool:
         """``submit`` for a one-segment delivery that can go without waiting for anything (a bound link
         with a free window slot, no ``max_rate``): queue its submit_sm and return True; ``done`` gets the
@@ -931,10 +932,9 @@ class SmppChannel(ChannelDriver):
                 parsed.append((i, receipt))
         if not parsed:
             return answers
-        store_many: _StoreReceipts | None = getattr(self.events, "receipt_batch", None)
-        if store_many is not None and len(parsed) > 1:
+        if len(parsed) > 1:
             try:
-                await store_many(self.name, [receipt for _, receipt in parsed])
+                await self.events.receipt_batch(self.name, [receipt for _, receipt in parsed])
                 return answers
             except Exception as e:
                 # Perhaps one receipt the store cannot take: store each on its own below, so that only
@@ -1049,14 +1049,6 @@ class SmppChannel(ChannelDriver):
                 self._log.warning(
                     "could not hand over incomplete replies; will retry", error=str(e) or repr(e)
                 )
-
-
-class _StoreReceipts(Protocol):
-    """``receipt_batch``, which a :class:`ChannelEvents` may offer besides ``receipt`` (masd's Gateway
-    does): store several receipts in one write. Each is stored, or it raises and none may be assumed
-    stored."""
-
-    async def __call__(self, channel: str, receipts: Sequence[InboundReceipt], /) -> None: ...
 
 
 def _address(raw: bytes, ton: int) -> str:

@@ -2,7 +2,7 @@
 
 The dispatcher claims no more than the channel's window has room for, paces segments with a token
 bucket at the channel's rate and hands each delivery to the driver: through ``submit_nowait`` with a
-callback when the driver offers it and nothing needs waiting for (no task per delivery: at thousands a
+callback when the driver takes it so and nothing needs waiting for (no task per delivery: at thousands a
 second their scheduling is a large share of the CPU), else in a task of its own through ``submit``. One
 recorder task writes the outcomes through the group committer, all that finished while its previous
 write ran in one write. A claim holds its window slot until its outcome is written, so what a crash can
@@ -21,8 +21,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable
 
 import sqlalchemy as sa
 import structlog
@@ -115,7 +114,6 @@ class Dispatcher:
         self._room = trio.Event()  # set when recorded outcomes free window slots
         self._texts: dict[str, split.Plan | list[OutboundSegment]] = {}  # see _wire
         self._unrecorded = gateway.unrecorded[name] = UnrecordedOutcomes()
-        self._submit_nowait: _SubmitNowait | None = getattr(driver, "submit_nowait", None)
         m = gateway.metrics
         self._rate_gauge = m.channel_rate.labels(name)
         self._rate_gauge.set(ch.rate)
@@ -243,10 +241,10 @@ class Dispatcher:
             n = await self.gw.db.write(lambda c: queue_store.release(c, delivery_ids=ids, now=now))
         log.info("returned unsent claims to the queue", channel=self.name, count=n)
 
-    async def _send_one(self, cl: Claim) -> None:
+    async def _send_one(self, cl: Claim, wire: list[OutboundSegment]) -> None:
         outcome = None
         try:
-            outcome = await self._attempt(cl)
+            outcome = await self._attempt(cl, wire)
         finally:
             if outcome is None:  # cancelled, or given back to the queue while it waited for tokens
                 self._abandon()
@@ -318,8 +316,11 @@ class Dispatcher:
     def _start(self, cl: Claim, nursery: trio.Nursery) -> None:
         """Send a claim that holds a window slot: without a task when the driver allows, else in one."""
         self._sending += 1
-        if not self._send_nowait(cl):
-            nursery.start_soon(self._send_one, cl)
+        prepared = self._prepare(cl)
+        if isinstance(prepared, tuple):  # final without a send
+            self._outcome(prepared)
+        elif not self._send_nowait(cl, prepared):
+            nursery.start_soon(self._send_one, cl, prepared)
 
     async def _record_alone(self, outcome: tuple[SubmitResult, int]) -> None:
         try:
@@ -343,18 +344,10 @@ class Dispatcher:
         m = self.gw.metrics
         m.child(m.segments_submitted, self.name, result).inc(n)
 
-    def _send_nowait(self, cl: Claim) -> bool:
+    def _send_nowait(self, cl: Claim, wire: list[OutboundSegment]) -> bool:
         """Send ``cl`` without a task of its own when nothing needs waiting for: the bucket has the tokens
         and the driver can queue it at once (``submit_nowait``, which the SMPP driver offers); its outcome
         then arrives through a callback. False: nothing happened, send it in a task."""
-        submit_nowait = self._submit_nowait
-        if submit_nowait is None:
-            return False
-        prepared = self._prepare(cl)
-        if isinstance(prepared, tuple):  # final without a send
-            self._outcome(prepared)
-            return True
-        wire = prepared
         if not self.bucket.take_nowait(len(wire)):
             return False
         started = time.monotonic()
@@ -367,7 +360,7 @@ class Dispatcher:
                 raise
             self._outcome(outcome)
 
-        if not submit_nowait(cl.recipient, self.ch.service_number + cl.extension, wire, done):
+        if not self.driver.submit_nowait(cl.recipient, self.ch.service_number + cl.extension, wire, done):
             self.bucket.give_back(len(wire))
             return False
         self.unsent.discard(cl.delivery_id)
@@ -416,12 +409,9 @@ class Dispatcher:
                 return SubmitResult(cl.delivery_id, DeliveryState.SUBMITTED, resumed=True), 0
         return wire
 
-    async def _attempt(self, cl: Claim) -> tuple[SubmitResult, int] | None:
-        """Send ``cl``; its outcome, or None if it was given back to the queue (draining) meanwhile."""
-        prepared = self._prepare(cl)
-        if isinstance(prepared, tuple):
-            return prepared
-        wire = prepared
+    async def _attempt(self, cl: Claim, wire: list[OutboundSegment]) -> tuple[SubmitResult, int] | None:
+        """Send ``cl`` as ``wire``; its outcome, or None if it was given back to the queue (draining)
+        meanwhile."""
         await self.bucket.take(len(wire))
         if cl.delivery_id not in self.unsent:
             return None  # _release_unsent gave it back while we waited: it must not go out as well
@@ -590,16 +580,3 @@ class Dispatcher:
                 state=result.state.value,
                 reason=result.reason,
             )
-
-
-class _SubmitNowait(Protocol):
-    """``submit_nowait``, which a driver may offer besides ``submit``; see SmppChannel.submit_nowait."""
-
-    def __call__(
-        self,
-        destination: str,
-        source: str,
-        segments: Sequence[OutboundSegment],
-        done: Callable[[list[SubmitOutcome]], None],
-        /,
-    ) -> bool: ...

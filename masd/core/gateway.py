@@ -35,7 +35,7 @@ from masd.store import reply_parts as reply_part_store
 from masd.store import resends as resend_store
 from masd.store.db import Database
 from masd.store.limits import Charge, Over
-from masd_adapters.base import InboundReceipt, InboundReply, InboundReplyPart
+from masd_adapters.base import ChannelEvents, InboundReceipt, InboundReply, InboundReplyPart
 from masd_adapters.voice import call_outcome
 
 __all__ = [
@@ -148,7 +148,7 @@ class UnrecordedOutcomes:
             await self._queued.wait()
 
 
-class Gateway:
+class Gateway(ChannelEvents):
     def __init__(self, cfg: Config, db: Database, metrics: Metrics | None = None) -> None:
         self.cfg = cfg
         self.db = db

@@ -17,7 +17,14 @@ import pytest
 import trio
 
 from masd.core.reply_parts import MISSING, gaps, join
-from masd_adapters.base import InboundReceipt, InboundReply, InboundReplyPart, OutboundSegment, ReceiptStatus
+from masd_adapters.base import (
+    ChannelEvents,
+    InboundReceipt,
+    InboundReply,
+    InboundReplyPart,
+    OutboundSegment,
+    ReceiptStatus,
+)
 from masd_adapters.smpp import fast, receipts
 from masd_adapters.smpp.client import SmppChannel
 from masd_adapters.smpp.pdu import HEADER, PduStream, make, parse
@@ -183,7 +190,7 @@ class FakeSmsc:
         await conn.send(fast.encode_resp(fast.SUBMIT_SM_RESP, sm.sequence, answer.status, message_id))
 
 
-class Events:
+class Events(ChannelEvents):
     """ChannelEvents that records what the driver reports; ``gate`` holds store calls, ``fail`` fails them.
     Parts of long replies are kept in memory, as the core keeps them in its store."""
 
