@@ -40,6 +40,7 @@ from .base import (
     SubmitError,
     SubmitOutcome,
 )
+from .smpp.constants import ESME_RINVDSTADR, ESME_RTHROTTLED
 
 __all__ = [
     "FINAL_STATUSES",
@@ -68,8 +69,8 @@ FINAL_STATUSES: frozenset[ReceiptStatus] = frozenset(
 )
 NO_RECEIPT = "none"  # outcome weight key (and journal value) for "the carrier never sends a receipt"
 
-THROTTLED = SubmitError(code=0x58, name="ESME_RTHROTTLED", retriable=True, throttled=True)
-INVALID_DESTINATION = SubmitError(code=0x0B, name="ESME_RINVDSTADR", retriable=False)
+THROTTLED = SubmitError(code=ESME_RTHROTTLED, name="ESME_RTHROTTLED", retriable=True, throttled=True)
+INVALID_DESTINATION = SubmitError(code=ESME_RINVDSTADR, name="ESME_RINVDSTADR", retriable=False)
 LINK_DOWN = SubmitError(code=0, name="LINK_DOWN", retriable=True)
 JOURNAL_FAILED = SubmitError(code=0, name="SIM_JOURNAL_ERROR", retriable=True)
 

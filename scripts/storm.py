@@ -38,6 +38,7 @@ from masd.core.gateway import Gateway, SubmitRequest
 from masd.logging import configure_logging
 from masd.store.db import database_from_config
 from masd.store.tables import deliveries
+from masd_adapters.smpp.constants import ESME_RTHROTTLED
 
 ROOT = Path(__file__).resolve().parent.parent
 INTEROP = ROOT / "tests" / "interop"
@@ -223,7 +224,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             rec = json.loads(line)
             if rec.get("event") != "submit_sm":
                 continue
-            if rec.get("status") == 0x58:
+            if rec.get("status") == ESME_RTHROTTLED:
                 throttled += 1
             elif rec.get("status") == 0:
                 info = rec.get("concat") or {"ref": -1, "seq": 1}

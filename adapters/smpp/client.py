@@ -22,7 +22,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, cast
+from typing import Any, cast
 
 import structlog
 import trio
@@ -37,35 +37,33 @@ from ..base import (
     SubmitError,
     SubmitOutcome,
 )
-from . import fast, mo, receipts, status
+from . import constants, fast, mo, receipts, status
+from .constants import (
+    ALERT_NOTIFICATION,
+    BIND_RECEIVER_RESP,
+    BIND_TRANSCEIVER_RESP,
+    BIND_TRANSMITTER_RESP,
+    ENQUIRE_LINK,
+    ENQUIRE_LINK_RESP,
+    ESM_UDHI,
+    ESME_RBINDFAIL,
+    ESME_RINVBNDSTS,
+    ESME_RINVCMDID,
+    ESME_RINVCMDLEN,
+    ESME_RINVPASWD,
+    ESME_RINVSYSID,
+    ESME_ROK,
+    ESME_RSYSERR,
+    ESME_RX_T_APPN,
+    GENERIC_NACK,
+    RESPONSE,
+    UNBIND,
+)
 from .pdu import HEADER, PduError, PduStream, SequenceGenerator, generic_nack, make
 
 __all__ = ["SmppChannel"]
 
 log = structlog.get_logger("masd.smpp")
-
-# command_id values this module handles itself (SMPP 3.4 §5.1.2.1).
-_GENERIC_NACK: Final = 0x80000000
-_BIND_RECEIVER: Final = 0x00000001
-_BIND_TRANSMITTER: Final = 0x00000002
-_BIND_TRANSCEIVER: Final = 0x00000009
-_UNBIND: Final = 0x00000006
-_UNBIND_RESP: Final = 0x80000006
-_ENQUIRE_LINK: Final = 0x00000015
-_ENQUIRE_LINK_RESP: Final = 0x80000015
-_ALERT_NOTIFICATION: Final = 0x00000102
-_RESPONSE_BIT: Final = 0x80000000
-
-# command_status values the driver answers with (§5.1.3).
-_ESME_ROK: Final = 0x00
-_ESME_RINVCMDLEN: Final = 0x02
-_ESME_RINVCMDID: Final = 0x03
-_ESME_RINVBNDSTS: Final = 0x04
-_ESME_RSYSERR: Final = 0x08
-_ESME_RBINDFAIL: Final = 0x0D
-_ESME_RINVPASWD: Final = 0x0E
-_ESME_RINVSYSID: Final = 0x0F
-_ESME_RX_T_APPN: Final = 0x64  # "temporary application error": the SMSC keeps the message and re-sends it
 
 _BIND_PDU = {
     "transceiver": "bind_transceiver",
@@ -73,9 +71,9 @@ _BIND_PDU = {
     "receiver": "bind_receiver",
 }
 _BIND_RESP = {
-    "transceiver": _BIND_TRANSCEIVER | _RESPONSE_BIT,
-    "transmitter": _BIND_TRANSMITTER | _RESPONSE_BIT,
-    "receiver": _BIND_RECEIVER | _RESPONSE_BIT,
+    "transceiver": BIND_TRANSCEIVER_RESP,
+    "transmitter": BIND_TRANSMITTER_RESP,
+    "receiver": BIND_RECEIVER_RESP,
 }
 
 # Mobile-originated deliver_sm handled at once per connection. More wait in a backlog, and receipts wait
@@ -528,7 +526,7 @@ class SmppChannel(ChannelDriver):
                 break
             if bound_for >= _STABLE_BIND:
                 backoff = s.reconnect_min
-            if refused in (_ESME_RINVPASWD, _ESME_RINVSYSID):
+            if refused in (ESME_RINVPASWD, ESME_RINVSYSID):
                 # Retrying fast cannot help and may get the account locked; keep trying slowly so a fixed
                 # password on the carrier's side is picked up without a restart.
                 delay = s.reconnect_max
@@ -563,8 +561,8 @@ class SmppChannel(ChannelDriver):
             except (*_LINK_ERRORS, trio.TooSlowError) as e:
                 link.log.warning("bind failed", error=str(e) or repr(e))
                 return 0.0, None
-            if bind_status != _ESME_ROK:
-                if bind_status not in (_ESME_RINVPASWD, _ESME_RINVSYSID):
+            if bind_status != ESME_ROK:
+                if bind_status not in (ESME_RINVPASWD, ESME_RINVSYSID):
                     link.log.warning("bind refused", status=status.name(bind_status))
                 return 0.0, bind_status
             bound_at = trio.current_time()
@@ -607,14 +605,14 @@ class SmppChannel(ChannelDriver):
                 if raw is None:
                     raise PduError("the SMSC closed the connection without answering the bind")
                 _, command_id, command_status, rseq = HEADER.unpack_from(raw)
-                if rseq == seq and command_id in (expected, _GENERIC_NACK):
-                    if command_id == _GENERIC_NACK and not command_status:
-                        return _ESME_RBINDFAIL  # a nack must carry an error; treat a bare one as a refusal
+                if rseq == seq and command_id in (expected, GENERIC_NACK):
+                    if command_id == GENERIC_NACK and not command_status:
+                        return ESME_RBINDFAIL  # a nack must carry an error; treat a bare one as a refusal
                     return int(command_status)
-                if command_id == _ENQUIRE_LINK:
-                    await pdus.send_raw(HEADER.pack(16, _ENQUIRE_LINK_RESP, 0, rseq))
-                elif not command_id & _RESPONSE_BIT:
-                    await pdus.send_raw(generic_nack(rseq, _ESME_RINVBNDSTS))
+                if command_id == ENQUIRE_LINK:
+                    await pdus.send_raw(HEADER.pack(16, ENQUIRE_LINK_RESP, 0, rseq))
+                elif not command_id & RESPONSE:
+                    await pdus.send_raw(generic_nack(rseq, ESME_RINVBNDSTS))
 
     async def _serve(self, link: _Link, pdus: PduStream) -> None:
         """Run the connection's reader, writer and keepalive until one of them ends it."""
@@ -678,7 +676,7 @@ class SmppChannel(ChannelDriver):
                 await trio.sleep_until(due)
                 continue
             seq = link.seq.next_sequence()
-            waiter = link.request(HEADER.pack(16, _ENQUIRE_LINK, 0, seq), seq, s.response_timeout)
+            waiter = link.request(HEADER.pack(16, ENQUIRE_LINK, 0, seq), seq, s.response_timeout)
             await waiter.wait()
             if waiter.timed_out:
                 link.log.warning("no enquire_link_resp; dropping the connection", timeout=s.response_timeout)
@@ -717,16 +715,16 @@ class SmppChannel(ChannelDriver):
                     return
                 link.last_rx = trio.current_time()
                 _, command_id, command_status, seq = HEADER.unpack_from(raw)
-                if command_id & _RESPONSE_BIT:
+                if command_id & RESPONSE:
                     self._on_response(link, raw, command_id, command_status, seq)
-                elif command_id == fast.DELIVER_SM:
+                elif command_id == constants.DELIVER_SM:
                     try:
                         sm = fast.decode_sm(raw)
                     except PduError as e:
                         link.log.warning(
                             "undecodable deliver_sm; answered with generic_nack", error=str(e), seq=seq
                         )
-                        link.send(generic_nack(seq, _ESME_RINVCMDLEN))
+                        link.send(generic_nack(seq, ESME_RINVCMDLEN))
                         continue
                     if receipts.is_receipt(sm.esm_class):
                         inbox.receipts.append(sm)
@@ -739,19 +737,19 @@ class SmppChannel(ChannelDriver):
                     while inbox.waiting() >= _DELIVER_BACKLOG:
                         inbox.room = trio.Event()
                         await inbox.room.wait()
-                elif command_id == _ENQUIRE_LINK:
-                    link.send(HEADER.pack(16, _ENQUIRE_LINK_RESP, 0, seq))
-                elif command_id == _UNBIND:
+                elif command_id == ENQUIRE_LINK:
+                    link.send(HEADER.pack(16, ENQUIRE_LINK_RESP, 0, seq))
+                elif command_id == UNBIND:
                     link.log.info("the SMSC unbound; reconnecting")
                     # Straight to the socket (the stream's lock orders it after any send in progress), so
                     # the answer is out before the connection closes.
                     with trio.move_on_after(self.settings.response_timeout):
                         await pdus.send_raw(make("unbind_resp", seq).generate())
                     return
-                elif command_id == _ALERT_NOTIFICATION:
+                elif command_id == ALERT_NOTIFICATION:
                     pass  # no response is defined for it (§4.12.1)
                 else:
-                    link.send(generic_nack(seq, _ESME_RINVCMDID))
+                    link.send(generic_nack(seq, ESME_RINVCMDID))
         except _LINK_ERRORS as e:
             link.log.warning("connection lost while reading", error=str(e) or repr(e))
 
@@ -763,7 +761,7 @@ class SmppChannel(ChannelDriver):
             return
         waiter.command_id = command_id
         waiter.status = command_status
-        if command_id == fast.SUBMIT_SM_RESP and command_status == 0:
+        if command_id == constants.SUBMIT_SM_RESP and command_status == 0:
             try:
                 waiter.message_id = fast.decode_resp(raw)[3]
             except PduError:
@@ -852,21 +850,21 @@ class SmppChannel(ChannelDriver):
         tlvs: dict[int, bytes] | None = None
         short_message = seg.short_message
         if seg.message_payload is not None:
-            tlvs = {fast.MESSAGE_PAYLOAD: seg.message_payload}
+            tlvs = {constants.MESSAGE_PAYLOAD: seg.message_payload}
             short_message = b""
         elif seg.sar is not None:
             ref, total, part = seg.sar
             tlvs = {
-                fast.SAR_MSG_REF_NUM: (ref & 0xFFFF).to_bytes(2, "big"),
-                fast.SAR_TOTAL_SEGMENTS: bytes((total,)),
-                fast.SAR_SEGMENT_SEQNUM: bytes((part,)),
+                constants.SAR_MSG_REF_NUM: (ref & 0xFFFF).to_bytes(2, "big"),
+                constants.SAR_TOTAL_SEGMENTS: bytes((total,)),
+                constants.SAR_SEGMENT_SEQNUM: bytes((part,)),
             }
         return fast.encode_submit_sm(
             seq,
             source_addr=src_addr,
             destination_addr=dst_addr,
             short_message=short_message,
-            esm_class=0x40 if seg.udh else 0x00,
+            esm_class=ESM_UDHI if seg.udh else 0x00,
             data_coding=seg.data_coding,
             registered_delivery=self.settings.registered_delivery,
             source_addr_ton=src_ton,
@@ -884,7 +882,7 @@ class SmppChannel(ChannelDriver):
             return SubmitOutcome(error=status.timeout_error())
         if waiter.lost:
             return SubmitOutcome(error=status.link_down_error())
-        if waiter.status == 0 and waiter.command_id == fast.SUBMIT_SM_RESP:
+        if waiter.status == 0 and waiter.command_id == constants.SUBMIT_SM_RESP:
             return SubmitOutcome(carrier_id=receipts.canonical_id(waiter.message_id, s.id_format))
         if waiter.status == 0:
             # A generic_nack that carries no error: not a success, and no code to judge it by.
@@ -910,11 +908,11 @@ class SmppChannel(ChannelDriver):
             inbox.room.set()
             answers = await self._store_receipts(link, batch)
             for sm, answer in zip(batch, answers, strict=True):
-                link.send(fast.encode_resp(fast.DELIVER_SM_RESP, sm.sequence, answer))
+                link.send(fast.encode_resp(constants.DELIVER_SM_RESP, sm.sequence, answer))
 
     async def _store_receipts(self, link: _Link, batch: Sequence[fast.DeliverSm]) -> list[int]:
         """Store receipt-bearing deliver_sm through the core; the command_status to answer each with."""
-        answers = [_ESME_ROK] * len(batch)
+        answers = [ESME_ROK] * len(batch)
         parsed: list[tuple[int, InboundReceipt]] = []
         for i, sm in enumerate(batch):
             try:
@@ -952,7 +950,7 @@ class SmppChannel(ChannelDriver):
                     carrier_id=receipt.carrier_id,
                     error=str(e) or repr(e),
                 )
-                answers[i] = _ESME_RX_T_APPN
+                answers[i] = ESME_RX_T_APPN
 
         if len(parsed) == 1:
             await store_one(*parsed[0])
@@ -970,8 +968,8 @@ class SmppChannel(ChannelDriver):
                     answer = await self._handle_reply(link, sm)
                 except Exception:
                     link.log.exception("deliver_sm handling failed; refused so that the SMSC re-sends it")
-                    answer = _ESME_RSYSERR
-                link.send(fast.encode_resp(fast.DELIVER_SM_RESP, sm.sequence, answer))
+                    answer = ESME_RSYSERR
+                link.send(fast.encode_resp(constants.DELIVER_SM_RESP, sm.sequence, answer))
                 if not inbox.backlog:
                     return
                 sm = inbox.backlog.popleft()
@@ -998,7 +996,7 @@ class SmppChannel(ChannelDriver):
             )
         except Exception:
             link.log.exception("could not decode a mobile-originated message", sender=sender)
-            return _ESME_RSYSERR
+            return ESME_RSYSERR
         try:
             if isinstance(mo_message, InboundReplyPart):
                 await self.events.reply_part(self.name, mo_message)
@@ -1008,8 +1006,8 @@ class SmppChannel(ChannelDriver):
             link.log.warning(
                 "could not store a reply; the SMSC will re-send it", sender=sender, error=str(e) or repr(e)
             )
-            return _ESME_RX_T_APPN
-        return _ESME_ROK
+            return ESME_RX_T_APPN
+        return ESME_ROK
 
     def _parse_receipt(self, sm: fast.SubmitSm) -> InboundReceipt | None:
         """The receipt, its id in the form the submit_sm_resp ids were stored under.
@@ -1018,7 +1016,7 @@ class SmppChannel(ChannelDriver):
         from its submit_sm_resp (the simulated SMSC's ``receipt_text_id="decimal"``); the
         receipted_message_id TLV is by definition the submit_sm_resp's id, so it is never converted."""
         s = self.settings
-        tlv_id = sm.tlvs.get(fast.RECEIPTED_MESSAGE_ID, b"").split(b"\0", 1)[0].strip()
+        tlv_id = sm.tlvs.get(constants.RECEIPTED_MESSAGE_ID, b"").split(b"\0", 1)[0].strip()
         if s.receipt_ids == "as-is" or tlv_id:
             return receipts.parse_receipt(sm, id_format=s.id_format)
         receipt = receipts.parse_receipt(sm, id_format="as-is")

@@ -14,20 +14,17 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from masd_adapters.smpp.constants import (
+    DELIVER_SM,
+    DELIVER_SM_RESP,
+    MESSAGE_PAYLOAD,
+    RESPONSE,
+    SUBMIT_SM,
+    SUBMIT_SM_RESP,
+)
 from masd_adapters.smpp.pdu import HEADER, PduError
 
 __all__ = [
-    "DELIVER_SM",
-    "DELIVER_SM_RESP",
-    "MESSAGE_PAYLOAD",
-    "MESSAGE_STATE",
-    "NETWORK_ERROR_CODE",
-    "RECEIPTED_MESSAGE_ID",
-    "SAR_MSG_REF_NUM",
-    "SAR_SEGMENT_SEQNUM",
-    "SAR_TOTAL_SEGMENTS",
-    "SUBMIT_SM",
-    "SUBMIT_SM_RESP",
     "DeliverSm",
     "SubmitSm",
     "decode_resp",
@@ -38,19 +35,6 @@ __all__ = [
     "encode_tlv",
 ]
 
-SUBMIT_SM = 0x00000004
-DELIVER_SM = 0x00000005
-SUBMIT_SM_RESP = 0x80000004
-DELIVER_SM_RESP = 0x80000005
-
-# Optional parameter (TLV) tags, SMPP 3.4 §5.3.2.
-SAR_MSG_REF_NUM = 0x020C
-SAR_TOTAL_SEGMENTS = 0x020E
-SAR_SEGMENT_SEQNUM = 0x020F
-MESSAGE_PAYLOAD = 0x0424
-RECEIPTED_MESSAGE_ID = 0x001E
-MESSAGE_STATE = 0x0427
-NETWORK_ERROR_CODE = 0x0423
 
 _TLV_HEAD = struct.Struct(">HH")
 _U8x3 = struct.Struct(">BBB")
@@ -371,7 +355,7 @@ def decode_resp(raw: bytes) -> tuple[int, int, int, str]:
     over it would lose every other message in flight.
     """
     _, command_id, status, seq = _header(raw)
-    if not command_id & 0x80000000:
+    if not command_id & RESPONSE:
         raise PduError(f"command_id 0x{command_id:08X} is not a response")
     nul = raw.find(b"\0", 16)
     body = raw[16:] if nul < 0 else raw[16:nul]

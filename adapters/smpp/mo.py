@@ -17,13 +17,18 @@ from typing import Literal
 
 from masd.core.reply_parts import MISSING, decode
 from masd_adapters.base import InboundReply, InboundReplyPart
-from masd_adapters.smpp.fast import MESSAGE_PAYLOAD, SAR_MSG_REF_NUM, SAR_SEGMENT_SEQNUM, SAR_TOTAL_SEGMENTS
+from masd_adapters.smpp.constants import (
+    ESM_UDHI,
+    MESSAGE_PAYLOAD,
+    SAR_MSG_REF_NUM,
+    SAR_SEGMENT_SEQNUM,
+    SAR_TOTAL_SEGMENTS,
+)
 
 __all__ = ["MISSING", "codec_of", "concat_info", "decode_text", "read_mo", "split_udh"]
 
 DefaultAlphabet = Literal["gsm7", "latin-1"]
 
-_UDHI = 0x40
 _IE_CONCAT_8 = 0x00
 _IE_CONCAT_16 = 0x08
 
@@ -87,7 +92,7 @@ def split_udh(short_message: bytes, esm_class: int) -> tuple[bytes, bytes]:
     Without the UDHI bit, or with a UDHL that runs past the data (a malformed header), the UDH is empty
     and everything is body: better to show a stray character than drop the message.
     """
-    if not esm_class & _UDHI or not short_message:
+    if not esm_class & ESM_UDHI or not short_message:
         return b"", short_message
     end = 1 + short_message[0]
     if end > len(short_message):

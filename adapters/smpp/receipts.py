@@ -35,13 +35,26 @@ import re
 from typing import Literal
 
 from masd_adapters.base import InboundReceipt, ReceiptStatus
-from masd_adapters.smpp.fast import (
+from masd_adapters.smpp.constants import (
+    DATA_CODING_UCS2,
+    ESM_DELIVERY_RECEIPT,
+    ESM_INTERMEDIATE_NOTIFICATION,
+    ESM_SME_ACK,
+    ESM_TYPE_MASK,
     MESSAGE_PAYLOAD,
     MESSAGE_STATE,
     NETWORK_ERROR_CODE,
     RECEIPTED_MESSAGE_ID,
-    SubmitSm,
+    STATE_ACCEPTED,
+    STATE_DELETED,
+    STATE_DELIVERED,
+    STATE_ENROUTE,
+    STATE_EXPIRED,
+    STATE_REJECTED,
+    STATE_UNDELIVERABLE,
+    STATE_UNKNOWN,
 )
+from masd_adapters.smpp.fast import SubmitSm
 
 __all__ = ["IdFormat", "canonical_id", "id_candidates", "is_receipt", "parse_receipt"]
 
@@ -51,18 +64,18 @@ IdFormat = Literal["auto", "hex", "decimal", "as-is"]
 # acknowledgement, 0x20 intermediate delivery notification. The last is a receipt too (ENROUTE and the
 # like, same text form); treating it as a mobile-originated message would show "id:… stat:ENROUTE" to a
 # user as a reply. 0x10 (user acknowledgement) and 0x18 (conversation abort) carry no receipt.
-_RECEIPT_TYPES = frozenset({0x04, 0x08, 0x20})
+_RECEIPT_TYPES = frozenset({ESM_DELIVERY_RECEIPT, ESM_SME_ACK, ESM_INTERMEDIATE_NOTIFICATION})
 
 # message_state TLV values (SMPP 3.4 §5.3.2.35).
 _STATES = {
-    1: ReceiptStatus.ENROUTE,
-    2: ReceiptStatus.DELIVERED,
-    3: ReceiptStatus.EXPIRED,
-    4: ReceiptStatus.DELETED,
-    5: ReceiptStatus.UNDELIVERED,
-    6: ReceiptStatus.ACCEPTED,
-    7: ReceiptStatus.UNKNOWN,
-    8: ReceiptStatus.REJECTED,
+    STATE_ENROUTE: ReceiptStatus.ENROUTE,
+    STATE_DELIVERED: ReceiptStatus.DELIVERED,
+    STATE_EXPIRED: ReceiptStatus.EXPIRED,
+    STATE_DELETED: ReceiptStatus.DELETED,
+    STATE_UNDELIVERABLE: ReceiptStatus.UNDELIVERED,
+    STATE_ACCEPTED: ReceiptStatus.ACCEPTED,
+    STATE_UNKNOWN: ReceiptStatus.UNKNOWN,
+    STATE_REJECTED: ReceiptStatus.REJECTED,
 }
 
 # stat: values of the text form (Appendix B), plus the spelled-out forms some SMSCs write instead.
@@ -107,7 +120,7 @@ _MAX_NUMERIC_ID = 64
 
 def is_receipt(esm_class: int) -> bool:
     """Whether a deliver_sm with this esm_class carries a receipt rather than a mobile-originated message."""
-    return esm_class & 0x3C in _RECEIPT_TYPES
+    return esm_class & ESM_TYPE_MASK in _RECEIPT_TYPES
 
 
 def _is_decimal(s: str) -> bool:
@@ -159,7 +172,7 @@ def id_candidates(raw_id: str, id_format: IdFormat = "auto") -> list[str]:
 
 def _receipt_text(sm: SubmitSm) -> str:
     body = sm.short_message or sm.tlvs.get(MESSAGE_PAYLOAD, b"")
-    if sm.data_coding == 0x08:
+    if sm.data_coding == DATA_CODING_UCS2:
         # A few SMSCs write the receipt text in UCS-2; drop an odd trailing byte rather than fail.
         return body[: len(body) & ~1].decode("utf-16-be", errors="replace")
     # Everything else: the receipt text is ASCII, and Latin-1 never fails on a stray byte.

@@ -88,7 +88,49 @@ import trio
 from masd.core import gsm7
 from masd.core import split as splitter
 
-from . import fast
+from . import constants, fast
+from .constants import (
+    BIND_RECEIVER,
+    BIND_TRANSCEIVER,
+    BIND_TRANSMITTER,
+    CANCEL_SM,
+    DATA_CODING_DEFAULT,
+    DATA_CODING_UCS2,
+    DATA_SM,
+    DELIVER_SM_RESP,
+    ENQUIRE_LINK,
+    ENQUIRE_LINK_RESP,
+    ESM_DELIVERY_RECEIPT,
+    ESM_UDHI,
+    ESME_RALYBND,
+    ESME_RBINDFAIL,
+    ESME_RINVBNDSTS,
+    ESME_RINVCMDID,
+    ESME_RINVCMDLEN,
+    ESME_RINVDSTADR,
+    ESME_RINVPASWD,
+    ESME_RINVSYSID,
+    ESME_RTHROTTLED,
+    GENERIC_NACK,
+    NETWORK_TYPE_GSM,
+    QUERY_SM,
+    REGISTERED_DELIVERY_FAILURE,
+    REGISTERED_DELIVERY_FINAL,
+    REGISTERED_DELIVERY_MASK,
+    REPLACE_SM,
+    RESPONSE,
+    STATE_DELETED,
+    STATE_DELIVERED,
+    STATE_EXPIRED,
+    STATE_REJECTED,
+    STATE_UNDELIVERABLE,
+    STATE_UNKNOWN,
+    SUBMIT_MULTI,
+    SUBMIT_SM,
+    SUBMIT_SM_RESP,
+    UNBIND,
+    UNBIND_RESP,
+)
 from .pdu import HEADER, PduError, PduStream, SequenceGenerator, command_name, generic_nack, make, parse
 
 __all__ = [
@@ -130,37 +172,6 @@ RUNTIME_SETTINGS = frozenset(
     }
 )
 
-# ----- SMPP 3.4 constants (§5.1.2 command ids, §5.1.3 statuses) -----------------------------------------
-
-RESP = 0x80000000
-GENERIC_NACK = 0x80000000
-BIND_RECEIVER = 0x00000001
-BIND_TRANSMITTER = 0x00000002
-QUERY_SM = 0x00000003
-SUBMIT_SM = 0x00000004
-DELIVER_SM = 0x00000005
-UNBIND = 0x00000006
-REPLACE_SM = 0x00000007
-CANCEL_SM = 0x00000008
-BIND_TRANSCEIVER = 0x00000009
-ENQUIRE_LINK = 0x00000015
-SUBMIT_MULTI = 0x00000021
-DATA_SM = 0x00000103
-SUBMIT_SM_RESP = SUBMIT_SM | RESP
-DELIVER_SM_RESP = DELIVER_SM | RESP
-UNBIND_RESP = UNBIND | RESP
-ENQUIRE_LINK_RESP = ENQUIRE_LINK | RESP
-
-ESME_RINVCMDLEN = 0x02
-ESME_RINVCMDID = 0x03
-ESME_RINVBNDSTS = 0x04
-ESME_RALYBND = 0x05
-ESME_RINVDSTADR = 0x0B
-ESME_RBINDFAIL = 0x0D
-ESME_RINVPASWD = 0x0E
-ESME_RINVSYSID = 0x0F
-ESME_RTHROTTLED = 0x58
-
 _BINDS = {BIND_TRANSMITTER: "transmitter", BIND_RECEIVER: "receiver", BIND_TRANSCEIVER: "transceiver"}
 _CAN_SUBMIT = frozenset({"transmitter", "transceiver"})
 _CAN_RECEIVE = frozenset({"receiver", "transceiver"})
@@ -173,14 +184,13 @@ SMSC_SYSTEM_ID = "MASDSIM"
 # outcome -> (stat text, err, message_state TLV value per SMPP 3.4 §5.2.28). err values are this
 # simulator's own (delivered is err:000 as everywhere); they only need to be distinct and non-zero.
 _RECEIPT = {
-    "delivered": ("DELIVRD", 0, 2),
-    "expired": ("EXPIRED", 2, 3),
-    "deleted": ("DELETED", 3, 4),
-    "undelivered": ("UNDELIV", 1, 5),
-    "unknown": ("UNKNOWN", 5, 7),
-    "rejected": ("REJECTD", 4, 8),
+    "delivered": ("DELIVRD", 0, STATE_DELIVERED),
+    "expired": ("EXPIRED", 2, STATE_EXPIRED),
+    "deleted": ("DELETED", 3, STATE_DELETED),
+    "undelivered": ("UNDELIV", 1, STATE_UNDELIVERABLE),
+    "unknown": ("UNKNOWN", 5, STATE_UNKNOWN),
+    "rejected": ("REJECTD", 4, STATE_REJECTED),
 }
-_GSM_NETWORK = 3  # network_error_code TLV: network type GSM, then a 2-octet error code (§5.3.2.31)
 
 _HIGH_WATER = 1 << 20  # bytes of unsent output after which a connection stops reading (backpressure)
 _NACK_RETRY = 1.0  # seconds before a deliver_sm answered with an error status is sent again
@@ -411,15 +421,15 @@ def _smpp_date(t: float) -> str:
 
 def _text_of(body: bytes, data_coding: int, esm_class: int) -> str:
     """The submitted text, as far as it can be read (for the receipt's ``text:`` field)."""
-    if esm_class & 0x40 and body:
+    if esm_class & ESM_UDHI and body:
         body = body[1 + body[0] :]
     # Only 20 characters are shown, so only what can hold them is decoded (the GSM decoder is pure
     # Python and would otherwise be the biggest cost of a receipt): 20 characters are at most 40 septets
     # (escape pairs) or 40 UTF-16 code units (surrogate pairs).
     try:
-        if data_coding == 0:
+        if data_coding == DATA_CODING_DEFAULT:
             return gsm7.decode_unpacked(body[:40])
-        if data_coding == 8:
+        if data_coding == DATA_CODING_UCS2:
             return body[:80].decode("utf-16-be", errors="replace")
     except ValueError:
         pass
@@ -547,7 +557,7 @@ class _Conn:
                 self.on_submit(raw, seq)
             elif command_id == DELIVER_SM_RESP:
                 self.on_deliver_resp(seq, status)
-            elif command_id & RESP:
+            elif command_id & RESPONSE:
                 self.on_other_resp(command_id, seq)
             elif command_id in _BINDS:
                 self.on_bind(raw, command_id, seq)
@@ -561,7 +571,7 @@ class _Conn:
                     self.send(HEADER.pack(16, UNBIND_RESP, 0, seq))
                     self.closing = True
             elif command_id in _KNOWN_REQUESTS and self.bind_type is None:
-                self.send(HEADER.pack(16, command_id | RESP, ESME_RINVBNDSTS, seq))
+                self.send(HEADER.pack(16, command_id | RESPONSE, ESME_RINVBNDSTS, seq))
             else:
                 self.smsc.stats.generic_nacks += 1
                 self.send(generic_nack(seq, ESME_RINVCMDID))
@@ -578,7 +588,7 @@ class _Conn:
     def on_bind(self, raw: bytes, command_id: int, seq: int) -> None:
         smsc = self.smsc
         kind = _BINDS[command_id]
-        resp = command_id | RESP
+        resp = command_id | RESPONSE
         if self.bind_type is not None:
             self.send(HEADER.pack(16, resp, ESME_RALYBND, seq))
             return
@@ -640,8 +650,11 @@ class _Conn:
         self.send(fast.encode_resp(SUBMIT_SM_RESP, seq, 0, message_id))
         outcome = smsc.draw_outcome()
         # registered_delivery bits 0-1 (§5.2.17): 1 = receipt on success or failure, 2 = on failure only.
-        wanted = sm.registered_delivery & 0x03
-        if outcome != "none" and (wanted == 1 or (wanted == 2 and outcome != "delivered")):
+        wanted = sm.registered_delivery & REGISTERED_DELIVERY_MASK
+        if outcome != "none" and (
+            wanted == REGISTERED_DELIVERY_FINAL
+            or (wanted == REGISTERED_DELIVERY_FAILURE and outcome != "delivered")
+        ):
             smsc.schedule_receipt(self.system_id, message_id, outcome, sm)
         if smsc.recording:
             smsc.record(self, sm, message_id, 0, outcome)
@@ -892,7 +905,7 @@ class Smsc:
         item.submit_time = time.time()
         item.source = _addr(sm.destination_addr)
         item.destination = _addr(sm.source_addr)
-        item.body = sm.short_message or sm.tlvs.get(fast.MESSAGE_PAYLOAD, b"")
+        item.body = sm.short_message or sm.tlvs.get(constants.MESSAGE_PAYLOAD, b"")
         item.data_coding = sm.data_coding
         item.esm_class = sm.esm_class if sm.short_message else 0
         self.stats.receipts_scheduled += 1
@@ -922,17 +935,17 @@ class Smsc:
         tlvs: dict[int, bytes] | None = None
         if cfg.receipt_tlvs:
             tlvs = {
-                fast.RECEIPTED_MESSAGE_ID: item.message_id.encode("ascii") + b"\0",
-                fast.MESSAGE_STATE: bytes((state,)),
+                constants.RECEIPTED_MESSAGE_ID: item.message_id.encode("ascii") + b"\0",
+                constants.MESSAGE_STATE: bytes((state,)),
             }
             if err:
-                tlvs[fast.NETWORK_ERROR_CODE] = struct.pack(">BH", _GSM_NETWORK, err)
+                tlvs[constants.NETWORK_ERROR_CODE] = struct.pack(">BH", NETWORK_TYPE_GSM, err)
         return fast.encode_deliver_sm(
             1,
             source_addr=item.source,
             destination_addr=item.destination,
             short_message=line.encode("ascii", errors="replace")[:254],
-            esm_class=0x04,
+            esm_class=ESM_DELIVERY_RECEIPT,
             data_coding=0,
             tlvs=tlvs,
         )
@@ -973,11 +986,11 @@ class Smsc:
             tlvs: dict[int, bytes] = {}
             if seg.sar is not None:
                 ref, total, seq = seg.sar
-                tlvs[fast.SAR_MSG_REF_NUM] = ref.to_bytes(2, "big")
-                tlvs[fast.SAR_TOTAL_SEGMENTS] = bytes((total,))
-                tlvs[fast.SAR_SEGMENT_SEQNUM] = bytes((seq,))
+                tlvs[constants.SAR_MSG_REF_NUM] = ref.to_bytes(2, "big")
+                tlvs[constants.SAR_TOTAL_SEGMENTS] = bytes((total,))
+                tlvs[constants.SAR_SEGMENT_SEQNUM] = bytes((seq,))
             if seg.message_payload is not None:
-                tlvs[fast.MESSAGE_PAYLOAD] = seg.message_payload
+                tlvs[constants.MESSAGE_PAYLOAD] = seg.message_payload
             item = _Outbound(system_id, False)
             item.pdu = fast.encode_deliver_sm(
                 1,
@@ -985,7 +998,7 @@ class Smsc:
                 source_addr=sender.removeprefix("+"),
                 destination_addr=destination,
                 short_message=seg.short_message,
-                esm_class=0x40 if seg.udh else 0,
+                esm_class=ESM_UDHI if seg.udh else 0,
                 data_coding=seg.data_coding,
                 source_addr_ton=1 if sender.startswith("+") else 0,
                 source_addr_npi=1,

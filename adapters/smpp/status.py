@@ -1,85 +1,43 @@
-"""SMPP 3.4 command_status codes: their names, and what each means for a message that got it.
+"""SMPP 3.4 command_status codes: what each means for a message that got it.
 
-This module owns the mapping from a submit_sm_resp's command_status (SMPP 3.4 §5.1.3) to the driver
-interface's :class:`SubmitError`: whether the core may retry the segment, whether the driver should
-rebind first, and whether the SMSC is asking us to slow down. It also makes the two errors that have no
-wire status: a submit that timed out and a link that went down with submits in flight.
+This module owns the mapping from a submit_sm_resp's command_status (SMPP 3.4 §5.1.3; the codes and
+their names are in :mod:`.constants`) to the driver interface's :class:`SubmitError`: whether the core
+may retry the segment, whether the driver should rebind first, and whether the SMSC is asking us to
+slow down (``throttled``, which the core's pacing reads without knowing SMPP). It also makes the two
+errors that have no wire status: a submit that timed out and a link that went down with submits in
+flight.
 """
 
 from __future__ import annotations
 
-from types import MappingProxyType
-
 from masd_adapters.base import SubmitError
 
-__all__ = ["NAMES", "classify", "link_down_error", "name", "timeout_error"]
-
-NAMES: MappingProxyType[int, str] = MappingProxyType(
-    {
-        0x00: "ESME_ROK",
-        0x01: "ESME_RINVMSGLEN",
-        0x02: "ESME_RINVCMDLEN",
-        0x03: "ESME_RINVCMDID",
-        0x04: "ESME_RINVBNDSTS",
-        0x05: "ESME_RALYBND",
-        0x06: "ESME_RINVPRTFLG",
-        0x07: "ESME_RINVREGDLVFLG",
-        0x08: "ESME_RSYSERR",
-        0x0A: "ESME_RINVSRCADR",
-        0x0B: "ESME_RINVDSTADR",
-        0x0C: "ESME_RINVMSGID",
-        0x0D: "ESME_RBINDFAIL",
-        0x0E: "ESME_RINVPASWD",
-        0x0F: "ESME_RINVSYSID",
-        0x11: "ESME_RCANCELFAIL",
-        0x13: "ESME_RREPLACEFAIL",
-        0x14: "ESME_RMSGQFUL",
-        0x15: "ESME_RINVSERTYP",
-        0x33: "ESME_RINVNUMDESTS",
-        0x34: "ESME_RINVDLNAME",
-        0x40: "ESME_RINVDESTFLAG",
-        0x42: "ESME_RINVSUBREP",
-        0x43: "ESME_RINVESMCLASS",
-        0x44: "ESME_RCNTSUBDL",
-        0x45: "ESME_RSUBMITFAIL",
-        0x48: "ESME_RINVSRCTON",
-        0x49: "ESME_RINVSRCNPI",
-        0x50: "ESME_RINVDSTTON",
-        0x51: "ESME_RINVDSTNPI",
-        0x53: "ESME_RINVSYSTYP",
-        0x54: "ESME_RINVREPFLAG",
-        0x55: "ESME_RINVNUMMSGS",
-        0x58: "ESME_RTHROTTLED",
-        0x61: "ESME_RINVSCHED",
-        0x62: "ESME_RINVEXPIRY",
-        0x63: "ESME_RINVDFTMSGID",
-        0x64: "ESME_RX_T_APPN",
-        0x65: "ESME_RX_P_APPN",
-        0x66: "ESME_RX_R_APPN",
-        0x67: "ESME_RQUERYFAIL",
-        0xC0: "ESME_RINVOPTPARSTREAM",
-        0xC1: "ESME_ROPTPARNOTALLWD",
-        0xC2: "ESME_RINVPARLEN",
-        0xC3: "ESME_RMISSINGOPTPARAM",
-        0xC4: "ESME_RINVOPTPARAMVAL",
-        0xFE: "ESME_RDELIVERYFAILURE",
-        0xFF: "ESME_RUNKNOWNERR",
-    }
+from .constants import (
+    ESME_RALYBND,
+    ESME_RINVBNDSTS,
+    ESME_RMSGQFUL,
+    ESME_RSYSERR,
+    ESME_RTHROTTLED,
+    ESME_RUNKNOWNERR,
+    ESME_RX_T_APPN,
+    STATUS_NAMES,
 )
+
+__all__ = ["classify", "link_down_error", "name", "timeout_error"]
 
 # Transient conditions at the SMSC: the same PDU may well succeed later.
 # 0x14 message queue full and 0x58 throttled also mean "send slower".
 # 0x64 is the spec's "temporary application error"; 0x08 is a system error at the SMSC.
-_RETRIABLE = frozenset({0x08, 0x14, 0x58, 0x64})
-_THROTTLED = frozenset({0x14, 0x58})
+_RETRIABLE = frozenset({ESME_RSYSERR, ESME_RMSGQFUL, ESME_RTHROTTLED, ESME_RX_T_APPN})
+_THROTTLED = frozenset({ESME_RMSGQFUL, ESME_RTHROTTLED})
 # 0x04 "incorrect bind status": the SMSC no longer thinks we are bound for transmit, so the session is
 # out of step; rebinding fixes it and the segment can then be retried. 0x05 "already bound" sent in reply
 # to a submit is the same disagreement about the session's state, seen from the other side.
-_REBIND = frozenset({0x04, 0x05})
+_REBIND = frozenset({ESME_RINVBNDSTS, ESME_RALYBND})
 # 0xFF "unknown error" says nothing about the cause, so it is handled like a code we do not know.
-_UNKNOWN_MEANING = frozenset({0xFF})
+_UNKNOWN_MEANING = frozenset({ESME_RUNKNOWNERR})
 
-# Everything else in NAMES is permanent: the SMSC has judged this PDU (an invalid length, address, TON,
+# Everything else in STATUS_NAMES is permanent: the SMSC has judged this PDU (an invalid length, address, TON,
 # NPI, esm_class, expiry, optional parameter, …) or this message (0x45 submit failed, 0x65 permanent
 # application error, 0x66 rejected by the receiver, 0xFE delivery failure), and sending the same bytes
 # again would get the same answer. The bind-only codes (0x0D-0x0F) and the codes for operations masd
@@ -89,7 +47,7 @@ _UNKNOWN_MEANING = frozenset({0xFF})
 
 def name(code: int) -> str:
     """The "ESME_R…" name of a code SMPP 3.4 defines, else the hex code (reserved, vendor-specific)."""
-    known = NAMES.get(code)
+    known = STATUS_NAMES.get(code)
     return known if known is not None else f"0x{code:08X}"
 
 
@@ -98,7 +56,7 @@ def _classify(code: int) -> SubmitError:
         return SubmitError(code, name(code), retriable=True, rebind=True)
     if code in _RETRIABLE:
         return SubmitError(code, name(code), retriable=True, throttled=code in _THROTTLED)
-    if code in NAMES and code not in _UNKNOWN_MEANING:
+    if code in STATUS_NAMES and code not in _UNKNOWN_MEANING:
         return SubmitError(code, name(code), retriable=False)
     # Reserved, vendor-specific (0x400-0x4FF) and meaningless codes: we cannot tell a transient failure
     # from a permanent one, and losing a message on a guess is worse than sending it again, so they are
@@ -108,7 +66,7 @@ def _classify(code: int) -> SubmitError:
 
 
 # SubmitError is frozen, so one instance per known code serves every call (classify is on the hot path).
-_CACHE: dict[int, SubmitError] = {code: _classify(code) for code in NAMES if code}
+_CACHE: dict[int, SubmitError] = {code: _classify(code) for code in STATUS_NAMES if code}
 
 
 def classify(code: int) -> SubmitError:

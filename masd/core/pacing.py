@@ -1,7 +1,8 @@
 """How fast a channel sends: its configured rate, cut when the carrier throttles, recovered step by step.
 
-A carrier's throttling answer (SMPP ESME_RTHROTTLED 0x58 or ESME_RMSGQFUL 0x14, CMPP result 8, …) is
-flow control, not a failure: the delivery waits and is sent again, and the channel slows down. The rule
+A carrier's throttling answer (a :class:`~masd_adapters.base.SubmitError` the driver marks
+``throttled``: which wire statuses those are is the driver's knowledge, not the core's) is flow
+control, not a failure: the delivery waits and is sent again, and the channel slows down. The rule
 is additive-increase / multiplicative-decrease, as TCP does for the same problem: each throttle halves
 the rate (at most once per ``cut_every`` seconds, since the answers to a whole window of submits in
 flight arrive together and mean one thing), never below ``floor`` of the configured rate; after

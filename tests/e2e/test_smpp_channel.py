@@ -25,7 +25,7 @@ from masd_adapters.base import (
     OutboundSegment,
     ReceiptStatus,
 )
-from masd_adapters.smpp import fast, receipts
+from masd_adapters.smpp import constants, fast, receipts
 from masd_adapters.smpp.client import SmppChannel
 from masd_adapters.smpp.pdu import HEADER, PduStream, make, parse
 from masd_adapters.smpp.smsc import Smsc, SmscConfig
@@ -159,7 +159,7 @@ class FakeSmsc:
             if command_id & 0x80000000:
                 conn.resps[seq] = (status, trio.current_time())
                 conn.resp_arrived.set()
-            elif command_id == fast.SUBMIT_SM:
+            elif command_id == constants.SUBMIT_SM:
                 sm = fast.decode_sm(raw)
                 self.submits.append(sm)
                 self.outstanding += 1
@@ -187,7 +187,7 @@ class FakeSmsc:
         finally:
             self.outstanding -= 1
         message_id = answer.message_id if answer.message_id is not None else f"{next(self.ids):x}"
-        await conn.send(fast.encode_resp(fast.SUBMIT_SM_RESP, sm.sequence, answer.status, message_id))
+        await conn.send(fast.encode_resp(constants.SUBMIT_SM_RESP, sm.sequence, answer.status, message_id))
 
 
 class Events(ChannelEvents):
@@ -360,7 +360,7 @@ async def test_tx_rx_bind_opens_a_transmitter_and_a_receiver_per_session(
         destination_addr="MASD",
         esm_class=0x04,
         short_message=f"id:{smsc.submits[0].sequence} stat:DELIVRD err:000".encode(),
-        tlvs={fast.RECEIPTED_MESSAGE_ID: b"1a2b0000\0", fast.MESSAGE_STATE: b"\x02"},
+        tlvs={constants.RECEIPTED_MESSAGE_ID: b"1a2b0000\0", constants.MESSAGE_STATE: b"\x02"},
     )
     assert (await rx.wait_resp(seq))[0] == 0
     assert events.receipts[0].carrier_id == outcomes[0].carrier_id
@@ -388,11 +388,11 @@ async def test_segments_carry_udh_sar_and_payload_as_the_splitter_made_them(
     assert two.short_message[5] == 2
     assert (three.source_addr, three.source_addr_ton, three.source_addr_npi) == (b"441234", 1, 1)
     assert three.tlvs == {
-        fast.SAR_MSG_REF_NUM: b"\x12\x34",
-        fast.SAR_TOTAL_SEGMENTS: b"\x01",
-        fast.SAR_SEGMENT_SEQNUM: b"\x01",
+        constants.SAR_MSG_REF_NUM: b"\x12\x34",
+        constants.SAR_TOTAL_SEGMENTS: b"\x01",
+        constants.SAR_SEGMENT_SEQNUM: b"\x01",
     }
-    assert (four.short_message, four.tlvs) == (b"", {fast.MESSAGE_PAYLOAD: b"y" * 400})
+    assert (four.short_message, four.tlvs) == (b"", {constants.MESSAGE_PAYLOAD: b"y" * 400})
 
 
 async def test_no_bound_session_fails_every_segment_at_once_as_link_down() -> None:
@@ -705,7 +705,7 @@ async def test_receipt_the_core_could_not_store_is_refused_for_a_resend(
         source_addr="1380000",
         destination_addr="1065",
         esm_class=0x04,
-        tlvs={fast.RECEIPTED_MESSAGE_ID: b"1a2b0000\0", fast.MESSAGE_STATE: b"\x02"},
+        tlvs={constants.RECEIPTED_MESSAGE_ID: b"1a2b0000\0", constants.MESSAGE_STATE: b"\x02"},
     )
     assert (await conn.wait_resp(seq))[0] == 0x64
     events.fail = False
@@ -713,7 +713,7 @@ async def test_receipt_the_core_could_not_store_is_refused_for_a_resend(
         source_addr="1380000",
         destination_addr="1065",
         esm_class=0x04,
-        tlvs={fast.RECEIPTED_MESSAGE_ID: b"1a2b0000\0", fast.MESSAGE_STATE: b"\x02"},
+        tlvs={constants.RECEIPTED_MESSAGE_ID: b"1a2b0000\0", constants.MESSAGE_STATE: b"\x02"},
     )
     assert (await conn.wait_resp(seq))[0] == 0
     assert len(events.receipts) == 1
@@ -752,7 +752,7 @@ async def deliver_receipts_at_once(conn: Conn, carrier_ids: list[str]) -> list[i
                 source_addr="1380000",
                 destination_addr="1065",
                 esm_class=0x04,
-                tlvs={fast.RECEIPTED_MESSAGE_ID: cid.encode() + b"\0", fast.MESSAGE_STATE: b"\x02"},
+                tlvs={constants.RECEIPTED_MESSAGE_ID: cid.encode() + b"\0", constants.MESSAGE_STATE: b"\x02"},
             )
             for seq, cid in zip(seqs, carrier_ids, strict=True)
         )
@@ -964,7 +964,7 @@ async def test_undecodable_deliver_sm_is_nacked_and_the_session_survives(
     channel, _ = await start(nursery, smsc)
     await wait_up(channel)
     conn = smsc.bound()[0]
-    await conn.send(HEADER.pack(20, fast.DELIVER_SM, 0, 55) + b"abcd")  # no NUL anywhere: not a body
+    await conn.send(HEADER.pack(20, constants.DELIVER_SM, 0, 55) + b"abcd")  # no NUL anywhere: not a body
     status, _ = await conn.wait_resp(55)
     assert status != 0
     [outcome] = await channel.submit("1380000", "1065", text_segment())

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from masd_adapters.smpp import fast, pdu
+from masd_adapters.smpp import constants, fast, pdu
 from masd_adapters.smpp.pdu import PduError
 
 addr = st.text(alphabet="0123456789+ABCxyz", max_size=20)
@@ -141,9 +141,9 @@ def test_submit_sm_defaults_match_smpplib_bytes() -> None:
 
 def test_submit_sm_sar_tlvs_parse_in_smpplib() -> None:
     tlvs = {
-        fast.SAR_MSG_REF_NUM: b"\x12\x34",
-        fast.SAR_TOTAL_SEGMENTS: b"\x03",
-        fast.SAR_SEGMENT_SEQNUM: b"\x02",
+        constants.SAR_MSG_REF_NUM: b"\x12\x34",
+        constants.SAR_TOTAL_SEGMENTS: b"\x03",
+        constants.SAR_SEGMENT_SEQNUM: b"\x02",
     }
     raw = fast.encode_submit_sm(7, source_addr="1069", destination_addr="861", short_message=b"x", tlvs=tlvs)
     parsed = pdu.parse(raw)
@@ -154,12 +154,16 @@ def test_submit_sm_sar_tlvs_parse_in_smpplib() -> None:
 def test_submit_sm_message_payload_roundtrip() -> None:
     payload = ("长" * 150).encode("utf-16-be")
     raw = fast.encode_submit_sm(
-        8, source_addr="1069", destination_addr="861", data_coding=8, tlvs={fast.MESSAGE_PAYLOAD: payload}
+        8,
+        source_addr="1069",
+        destination_addr="861",
+        data_coding=8,
+        tlvs={constants.MESSAGE_PAYLOAD: payload},
     )
     parsed = pdu.parse(raw)
     assert parsed.message_payload == payload
     assert parsed.short_message == b""
-    assert fast.decode_sm(raw).tlvs[fast.MESSAGE_PAYLOAD] == payload
+    assert fast.decode_sm(raw).tlvs[constants.MESSAGE_PAYLOAD] == payload
 
 
 def test_smpplib_submit_sm_decodes_in_fast() -> None:
@@ -182,7 +186,7 @@ def test_smpplib_submit_sm_decodes_in_fast() -> None:
     sm = fast.decode_sm(lib.generate())
     assert sm.sequence == 0x7FFFFFFF
     assert _fast_fields(sm) == _lib_fields(pdu.parse(lib.generate()))
-    assert sm.tlvs == {fast.SAR_MSG_REF_NUM: b"\x00\x07"}
+    assert sm.tlvs == {constants.SAR_MSG_REF_NUM: b"\x00\x07"}
 
 
 # --- deliver_sm --------------------------------------------------------------------------------------
@@ -197,9 +201,9 @@ def test_deliver_sm_with_receipt_tlvs_parses_in_smpplib() -> None:
         esm_class=0x04,
         short_message=text,
         tlvs={
-            fast.RECEIPTED_MESSAGE_ID: b"0a1b2c\0",
-            fast.MESSAGE_STATE: b"\x02",
-            fast.NETWORK_ERROR_CODE: b"\x03\x00\x05",
+            constants.RECEIPTED_MESSAGE_ID: b"0a1b2c\0",
+            constants.MESSAGE_STATE: b"\x02",
+            constants.NETWORK_ERROR_CODE: b"\x03\x00\x05",
         },
     )
     parsed = pdu.parse(raw)
@@ -231,9 +235,9 @@ def test_smpplib_deliver_sm_with_tlvs_decodes_in_fast() -> None:
     assert sm.sequence == 9
     assert _fast_fields(sm) == _lib_fields(pdu.parse(raw))
     assert sm.tlvs == {
-        fast.RECEIPTED_MESSAGE_ID: b"123\0",
-        fast.MESSAGE_STATE: b"\x05",
-        fast.NETWORK_ERROR_CODE: b"\x03\x00\x05",
+        constants.RECEIPTED_MESSAGE_ID: b"123\0",
+        constants.MESSAGE_STATE: b"\x05",
+        constants.NETWORK_ERROR_CODE: b"\x03\x00\x05",
     }
 
 
@@ -248,40 +252,40 @@ def test_unknown_tlv_is_kept() -> None:
 
 @given(seq=seqs, message_id=st.text(alphabet="0123456789abcdefABCDEF-", max_size=64))
 def test_submit_sm_resp_matches_smpplib(seq: int, message_id: str) -> None:
-    raw = fast.encode_resp(fast.SUBMIT_SM_RESP, seq, 0, message_id)
+    raw = fast.encode_resp(constants.SUBMIT_SM_RESP, seq, 0, message_id)
     assert raw == pdu.make("submit_sm_resp", seq, message_id=message_id).generate()
     parsed = pdu.parse(raw)
     assert (parsed.sequence, parsed.status, parsed.message_id) == (seq, 0, message_id.encode())
-    assert fast.decode_resp(raw) == (fast.SUBMIT_SM_RESP, 0, seq, message_id)
+    assert fast.decode_resp(raw) == (constants.SUBMIT_SM_RESP, 0, seq, message_id)
 
 
 def test_submit_sm_resp_with_error_has_no_body() -> None:
-    raw = fast.encode_resp(fast.SUBMIT_SM_RESP, 5, 0x58, "ignored")
+    raw = fast.encode_resp(constants.SUBMIT_SM_RESP, 5, 0x58, "ignored")
     assert len(raw) == 16
     parsed = pdu.parse(raw)
     assert (parsed.sequence, parsed.status) == (5, 0x58)
-    assert fast.decode_resp(raw) == (fast.SUBMIT_SM_RESP, 0x58, 5, "")
+    assert fast.decode_resp(raw) == (constants.SUBMIT_SM_RESP, 0x58, 5, "")
 
 
 def test_smpplib_error_resp_with_body_decodes() -> None:
     # smpplib (like several SMSCs) sends an empty message_id after an error status; accept it.
     raw = pdu.make("submit_sm_resp", 5, status=0x14).generate()
     assert len(raw) == 17
-    assert fast.decode_resp(raw) == (fast.SUBMIT_SM_RESP, 0x14, 5, "")
+    assert fast.decode_resp(raw) == (constants.SUBMIT_SM_RESP, 0x14, 5, "")
 
 
 def test_deliver_sm_resp_matches_smpplib() -> None:
-    raw = fast.encode_resp(fast.DELIVER_SM_RESP, 77)
+    raw = fast.encode_resp(constants.DELIVER_SM_RESP, 77)
     assert raw == pdu.make("deliver_sm_resp", 77).generate()
-    assert fast.decode_resp(raw) == (fast.DELIVER_SM_RESP, 0, 77, "")
-    nack = fast.encode_resp(fast.DELIVER_SM_RESP, 78, 0x08)
+    assert fast.decode_resp(raw) == (constants.DELIVER_SM_RESP, 0, 77, "")
+    nack = fast.encode_resp(constants.DELIVER_SM_RESP, 78, 0x08)
     parsed = pdu.parse(nack)
     assert (parsed.command, parsed.status, parsed.sequence) == ("deliver_sm_resp", 0x08, 78)
 
 
 def test_smpplib_resp_decodes() -> None:
     raw = pdu.make("submit_sm_resp", 12, message_id="ABC123").generate()
-    assert fast.decode_resp(raw) == (fast.SUBMIT_SM_RESP, 0, 12, "ABC123")
+    assert fast.decode_resp(raw) == (constants.SUBMIT_SM_RESP, 0, 12, "ABC123")
 
 
 def test_generic_nack_decodes_as_resp() -> None:
@@ -316,7 +320,7 @@ def test_encode_resp_rejects_other_commands() -> None:
         {"data_coding": -1},
         {"service_type": "TOOLONG"},
         {"validity_period": "0" * 17},
-        {"short_message": b"x", "tlvs": {fast.MESSAGE_PAYLOAD: b"y"}},
+        {"short_message": b"x", "tlvs": {constants.MESSAGE_PAYLOAD: b"y"}},
         {"tlvs": {0x10000: b""}},
     ],
 )
@@ -346,11 +350,11 @@ _GOOD = fast.encode_deliver_sm(
     destination_addr="1069",
     esm_class=4,
     short_message=b"id:1 stat:DELIVRD",
-    tlvs={fast.MESSAGE_STATE: b"\x02", fast.RECEIPTED_MESSAGE_ID: b"1\0"},
+    tlvs={constants.MESSAGE_STATE: b"\x02", constants.RECEIPTED_MESSAGE_ID: b"1\0"},
 )
 
 
-def _with_length(body: bytes, command_id: int = fast.DELIVER_SM) -> bytes:
+def _with_length(body: bytes, command_id: int = constants.DELIVER_SM) -> bytes:
     return struct.pack(">IIII", 16 + len(body), command_id, 0, 1) + body
 
 
@@ -364,7 +368,7 @@ def test_decode_sm_random_bytes_raise_only_pdu_error(raw: bytes) -> None:
 
 
 @settings(max_examples=500)
-@given(body=st.binary(max_size=300), command_id=st.sampled_from([fast.SUBMIT_SM, fast.DELIVER_SM]))
+@given(body=st.binary(max_size=300), command_id=st.sampled_from([constants.SUBMIT_SM, constants.DELIVER_SM]))
 def test_decode_sm_random_bodies_raise_only_pdu_error(body: bytes, command_id: int) -> None:
     # A correct header makes the fuzz reach the body parser instead of stopping at the length check.
     try:
@@ -396,7 +400,7 @@ def test_decode_resp_random_bytes_raise_only_pdu_error(raw: bytes) -> None:
 
 def test_decode_sm_rejects_other_commands() -> None:
     with pytest.raises(PduError):
-        fast.decode_sm(fast.encode_resp(fast.DELIVER_SM_RESP, 1))
+        fast.decode_sm(fast.encode_resp(constants.DELIVER_SM_RESP, 1))
 
 
 def test_decode_sm_rejects_tlv_overrun() -> None:
@@ -421,7 +425,7 @@ def _timing() -> None:
     }
     lib_extra: dict[str, Any] = {"dest_addr_ton": 1, "dest_addr_npi": 1, "registered_delivery": 1}
     submit_raw = fast.encode_submit_sm(1, **fields)
-    resp_raw = fast.encode_resp(fast.SUBMIT_SM_RESP, 1, 0, "0a1b2c3d")
+    resp_raw = fast.encode_resp(constants.SUBMIT_SM_RESP, 1, 0, "0a1b2c3d")
     receipt_raw = _GOOD
     cases = [
         (
@@ -432,14 +436,14 @@ def _timing() -> None:
         ("decode submit_sm", lambda: fast.decode_sm(submit_raw), lambda: pdu.parse(submit_raw)),
         (
             "encode submit_sm_resp",
-            lambda: fast.encode_resp(fast.SUBMIT_SM_RESP, 1, 0, "0a1b2c3d"),
+            lambda: fast.encode_resp(constants.SUBMIT_SM_RESP, 1, 0, "0a1b2c3d"),
             lambda: pdu.make("submit_sm_resp", 1, message_id="0a1b2c3d").generate(),
         ),
         ("decode submit_sm_resp", lambda: fast.decode_resp(resp_raw), lambda: pdu.parse(resp_raw)),
         ("decode deliver_sm+TLVs", lambda: fast.decode_sm(receipt_raw), lambda: pdu.parse(receipt_raw)),
         (
             "encode deliver_sm_resp",
-            lambda: fast.encode_resp(fast.DELIVER_SM_RESP, 1),
+            lambda: fast.encode_resp(constants.DELIVER_SM_RESP, 1),
             lambda: pdu.make("deliver_sm_resp", 1).generate(),
         ),
     ]

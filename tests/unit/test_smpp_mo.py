@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from masd.core import gsm7
 from masd.core.reply_parts import MISSING, Part, gaps, join
 from masd_adapters.base import InboundReply, InboundReplyPart
-from masd_adapters.smpp import fast
+from masd_adapters.smpp import constants, fast
 from masd_adapters.smpp.mo import codec_of, concat_info, decode_text, read_mo, split_udh
 
 GSM_CHARS = (
@@ -80,9 +80,9 @@ def test_concat_info_udh8_udh16_sar() -> None:
     assert concat_info(b"\x05\x00\x03\x2a\x03\x02", {}) == ("udh8:42", 3, 2)
     assert concat_info(b"\x06\x08\x04\x12\x34\x04\x01", {}) == ("udh16:4660", 4, 1)
     sar = {
-        fast.SAR_MSG_REF_NUM: b"\x01\x00",
-        fast.SAR_TOTAL_SEGMENTS: b"\x02",
-        fast.SAR_SEGMENT_SEQNUM: b"\x02",
+        constants.SAR_MSG_REF_NUM: b"\x01\x00",
+        constants.SAR_TOTAL_SEGMENTS: b"\x02",
+        constants.SAR_SEGMENT_SEQNUM: b"\x02",
     }
     assert concat_info(b"", sar) == ("sar:256", 2, 2)
     assert concat_info(b"", {}) is None
@@ -138,9 +138,9 @@ def _parts(scheme: str, body: bytes, cuts: list[int], ref: int) -> list[tuple[by
             out.append((_udh16(ref, total, seq) + chunk, 0x40, {}))
         else:
             tlvs = {
-                fast.SAR_MSG_REF_NUM: ref.to_bytes(2, "big"),
-                fast.SAR_TOTAL_SEGMENTS: bytes((total,)),
-                fast.SAR_SEGMENT_SEQNUM: bytes((seq,)),
+                constants.SAR_MSG_REF_NUM: ref.to_bytes(2, "big"),
+                constants.SAR_TOTAL_SEGMENTS: bytes((total,)),
+                constants.SAR_SEGMENT_SEQNUM: bytes((seq,)),
             }
             out.append((chunk, 0, tlvs))
     return out
@@ -180,7 +180,7 @@ def test_single_part_is_a_whole_reply() -> None:
 
 def test_single_part_in_message_payload() -> None:
     text = "长回复" * 100
-    reply = _read((b"", 0, {fast.MESSAGE_PAYLOAD: text.encode("utf-16-be")}), 8)
+    reply = _read((b"", 0, {constants.MESSAGE_PAYLOAD: text.encode("utf-16-be")}), 8)
     assert reply == InboundReply("8613800138000", "10690001234", text)
 
 

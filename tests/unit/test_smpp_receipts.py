@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from masd_adapters.base import InboundReceipt, ReceiptStatus
-from masd_adapters.smpp import fast, receipts
+from masd_adapters.smpp import constants, fast, receipts
 from masd_adapters.smpp.receipts import canonical_id, id_candidates, is_receipt, parse_receipt
 
 
@@ -61,9 +61,9 @@ def test_is_receipt(esm_class: int, expected: bool) -> None:
 def test_tlv_receipt() -> None:
     sm = _deliver(
         tlvs={
-            fast.RECEIPTED_MESSAGE_ID: b"0A1B2C3D\0",
-            fast.MESSAGE_STATE: b"\x05",
-            fast.NETWORK_ERROR_CODE: b"\x03\x01\x0b",
+            constants.RECEIPTED_MESSAGE_ID: b"0A1B2C3D\0",
+            constants.MESSAGE_STATE: b"\x05",
+            constants.NETWORK_ERROR_CODE: b"\x03\x01\x0b",
         }
     )
     receipt = parse_receipt(sm)
@@ -89,7 +89,7 @@ def test_tlv_receipt() -> None:
 )
 def test_message_state_values(state: int, status: ReceiptStatus) -> None:
     receipt = parse_receipt(
-        _deliver(tlvs={fast.RECEIPTED_MESSAGE_ID: b"77\0", fast.MESSAGE_STATE: bytes([state])})
+        _deliver(tlvs={constants.RECEIPTED_MESSAGE_ID: b"77\0", constants.MESSAGE_STATE: bytes([state])})
     )
     assert receipt == InboundReceipt("77", status, None, receipt.raw if receipt else "")
 
@@ -97,7 +97,7 @@ def test_message_state_values(state: int, status: ReceiptStatus) -> None:
 def test_tlvs_win_over_text() -> None:
     sm = _deliver(
         short_message=b"id:999 stat:UNDELIV err:042",
-        tlvs={fast.RECEIPTED_MESSAGE_ID: b"123\0", fast.MESSAGE_STATE: b"\x02"},
+        tlvs={constants.RECEIPTED_MESSAGE_ID: b"123\0", constants.MESSAGE_STATE: b"\x02"},
     )
     receipt = parse_receipt(sm)
     assert receipt is not None
@@ -107,14 +107,16 @@ def test_tlvs_win_over_text() -> None:
 
 def test_tlv_id_with_text_state() -> None:
     # Some SMSCs send receipted_message_id but no message_state: the text settles the state.
-    sm = _deliver(short_message=b"id:5 stat:EXPIRED err:000", tlvs={fast.RECEIPTED_MESSAGE_ID: b"ABC"})
+    sm = _deliver(short_message=b"id:5 stat:EXPIRED err:000", tlvs={constants.RECEIPTED_MESSAGE_ID: b"ABC"})
     receipt = parse_receipt(sm)
     assert receipt is not None
     assert (receipt.carrier_id, receipt.status, receipt.error_code) == ("abc", ReceiptStatus.EXPIRED, 0)
 
 
 def test_tlv_state_with_text_id() -> None:
-    receipt = parse_receipt(_deliver(short_message=b"id:00042 stat:", tlvs={fast.MESSAGE_STATE: b"\x02"}))
+    receipt = parse_receipt(
+        _deliver(short_message=b"id:00042 stat:", tlvs={constants.MESSAGE_STATE: b"\x02"})
+    )
     assert receipt is not None
     assert (receipt.carrier_id, receipt.status) == ("42", ReceiptStatus.DELIVERED)
 
@@ -122,11 +124,13 @@ def test_tlv_state_with_text_id() -> None:
 def test_unknown_message_state_falls_back_to_text() -> None:
     sm = _deliver(
         short_message=b"id:1 stat:ACCEPTD",
-        tlvs={fast.RECEIPTED_MESSAGE_ID: b"1\0", fast.MESSAGE_STATE: b"\x00"},
+        tlvs={constants.RECEIPTED_MESSAGE_ID: b"1\0", constants.MESSAGE_STATE: b"\x00"},
     )
     receipt = parse_receipt(sm)
     assert receipt is not None and receipt.status is ReceiptStatus.ACCEPTED
-    bare = parse_receipt(_deliver(tlvs={fast.RECEIPTED_MESSAGE_ID: b"1\0", fast.MESSAGE_STATE: b"\x09"}))
+    bare = parse_receipt(
+        _deliver(tlvs={constants.RECEIPTED_MESSAGE_ID: b"1\0", constants.MESSAGE_STATE: b"\x09"})
+    )
     assert bare is not None and bare.status is ReceiptStatus.UNKNOWN
 
 
@@ -220,7 +224,7 @@ def test_original_text_cannot_spoof_fields() -> None:
 
 
 def test_message_payload_receipt() -> None:
-    sm = _deliver(tlvs={fast.MESSAGE_PAYLOAD: b"id:ABCDEF sub:001 dlvrd:001 stat:DELIVRD err:000"})
+    sm = _deliver(tlvs={constants.MESSAGE_PAYLOAD: b"id:ABCDEF sub:001 dlvrd:001 stat:DELIVRD err:000"})
     receipt = parse_receipt(sm)
     assert receipt is not None
     assert (receipt.carrier_id, receipt.status) == ("abcdef", ReceiptStatus.DELIVERED)

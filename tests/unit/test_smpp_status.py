@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from masd_adapters.base import SubmitError
-from masd_adapters.smpp import status
+from masd_adapters.smpp import constants, status
 
 PERMANENT = [0x01, 0x0A, 0x0B, 0x33, 0x43, 0x45, 0x50, 0x62, 0x65, 0xC0, 0xC1, 0xC2, 0xC3, 0xC4]
 OTHER_INVALID = [0x02, 0x03, 0x06, 0x07, 0x15, 0x34, 0x40, 0x42, 0x44, 0x48, 0x49, 0x51, 0x53, 0x54, 0x55]
@@ -20,12 +20,12 @@ def test_names_of_defined_codes() -> None:
     assert status.name(0x58) == "ESME_RTHROTTLED"
     assert status.name(0xC4) == "ESME_RINVOPTPARAMVAL"
     assert status.name(0xFF) == "ESME_RUNKNOWNERR"
-    assert len(status.NAMES) == 48
+    assert len(constants.STATUS_NAMES) == 48
 
 
 def test_names_agree_with_smpplib() -> None:
     # smpplib.consts defines SMPP_ESME_R… = code for the 3.4 set; every one we name must match.
-    for code, label in status.NAMES.items():
+    for code, label in constants.STATUS_NAMES.items():
         assert getattr(smpplib.consts, "SMPP_" + label) == code, label
 
 
@@ -61,14 +61,14 @@ def test_permanent_errors(code: int) -> None:
     assert error.name.startswith("ESME_R")
 
 
-@given(st.integers(1, 0xFFFFFFFF).filter(lambda c: c not in status.NAMES or c == 0xFF))
+@given(st.integers(1, 0xFFFFFFFF).filter(lambda c: c not in constants.STATUS_NAMES or c == 0xFF))
 def test_unknown_and_vendor_codes_are_retriable_without_throttle(code: int) -> None:
     error = status.classify(code)
     assert error == SubmitError(code, status.name(code), retriable=True)
 
 
 def test_every_defined_code_is_classified() -> None:
-    for code in status.NAMES:
+    for code in constants.STATUS_NAMES:
         if code:
             assert isinstance(status.classify(code), SubmitError)
 
