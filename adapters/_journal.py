@@ -1,15 +1,16 @@
 """JSON-lines journals of the simulated carriers (``sim``, ``voice_sim``): reading one back line by line,
-and rewriting one atomically when it is compacted. Also the option checks both simulators share."""
+and rewriting one atomically when it is compacted. Also the option readers both simulators' options
+models share (a delay range, a weighted table)."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["invalid_option", "number", "read_records", "replace_atomically"]
+__all__ = ["number", "read_records", "replace_atomically", "seconds_range", "weights"]
 
 
 def read_records(
@@ -51,13 +52,40 @@ def replace_atomically(path: str, lines: Iterable[bytes]) -> int:
     return os.path.getsize(path)
 
 
-def invalid_option(driver: str, channel: str, option: str, value: object, allowed: str) -> ValueError:
-    return ValueError(f"{driver} channel {channel!r}: option {option}={value!r} is invalid: {allowed}")
-
-
 def number(value: object) -> float | None:
     """The value as a finite float, or None if it is not a number."""
     # bool is an int subclass; `true` typed into the wrong option must not read as 1.
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
+
+
+def seconds_range(value: object, allowed: str) -> tuple[float, float]:
+    """Seconds given as one number or as ``[min, max]``, as (min, max); ValueError(``allowed``) else."""
+    fixed = number(value)
+    if fixed is not None and fixed >= 0:
+        return fixed, fixed
+    if isinstance(value, list | tuple) and len(value) == 2:
+        lo, hi = number(value[0]), number(value[1])
+        if lo is not None and hi is not None and 0 <= lo <= hi:
+            return lo, hi
+    raise ValueError(allowed)
+
+
+def weights(value: object, allowed: str, key_of: Callable[[object], str]) -> dict[str, float]:
+    """A table of outcome -> weight >= 0 with some weight > 0, as {key_of(outcome): weight} without the
+    zero weights. ``key_of`` raises ValueError naming a key it does not know; ValueError(``allowed``)
+    for anything else wrong."""
+    if not isinstance(value, Mapping) or not value:
+        raise ValueError(allowed)
+    table: dict[str, float] = {}
+    for key, raw_weight in value.items():
+        outcome = key_of(key)
+        weight = number(raw_weight)
+        if weight is None or weight < 0:
+            raise ValueError(f"weight of {key!r} is {raw_weight!r}; {allowed}")
+        if weight:
+            table[outcome] = table.get(outcome, 0.0) + weight
+    if not table:
+        raise ValueError(allowed)
+    return table

@@ -17,21 +17,26 @@ import abc
 import dataclasses
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
+import pydantic
 import trio
 
 __all__ = [
     "ChannelDriver",
     "ChannelEvents",
+    "DriverOptions",
     "InboundReceipt",
     "InboundReply",
     "InboundReplyPart",
+    "InvalidOption",
     "OutboundSegment",
     "ReceiptStatus",
     "SubmitDone",
     "SubmitError",
     "SubmitOutcome",
+    "option",
+    "parse_options",
 ]
 
 
@@ -159,13 +164,90 @@ SubmitDone = Callable[[list[SubmitOutcome]], None]
 """What :meth:`ChannelDriver.submit_nowait` calls with one delivery's outcomes, once they are known."""
 
 
+class DriverOptions(pydantic.BaseModel):
+    """Base of a driver's options model: the ``[channels.NAME.options]`` table, declared as fields.
+
+    Types are strict (``true`` is not 1, ``"5"`` is not 5), numbers finite, and a key the model does not
+    declare is an error. Declare each field with :func:`option`, which keeps the words an operator reads
+    when the value does not fit; a validator that needs more words raises :class:`InvalidOption`."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    secret: ClassVar[frozenset[str]] = frozenset()  # options whose value never goes into a message
+
+
+def option(default: Any, expected: str, **constraints: Any) -> Any:
+    """A field of a :class:`DriverOptions` model: its default, what a valid value looks like (``"an
+    integer from 1 to 64"``, shown after "expected") and pydantic's constraints (``ge``, ``le`` …)."""
+    return pydantic.Field(default, json_schema_extra={"expected": expected}, **constraints)
+
+
+class InvalidOption(ValueError):
+    """A driver option that cannot be used: which one, the value given and what is allowed. Raised by an
+    options model's validators; :func:`parse_options` makes the message."""
+
+    def __init__(self, option: str, value: object, allowed: str) -> None:
+        self.option = option
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"option {option}={value!r} is invalid: {allowed}")
+
+
+_Options = TypeVar("_Options", bound=DriverOptions)
+
+
+def parse_options(model: type[_Options], driver: str, channel: str, options: Mapping[str, Any]) -> _Options:
+    """Validate a channel's driver options against the driver's model; ValueError names the driver, the
+    channel, the option and its value, and says what is allowed."""
+    where = f"{driver} channel {channel!r}"
+    unknown = sorted(set(options) - set(model.model_fields))
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown option {unknown[0]}={options[unknown[0]]!r}; "
+            f"allowed options: {', '.join(sorted(model.model_fields))}"
+        )
+    try:
+        return model.model_validate(dict(options))
+    except pydantic.ValidationError as e:
+        raise ValueError(f"{where}: {_first_problem(model, options, e)}") from None
+
+
+def _first_problem(
+    model: type[DriverOptions], options: Mapping[str, Any], error: pydantic.ValidationError
+) -> str:
+    problem = error.errors()[0]
+    cause = (problem.get("ctx") or {}).get("error")
+    if isinstance(cause, InvalidOption):
+        key, value, allowed = cause.option, cause.value, cause.allowed
+    else:
+        key = str(problem["loc"][0])
+        value = options.get(key)
+        if isinstance(cause, ValueError):
+            allowed = str(cause)
+        else:
+            extra = model.model_fields[key].json_schema_extra
+            expected = extra.get("expected") if isinstance(extra, dict) else None
+            allowed = f"expected {expected}" if expected else problem["msg"]
+    if key in model.secret and isinstance(value, str):
+        value = f"<{len(value)} characters, not shown>"  # a password never goes into a log line
+    return f"option {key}={value!r} is invalid: {allowed}"
+
+
 class ChannelDriver(abc.ABC):
     """Base of every driver. Subclasses implement ``run`` and ``submit``; ``submit_nowait`` and ``drain``
-    have defaults (not offered; nothing to finish)."""
+    have defaults (not offered; nothing to finish).
+
+    A driver declares its options as a :class:`DriverOptions` model in ``Options`` and its name in
+    messages in ``driver``; the options are checked here, once, when the driver is made, and the
+    validated model is ``settings`` (``options`` keeps the table as given)."""
+
+    driver: ClassVar[str] = "channel"
+    Options: ClassVar[type[DriverOptions]] = DriverOptions
 
     def __init__(self, name: str, options: Mapping[str, Any], events: ChannelEvents, data_dir: str) -> None:
         self.name = name
         self.options = dict(options)
+        self.settings: DriverOptions = parse_options(self.Options, self.driver, name, self.options)
         self.events = events
         self.data_dir = data_dir
         self.up = False

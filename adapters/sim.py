@@ -15,6 +15,7 @@ import bisect
 import collections
 import dataclasses
 import heapq
+import itertools
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pydantic
 import trio
 
 from . import _journal
@@ -33,12 +35,15 @@ from ._journal import read_records, replace_atomically
 from .base import (
     ChannelDriver,
     ChannelEvents,
+    DriverOptions,
     InboundReceipt,
     InboundReply,
+    InvalidOption,
     OutboundSegment,
     ReceiptStatus,
     SubmitError,
     SubmitOutcome,
+    option,
 )
 from .smpp.constants import ESME_RINVDSTADR, ESME_RTHROTTLED
 
@@ -51,6 +56,7 @@ __all__ = [
     "SimChannel",
     "SimJournal",
     "SimJournalEntry",
+    "SimOptions",
     "SimRecord",
     "read_journal",
 ]
@@ -85,20 +91,6 @@ _STAT_TEXT = {
     ReceiptStatus.UNKNOWN: ("UNKNOWN", 5),
 }
 
-_OPTIONS = frozenset(
-    {
-        "receipt_delay",
-        "outcomes",
-        "submit_error_rate",
-        "reject_rate",
-        "reject_prefixes",
-        "submit_latency",
-        "seed",
-        "journal",
-        "keep_record",
-        "receipt_concurrency",
-    }
-)
 _PREFIX_HEX = 8  # hex digits of the per-run carrier id prefix
 _RETRY_FIRST = 0.5  # seconds before re-sending a receipt the core failed to store; doubles per attempt
 _RETRY_MAX = 30.0
@@ -270,13 +262,6 @@ def _compact(path: str, journal: SimJournal) -> SimJournal:
     )
 
 
-def _invalid(channel: str, option: str, value: object, allowed: str) -> ValueError:
-    return _journal.invalid_option("sim", channel, option, value, allowed)
-
-
-_number = _journal.number
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Loaded:
     """What opening the journal yields; computed off the trio thread for large journals."""
@@ -287,56 +272,91 @@ class _Loaded:
     prefixes: set[str]
 
 
+_DELAY_RANGE = "seconds >= 0 as a number or as [min, max] with 0 <= min <= max"
+
+
+class SimOptions(DriverOptions):
+    """The ``sim`` driver's options; see :class:`SimChannel`."""
+
+    receipt_delay: tuple[float, float] = option((0.05, 0.5), _DELAY_RANGE)
+    outcomes: dict[str, float] = option(
+        {"delivered": 1.0}, "a table of status -> weight >= 0 with some weight > 0"
+    )
+    submit_error_rate: float = option(0.0, "a fraction from 0 to 1", ge=0, le=1)
+    reject_rate: float = option(0.0, "a fraction from 0 to 1", ge=0, le=1)
+    reject_prefixes: list[str] = option(
+        [], 'a list of non-empty destination prefixes, e.g. ["+86138", "1390"]'
+    )
+    submit_latency: float = option(0.0, "seconds >= 0", ge=0)
+    seed: int | None = option(None, "an integer")
+    journal: bool = option(True, "true or false")
+    keep_record: bool = option(True, "true or false")
+    receipt_concurrency: int = option(64, "an integer from 1 to 10000", ge=1, le=10_000)
+
+    @pydantic.field_validator("receipt_delay", mode="before")
+    @classmethod
+    def _delay(cls, value: object) -> tuple[float, float]:
+        return _journal.seconds_range(value, f"expected {_DELAY_RANGE}")
+
+    @pydantic.field_validator("outcomes", mode="before")
+    @classmethod
+    def _outcomes(cls, value: object) -> dict[str, float]:
+        names = [*sorted(s.value for s in FINAL_STATUSES), NO_RECEIPT]
+        allowed = (
+            f"expected a table of status -> weight >= 0 with keys from {', '.join(names)} and some weight > 0"
+        )
+
+        def status(key: object) -> str:
+            if not isinstance(key, str) or key.lower() not in names:
+                raise ValueError(f"key {key!r} is not allowed; {allowed}")
+            return key.lower()
+
+        return _journal.weights(value, allowed, status)
+
+    @pydantic.field_validator("reject_prefixes", mode="before")
+    @classmethod
+    def _prefixes(cls, value: object) -> object:
+        # A bare string would otherwise be iterated character by character and reject almost everything.
+        if not isinstance(value, list | tuple) or not all(isinstance(p, str) and p for p in value):
+            raise ValueError('expected a list of non-empty destination prefixes, e.g. ["+86138", "1390"]')
+        return list(value)
+
+    @pydantic.model_validator(mode="after")
+    def _rates(self) -> SimOptions:
+        if self.submit_error_rate + self.reject_rate > 1:
+            first = self.submit_error_rate
+            raise InvalidOption(
+                "reject_rate",
+                self.reject_rate,
+                f"submit_error_rate + reject_rate must be <= 1 (submit_error_rate is {first})",
+            )
+        return self
+
+
 class SimChannel(ChannelDriver):
-    """Simulated persistent SMSC. See the module docstring; options are validated in ``__init__``."""
+    """Simulated persistent SMSC. See the module docstring; its options are :class:`SimOptions`."""
+
+    driver = "sim"
+    Options = SimOptions
+    settings: SimOptions
 
     compact_threshold: int = 64 * 1024 * 1024  # bytes; journals above this are compacted on start
     inline_load_limit: int = 1024 * 1024  # bytes; larger journals are read on a worker thread (~5k lines/MB)
 
     def __init__(self, name: str, options: Mapping[str, Any], events: ChannelEvents, data_dir: str) -> None:
         super().__init__(name, options, events, data_dir)
-        opts = self.options
-        unknown = sorted(set(opts) - _OPTIONS)
-        if unknown:
-            raise ValueError(
-                f"sim channel {name!r}: unknown option {unknown[0]}={opts[unknown[0]]!r}; "
-                f"allowed options: {', '.join(sorted(_OPTIONS))}"
-            )
-
-        self._delay_lo, self._delay_hi = self._parse_delay(opts.get("receipt_delay", [0.05, 0.5]))
-        self._outcome_keys, self._outcome_cum = self._parse_outcomes(opts.get("outcomes", {"delivered": 1.0}))
-        self._error_rate = self._parse_rate("submit_error_rate", opts.get("submit_error_rate", 0))
-        self._reject_rate = self._parse_rate("reject_rate", opts.get("reject_rate", 0))
-        if self._error_rate + self._reject_rate > 1:
-            raise _invalid(
-                name,
-                "reject_rate",
-                opts.get("reject_rate"),
-                f"submit_error_rate + reject_rate must be <= 1 (submit_error_rate is {self._error_rate})",
-            )
-        self._reject_prefixes = self._parse_prefixes(opts.get("reject_prefixes", []))
-        latency = _number(opts.get("submit_latency", 0))
-        if latency is None or latency < 0:
-            raise _invalid(name, "submit_latency", opts.get("submit_latency"), "expected seconds >= 0")
-        self._submit_latency = latency
-        seed = opts.get("seed")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise _invalid(name, "seed", seed, "expected an integer")
-        journal = opts.get("journal", True)
-        if not isinstance(journal, bool):
-            raise _invalid(name, "journal", journal, "expected true or false")
-        keep_record = opts.get("keep_record", True)
-        if not isinstance(keep_record, bool):
-            raise _invalid(name, "keep_record", keep_record, "expected true or false")
-        concurrency = opts.get("receipt_concurrency", 64)
-        if (
-            not isinstance(concurrency, int)
-            or isinstance(concurrency, bool)
-            or not 1 <= concurrency <= 10_000
-        ):
-            raise _invalid(name, "receipt_concurrency", concurrency, "expected an integer from 1 to 10000")
-        self._concurrency = concurrency
-        self._keep_record = keep_record
+        s = self.settings
+        self._delay_lo, self._delay_hi = s.receipt_delay
+        self._outcome_keys = [None if key == NO_RECEIPT else ReceiptStatus(key) for key in s.outcomes]
+        self._outcome_cum = list(itertools.accumulate(s.outcomes.values()))
+        self._error_rate = s.submit_error_rate
+        self._reject_rate = s.reject_rate
+        self._reject_prefixes = tuple(s.reject_prefixes)
+        self._submit_latency = s.submit_latency
+        seed = s.seed
+        journal = s.journal
+        self._concurrency = s.receipt_concurrency
+        self._keep_record = s.keep_record
 
         # The channel name comes from a config key; keep it from escaping the data directory.
         safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", name) or "_"
@@ -357,59 +377,6 @@ class SimChannel(ChannelDriver):
         self._attempts: dict[str, int] = {}
         self._submits_in_flight = 0
         self._drained: trio.Event | None = None
-
-    # -- option parsing -------------------------------------------------------------------------------
-
-    def _parse_delay(self, value: object) -> tuple[float, float]:
-        allowed = "expected seconds >= 0 as a number or as [min, max] with 0 <= min <= max"
-        fixed = _number(value)
-        if fixed is not None and fixed >= 0:
-            return fixed, fixed
-        if isinstance(value, list | tuple) and len(value) == 2:
-            lo, hi = _number(value[0]), _number(value[1])
-            if lo is not None and hi is not None and 0 <= lo <= hi:
-                return lo, hi
-        raise _invalid(self.name, "receipt_delay", value, allowed)
-
-    def _parse_outcomes(self, value: object) -> tuple[list[ReceiptStatus | None], list[float]]:
-        names = [*sorted(s.value for s in FINAL_STATUSES), NO_RECEIPT]
-        allowed = (
-            f"expected a table of status -> weight >= 0 with keys from {', '.join(names)} and some weight > 0"
-        )
-        if not isinstance(value, Mapping) or not value:
-            raise _invalid(self.name, "outcomes", value, allowed)
-        keys: list[ReceiptStatus | None] = []
-        cum: list[float] = []
-        total = 0.0
-        for key, raw_weight in value.items():
-            if not isinstance(key, str) or key.lower() not in names:
-                raise _invalid(self.name, "outcomes", value, f"key {key!r} is not allowed; {allowed}")
-            weight = _number(raw_weight)
-            if weight is None or weight < 0:
-                raise _invalid(
-                    self.name, "outcomes", value, f"weight of {key!r} is {raw_weight!r}; {allowed}"
-                )
-            if weight == 0:
-                continue
-            total += weight
-            keys.append(None if key.lower() == NO_RECEIPT else ReceiptStatus(key.lower()))
-            cum.append(total)
-        if total <= 0:
-            raise _invalid(self.name, "outcomes", value, allowed)
-        return keys, cum
-
-    def _parse_rate(self, option: str, value: object) -> float:
-        rate = _number(value)
-        if rate is None or not 0 <= rate <= 1:
-            raise _invalid(self.name, option, value, "expected a fraction from 0 to 1")
-        return rate
-
-    def _parse_prefixes(self, value: object) -> tuple[str, ...]:
-        allowed = 'expected a list of non-empty destination prefixes, e.g. ["+86138", "1390"]'
-        # A bare string would otherwise be iterated character by character and reject almost everything.
-        if not isinstance(value, list | tuple) or not all(isinstance(p, str) and p for p in value):
-            raise _invalid(self.name, "reject_prefixes", value, allowed)
-        return tuple(value)
 
     # -- the driver interface -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import pydantic
 import trio
 
 from . import _journal, tts, voice
@@ -34,12 +36,14 @@ from ._journal import read_records, replace_atomically
 from .base import (
     ChannelDriver,
     ChannelEvents,
+    DriverOptions,
     InboundReceipt,
     InboundReply,
     OutboundSegment,
     ReceiptStatus,
     SubmitError,
     SubmitOutcome,
+    option,
 )
 from .voice import CallOutcome
 
@@ -53,6 +57,7 @@ __all__ = [
     "CallJournal",
     "CallPlan",
     "VoiceSimChannel",
+    "VoiceSimOptions",
     "parse_plan",
     "read_call_journal",
 ]
@@ -72,24 +77,6 @@ INVALID_NUMBER = SubmitError(code=484, name="SIM_INVALID_NUMBER", retriable=Fals
 NOT_ONE_TEXT = SubmitError(code=0, name="SIM_NOT_A_VOICE_TEXT", retriable=False)
 
 KEYS = frozenset("0123456789*#")
-_OPTIONS = frozenset(
-    {
-        "script",
-        "outcomes",
-        "ring_seconds",
-        "ring_timeout",
-        "setup_seconds",
-        "chars_per_second",
-        "key_seconds",
-        "time_scale",
-        "lines",
-        "seed",
-        "journal",
-        "keep_record",
-        "speech",
-        "speech_voice",
-    }
-)
 _DIALABLE = re.compile(r"\+?[0-9]{3,20}")
 _RETRY_FIRST = 0.5  # seconds before offering again a keypress or receipt the core failed to store
 _RETRY_MAX = 30.0
@@ -273,11 +260,62 @@ def _compact(path: str, journal: CallJournal) -> CallJournal:
     return CallJournal(calls=keep, keyed=keyed, compacted=done, valid_bytes=size)
 
 
-def _invalid(channel: str, option: str, value: object, allowed: str) -> ValueError:
-    return _journal.invalid_option("voice_sim", channel, option, value, allowed)
+_RANGE = "seconds >= 0 as a number or as [min, max] with 0 <= min <= max"
+_SCRIPT = 'a table of number -> outcome, e.g. {"13800000001" = "answer:1"}'
+_WEIGHTS = 'a table of outcome -> weight >= 0 with some weight > 0, e.g. {"answer:1" = 3, busy = 1}'
 
 
-_number = _journal.number
+class VoiceSimOptions(DriverOptions):
+    """The ``voice_sim`` driver's options; see :class:`VoiceSimChannel`. ``script`` and ``outcomes`` are
+    kept with each outcome in its written form (``str(CallPlan)``)."""
+
+    script: dict[str, str] = option({}, _SCRIPT)
+    outcomes: dict[str, float] = option({"answer:1": 1.0}, _WEIGHTS)
+    ring_seconds: tuple[float, float] = option((3.0, 8.0), _RANGE)
+    ring_timeout: float = option(30.0, "a number > 0", gt=0)
+    setup_seconds: float = option(1.0, "a number >= 0", ge=0)
+    chars_per_second: float = option(4.0, "a number > 0", gt=0)
+    key_seconds: float = option(2.0, "a number >= 0", ge=0)
+    time_scale: float = option(0.1, "a number >= 0", ge=0)
+    lines: int = option(30, "an integer from 1 to 10000", ge=1, le=10_000)
+    seed: int | None = option(None, "an integer")
+    journal: bool = option(True, "true or false")
+    keep_record: bool = option(True, "true or false")
+    speech: bool = option(False, "true or false")
+    speech_voice: str = option(
+        tts.DEFAULT_VOICE, 'an espeak-ng voice name, e.g. "cmn-latn-pinyin"', pattern=r"^[A-Za-z0-9_+-]+$"
+    )
+
+    @pydantic.field_validator("script", mode="before")
+    @classmethod
+    def _script(cls, value: object) -> dict[str, str]:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"expected {_SCRIPT}")
+        script: dict[str, str] = {}
+        for number, outcome in value.items():
+            if not isinstance(number, str) or not _number_key(number):
+                raise ValueError(f"key {number!r} is not a phone number; expected {_SCRIPT}")
+            try:
+                script[_number_key(number)] = str(parse_plan(outcome))
+            except ValueError as e:
+                raise ValueError(f"number {number}: {e}") from None
+        return script
+
+    @pydantic.field_validator("outcomes", mode="before")
+    @classmethod
+    def _outcomes(cls, value: object) -> dict[str, float]:
+        def plan(key: object) -> str:
+            try:
+                return str(parse_plan(key))  # type: ignore[arg-type]  # parse_plan refuses a non-string
+            except ValueError as e:
+                raise ValueError(f"key {e}") from None
+
+        return _journal.weights(value, f"expected {_WEIGHTS}", plan)
+
+    @pydantic.field_validator("ring_seconds", mode="before")
+    @classmethod
+    def _ring(cls, value: object) -> tuple[float, float]:
+        return _journal.seconds_range(value, f"expected {_RANGE}")
 
 
 @dataclasses.dataclass(slots=True)
@@ -307,49 +345,30 @@ class VoiceSimChannel(ChannelDriver):
       espeak-ng with ``speech_voice`` (``cmn-latn-pinyin``); without espeak-ng calls go on silently.
     """
 
+    driver = "voice_sim"
+    Options = VoiceSimOptions
+    settings: VoiceSimOptions
+
     compact_threshold: int = 16 * 1024 * 1024  # bytes; journals above this are compacted on start
 
     def __init__(self, name: str, options: Mapping[str, Any], events: ChannelEvents, data_dir: str) -> None:
         super().__init__(name, options, events, data_dir)
-        opts = self.options
-        unknown = sorted(set(opts) - _OPTIONS)
-        if unknown:
-            raise ValueError(
-                f"voice_sim channel {name!r}: unknown option {unknown[0]}={opts[unknown[0]]!r}; "
-                f"allowed options: {', '.join(sorted(_OPTIONS))}"
-            )
-        self._script: dict[str, CallPlan] = self._parse_script(opts.get("script", {}))
-        self._plans, self._cum = self._parse_outcomes(opts.get("outcomes", {"answer:1": 1}))
-        self._ring = self._parse_range("ring_seconds", opts.get("ring_seconds", [3, 8]))
-        self._ring_timeout = self._parse_seconds("ring_timeout", opts.get("ring_timeout", 30), positive=True)
-        self._setup = self._parse_seconds("setup_seconds", opts.get("setup_seconds", 1))
-        self._cps = self._parse_seconds("chars_per_second", opts.get("chars_per_second", 4), positive=True)
-        self._key_seconds = self._parse_seconds("key_seconds", opts.get("key_seconds", 2))
-        self._scale = self._parse_seconds("time_scale", opts.get("time_scale", 0.1))
-        lines = opts.get("lines", 30)
-        if not isinstance(lines, int) or isinstance(lines, bool) or not 1 <= lines <= 10_000:
-            raise _invalid(name, "lines", lines, "expected an integer from 1 to 10000")
-        self.lines = lines
-        seed = opts.get("seed")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise _invalid(name, "seed", seed, "expected an integer")
-        journal = opts.get("journal", True)
-        if not isinstance(journal, bool):
-            raise _invalid(name, "journal", journal, "expected true or false")
-        keep_record = opts.get("keep_record", True)
-        if not isinstance(keep_record, bool):
-            raise _invalid(name, "keep_record", keep_record, "expected true or false")
-        self._keep_record = keep_record
-        speech = opts.get("speech", False)
-        if not isinstance(speech, bool):
-            raise _invalid(name, "speech", speech, "expected true or false")
-        self.speech = speech
-        speech_voice = opts.get("speech_voice", tts.DEFAULT_VOICE)
-        if not isinstance(speech_voice, str) or not re.fullmatch(r"[A-Za-z0-9_+-]+", speech_voice):
-            raise _invalid(
-                name, "speech_voice", speech_voice, 'expected an espeak-ng voice name, e.g. "cmn-latn-pinyin"'
-            )
-        self._speech_voice = speech_voice
+        s = self.settings
+        self._script: dict[str, CallPlan] = {number: parse_plan(plan) for number, plan in s.script.items()}
+        self._plans = [parse_plan(plan) for plan in s.outcomes]
+        self._cum = list(itertools.accumulate(s.outcomes.values()))
+        self._ring = s.ring_seconds
+        self._ring_timeout = s.ring_timeout
+        self._setup = s.setup_seconds
+        self._cps = s.chars_per_second
+        self._key_seconds = s.key_seconds
+        self._scale = s.time_scale
+        self.lines = s.lines
+        seed = s.seed
+        journal = s.journal
+        self._keep_record = s.keep_record
+        self.speech = s.speech
+        self._speech_voice = s.speech_voice
 
         # The channel name comes from a config key; keep it from escaping the data directory.
         safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", name) or "_"
@@ -366,69 +385,6 @@ class VoiceSimChannel(ChannelDriver):
         self._spawn: Callable[[_Open], None] | None = None
         self._accepting = False
         self._running = False
-
-    # -- option parsing -------------------------------------------------------------------------------
-
-    def _parse_script(self, value: object) -> dict[str, CallPlan]:
-        allowed = 'expected a table of number -> outcome, e.g. {"13800000001" = "answer:1"}'
-        if not isinstance(value, Mapping):
-            raise _invalid(self.name, "script", value, allowed)
-        script: dict[str, CallPlan] = {}
-        for number, outcome in value.items():
-            if not isinstance(number, str) or not _number_key(number):
-                raise _invalid(self.name, "script", value, f"key {number!r} is not a phone number; {allowed}")
-            try:
-                script[_number_key(number)] = parse_plan(outcome)
-            except ValueError as e:
-                raise _invalid(self.name, "script", value, f"number {number}: {e}") from None
-        return script
-
-    def _parse_outcomes(self, value: object) -> tuple[list[CallPlan], list[float]]:
-        allowed = (
-            'expected a table of outcome -> weight >= 0 with some weight > 0, e.g. {"answer:1" = 3, busy = 1}'
-        )
-        if not isinstance(value, Mapping) or not value:
-            raise _invalid(self.name, "outcomes", value, allowed)
-        plans: list[CallPlan] = []
-        cum: list[float] = []
-        total = 0.0
-        for key, raw_weight in value.items():
-            try:
-                plan = parse_plan(key)
-            except ValueError as e:
-                raise _invalid(self.name, "outcomes", value, f"key {e}") from None
-            weight = _number(raw_weight)
-            if weight is None or weight < 0:
-                raise _invalid(
-                    self.name, "outcomes", value, f"weight of {key!r} is {raw_weight!r}; {allowed}"
-                )
-            if weight == 0:
-                continue
-            total += weight
-            plans.append(plan)
-            cum.append(total)
-        if total <= 0:
-            raise _invalid(self.name, "outcomes", value, allowed)
-        return plans, cum
-
-    def _parse_seconds(self, option: str, value: object, *, positive: bool = False) -> float:
-        n = _number(value)
-        if n is None or n < 0 or (positive and n == 0):
-            raise _invalid(
-                self.name, option, value, "expected a number > 0" if positive else "expected a number >= 0"
-            )
-        return n
-
-    def _parse_range(self, option: str, value: object) -> tuple[float, float]:
-        allowed = "expected seconds >= 0 as a number or as [min, max] with 0 <= min <= max"
-        fixed = _number(value)
-        if fixed is not None and fixed >= 0:
-            return fixed, fixed
-        if isinstance(value, list | tuple) and len(value) == 2:
-            lo, hi = _number(value[0]), _number(value[1])
-            if lo is not None and hi is not None and 0 <= lo <= hi:
-                return lo, hi
-        raise _invalid(self.name, option, value, allowed)
 
     # -- scripting (tests, demo) ----------------------------------------------------------------------
 

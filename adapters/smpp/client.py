@@ -22,20 +22,24 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Literal
 
+import pydantic
 import structlog
 import trio
 
 from ..base import (
     ChannelDriver,
     ChannelEvents,
+    DriverOptions,
     InboundReceipt,
     InboundReplyPart,
+    InvalidOption,
     OutboundSegment,
     SubmitDone,
     SubmitError,
     SubmitOutcome,
+    option,
 )
 from . import constants, fast, mo, receipts, status
 from .constants import (
@@ -56,12 +60,13 @@ from .constants import (
     ESME_RSYSERR,
     ESME_RX_T_APPN,
     GENERIC_NACK,
+    REGISTERED_DELIVERY_FINAL,
     RESPONSE,
     UNBIND,
 )
 from .pdu import HEADER, PduError, PduStream, SequenceGenerator, generic_nack, make
 
-__all__ = ["SmppChannel"]
+__all__ = ["SmppChannel", "SmppOptions"]
 
 log = structlog.get_logger("masd.smpp")
 
@@ -88,156 +93,63 @@ _Address = tuple[int, int, str]  # TON, NPI, the digits or text, as submit_sm ca
 _STABLE_BIND = 10.0  # seconds a bind must last before a drop resets the reconnect backoff to its minimum
 _UNBIND_WAIT = 2.0  # seconds to wait for unbind_resp on shutdown
 
-_OPTIONS = frozenset(
-    {
-        "host",
-        "port",
-        "system_id",
-        "password",
-        "system_type",
-        "bind",
-        "binds",
-        "window",
-        "response_timeout",
-        "enquire_link_interval",
-        "reconnect_min",
-        "reconnect_max",
-        "source_ton",
-        "source_npi",
-        "dest_ton",
-        "dest_npi",
-        "registered_delivery",
-        "id_format",
-        "receipt_ids",
-        "mo_timeout",
-        "max_rate",
-        "address_range",
-        "interface_version",
-    }
-)
-_ID_FORMATS = ("auto", "hex", "decimal", "as-is")
 # What a lost or garbled connection raises from a read or a write.
 _LINK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, PduError)
 
 
-def _invalid(channel: str, option: str, value: object, allowed: str) -> ValueError:
-    return ValueError(f"smpp channel {channel!r}: option {option}={value!r} is invalid: {allowed}")
+_SECONDS = "a number of seconds greater than 0"
+_BYTE = "an integer from 0 to 255"
+_IDS = "one of 'auto', 'hex', 'decimal', 'as-is'"
 
 
-def _is_int(value: object) -> bool:
-    # bool is an int subclass; `true` typed into a numeric option must not read as 1.
-    return isinstance(value, int) and not isinstance(value, bool)
+def _text(max_len: int) -> str:
+    return f"ASCII text of at most {max_len} characters"
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+# The SMPP C-octet strings have fixed maxima; smpplib would silently cut a longer value, and a cut password
+# fails the bind with a misleading error.
+_ASCII = r"^[\x01-\x7f]*$"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Settings:
-    """The validated options."""
+class SmppOptions(DriverOptions):
+    """The ``smpp`` driver's options; see :class:`SmppChannel` and docs/smpp.md."""
 
-    host: str
-    port: int
-    system_id: str
-    password: str
-    system_type: str
-    bind: str
-    binds: int
-    window: int
-    response_timeout: float
-    enquire_link_interval: float
-    reconnect_min: float
-    reconnect_max: float
-    source_ton: int | None  # None: guess per source address
-    source_npi: int | None
-    dest_ton: int | None
-    dest_npi: int | None
-    registered_delivery: int
-    id_format: receipts.IdFormat
-    receipt_ids: receipts.IdFormat
-    mo_timeout: float
-    max_rate: float | None
-    address_range: str
-    interface_version: int
+    secret = frozenset({"password"})
 
+    host: str = option("", _text(255), max_length=255, pattern=_ASCII)
+    port: int = option(2775, "an integer from 1 to 65535", ge=1, le=65535)
+    system_id: str = option("", _text(15), max_length=15, pattern=_ASCII)
+    password: str = option("", _text(8), max_length=8, pattern=_ASCII)
+    system_type: str = option("", _text(12), max_length=12, pattern=_ASCII)
+    bind: Literal["transceiver", "tx+rx"] = option("transceiver", "one of 'transceiver', 'tx+rx'")
+    binds: int = option(1, "an integer from 1 to 64", ge=1, le=64)
+    window: int = option(100, "an integer from 1 to 10000", ge=1, le=10_000)
+    response_timeout: float = option(10.0, _SECONDS, gt=0)
+    enquire_link_interval: float = option(30.0, _SECONDS, gt=0)
+    reconnect_min: float = option(1.0, _SECONDS, gt=0)
+    reconnect_max: float = option(60.0, _SECONDS, gt=0)
+    source_ton: int | None = option(None, _BYTE, ge=0, le=255)  # None: guess per source address
+    source_npi: int | None = option(None, _BYTE, ge=0, le=255)
+    dest_ton: int | None = option(None, _BYTE, ge=0, le=255)
+    dest_npi: int | None = option(None, _BYTE, ge=0, le=255)
+    registered_delivery: int = option(REGISTERED_DELIVERY_FINAL, _BYTE, ge=0, le=255)
+    id_format: receipts.IdFormat = option("auto", _IDS)
+    receipt_ids: receipts.IdFormat = option("as-is", _IDS)
+    mo_timeout: float = option(60.0, _SECONDS, gt=0)
+    max_rate: float | None = option(None, "submits per second greater than 0, or unset", gt=0)
+    address_range: str = option("", _text(40), max_length=40, pattern=_ASCII)
+    interface_version: int = option(0x34, _BYTE, ge=0, le=255)
 
-def _parse_options(channel: str, opts: Mapping[str, Any]) -> _Settings:
-    unknown = sorted(set(opts) - _OPTIONS)
-    if unknown:
-        raise ValueError(
-            f"smpp channel {channel!r}: unknown option {unknown[0]}={opts[unknown[0]]!r}; "
-            f"allowed options: {', '.join(sorted(_OPTIONS))}"
-        )
-
-    def text(key: str, default: str | None, max_len: int, *, required: bool = False) -> str:
-        value = opts.get(key, default)
-        if required and (value is None or value == ""):
-            raise _invalid(channel, key, value, "required; expected a non-empty string")
-        if not isinstance(value, str) or len(value) > max_len or not value.isascii() or "\0" in value:
-            # The SMPP C-octet strings have fixed maxima; smpplib would silently cut a longer value, and a
-            # cut password fails the bind with a misleading error.
-            shown: object = value
-            if key == "password" and isinstance(value, str):
-                shown = f"<{len(value)} characters, not shown>"  # a password never goes into a log line
-            raise _invalid(channel, key, shown, f"expected ASCII text of at most {max_len} characters")
-        return value
-
-    def integer(key: str, default: int, lo: int, hi: int) -> int:
-        value = opts.get(key, default)
-        if not _is_int(value) or not lo <= value <= hi:
-            raise _invalid(channel, key, value, f"expected an integer from {lo} to {hi}")
-        return int(value)
-
-    def optional_integer(key: str, lo: int, hi: int) -> int | None:
-        return None if opts.get(key) is None else integer(key, 0, lo, hi)
-
-    def seconds(key: str, default: float) -> float:
-        value = opts.get(key, default)
-        if not _is_number(value) or value <= 0:
-            raise _invalid(channel, key, value, "expected a number of seconds greater than 0")
-        return float(value)
-
-    def choice(key: str, default: str, allowed: Sequence[str]) -> str:
-        value = opts.get(key, default)
-        if value not in allowed:
-            raise _invalid(channel, key, value, "expected one of " + ", ".join(repr(a) for a in allowed))
-        return str(value)
-
-    reconnect_min = seconds("reconnect_min", 1.0)
-    reconnect_max = seconds("reconnect_max", 60.0)
-    if reconnect_max < reconnect_min:
-        raise _invalid(
-            channel, "reconnect_max", reconnect_max, f"must be >= reconnect_min ({reconnect_min:g})"
-        )
-    max_rate = opts.get("max_rate")
-    if max_rate is not None and (not _is_number(max_rate) or max_rate <= 0):
-        raise _invalid(channel, "max_rate", max_rate, "expected submits per second greater than 0, or unset")
-    return _Settings(
-        host=text("host", None, 255, required=True),
-        port=integer("port", 2775, 1, 65535),
-        system_id=text("system_id", None, 15, required=True),
-        password=text("password", "", 8),
-        system_type=text("system_type", "", 12),
-        bind=choice("bind", "transceiver", ("transceiver", "tx+rx")),
-        binds=integer("binds", 1, 1, 64),
-        window=integer("window", 100, 1, 10_000),
-        response_timeout=seconds("response_timeout", 10.0),
-        enquire_link_interval=seconds("enquire_link_interval", 30.0),
-        reconnect_min=reconnect_min,
-        reconnect_max=reconnect_max,
-        source_ton=optional_integer("source_ton", 0, 255),
-        source_npi=optional_integer("source_npi", 0, 255),
-        dest_ton=optional_integer("dest_ton", 0, 255),
-        dest_npi=optional_integer("dest_npi", 0, 255),
-        registered_delivery=integer("registered_delivery", 1, 0, 255),
-        id_format=cast(receipts.IdFormat, choice("id_format", "auto", _ID_FORMATS)),
-        receipt_ids=cast(receipts.IdFormat, choice("receipt_ids", "as-is", _ID_FORMATS)),
-        mo_timeout=seconds("mo_timeout", 60.0),
-        max_rate=None if max_rate is None else float(max_rate),
-        address_range=text("address_range", "", 40),
-        interface_version=integer("interface_version", 0x34, 0, 255),
-    )
+    @pydantic.model_validator(mode="after")
+    def _together(self) -> SmppOptions:
+        for key in ("host", "system_id"):
+            if not getattr(self, key):
+                raise InvalidOption(key, getattr(self, key), "required; expected a non-empty string")
+        if self.reconnect_max < self.reconnect_min:
+            raise InvalidOption(
+                "reconnect_max", self.reconnect_max, f"must be >= reconnect_min ({self.reconnect_min:g})"
+            )
+        return self
 
 
 class _Waiter:
@@ -361,11 +273,15 @@ class _Inbox:
 
 
 class SmppChannel(ChannelDriver):
-    """SMPP 3.4 client driver. See the module docstring; options are validated in ``__init__``."""
+    """SMPP 3.4 client driver. See the module docstring; its options are :class:`SmppOptions`."""
+
+    driver = "smpp"
+    Options = SmppOptions
+    settings: SmppOptions
 
     def __init__(self, name: str, options: Mapping[str, Any], events: ChannelEvents, data_dir: str) -> None:
         super().__init__(name, options, events, data_dir)
-        self.settings = s = _parse_options(name, self.options)
+        s = self.settings
         # Never the password: log lines end up in shared log stores.
         self._log = log.bind(channel=name, system_id=s.system_id)
         links: list[_Link] = []
