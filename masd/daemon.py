@@ -38,6 +38,7 @@ from masd.core.dispatch import Dispatcher
 from masd.core.gateway import Gateway
 from masd.jobs import Fence, JobRunner
 from masd.metrics import Metrics
+from masd.node import ChannelStatus
 from masd.store import events as event_store
 from masd.store import queue as queue_store
 from masd.store import receipts as receipt_store
@@ -45,9 +46,10 @@ from masd.store.db import Database, database_from_config
 from masd_adapters.base import ChannelDriver
 
 if TYPE_CHECKING:
-    from masd.interfaces.intake import IntakeWorkers
+    from masd.interfaces.http import Mount
     from masd.modules.meeting.service import MeetingService
-    from masd.send_workers import SendWorkers
+    from masd.workers.intake import IntakeWorkers
+    from masd.workers.send import SendWorkers
 
 __all__ = ["Daemon", "load_driver"]
 
@@ -70,8 +72,8 @@ def load_driver(name: str) -> type[ChannelDriver]:
 
 class Daemon:
     def __init__(self, cfg: Config, db: Database | None = None, *, role: str = "daemon") -> None:
-        """``role`` "sender": a send worker's process (masd.send_workers), which only sends; the daemon
-        does the housekeeping and answers signals for it."""
+        """``role`` "sender": a send worker's process (masd.workers.send_process), which only sends; the
+        daemon does the housekeeping and answers signals for it."""
         self.cfg = cfg
         self.role = role
         self.db = db or database_from_config(cfg)
@@ -102,6 +104,34 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def channel_states(self) -> dict[str, ChannelStatus]:
+        """Each channel's link and the rate it sends at now, in name order (masd.node.Node)."""
+        states = {}
+        for name, drv in sorted(self.drivers.items()):
+            configured = self.cfg.channels[name].rate
+            disp = self.dispatchers.get(name)
+            states[name] = ChannelStatus(
+                up=drv.up,
+                rate=round(disp.pace.rate, 3) if disp is not None else configured,
+                configured_rate=configured,
+                throttled=disp is not None and disp.pace.slowed,
+            )
+        return states
+
+    def http_mounts(self) -> list[Mount]:
+        """The modules' routers the HTTP API serves besides the core's, with what each needs."""
+        from fastapi import Depends
+
+        from masd.interfaces.http import Mount, calling_app
+        from masd.modules.contacts.http import router as contacts_router
+        from masd.modules.meeting.http import router as meeting_router
+
+        return [
+            Mount(contacts_router, dependencies=[Depends(calling_app)]),
+            # The meeting routes check the key themselves: each app sees only the meetings it created.
+            Mount(meeting_router, state={"meeting": self.meeting}),
+        ]
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         t0 = time.monotonic()
@@ -140,14 +170,14 @@ class Daemon:
             if self.cfg.http.enabled:
                 from masd.interfaces.http import serve_http
 
-                await nursery.start(serve_http, self)
+                await nursery.start(serve_http, self, self.http_mounts())
             if self.cfg.send.workers and self.role == "daemon":
-                from masd.send_workers import SendWorkers
+                from masd.workers.send import SendWorkers
 
                 self.send_workers = SendWorkers(self.cfg, self.metrics, self.gateway.signal_events)
                 await nursery.start(self.send_workers.run)
             if self.cfg.intake.workers:
-                from masd.interfaces.intake import IntakeWorkers
+                from masd.workers.intake import IntakeWorkers
 
                 self.intake = IntakeWorkers(self.cfg, self.gateway)
                 await nursery.start(self.intake.run)

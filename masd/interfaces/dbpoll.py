@@ -42,7 +42,7 @@ from masd.store.jobs import Fence
 from masd.store.tables import dbpoll_messages as dm
 
 if TYPE_CHECKING:
-    from masd.daemon import Daemon
+    from masd.node import Node
 
 __all__ = ["MasPoller", "OaDatabase", "dbpoll_jobs", "oa_engine"]
 
@@ -626,7 +626,7 @@ def _unseen(
 # ----- the daemon's part ---------------------------------------------------------------------------------
 
 
-async def dbpoll_jobs(daemon: Daemon) -> dict[str, Callable[[Fence], Awaitable[None]]]:
+async def dbpoll_jobs(daemon: Node) -> dict[str, Callable[[Fence], Awaitable[None]]]:
     """One job per ``[dbpoll.CODE]``, named ``dbpoll:CODE``: its poller, which the daemon runs on one node
     at a time (masd.jobs). Refuses to start when a code's app does not exist, on every node."""
     cfg = daemon.cfg

@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from hypercorn.trio import serve
 
 from masd.core.apps import App
-from masd.interfaces.http import ApiError, _error, _validation_response, calling_app, hypercorn_config
+from masd.interfaces.http import ApiError, calling_app, error_response, hypercorn_config, validation_response
 from masd.modules.contacts.http import router
 from masd.store.db import Database
 
@@ -50,11 +50,11 @@ def build_app(db: Database) -> FastAPI:
 
     async def on_api_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return _error(exc.status, exc.code, exc.reason, exc.headers, **exc.extra)
+        return error_response(exc.status, exc.code, exc.reason, exc.headers, **exc.extra)
 
     async def on_validation(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return _validation_response(exc)
+        return validation_response(exc)
 
     app = FastAPI()
     app.add_exception_handler(ApiError, on_api_error)

@@ -32,8 +32,8 @@ from schemathesis.checks import not_a_server_error
 
 from masd.config import load_config
 from masd.daemon import Daemon
-from masd.interfaces._http11 import MAX_HEAD
 from masd.interfaces.http import MAX_BODY, ErrorResponse
+from masd.interfaces.http.http11 import MAX_HEAD
 from masd.store import apps as app_store
 from masd.store.tables import messages as messages_table
 

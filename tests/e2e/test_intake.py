@@ -23,7 +23,7 @@ from .helpers import alive, load_script, until
 
 pytestmark = pytest.mark.e2e
 
-WORKER = "masd.interfaces.intake"
+WORKER = "masd.workers.intake_process"
 
 
 def _port() -> int:

@@ -20,10 +20,8 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from fastapi import FastAPI
 from openpyxl import load_workbook
 
-import masd.interfaces.http as http_interface
 from masd.config import load_config
 from masd.daemon import Daemon
 from masd.interfaces.http import ErrorResponse
@@ -40,25 +38,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _mounting(make_app: Callable[[Daemon], FastAPI]) -> Callable[[Daemon], FastAPI]:
-    # make_app mounts the meeting router (and keeps the daemon in app.state); until it does, mount it the
-    # same way here so these tests exercise the router as it will be served.
-    def make(daemon: Daemon) -> FastAPI:
-        from masd.modules.meeting.http import router
-
-        app = make_app(daemon)
-        mounted = any(
-            getattr(r, "original_router", None) is router or getattr(r, "path", None) == "/v1/meetings"
-            for r in app.router.routes
-        )
-        if not mounted:
-            app.state.daemon = daemon
-            app.include_router(router)
-        return app
-
-    return make
 
 
 @dataclasses.dataclass
@@ -105,7 +84,6 @@ class Env:
 
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **extra_env: str) -> AsyncIterator[Env]:
-    monkeypatch.setattr(http_interface, "make_app", _mounting(http_interface.make_app))
     port = _free_port()
     env = {
         "MASD_NODE__DATA_DIR": str(tmp_path),

@@ -24,7 +24,7 @@ from .helpers import alive, load_script, until
 
 pytestmark = pytest.mark.e2e
 
-WORKER = "masd.send_workers"
+WORKER = "masd.workers.send_process"
 
 
 def _port_pair() -> int:

@@ -1,4 +1,4 @@
-"""masd's own HTTP/1.1 server (masd/interfaces/_http11.py), spoken to over raw TCP."""
+"""masd's own HTTP/1.1 server (masd/interfaces/http/http11.py), spoken to over raw TCP."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import trio
 from starlette.types import Receive, Scope, Send
 
-from masd.interfaces._http11 import MAX_HEAD, serve_asgi
+from masd.interfaces.http.http11 import MAX_HEAD, serve_asgi
 
 pytestmark = pytest.mark.trio
 

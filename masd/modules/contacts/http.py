@@ -43,7 +43,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from masd.core.apps import App, Forbidden
-from masd.interfaces.http import ApiError, ErrorResponse, _echo, _iso, calling_app
+from masd.core.times import utc_iso
+from masd.interfaces.http import ApiError, ErrorResponse, calling_app, echo
 from masd.store.db import Database
 
 from . import importer
@@ -105,7 +106,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _refusal(e: ContactError) -> ApiError:
-    return ApiError(e.status, e.code, e.reason, field=e.field, value=_echo(e.value))
+    return ApiError(e.status, e.code, e.reason, field=e.field, value=echo(e.value))
 
 
 async def _read(db: Database, fn: Callable[[sa.Connection], T]) -> T:
@@ -286,8 +287,8 @@ def _person_json(p: dict[str, Any]) -> dict[str, Any]:
         "title": p["title"],
         "tags": p["tags"],
         "groups": p["groups"],
-        "created_at": _iso(p["created_at"]),
-        "updated_at": _iso(p["updated_at"]),
+        "created_at": utc_iso(p["created_at"]),
+        "updated_at": utc_iso(p["updated_at"]),
     }
 
 
@@ -306,7 +307,7 @@ def _tree_json(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _group_json(g: dict[str, Any]) -> dict[str, Any]:
-    return {"id": g["id"], "name": g["name"], "members": g["members"], "created_at": _iso(g["created_at"])}
+    return {"id": g["id"], "name": g["name"], "members": g["members"], "created_at": utc_iso(g["created_at"])}
 
 
 PersonId = Annotated[int, Path(alias="id", ge=1, le=MAX_ID, description="The person's id")]
@@ -505,7 +506,7 @@ async def get_group(group_id: GroupId, db: Db) -> Response:
         {
             "id": group["id"],
             "name": group["name"],
-            "created_at": _iso(group["created_at"]),
+            "created_at": utc_iso(group["created_at"]),
             "members": [_person_json(p) for p in members],
         }
     )

@@ -21,10 +21,10 @@ refusal of its first messages answers the request (429 ``rate``/``quota`` with R
 ``queue_full``) and nothing of it is kept. See the module's service for sends due later.
 
 The router needs from the app that mounts it what :func:`masd.interfaces.http.make_app` provides: the key
-cache at ``app.state.keys`` (authentication as for every route), the daemon at ``app.state.daemon`` (its
-meeting service and store), and the exception handlers that render :class:`ApiError` in the house
-shape, ``{"error": {"code", "reason", "field"?, "index"?, "value"?}}``. It must be imported inside
-``make_app`` (it imports that module).
+cache at ``app.state.keys`` (authentication as for every route), the store at ``app.state.db``, and the
+exception handlers that render :class:`~masd.interfaces.http.ApiError` in the house shape,
+``{"error": {"code", "reason", "field"?, "index"?, "value"?}}``; and the meeting service at
+``app.state.meeting``, which the daemon hands over with the router (503 ``module_disabled`` without it).
 """
 
 from __future__ import annotations
@@ -47,19 +47,19 @@ from pydantic_core import PydanticCustomError
 from masd.core import recipients as rcpt
 from masd.core.apps import Forbidden
 from masd.core.gateway import App, Rejected
-from masd.daemon import Daemon
+from masd.core.times import utc_iso
 from masd.interfaces.http import (
     ApiError,
-    _echo,
-    _error,
-    _errors,
-    _iso,
-    _validation_response,
     calling_app,
+    echo,
+    error_response,
+    error_responses,
+    validation_response,
 )
 from masd.modules.contacts.model import ContactError
 from masd.modules.meeting import export, store
 from masd.modules.meeting.service import MeetingService, MeetingSpec
+from masd.store.db import Database
 
 __all__ = ["BoardOut", "MeetingIn", "MeetingOut", "router"]
 
@@ -93,8 +93,10 @@ class _MeetingRoute(APIRoute):
                     names = [str(p) for p in loc if isinstance(p, str)]
                     index = next((p for p in loc if isinstance(p, int)), None)
                     known = f"; the fields are {', '.join(fields)}" if len(loc) == 1 and fields else ""
-                    return _error(422, "invalid", f"unknown field{known}", field=".".join(names), index=index)
-                return _validation_response(exc)
+                    return error_response(
+                        422, "invalid", f"unknown field{known}", field=".".join(names), index=index
+                    )
+                return validation_response(exc)
 
         return route
 
@@ -102,13 +104,15 @@ class _MeetingRoute(APIRoute):
 router = APIRouter(route_class=_MeetingRoute)
 
 
-def the_daemon(request: Request) -> Daemon:
-    daemon: Daemon = request.app.state.daemon
-    return daemon
+def database(request: Request) -> Database:
+    """The store the mounting app keeps at ``app.state.db``."""
+    db: Database = request.app.state.db
+    return db
 
 
 def meeting_service(request: Request) -> MeetingService:
-    service = the_daemon(request).meeting
+    """The meeting service the daemon hands over with the router (``app.state.meeting``)."""
+    service: MeetingService | None = getattr(request.app.state, "meeting", None)
     if service is None:
         raise ApiError(503, "module_disabled", "the meeting module is off ([meeting] enabled = false)")
     return service
@@ -116,7 +120,7 @@ def meeting_service(request: Request) -> MeetingService:
 
 Caller = Annotated[App, Depends(calling_app)]
 Service = Annotated[MeetingService, Depends(meeting_service)]
-DaemonDep = Annotated[Daemon, Depends(the_daemon)]
+Db = Annotated[Database, Depends(database)]
 MeetingId = Annotated[int, Path(alias="id", ge=1, le=MAX_ID, description="The meeting's id (its code, #42)")]
 
 
@@ -522,16 +526,16 @@ def _meeting_json(m: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
         "id": mid,
         "code": f"#{mid}",
         "title": m["title"],
-        "starts_at": _iso(m["starts_at"]),
-        "ends_at": _iso(m["ends_at"]),
+        "starts_at": utc_iso(m["starts_at"]),
+        "ends_at": utc_iso(m["ends_at"]),
         "place": m["place"],
         "agenda": m["agenda"],
         "organiser": m["organiser"],
         "attachments": m["attachments"],
         "template": m["template"],
         "mode": m["mode"],
-        "send_at": _iso(m["send_at"]),
-        "reply_deadline": _iso(m["reply_deadline"]),
+        "send_at": utc_iso(m["send_at"]),
+        "reply_deadline": utc_iso(m["reply_deadline"]),
         "second_sms_after_minutes": _minutes(m["second_sms_after"]),
         "call_after_minutes": _minutes(m["call_after"]),
         "remind_before_minutes": _minutes(m["remind_before"]),
@@ -539,10 +543,10 @@ def _meeting_json(m: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
         "app": m.get("app"),
         "state": m["state"],
         "revision": m["revision"],
-        "created_at": _iso(m["created_at"]),
-        "updated_at": _iso(m["updated_at"]),
-        "notified_at": _iso(m["notified_at"]),
-        "cancelled_at": _iso(m["cancelled_at"]),
+        "created_at": utc_iso(m["created_at"]),
+        "updated_at": utc_iso(m["updated_at"]),
+        "notified_at": utc_iso(m["notified_at"]),
+        "cancelled_at": utc_iso(m["cancelled_at"]),
         "counts": counts,
         "links": {"self": f"/v1/meetings/{mid}", "board": f"/v1/meetings/{mid}/board"},
     }
@@ -554,33 +558,33 @@ def _row_json(r: dict[str, Any]) -> dict[str, Any]:
         "name": r["name"],
         "department": r["department"],
         "mobile": r["mobile"],
-        "notified_at": _iso(r["notified"]),
+        "notified_at": utc_iso(r["notified"]),
         "notice_state": r["notice_state"],
-        "delivered_at": _iso(r["delivered"]),
+        "delivered_at": utc_iso(r["delivered"]),
         "response": r["response"],
         "reason": r["reason"],
         "late": r["late"],
         "response_via": r["response_via"],
-        "responded_at": _iso(r["responded"]),
-        "second_sms_at": _iso(r["second_sms"]),
-        "called_at": _iso(r["called"]),
+        "responded_at": utc_iso(r["responded"]),
+        "second_sms_at": utc_iso(r["second_sms"]),
+        "called_at": utc_iso(r["called"]),
         "call_outcome": r["call_outcome"],
-        "reminded_at": _iso(r["reminded"]),
-        "checked_in_at": _iso(r["checked_in"]),
+        "reminded_at": utc_iso(r["reminded"]),
+        "checked_in_at": utc_iso(r["checked_in"]),
         "comment": r["comment"],
         "pending_reply": (
-            {"text": r["pending_reply"]["text"], "at": _iso(r["pending_reply"]["at"])}
+            {"text": r["pending_reply"]["text"], "at": utc_iso(r["pending_reply"]["at"])}
             if r.get("pending_reply")
             else None
         ),
         "ask_backs": r.get("ask_backs", 0),
-        "answers": [{**x, "at": _iso(x["at"])} for x in r.get("answers", ())],
+        "answers": [{**x, "at": utc_iso(x["at"])} for x in r.get("answers", ())],
         "refusals": [_refusal_json(x) for x in r.get("refusals", ())],
     }
 
 
 def _refusal_json(x: dict[str, Any]) -> dict[str, Any]:
-    return {"send": x["send"], "limit": x["limit"], "reason": x["reason"], "at": _iso(x["at"])}
+    return {"send": x["send"], "limit": x["limit"], "reason": x["reason"], "at": utc_iso(x["at"])}
 
 
 def _item_json(it: dict[str, Any]) -> dict[str, Any]:
@@ -591,11 +595,11 @@ def _item_json(it: dict[str, Any]) -> dict[str, Any]:
         "mobile": it["mobile"],
         "title": it["title"],
         "text": it["text"],
-        "remind_at": _iso(it["remind_at"]),
-        "sent_at": _iso(it["sent_at"]),
+        "remind_at": utc_iso(it["remind_at"]),
+        "sent_at": utc_iso(it["sent_at"]),
         "message_id": it["message_id"],
         "refusal": _refusal_json(it["refusal"]) if it.get("refusal") else None,
-        "created_at": _iso(it["created_at"]),
+        "created_at": utc_iso(it["created_at"]),
     }
 
 
@@ -608,7 +612,7 @@ def _invalid(e: Rejected | ContactError) -> ApiError:
         index = e.index
     code = "invalid" if isinstance(e, Rejected) else e.code
     return ApiError(
-        422, code, e.reason, field=field if index is not None else e.field, index=index, value=_echo(e.value)
+        422, code, e.reason, field=field if index is not None else e.field, index=index, value=echo(e.value)
     )
 
 
@@ -621,15 +625,15 @@ def _attendees(given: Sequence[AttendeeIn]) -> list[dict[str, Any]]:
             mobile = rcpt.normalize(a.mobile)
         except rcpt.InvalidRecipient as e:
             raise ApiError(
-                422, "invalid", e.reason, field="attendees.mobile", index=i, value=_echo(a.mobile)
+                422, "invalid", e.reason, field="attendees.mobile", index=i, value=echo(a.mobile)
             ) from None
         out.append({**a.model_dump(), "mobile": mobile})
     return out
 
 
-async def _board(daemon: Daemon, meeting_id: int, app: App) -> dict[str, Any]:
+async def _board(db: Database, meeting_id: int, app: App) -> dict[str, Any]:
     """The meeting's board, if the calling app made the meeting; 404 otherwise."""
-    board: dict[str, Any] | None = await daemon.db.read(functools.partial(store.board, meeting_id=meeting_id))
+    board: dict[str, Any] | None = await db.read(functools.partial(store.board, meeting_id=meeting_id))
     if board is None or board["meeting"]["app_id"] != app.id:
         raise ApiError(404, "not_found", f"no meeting {meeting_id} for this app", value=meeting_id)
     return board
@@ -648,7 +652,7 @@ def _detail_json(board: dict[str, Any]) -> dict[str, Any]:
     summary="Create a meeting and notify its attendees",
     status_code=201,
     response_model=MeetingDetail,
-    responses=_errors(400, 401, 403, 413, 422, 429, 503),
+    responses=error_responses(400, 401, 403, 413, 422, 429, 503),
 )
 async def create_meeting(
     body: Annotated[
@@ -657,7 +661,7 @@ async def create_meeting(
     ],
     caller: Caller,
     service: Service,
-    daemon: DaemonDep,
+    db: Db,
 ) -> Response:
     """Store the meeting with its attendees; the notice goes out at ``send_at`` (now when left out), each
     attendee's with the meeting's own extension so that a reply matches exactly. Refused whole, with the
@@ -696,7 +700,7 @@ async def create_meeting(
         meeting_id = await service.create(spec, app=caller)
     except (Rejected, ContactError) as e:
         raise _invalid(e) from None
-    board = await _board(daemon, meeting_id, caller)
+    board = await _board(db, meeting_id, caller)
     return JSONResponse(
         _detail_json(board), status_code=201, headers={"Location": f"/v1/meetings/{meeting_id}"}
     )
@@ -707,11 +711,11 @@ async def create_meeting(
     tags=["meetings"],
     summary="Search the app's meetings: date range, text, attendee",
     response_model=MeetingList,
-    responses=_errors(401, 422, 503),
+    responses=error_responses(401, 422, 503),
 )
 async def list_meetings(
     caller: Caller,
-    daemon: DaemonDep,
+    db: Db,
     from_: Annotated[
         When | None,
         Query(alias="from", description="Meetings starting at or after this time (ISO 8601, or a date)"),
@@ -751,7 +755,7 @@ async def list_meetings(
         )
         return rows, store.attendee_counts(conn, [int(r["id"]) for r in rows])
 
-    rows, counts = await daemon.db.read(read)
+    rows, counts = await db.read(read)
     return JSONResponse({"meetings": [_meeting_json(r, counts[int(r["id"])]) for r in rows]})
 
 
@@ -760,10 +764,10 @@ async def list_meetings(
     tags=["meetings"],
     summary="A meeting and its counts",
     response_model=MeetingDetail,
-    responses=_errors(401, 404, 422, 503),
+    responses=error_responses(401, 404, 422, 503),
 )
-async def get_meeting(meeting_id: MeetingId, caller: Caller, daemon: DaemonDep) -> Response:
-    return JSONResponse(_detail_json(await _board(daemon, meeting_id, caller)))
+async def get_meeting(meeting_id: MeetingId, caller: Caller, db: Db) -> Response:
+    return JSONResponse(_detail_json(await _board(db, meeting_id, caller)))
 
 
 @router.get(
@@ -771,14 +775,14 @@ async def get_meeting(meeting_id: MeetingId, caller: Caller, daemon: DaemonDep) 
     tags=["meetings"],
     summary="The organiser's board: counts and one row per attendee",
     response_model=BoardOut,
-    responses=_errors(401, 404, 422, 503),
+    responses=error_responses(401, 404, 422, 503),
 )
-async def get_board(meeting_id: MeetingId, caller: Caller, daemon: DaemonDep) -> Response:
+async def get_board(meeting_id: MeetingId, caller: Caller, db: Db) -> Response:
     """Who was notified, whose notice was delivered, who answered what (and when, and whether late),
     every answer they gave (``answers``), whose last reply awaits an answer after an ask-back
     (``pending_reply``), who got the second SMS, was called (and how the call went), was reminded,
     checked in."""
-    board = await _board(daemon, meeting_id, caller)
+    board = await _board(db, meeting_id, caller)
     return JSONResponse(
         {
             "meeting": _meeting_json(board["meeting"], _reply_counts(board["counts"])),
@@ -811,11 +815,11 @@ def _download(data: bytes, media_type: str, filename: str) -> Response:
             "content": {export.XLSX_TYPE: {}},
             "description": "Sheet 1: one row per attendee; sheet 2: summary",
         },
-        **_errors(401, 404, 422, 503),
+        **error_responses(401, 404, 422, 503),
     },
 )
-async def board_xlsx(meeting_id: MeetingId, caller: Caller, daemon: DaemonDep, lang: Lang = "zh") -> Response:
-    board = await _board(daemon, meeting_id, caller)
+async def board_xlsx(meeting_id: MeetingId, caller: Caller, db: Db, lang: Lang = "zh") -> Response:
+    board = await _board(db, meeting_id, caller)
     return _download(
         export.board_xlsx(board, lang=lang), export.XLSX_TYPE, f"meeting-{meeting_id}-board.xlsx"
     )
@@ -828,11 +832,11 @@ async def board_xlsx(meeting_id: MeetingId, caller: Caller, daemon: DaemonDep, l
     response_class=Response,
     responses={
         200: {"content": {export.CSV_TYPE: {}}, "description": "One row per attendee"},
-        **_errors(401, 404, 422, 503),
+        **error_responses(401, 404, 422, 503),
     },
 )
-async def board_csv(meeting_id: MeetingId, caller: Caller, daemon: DaemonDep, lang: Lang = "zh") -> Response:
-    board = await _board(daemon, meeting_id, caller)
+async def board_csv(meeting_id: MeetingId, caller: Caller, db: Db, lang: Lang = "zh") -> Response:
+    board = await _board(db, meeting_id, caller)
     return _download(export.board_csv(board, lang=lang), export.CSV_TYPE, f"meeting-{meeting_id}-board.csv")
 
 
@@ -849,14 +853,14 @@ async def _notify(action: Callable[[], Awaitable[int]], what: str) -> int:
     tags=["meetings"],
     summary="Change a meeting; notified attendees get a change notice",
     response_model=ChangeOut,
-    responses=_errors(400, 401, 404, 409, 413, 422, 503, e409="The meeting is cancelled"),
+    responses=error_responses(400, 401, 404, 409, 413, 422, 503, e409="The meeting is cancelled"),
 )
 async def change_meeting(
-    meeting_id: MeetingId, body: MeetingChange, caller: Caller, service: Service, daemon: DaemonDep
+    meeting_id: MeetingId, body: MeetingChange, caller: Caller, service: Service, db: Db
 ) -> Response:
     """Change the title, time, place or agenda. Everyone already notified is sent a change notice (and,
     if they said they would come, a fresh reminder before the new start)."""
-    before = await _board(daemon, meeting_id, caller)
+    before = await _board(db, meeting_id, caller)
     changes: dict[str, Any] = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     if not changes:
         raise ApiError(
@@ -872,7 +876,7 @@ async def change_meeting(
     if before["meeting"]["state"] == store.CANCELLED:
         raise ApiError(409, "cancelled", f"meeting {meeting_id} is cancelled", value=meeting_id)
     told = await _notify(lambda: service.change(meeting_id, **changes), "change")
-    board = await _board(daemon, meeting_id, caller)
+    board = await _board(db, meeting_id, caller)
     return JSONResponse({"meeting": _detail_json(board), "told": told})
 
 
@@ -881,16 +885,14 @@ async def change_meeting(
     tags=["meetings"],
     summary="Cancel a meeting; notified attendees are told",
     response_model=CancelOut,
-    responses=_errors(401, 404, 422, 503),
+    responses=error_responses(401, 404, 422, 503),
 )
-async def cancel_meeting(
-    meeting_id: MeetingId, caller: Caller, service: Service, daemon: DaemonDep
-) -> Response:
+async def cancel_meeting(meeting_id: MeetingId, caller: Caller, service: Service, db: Db) -> Response:
     """Cancelling twice is harmless: the second answers ``already_cancelled`` and tells nobody."""
-    before = await _board(daemon, meeting_id, caller)
+    before = await _board(db, meeting_id, caller)
     already = before["meeting"]["state"] == store.CANCELLED
     told = await _notify(lambda: service.cancel(meeting_id), "cancellation")
-    board = await _board(daemon, meeting_id, caller)
+    board = await _board(db, meeting_id, caller)
     return JSONResponse({"meeting": _detail_json(board), "told": told, "already_cancelled": already})
 
 
@@ -912,16 +914,16 @@ def _may_read_address_book(app: App, field: str) -> None:
         ) from None
 
 
-async def _person(daemon: Daemon, ref: int | str) -> tuple[str, str]:
+async def _person(db: Database, ref: int | str) -> tuple[str, str]:
     from masd.modules.contacts import store as book
 
     def read(conn: Any) -> Sequence[Any]:
         return book.resolve(conn, people=[ref])
 
     try:
-        found = await daemon.db.read(read)
+        found = await db.read(read)
     except ContactError as e:
-        raise ApiError(422, e.code, e.reason, field="person", value=_echo(ref)) from None
+        raise ApiError(422, e.code, e.reason, field="person", value=echo(ref)) from None
     return found[0].mobile, found[0].name
 
 
@@ -931,11 +933,9 @@ async def _person(daemon: Daemon, ref: int | str) -> tuple[str, str]:
     summary="Add a schedule reminder (日程提醒) or memo (备忘录)",
     status_code=201,
     response_model=ScheduleItemOut,
-    responses=_errors(400, 401, 403, 413, 422, 429, 503),
+    responses=error_responses(400, 401, 403, 413, 422, 429, 503),
 )
-async def add_schedule_item(
-    body: ScheduleIn, service: Service, daemon: DaemonDep, caller: Caller
-) -> Response:
+async def add_schedule_item(body: ScheduleIn, service: Service, db: Db, caller: Caller) -> Response:
     """A reminder is sent by SMS at ``remind_at`` by the meeting module's scheduler; a memo is kept, and
     sent too if it has a time. Its SMS counts against the app's limits: refused whole (403, 429) if the
     app may not send SMS, or if one due now finds no room in its rate or quota."""
@@ -943,12 +943,12 @@ async def add_schedule_item(
         raise ApiError(422, "invalid", "give either mobile or person", field="mobile")
     remind_at = _epoch(body.remind_at, "remind_at") if body.remind_at is not None else None
     if remind_at is not None and remind_at < time.time() - 60:
-        raise ApiError(422, "invalid", "is in the past", field="remind_at", value=_iso(remind_at))
+        raise ApiError(422, "invalid", "is in the past", field="remind_at", value=utc_iso(remind_at))
     name = ""
     mobile = body.mobile
     if body.person is not None:
         _may_read_address_book(caller, "person")
-        mobile, name = await _person(daemon, body.person)
+        mobile, name = await _person(db, body.person)
     assert mobile is not None
     try:
         item_id = await service.add_schedule_item(
@@ -962,7 +962,7 @@ async def add_schedule_item(
         )
     except Rejected as e:
         raise _invalid(e) from None
-    item = await daemon.db.read(functools.partial(store.get_schedule_item, item_id=item_id))
+    item = await db.read(functools.partial(store.get_schedule_item, item_id=item_id))
     assert item is not None
     return JSONResponse(_item_json(item), status_code=201)
 
@@ -972,11 +972,11 @@ async def add_schedule_item(
     tags=["schedule"],
     summary="Schedule reminders and memos, by time",
     response_model=ScheduleList,
-    responses=_errors(401, 422, 503),
+    responses=error_responses(401, 422, 503),
 )
 async def list_schedule_items(
     caller: Caller,
-    daemon: DaemonDep,
+    db: Db,
     kind: Annotated[Literal["reminder", "memo"] | None, Query(description="Only this kind")] = None,
     mobile: Annotated[Text | None, Query(max_length=32, description="Only this person's")] = None,
     pending: Annotated[
@@ -989,12 +989,12 @@ async def list_schedule_items(
         try:
             number = rcpt.normalize(mobile)
         except rcpt.InvalidRecipient as e:
-            raise ApiError(422, "invalid", e.reason, field="mobile", value=_echo(mobile)) from None
+            raise ApiError(422, "invalid", e.reason, field="mobile", value=echo(mobile)) from None
 
     def read(conn: Any) -> list[dict[str, Any]]:
         return store.list_schedule_items(
             conn, kind=kind, mobile=number, pending=pending, limit=limit, app_id=caller.id
         )
 
-    items = await daemon.db.read(read)
+    items = await db.read(read)
     return JSONResponse({"items": [_item_json(it) for it in items]})

@@ -33,7 +33,7 @@ import trio
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message
 
-__all__ = ["MAX_HEAD", "serve_asgi"]
+__all__ = ["MAX_HEAD", "serve_asgi", "split_listen"]
 
 log = structlog.get_logger("masd.http")
 
@@ -62,7 +62,8 @@ class _Closed(Exception):
     """The client closed the connection (or stalled) before a whole request arrived."""
 
 
-def _split_listen(listen: str) -> tuple[str, int]:
+def split_listen(listen: str) -> tuple[str, int]:
+    """``"host:port"`` (``"[::1]:8080"``, ``":8080"`` for every address) → (host, port)."""
     host, _, port = listen.rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
 
@@ -82,7 +83,7 @@ async def serve_asgi(
     if sock is not None:
         listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(sock))]
     else:
-        host, port = _split_listen(listen)
+        host, port = split_listen(listen)
         listeners = await trio.open_tcp_listeners(port, host=host)
     urls = []
     for lst in listeners:

@@ -1,5 +1,5 @@
-"""What the daemon's worker processes (intake workers, send workers) share: how a worker takes its
-configuration from the daemon, and how the daemon stops one.
+"""What every worker process does first: leave signals to the daemon, read its configuration, and open
+its line back to the daemon.
 
 A worker reads its configuration as one JSON line on stdin, which the daemon keeps open; end of file
 means "finish". Workers ignore SIGINT and SIGTERM: a terminal's Ctrl-C and a service manager's SIGTERM
@@ -9,19 +9,19 @@ reach the whole process group, and the order of shutdown is the daemon's to deci
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 
 import structlog
-import trio
 
 from masd.config import Config
 
-__all__ = ["stop_worker", "worker_config"]
+__all__ = ["daemon_line", "worker_config"]
 
 
 def worker_config(context_key: str, index: int) -> Config | None:
-    """In a worker process: leave signals to the daemon, read the configuration from stdin, set up
-    logging with ``context_key=index`` on every line. None if the daemon closed stdin at once."""
+    """Leave signals to the daemon, read the configuration from stdin, set up logging with
+    ``context_key=index`` on every line. None if the daemon closed stdin at once."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     line = sys.stdin.buffer.readline()
@@ -35,14 +35,10 @@ def worker_config(context_key: str, index: int) -> Config | None:
     return cfg
 
 
-async def stop_worker(proc: trio.Process, timeout: float) -> None:
-    """In the daemon: close the worker's stdin (its signal to finish), wait up to ``timeout``, then kill."""
-    if proc.returncode is not None:
-        return
-    if proc.stdin is not None:
-        await proc.stdin.aclose()
-    with trio.move_on_after(timeout):
-        await proc.wait()
-        return
-    proc.kill()
-    await proc.wait()
+def daemon_line(port: int) -> socket.socket:
+    """A loopback datagram socket to the daemon's ``port``, that never blocks: a worker's reports are
+    worth only what they save in latency, and one that cannot be sent is dropped."""
+    tell = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tell.setblocking(False)
+    tell.connect(("127.0.0.1", port))
+    return tell
