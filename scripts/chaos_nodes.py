@@ -45,8 +45,8 @@ import httpx
 import sqlalchemy as sa
 import trio
 
-from masd.interfaces import mas_tables as mas
 from masd.store import apps as app_store
+from masd.store import mas
 from masd.store.db import Database
 from masd.store.tables import apps, deliveries, job_leases, messages
 

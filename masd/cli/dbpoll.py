@@ -16,10 +16,10 @@ from rich.table import Table
 
 from masd.cli.common import ConfigOption, JsonOption, fail, note, open_store, out, print_json, read_config
 from masd.config import Config, ConfigError
-from masd.interfaces import mas_tables as mas
 from masd.interfaces.dbpoll import describe, oa_engine
 from masd.store import apps as app_store
 from masd.store import events as event_store
+from masd.store import mas
 from masd.store.tables import app_events, dbpoll_messages
 
 __all__ = ["dbpoll_app"]

@@ -21,7 +21,6 @@ reached, both tasks wait and try again with backoff (logged once per outage, gau
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,10 +35,11 @@ from prometheus_client import Gauge
 from masd.config import ConfigError, DbPollConfig
 from masd.core.apps import Forbidden, QuotaExceeded, RateLimited
 from masd.core.gateway import App, Gateway, QueueFull, Rejected, SubmitRequest
-from masd.interfaces import mas_tables as mas
+from masd.interfaces import mas_rows as mas
+from masd.store import mas as mas_store
+from masd.store import mas_messages
 from masd.store.db import Database, StoreUnavailable
 from masd.store.jobs import Fence
-from masd.store.tables import dbpoll_messages as dm
 
 if TYPE_CHECKING:
     from masd.node import Node
@@ -138,25 +138,6 @@ class OaDatabase:
         self.engine.dispose()
 
 
-def content_column(conn: sa.Connection, table: sa.Table) -> sa.ColumnElement[Any]:
-    """How to select CONTENT so that GBK bytes arrive as bytes: on MySQL/MariaDB a latin1 or ascii
-    column (where legacy OA code stores GBK bytes unconverted) is read as BINARY; elsewhere the driver
-    already gives bytes for BLOB/bytea columns and (on the polling SQLite engine) for text."""
-    col = table.c.content
-    if conn.dialect.name not in ("mysql", "mariadb"):
-        return col
-    charset = conn.execute(
-        sa.text(
-            "SELECT CHARACTER_SET_NAME FROM information_schema.COLUMNS "
-            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND COLUMN_NAME = 'content'"
-        ),
-        {"t": table.name},
-    ).scalar()
-    if charset is None or str(charset).lower() in ("latin1", "ascii", "binary"):
-        return sa.cast(col, sa.LargeBinary).label("content")
-    return col
-
-
 # ----- outages -------------------------------------------------------------------------------------------
 
 
@@ -234,8 +215,8 @@ class MasPoller:
         self.app = app
         self.home = home  # replies to this app that belong to no code land here
         self.oa = OaDatabase(cfg.url, field=f"dbpoll.{code}.url")
-        self.tables = mas.mas_tables(code, self.oa.dialect)
-        self.consumer = f"dbpoll:{code}"
+        self.tables = mas_store.mas_tables(code, self.oa.dialect)
+        self.consumer = mas_messages.consumer(code)
         # One per task: a table only one of them uses may be missing while the other works, and each
         # outage should be logged once, not once per flip between them.
         self.links = {
@@ -337,30 +318,13 @@ class MasPoller:
         return len(done), wait
 
     def _read_batch(self, conn: sa.Connection) -> list[dict[str, Any]]:
-        t = self.tables.mt
         if self._content is None or time.monotonic() >= self._content_checked + CONTENT_RECHECK:
-            self._content = content_column(conn, t)
+            self._content = mas_store.content_column(conn, self.tables.mt)
             self._content_checked = time.monotonic()
-        q = (
-            sa.select(
-                t.c.auto_sn,
-                t.c.sm_id,
-                t.c.src_id,
-                t.c.mobiles,
-                self._content,
-                t.c.send_time,
-                t.c.is_wap,
-                t.c.url,
-            )
-            .order_by(t.c.auto_sn)
-            .limit(self.cfg.batch)
-        )
-        return [dict(r._mapping) for r in conn.execute(q)]
+        return mas_store.read_mt_rows(conn, self.tables.mt, self._content, limit=self.cfg.batch)
 
     def _finish(self, conn: sa.Connection, done: Sequence[int], reports: Sequence[mas.RptRow]) -> None:
-        if reports:
-            conn.execute(sa.insert(self.tables.rpt), [r.values() for r in reports])
-        conn.execute(sa.delete(self.tables.mt).where(self.tables.mt.c.auto_sn.in_(list(done))))
+        mas_store.finish_intake(conn, self.tables, done, [r.values() for r in reports])
 
     async def _accept(
         self, app: App, rows: list[mas.MtRow]
@@ -458,27 +422,8 @@ class MasPoller:
     async def _record(self, accepted: list[tuple[mas.MtRow, int]]) -> None:
         """Note in masd's store which messages came from which row (upsert: a repeat is harmless)."""
         now = time.time()
-        items = {mid: row for row, mid in accepted}
-
-        def write(conn: sa.Connection) -> None:
-            have = set(
-                conn.execute(sa.select(dm.c.message_id).where(dm.c.message_id.in_(list(items)))).scalars()
-            )
-            new = [
-                {
-                    "message_id": mid,
-                    "code": self.code,
-                    "sm_id": r.sm_id,
-                    "src_id": r.src_id,
-                    "created_at": now,
-                }
-                for mid, r in items.items()
-                if mid not in have
-            ]
-            if new:
-                conn.execute(sa.insert(dm), new)
-
-        await self.db.write(write)
+        rows = {mid: (row.sm_id, row.src_id) for row, mid in accepted}
+        await self.db.write(lambda c: mas_messages.note(c, self.code, rows, now=now))
 
     # ----- reports: receipts and replies into the OA's tables ---------------------------------------
 
@@ -513,34 +458,19 @@ class MasPoller:
                 self._failed("reports", e)
                 await trio.sleep(backoff.next())
 
-    async def _translate(self, events: list[dict[str, Any]]) -> tuple[list[mas.RptRow], list[dict[str, Any]]]:
+    async def _translate(self, events: list[dict[str, Any]]) -> tuple[list[mas.RptRow], list[mas.MoRow]]:
         message_ids = {int(e["message_id"]) for e in events if e.get("message_id") is not None}
         extensions = {str(e.get("extension") or "") for e in events if e["type"] == "reply"}
         code = self.code
 
         def lookup(conn: sa.Connection) -> tuple[dict[int, tuple[str, int]], set[str]]:
-            known: dict[int, tuple[str, int]] = {}
-            if message_ids:
-                known = {
-                    int(r.message_id): (str(r.code), int(r.sm_id))
-                    for r in conn.execute(
-                        sa.select(dm.c.message_id, dm.c.code, dm.c.sm_id).where(
-                            dm.c.message_id.in_(list(message_ids))
-                        )
-                    )
-                }
-            sent_with: set[str] = set()  # SRC_IDs this code has sent with: replies to them are its own
-            for ext in extensions:
-                hit = conn.execute(
-                    sa.select(dm.c.message_id).where(dm.c.code == code, dm.c.src_id == ext).limit(1)
-                ).first()
-                if hit is not None:
-                    sent_with.add(ext)
-            return known, sent_with
+            # Where each message came from, and which SRC_IDs this code has sent with (replies to them
+            # are its own).
+            return mas_messages.origins(conn, message_ids), mas_messages.sent_with(conn, code, extensions)
 
         known, sent_with = await self.db.read(lookup)
         rpt: list[mas.RptRow] = []
-        mo: list[dict[str, Any]] = []
+        mo: list[mas.MoRow] = []
         for e in events:
             mid = e.get("message_id")
             owner: str | None = None
@@ -572,55 +502,23 @@ class MasPoller:
                 sm = mas.sm_id_of_reply(ext)
                 text = str(e.get("text") or "")
                 mo.append(
-                    {
-                        "sm_id": sm,
-                        "mobile": str(e["sender"])[: mas.MOBILE_LENGTH],
-                        "content": text[: mas.MAX_CONTENT],
-                        "mo_time": mas.local_time(e.get("received_at")),
-                        "msg_fmt": mas.mo_msg_fmt(text),
-                    }
+                    mas.MoRow(
+                        sm,
+                        str(e["sender"]),
+                        text,
+                        mas.local_time(e.get("received_at")),
+                        mas.mo_msg_fmt(text),
+                    )
                 )
         return rpt, mo
 
     def _write_reports(
-        self, conn: sa.Connection, rpt: list[mas.RptRow], mo: list[dict[str, Any]], *, dedupe: bool
+        self, conn: sa.Connection, rpt: list[mas.RptRow], mo: list[mas.MoRow], *, dedupe: bool
     ) -> None:
-        t = self.tables
-        rpt_rows = [r.values() for r in rpt]
-        if dedupe:
-            # After a restart or a failure the OA may already hold these (written, cursor not moved).
-            rpt_rows = _unseen(conn, t.rpt, rpt_rows, ("sm_id", "mobile", "rpt_code", "rpt_time"), "sm_id")
-            mo = _unseen(conn, t.mo, mo, ("sm_id", "mobile", "content", "mo_time"), "mobile")
-        if rpt_rows:
-            conn.execute(sa.insert(t.rpt), rpt_rows)
-        if mo:
-            conn.execute(sa.insert(t.mo), mo)
-
-
-def _key_part(v: Any) -> str:
-    """One column of a row written and of a row read back, in the same form (SQLite gives bytes)."""
-    if isinstance(v, dt.datetime):
-        return v.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(v, bytes | bytearray | memoryview):
-        return bytes(v).decode("utf-8", errors="replace")
-    return str(v)
-
-
-def _unseen(
-    conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], key: tuple[str, ...], by: str
-) -> list[dict[str, Any]]:
-    """The rows that the table does not already hold (compared on ``key``)."""
-    if not rows:
-        return rows
-    wanted = list({r[by] for r in rows})
-    # Read as they come from the driver: the polling engine hands SQLite's text over as bytes, which the
-    # columns' own types (a DATETIME) would fail to parse; _key_part makes both sides comparable.
-    columns = [sa.type_coerce(table.c[k], sa.String()) for k in key]
-    held = {
-        tuple(_key_part(x) for x in r)
-        for r in conn.execute(sa.select(*columns).where(table.c[by].in_(wanted)))
-    }
-    return [r for r in rows if tuple(_key_part(r[k]) for k in key) not in held]
+        # dedupe: after a restart or a failure the OA may already hold these (written, cursor not moved).
+        mas_store.write_reports(
+            conn, self.tables, [r.values() for r in rpt], [r.values() for r in mo], dedupe=dedupe
+        )
 
 
 # ----- the daemon's part ---------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ from typer.testing import CliRunner
 from masd.cli import app as cli_app
 from masd.config import ConfigError, load_config
 from masd.daemon import Daemon
-from masd.interfaces import mas_tables as mas
 from masd.store import apps as app_store
+from masd.store import mas
 from masd.store.db import Database
 from masd.store.tables import event_cursors, messages
 from masd_adapters.base import InboundReply

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from masd.interfaces import mas_tables as mas
+from masd.interfaces import mas_rows as mas
 
 GBK_TEXT = "你好，会议改到三点"
 

@@ -1,14 +1,11 @@
-"""The China Mobile MAS "DB interface" tables, and the pure rules for reading and writing their rows.
+"""The pure rules for the rows of the China Mobile MAS "DB interface" tables.
 
 An OA system that integrates with a MAS writes what it wants sent into ``api_mt_<code>``, and reads
-receipts from ``api_rpt_<code>`` and replies from ``api_mo_<code>``. This module owns the layout of
-those three tables (what ``masd dbpoll init`` creates) and the decisions about one row: which numbers
-it names, what its text is (GBK or UTF-8 bytes included), when it is due, and what is wrong with it.
-Nothing here does I/O; :mod:`masd.interfaces.dbpoll` drives it.
-
-Column names are lower case in the metadata so that no dialect quotes them: the OA's plain SQL may then
-write ``SM_ID`` or ``sm_id`` alike (PostgreSQL folds unquoted names to lower case, MySQL and SQLite
-ignore case).
+receipts from ``api_rpt_<code>`` and replies from ``api_mo_<code>``. This module owns the decisions
+about one row: which numbers an api_mt row names, what its text is (GBK or UTF-8 bytes included), when
+it is due and what is wrong with it; and what masd writes back (RPT_CODE, RPT_DESC, api_mo's SM_ID and
+MSG_FMT). Nothing here does I/O: the tables and the statements on them are :mod:`masd.store.mas`, and
+:mod:`masd.interfaces.dbpoll` drives both.
 """
 
 from __future__ import annotations
@@ -21,25 +18,22 @@ import re
 import time
 import unicodedata
 from collections.abc import Mapping
-from typing import Any, NamedTuple
-
-import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
+from typing import Any
 
 from masd.core import recipients as rcpt
+from masd.core.times import local_datetime
+from masd.store.mas import DESC_LENGTH, MAX_CONTENT, MOBILE_LENGTH
 
 __all__ = [
     "CODES",
-    "MAX_CONTENT",
     "MAX_ID",
     "BadRow",
-    "MasTables",
+    "MoRow",
     "MtRow",
     "RptRow",
     "client_ref",
     "decode_content",
     "local_time",
-    "mas_tables",
     "mo_msg_fmt",
     "parse_mobiles",
     "parse_send_time",
@@ -50,13 +44,9 @@ __all__ = [
     "rejected_code",
     "sm_id_from_ref",
     "sm_id_of_reply",
-    "table_name",
 ]
 
-MAX_CONTENT = 2000  # characters of CONTENT, as the MAS interface allows
 MAX_ID = 99_999_999  # SM_ID and SRC_ID are 0..99999999
-MOBILE_LENGTH = 32
-DESC_LENGTH = 255
 
 # RPT_CODE values masd writes itself. Carrier error codes are small numbers (SMPP/CMPP statuses and
 # receipt error fields); masd's own start at 9001 so that an OA can tell the two apart.
@@ -87,94 +77,6 @@ _STATE_CODES = {
 }
 
 
-# ----- the tables -------------------------------------------------------------------------------------
-
-_Key = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite only autoincrements INTEGER keys
-# Times an OA reads: DATETIME (TIMESTAMP on PostgreSQL), local time, whole seconds. SQLAlchemy's SQLite
-# DATETIME would append microseconds; the OA expects 'yyyy-MM-dd HH:mm:ss'.
-_MasTime = sa.DateTime().with_variant(
-    sqlite.DATETIME(
-        storage_format="%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d",
-        regexp=r"(\d+)-(\d+)-(\d+) (\d+):(\d+):(\d+)",
-    ),
-    "sqlite",
-)
-
-
-# utf8mb4 on MySQL/MariaDB whatever the database's default: CONTENT holds Chinese text. AUTOINCREMENT on
-# SQLite: without it a key freed by a deleted row is handed out again, and a new row would then look like
-# one masd has already taken.
-_TABLE_OPTIONS: dict[str, Any] = {
-    "mysql_charset": "utf8mb4",
-    "mariadb_charset": "utf8mb4",
-    "sqlite_autoincrement": True,
-}
-
-
-class MasTables(NamedTuple):
-    mt: sa.Table
-    mo: sa.Table
-    rpt: sa.Table
-
-
-def table_name(kind: str, code: str, dialect: str) -> str:
-    """``api_mt_<code>`` etc. On PostgreSQL the name is lower case, as the OA's unquoted SQL folds it."""
-    name = f"api_{kind}_{code}"
-    return name.lower() if dialect == "postgresql" else name
-
-
-def mas_tables(code: str, dialect: str, metadata: sa.MetaData | None = None) -> MasTables:
-    """The three tables of one interface code, as ``masd dbpoll init`` creates them."""
-    md = metadata if metadata is not None else sa.MetaData()
-    mt = sa.Table(
-        table_name("mt", code, dialect),
-        md,
-        # Not in the MAS layout: masd's key for idempotent intake. The OA's INSERTs need not name it.
-        sa.Column("auto_sn", _Key, primary_key=True, autoincrement=True),
-        sa.Column("sm_id", sa.BigInteger, nullable=True, server_default=sa.text("0")),
-        sa.Column("src_id", sa.BigInteger, nullable=True, server_default=sa.text("0")),
-        sa.Column("mobiles", sa.Text, nullable=False),
-        sa.Column("content", sa.String(MAX_CONTENT), nullable=True),
-        # Text, not DATETIME: an unreadable time must reach masd (and come back as a report), not fail
-        # the OA's INSERT on one database and pass on another.
-        sa.Column("send_time", sa.String(32), nullable=True),
-        sa.Column("is_wap", sa.SmallInteger, nullable=True, server_default=sa.text("0")),
-        sa.Column("url", sa.String(255), nullable=True),
-        sa.Column("sm_type", sa.SmallInteger, nullable=True, server_default=sa.text("0")),
-        sa.Column("msg_fmt", sa.SmallInteger, nullable=True, server_default=sa.text("15")),
-        sa.Column("tp_pid", sa.SmallInteger, nullable=True, server_default=sa.text("0")),
-        sa.Column("tp_udhi", sa.SmallInteger, nullable=True, server_default=sa.text("0")),
-        sa.Column("fee_terminal_id", sa.String(32), nullable=True),
-        sa.Column("fee_type", sa.String(2), nullable=True),
-        sa.Column("fee_code", sa.String(6), nullable=True),
-        sa.Column("fee_user_type", sa.SmallInteger, nullable=True),
-        **_TABLE_OPTIONS,
-    )
-    mo = sa.Table(
-        table_name("mo", code, dialect),
-        md,
-        sa.Column("auto_sn", _Key, primary_key=True, autoincrement=True),
-        sa.Column("sm_id", sa.BigInteger, nullable=False, server_default=sa.text("0")),
-        sa.Column("mobile", sa.String(MOBILE_LENGTH), nullable=False),
-        sa.Column("content", sa.String(MAX_CONTENT), nullable=True),
-        sa.Column("mo_time", _MasTime, nullable=True),
-        sa.Column("msg_fmt", sa.SmallInteger, nullable=True),
-        **_TABLE_OPTIONS,
-    )
-    rpt = sa.Table(
-        table_name("rpt", code, dialect),
-        md,
-        sa.Column("auto_sn", _Key, primary_key=True, autoincrement=True),
-        sa.Column("sm_id", sa.BigInteger, nullable=False, server_default=sa.text("0")),
-        sa.Column("mobile", sa.String(MOBILE_LENGTH), nullable=False),
-        sa.Column("rpt_code", sa.Integer, nullable=False),
-        sa.Column("rpt_desc", sa.String(DESC_LENGTH), nullable=True),
-        sa.Column("rpt_time", _MasTime, nullable=True),
-        **_TABLE_OPTIONS,
-    )
-    return MasTables(mt, mo, rpt)
-
-
 # ----- reading one api_mt row ---------------------------------------------------------------------------
 
 
@@ -195,6 +97,26 @@ class RptRow:
             "rpt_code": self.rpt_code,
             "rpt_desc": self.rpt_desc[:DESC_LENGTH],
             "rpt_time": self.rpt_time,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MoRow:
+    """One row for api_mo_<code>: a reply."""
+
+    sm_id: int
+    mobile: str
+    content: str
+    mo_time: dt.datetime
+    msg_fmt: int
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "sm_id": self.sm_id,
+            "mobile": self.mobile[:MOBILE_LENGTH],
+            "content": self.content[:MAX_CONTENT],
+            "mo_time": self.mo_time,
+            "msg_fmt": self.msg_fmt,
         }
 
 
@@ -463,5 +385,5 @@ def mo_msg_fmt(text: str) -> int:
 
 
 def local_time(epoch: float | None) -> dt.datetime:
-    """Epoch seconds → the naive local time an OA reads, in whole seconds."""
-    return dt.datetime.fromtimestamp(time.time() if epoch is None else epoch).replace(microsecond=0)
+    """Epoch seconds (None: now) → the naive local time an OA reads, in whole seconds."""
+    return local_datetime(time.time() if epoch is None else epoch)
