@@ -142,9 +142,9 @@ class SmppOptions(DriverOptions):
 
     @pydantic.model_validator(mode="after")
     def _together(self) -> SmppOptions:
-        for key in ("host", "system_id"):
-            if not getattr(self, key):
-                raise InvalidOption(key, getattr(self, key), "required; expected a non-empty string")
+        for key, value in (("host", self.host), ("system_id", self.system_id)):
+            if not value:
+                raise InvalidOption(key, value, "required; expected a non-empty string")
         if self.reconnect_max < self.reconnect_min:
             raise InvalidOption(
                 "reconnect_max", self.reconnect_max, f"must be >= reconnect_min ({self.reconnect_min:g})"
