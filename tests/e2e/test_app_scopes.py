@@ -16,14 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import trio
 
 from masd.config import load_config
 from masd.daemon import Daemon
 from masd.store import apps as app_store
-
-pytestmark = pytest.mark.e2e
 
 DEFAULT = "meetings,messages,replies"
 

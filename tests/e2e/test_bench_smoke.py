@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
-
 BENCH = Path(__file__).resolve().parent.parent.parent / "scripts" / "bench.py"
 
 

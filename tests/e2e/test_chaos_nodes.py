@@ -9,7 +9,7 @@ import pytest
 
 from .helpers import load_script
 
-pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)]
+pytestmark = pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 
 
 def test_killing_the_node_that_holds_the_jobs_loses_nothing_and_moves_every_job(

@@ -19,8 +19,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-pytestmark = pytest.mark.e2e
-
 CONFIG = """\
 [channels.sim]
 driver = "sim"

@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.e2e
-
 Masd = Callable[..., subprocess.CompletedProcess[str]]
 
 FILE = (

@@ -24,8 +24,6 @@ from masd.interfaces.http import ApiError, calling_app, error_response, hypercor
 from masd.modules.contacts.http import router
 from masd.store.db import Database
 
-pytestmark = pytest.mark.e2e
-
 KEY = "masd_test_key"
 READER_KEY = "masd_reader_key"
 OTHER_KEY = "masd_other_key"

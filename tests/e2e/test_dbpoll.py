@@ -32,8 +32,6 @@ from masd.store.db import Database
 from masd.store.tables import event_cursors, messages
 from masd_adapters.base import InboundReply
 
-pytestmark = pytest.mark.e2e
-
 T = TypeVar("T")
 CODE = "oa1"
 MT, MO, RPT = f"api_mt_{CODE}", f"api_mo_{CODE}", f"api_rpt_{CODE}"

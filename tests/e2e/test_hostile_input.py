@@ -37,8 +37,6 @@ from masd.interfaces.http.http11 import MAX_HEAD
 from masd.store import apps as app_store
 from masd.store.tables import messages as messages_table
 
-pytestmark = pytest.mark.e2e
-
 NUMBER = "13800138000"
 HUGE = b"1" + b"0" * 400  # 10**400: valid JSON, wider than any column
 DEEP = b"[" * 100_000 + b"]" * 100_000  # deeper than the parser's recursion limit

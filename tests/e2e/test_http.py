@@ -27,8 +27,6 @@ from masd.store import apps as app_store
 from masd.store.db import StoreUnavailable
 from masd.store.tables import messages as messages_table
 
-pytestmark = pytest.mark.e2e
-
 FINAL = {"delivered", "undelivered", "expired", "rejected", "failed", "cancelled"}
 
 

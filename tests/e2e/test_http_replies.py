@@ -14,8 +14,6 @@ from masd.store import apps as app_store
 from masd_adapters.base import InboundReply
 from tests.e2e.test_http import Env, _error, running
 
-pytestmark = pytest.mark.e2e
-
 SERVICE_NUMBER = "106570001"  # the sim channel's default
 
 

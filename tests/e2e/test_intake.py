@@ -21,8 +21,6 @@ import pytest
 
 from .helpers import alive, load_script, until
 
-pytestmark = pytest.mark.e2e
-
 WORKER = "masd.workers.intake_process"
 
 

@@ -31,7 +31,7 @@ from masd.store.webhooks import CONSUMER
 
 from .test_webhooks import Receiver, _free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)]
+pytestmark = pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 
 JOBS = ["dbpoll:oa1", "housekeeping", "meeting", "webhooks"]
 MOVE_WITHIN = 15.0

@@ -20,8 +20,6 @@ import pytest
 
 from tests.e2e.helpers import until
 
-pytestmark = pytest.mark.e2e
-
 KEYS = {"timestamp", "level", "logger", "event"}
 
 

@@ -30,8 +30,6 @@ from masd.store import messages as msg_store
 from masd.store.db import Database
 from masd.store.tables import deliveries
 
-pytestmark = pytest.mark.e2e
-
 
 def _free_port() -> int:
     with socket.socket() as s:

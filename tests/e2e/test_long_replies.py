@@ -24,8 +24,6 @@ from masd.store.tables import replies, reply_parts
 
 from .test_smpp_channel import Conn, FakeSmsc
 
-pytestmark = pytest.mark.e2e
-
 CONFIG = """
 [node]
 name = "long-replies"

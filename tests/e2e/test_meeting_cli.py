@@ -20,8 +20,6 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook
 
-pytestmark = pytest.mark.e2e
-
 CONFIG = """\
 [http]
 enabled = false

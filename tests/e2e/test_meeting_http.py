@@ -28,8 +28,6 @@ from masd.interfaces.http import ErrorResponse
 from masd.modules.meeting.http import BoardOut, MeetingDetail, MeetingList, ScheduleItemOut, ScheduleList
 from masd.store import apps as app_store
 
-pytestmark = pytest.mark.e2e
-
 SERVICE_NUMBER = "10657001"
 MEETING_EXTENSION = "9"
 

@@ -33,8 +33,6 @@ from masd.modules.meeting import store
 from masd.modules.meeting.http import BoardOut, ScheduleItemOut
 from masd.store import apps as app_store
 
-pytestmark = pytest.mark.e2e
-
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -25,8 +25,6 @@ from masd.modules.meeting import store as meeting_store
 from masd.modules.meeting.service import MeetingSpec
 from masd.store import messages as message_store
 
-pytestmark = pytest.mark.e2e
-
 SERVICE = "10657001"
 TITLE = "周一例会"
 A, B, C = "13800000001", "13800000002", "13800000003"

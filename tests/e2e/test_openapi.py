@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis
-import pytest
 import schemathesis
 import trio
 from schemathesis import GenerationMode
@@ -32,8 +31,6 @@ from masd.config import load_config
 from masd.core.apps import SCOPES
 from masd.daemon import Daemon
 from masd.store import apps as app_store
-
-pytestmark = pytest.mark.e2e
 
 EXAMPLES = 40  # per operation and generation mode
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

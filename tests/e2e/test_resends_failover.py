@@ -26,15 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import trio
 
 from masd.config import load_config
 from masd.daemon import Daemon
 from masd.interfaces.http import MessageOut
 from masd.store import apps as app_store
-
-pytestmark = pytest.mark.e2e
 
 SIM_CLI = "from masd.cli.sim import sim_app; sim_app()"
 SMSC_ARGS = ("--account", "masd:secret", "--receipt-delay", "0.02", "--control-port", "-1", "--json")

@@ -22,8 +22,6 @@ import pytest
 
 from .helpers import alive, load_script, until
 
-pytestmark = pytest.mark.e2e
-
 WORKER = "masd.workers.send_process"
 
 

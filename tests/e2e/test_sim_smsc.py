@@ -24,8 +24,6 @@ from masd_adapters.base import OutboundSegment
 from masd_adapters.smpp.pdu import HEADER, PduStream, SequenceGenerator, make
 from masd_adapters.smpp.smsc import Smsc, SmscConfig
 
-pytestmark = pytest.mark.e2e
-
 TIMEOUT = 5.0
 SIM_CLI = "from masd.cli.sim import sim_app; sim_app()"
 RECEIPT_RE = re.compile(

@@ -30,8 +30,6 @@ from masd_adapters.smpp.client import SmppChannel
 from masd_adapters.smpp.pdu import HEADER, PduStream, make, parse
 from masd_adapters.smpp.smsc import Smsc, SmscConfig
 
-pytestmark = pytest.mark.e2e
-
 GENERIC_NACK = 0x80000000
 BIND_NAMES = {0x01: "receiver", 0x02: "transmitter", 0x09: "transceiver"}
 UNBIND, UNBIND_RESP = 0x06, 0x80000006

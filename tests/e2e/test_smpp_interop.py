@@ -29,8 +29,6 @@ from masd.store.tables import replies
 
 from .helpers import wait_final
 
-pytestmark = pytest.mark.e2e
-
 INTEROP = Path(__file__).resolve().parent.parent / "interop"
 SERVICE_NUMBER = "1065700012345"
 

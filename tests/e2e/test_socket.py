@@ -29,8 +29,6 @@ from masd.store import apps as app_store
 from masd.store.tables import messages as messages_table
 from masd_adapters.base import InboundReply
 
-pytestmark = pytest.mark.e2e
-
 SERVICE = "106570001"  # the sim channel's default service number
 PUSHES = ("receipt", "reply")
 

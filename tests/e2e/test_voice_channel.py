@@ -26,8 +26,6 @@ from masd_adapters.voice_sim import VoiceSimChannel, read_call_journal
 
 from .helpers import wait_final
 
-pytestmark = pytest.mark.e2e
-
 VOICE_NUMBER = "10657009"
 SMS_NUMBER = "10657001"
 ATTENDS, DECLINES, SILENT, AWAY, BUSY = (

@@ -33,8 +33,6 @@ from masd.store import events as event_store
 from masd.store.webhooks import list_parked
 from masd_adapters.base import InboundReply
 
-pytestmark = pytest.mark.e2e
-
 SERVICE_NUMBER = "106570001"  # the sim channel's default
 MAX_ATTEMPTS = 3
 

@@ -15,8 +15,6 @@ from masd.modules.contacts.model import Attendee, ContactConflict, ContactNotFou
 from masd.modules.contacts.tables import people
 from masd.store.db import Database
 
-pytestmark = pytest.mark.db
-
 T = TypeVar("T")
 NOW = 1_800_000_000.0
 

@@ -17,8 +17,6 @@ from masd.store.db import Database
 from masd.store.limits import Charge, Over
 from masd.store.tables import deliveries
 
-pytestmark = pytest.mark.db
-
 NOW = 1_800_000_000.0
 DAY = "2027-01-15"
 

@@ -23,8 +23,6 @@ from masd.store.db import Database
 from masd.store.tables import replies, reply_assemblies, reply_parts
 from masd_adapters.base import InboundReply, InboundReplyPart
 
-pytestmark = pytest.mark.db
-
 NOW = 1_800_000_000.0
 TIMEOUT = 60.0
 

@@ -12,8 +12,6 @@ from masd.core.gateway import Gateway
 from masd.store.db import Database
 from masd_adapters.base import InboundReply
 
-pytestmark = pytest.mark.db
-
 
 @pytest.mark.parametrize(
     ("sent", "stored"),

@@ -22,8 +22,6 @@ from masd.store.db import MIGRATIONS, Database
 from masd.store.tables import app_events, deliveries, segments
 from tests.store.test_store import NOW, new_message
 
-pytestmark = pytest.mark.db
-
 POLICY = rs.ResendPolicy(frozenset({"undelivered", "expired"}), delay=60.0, via="alt")
 
 

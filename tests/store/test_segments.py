@@ -16,8 +16,6 @@ from masd.store.db import Database
 from masd.store.tables import deliveries
 from tests.store.test_store import NOW, claim, insert, new_message
 
-pytestmark = pytest.mark.db
-
 
 @pytest.fixture
 def db(store_url: str) -> Iterator[Database]:
