@@ -18,9 +18,7 @@ from masd.cli.common import ConfigOption, JsonOption, fail, note, open_store, ou
 from masd.config import Config, ConfigError
 from masd.interfaces.dbpoll import describe, oa_engine
 from masd.store import apps as app_store
-from masd.store import events as event_store
-from masd.store import mas
-from masd.store.tables import app_events, dbpoll_messages
+from masd.store import mas, mas_messages
 
 __all__ = ["dbpoll_app"]
 
@@ -79,21 +77,11 @@ def init(
         engine = oa_engine(url, field=f"dbpoll.{code}.url")
     except ConfigError as e:
         fail(str(e), 2)
-    md = sa.MetaData()
-    tables = mas.mas_tables(code, engine.dialect.name, md)
+    tables = mas.mas_tables(code, engine.dialect.name)
     result: dict[str, Any] = {"database": describe(url), "created": [], "existing": [], "missing_key": []}
     try:
         with engine.begin() as conn:
-            inspector = sa.inspect(conn)
-            for t in tables:
-                if inspector.has_table(t.name):
-                    result["existing"].append(t.name)
-                    columns = {c["name"].lower() for c in inspector.get_columns(t.name)}
-                    if "auto_sn" not in columns:
-                        result["missing_key"].append(t.name)
-                else:
-                    t.create(conn)
-                    result["created"].append(t.name)
+            result["created"], result["existing"], result["missing_key"] = mas.create_missing(conn, tables)
     except sa.exc.SQLAlchemyError as e:
         detail = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
         fail(f"OA database {describe(url)}: {detail}")
@@ -120,13 +108,8 @@ def _oa_counts(url: str, code: str) -> dict[str, Any]:
     tables = mas.mas_tables(code, engine.dialect.name)
     try:
         with engine.connect() as conn:
-            return {
-                "reachable": True,
-                **{
-                    f"{kind}_rows": conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
-                    for kind, t in zip(("mt", "mo", "rpt"), tables, strict=True)
-                },
-            }
+            counts = mas.row_counts(conn, tables)
+            return {"reachable": True, **{f"{kind}_rows": n for kind, n in counts.items()}}
     except sa.exc.SQLAlchemyError as e:
         return {"reachable": False, "error": str(getattr(e, "orig", None) or e).strip().splitlines()[0]}
     finally:
@@ -159,16 +142,9 @@ def status(
                 app = app_store.get_app(conn, pc.app)
                 if app is None:
                     return {"app_exists": False}
-                cursor = event_store.get_cursor(conn, int(app["id"]), f"dbpoll:{c}")
-                pending = conn.execute(
-                    sa.select(sa.func.count()).where(
-                        app_events.c.app_id == app["id"], app_events.c.id > cursor
-                    )
-                ).scalar_one()
-                sent = conn.execute(
-                    sa.select(sa.func.count()).where(dbpoll_messages.c.code == c)
-                ).scalar_one()
-                return {"app_exists": True, "events_pending": int(pending), "messages": int(sent)}
+                pending = mas_messages.events_pending(conn, int(app["id"]), c)
+                sent = mas_messages.count(conn, c)
+                return {"app_exists": True, "events_pending": pending, "messages": sent}
 
             try:
                 oa = _oa_counts(pc.url, c)

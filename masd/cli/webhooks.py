@@ -33,7 +33,6 @@ from masd.core.times import local_text
 from masd.store import apps as app_store
 from masd.store import webhooks as hooks
 from masd.store.db import Database
-from masd.store.tables import webhook_parked
 
 __all__ = ["webhooks_app"]
 
@@ -152,13 +151,7 @@ def retry(
         app_id = _app_id(db, app) if app else None
 
         def mark(conn: sa.Connection) -> tuple[int, list[int]]:
-            missing: list[int] = []
-            if wanted:
-                q = sa.select(webhook_parked.c.id).where(webhook_parked.c.id.in_(wanted))
-                if app_id is not None:
-                    q = q.where(webhook_parked.c.app_id == app_id)
-                known = {int(x) for x in conn.execute(q).scalars()}
-                missing = [i for i in wanted if i not in known]
+            missing = hooks.not_parked(conn, wanted, app_id=app_id)
             return hooks.request_retry(conn, ids=wanted, app_id=app_id), missing
 
         count, missing = run_async(lambda: db.write(mark))
