@@ -5,8 +5,8 @@ what they share from here. Times are written by :mod:`masd.core.times` (``local_
 ``local_iso`` for JSON), as everywhere else in masd.
 
 SQLAlchemy, Alembic, trio and the configuration's models are imported inside the functions that use
-them: whatever this module imports at its top, every command pays for, and ``masd --help``, ``masd sim``
-and ``masd bench`` never open the store.
+them: whatever this module imports at its top, every command pays for, and ``masd --help`` and
+``masd sim`` never open the store.
 """
 
 from __future__ import annotations
