@@ -36,7 +36,8 @@ class Mount:
 
 
 def make_app(node: Node, mounts: Sequence[Mount] = ()) -> FastAPI:
-    """The ASGI application for one node; it holds no state beyond the key cache."""
+    """The ASGI application for one node, serving the modules' routers in ``mounts`` before the core's;
+    of its own it keeps only the key cache."""
     app = FastAPI(
         title="masd",
         version=masd.__version__,
