@@ -1,5 +1,6 @@
-# Sourced by scripts/run, scripts/test, scripts/chaos: make .venv with masd installed (editable) and
-# reinstall only when pyproject.toml changed. Works on a fresh Debian/Ubuntu machine with Python 3.11+.
+# Sourced by scripts/run, scripts/test, scripts/bench, scripts/chaos: make .venv with masd and the
+# benchmark (scripts/benchmark, a distribution of its own) installed editable, and reinstall only when
+# either pyproject.toml changed. Works on a fresh Debian/Ubuntu machine with Python 3.11+.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -27,17 +28,18 @@ fi
 
 VENV="$ROOT/.venv"
 STAMP="$VENV/.masd-installed"
-WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)-${MASD_EXTRAS:-dev}"
+WANT="$(cat pyproject.toml scripts/benchmark/pyproject.toml | sha256sum | cut -d' ' -f1)-${MASD_EXTRAS:-dev}"
 if [ ! -x "$VENV/bin/python" ]; then
     echo "creating $VENV" >&2
     "$PY" -m venv "$VENV"
 fi
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
-    echo "installing masd and its dependencies into .venv (first run takes a minute)" >&2
+    echo "installing masd, its dependencies and its benchmark into .venv (first run takes a minute)" >&2
     LOG="$VENV/install.log"
     if ! { "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip \
-           && "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[${MASD_EXTRAS:-dev}]"; } \
-         >"$LOG" 2>&1 || ! "$VENV/bin/python" -c 'import masd, masd_adapters' 2>>"$LOG"; then
+           && "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[${MASD_EXTRAS:-dev}]" \
+           && "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e scripts/benchmark; } \
+         >"$LOG" 2>&1 || ! "$VENV/bin/python" -c 'import masd, masd_adapters, masd_bench' 2>>"$LOG"; then
         tail -n 40 "$LOG" >&2
         echo "installing masd failed; the whole log is in $LOG" >&2
         exit 1

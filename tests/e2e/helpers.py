@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import trio
 
 from masd.core.states import FINAL_VALUES
 from masd.daemon import Daemon
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_script(name: str) -> ModuleType:
-    """A module of scripts/ (``chaos``, ``bench``), imported by path: scripts/ is not a package."""
-    spec = importlib.util.spec_from_file_location(f"masd_{name}", ROOT / "scripts" / f"{name}.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[f"masd_{name}"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 async def wait_final(d: Daemon, message_id: int, timeout: float = 30) -> dict[str, Any]:
@@ -48,6 +34,39 @@ def until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
             return got
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def free_port_pair() -> int:
+    """A loopback port P with P+1 free too (``masd sim smsc`` puts its control port at P+1)."""
+    for _ in range(200):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+        if port >= 65535:
+            continue
+        with socket.socket() as second:
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free ports on 127.0.0.1")
+
+
+def child_pids(pid: int, marker: str) -> list[int]:
+    """The live children of ``pid`` whose command line contains ``marker`` (a worker's module name)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == pid and marker in cmdline:
+            found.append(int(entry.name))
+    return sorted(found)
 
 
 def alive(pid: int) -> bool:

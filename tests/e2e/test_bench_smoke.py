@@ -1,7 +1,7 @@
-"""scripts/bench.py runs end to end: a short masd-single load (wrk → HTTP → store → SMPP → masd sim smsc →
-receipt stored), a short masd-socket load (the socket interface, receipts pushed back) and a small
-masd-drain run (a backlog queued before start) that produce figures. The full benchmark is
-scripts/bench; see docs/benchmarks.md.
+"""The benchmark (masd_bench, run as ``python -m masd_bench``) runs end to end: a short masd-single load
+(wrk → HTTP → store → SMPP → masd sim smsc → receipt stored), a short masd-socket load (the socket
+interface, receipts pushed back) and a small masd-drain run (a backlog queued before start) that produce
+figures. The full benchmark is scripts/bench; see docs/benchmarks.md.
 
 The tests install nothing. The masd-single one needs wrk (Debian package ``wrk``, which scripts/test
 installs): where wrk is missing but apt-get is there, that is a missing install step and the test fails;
@@ -14,11 +14,10 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent.parent / "scripts" / "bench.py"
+BENCH = [sys.executable, "-m", "masd_bench"]
 
 
 def test_a_quick_masd_single_run_measures_throughput_and_latency() -> None:
@@ -27,8 +26,7 @@ def test_a_quick_masd_single_run_measures_throughput_and_latency() -> None:
             pytest.skip("wrk is not installed and apt-get is not available to install it")
         pytest.fail("wrk is not installed: scripts/test installs it (apt-get install wrk)")
     argv = [
-        sys.executable,
-        str(BENCH),
+        *BENCH,
         "--quick",
         "--duration",
         "2",
@@ -53,8 +51,7 @@ def test_a_quick_masd_single_run_measures_throughput_and_latency() -> None:
 
 def test_a_quick_masd_socket_run_measures_throughput_and_the_pushed_receipts() -> None:
     argv = [
-        sys.executable,
-        str(BENCH),
+        *BENCH,
         "--quick",
         "--duration",
         "1",
@@ -80,8 +77,7 @@ def test_a_quick_masd_socket_run_measures_throughput_and_the_pushed_receipts() -
 
 def test_a_quick_masd_drain_run_sends_the_whole_backlog_queued_before_start() -> None:
     argv = [
-        sys.executable,
-        str(BENCH),
+        *BENCH,
         "--rows",
         "masd-drain",
         "--drain-queued",

@@ -1,4 +1,4 @@
-"""The two-node crash test, small: scripts/chaos_nodes.py with two `masd run` processes on PostgreSQL,
+"""The two-node crash test, small: masd_bench.chaos_nodes with two `masd run` processes on PostgreSQL,
 the one holding every job killed with SIGKILL mid-flight (`scripts/chaos --nodes 2` is the full run)."""
 
 from __future__ import annotations
@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from .helpers import load_script
+from masd_bench import chaos_nodes
 
 pytestmark = pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 
@@ -16,8 +15,7 @@ def test_killing_the_node_that_holds_the_jobs_loses_nothing_and_moves_every_job(
     store_url: str, tmp_path: Path
 ) -> None:
     # store_url: PostgreSQL is started if it is down; chaos_nodes makes a database of its own.
-    chaos = load_script("chaos_nodes")
-    r = chaos.run_nodes(
+    r = chaos_nodes.run_nodes(
         deliveries_n=400,
         oa_rows=60,
         attendees=5,
@@ -27,7 +25,7 @@ def test_killing_the_node_that_holds_the_jobs_loses_nothing_and_moves_every_job(
         timeout=90,
         workdir=tmp_path,
     )
-    assert chaos.check(r, oa_rows=60) == []
+    assert chaos_nodes.check(r, oa_rows=60) == []
     assert r["lost"] == 0 and r["accepted"] == 400 + 60 + 2 * 5
     in_flight = {k: v for k, v in r["states_at_kill"].items() if k in ("queued", "submitting", "submitted")}
     assert sum(in_flight.values()) > 0  # killed mid-flight

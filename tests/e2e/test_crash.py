@@ -1,14 +1,14 @@
-"""Crash safety, the small version of scripts/chaos: kill -9 the daemon mid-flight and start it again."""
+"""Crash safety, the small version of scripts/chaos (masd_bench.chaos): kill -9 the daemon mid-flight and
+start it again."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .helpers import load_script
+from masd_bench import chaos
 
 
 def test_kill_9_mid_flight_loses_nothing_and_counts_its_duplicates(tmp_path: Path) -> None:
-    chaos = load_script("chaos")
     r = chaos.run(1500, window=50, rate=1000, kill_at=0.3, timeout=240, workdir=tmp_path)
     assert r["deliveries_stored"] == 1500
     assert r["final_states"] == {"delivered": 1500}

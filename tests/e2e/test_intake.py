@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import alive, load_script, until
+from .helpers import alive, child_pids, until
 
 WORKER = "masd.workers.intake_process"
 
@@ -46,7 +46,7 @@ def _request(method: str, url: str, body: Any = None, key: str | None = None) ->
 
 
 def _workers(daemon_pid: int) -> list[int]:
-    return list(load_script("bench").child_pids(daemon_pid, WORKER))
+    return child_pids(daemon_pid, WORKER)
 
 
 class Node:

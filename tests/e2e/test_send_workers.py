@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from .helpers import alive, load_script, until
+from .helpers import alive, child_pids, free_port_pair, until
 
 WORKER = "masd.workers.send_process"
 
 
 def _port_pair() -> int:
-    return int(load_script("bench").free_port_pair())
+    return free_port_pair()
 
 
 class Node:
@@ -107,7 +107,7 @@ password = "secret"
         return dict(json.loads(buf)["stats"])
 
     def workers(self) -> list[int]:
-        return list(load_script("bench").child_pids(self.proc.pid, WORKER))
+        return child_pids(self.proc.pid, WORKER)
 
     def post_batch(self, n: int) -> None:
         body = {"messages": [{"to": [f"1380000{i:04d}"], "text": f"通知 {i}"} for i in range(n)]}

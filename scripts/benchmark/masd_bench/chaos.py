@@ -6,10 +6,10 @@ The daemon runs as a real process (``masd run``) on SQLite with the sim channel,
 the part of the carrier: it records every segment it accepted and keeps sending receipts that were not
 acknowledged, as an SMSC re-sends an unacknowledged deliver_sm.
 
-    python scripts/chaos.py --deliveries 20000        # the full run (scripts/chaos)
-    python scripts/chaos.py --deliveries 1500 --json  # the small one the test suite runs
+    scripts/chaos                                     # the full run, 20,000 deliveries
+    python -m masd_bench.chaos --deliveries 1500      # a small one (tests/e2e/test_crash.py calls run())
 
-With ``--nodes 2`` it is the two-node test of scripts/chaos_nodes.py instead: two ``masd run`` nodes on
+With ``--nodes 2`` it is the two-node test of masd_bench.chaos_nodes instead: two ``masd run`` nodes on
 one PostgreSQL database, the one holding the jobs killed mid-flight, the other finishing the work
 (``scripts/chaos --nodes 2`` starts PostgreSQL if it is down).
 """
@@ -37,6 +37,7 @@ from masd.logging import configure_logging
 from masd.store.db import database_from_config
 from masd.store.tables import deliveries
 from masd_adapters.sim import read_journal
+from masd_bench import chaos_nodes
 
 CONFIG = """\
 [node]
@@ -217,9 +218,6 @@ def main() -> None:
         help="2: two nodes on PostgreSQL, one killed once --kill-at of the HTTP load is accepted "
         "(defaults there: --deliveries 5000 --rate 300 --window 50)",
     )
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import chaos_nodes
-
     chaos_nodes.add_arguments(ap)
     args = ap.parse_args()
     if args.nodes == 2:

@@ -19,8 +19,8 @@ the SMSC (against what masd counted as possibly sent twice), api_rpt rows and we
 (inside and outside the crash window), and how long each job took to move (from the kill to ``n2``'s
 taking its lease).
 
-    scripts/chaos --nodes 2                         # the full run
-    python scripts/chaos_nodes.py --deliveries 400  # a small one (tests/e2e/test_chaos_nodes.py)
+    scripts/chaos --nodes 2                                # the full run
+    python -m masd_bench.chaos_nodes --deliveries 400      # a small one (tests/e2e/test_chaos_nodes.py)
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from masd.store import apps as app_store
 from masd.store import mas
 from masd.store.db import Database
 from masd.store.tables import apps, deliveries, job_leases, messages
+from masd_bench.procs import free_port
 
 PG_ADMIN = os.environ.get("MASD_CHAOS_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 CODE = "oa1"
@@ -103,12 +104,6 @@ url = "{oa_url}"
 app = "oa"
 interval = 0.1
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
@@ -183,7 +178,7 @@ class Cluster:
         self.store_url = sa.make_url(PG_ADMIN).set(database=self.name).render_as_string(hide_password=False)
         self.oa_url = f"sqlite:///{workdir / 'oa.db'}"
         self.rate, self.window = rate, window
-        self.smsc_port = _free_port()
+        self.smsc_port = free_port()
         self.record = workdir / "smsc.jsonl"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
@@ -235,7 +230,7 @@ class Cluster:
             raise SystemExit(f"masd dbpoll init failed: {done.stderr.decode()}")
 
     def start_node(self, name: str) -> None:
-        port = _free_port()
+        port = free_port()
         config = self.workdir / f"{name}.toml"
         config.write_text(
             NODE_CONFIG.format(
@@ -441,7 +436,7 @@ async def _drive(
                     {"sm_id": 1 + i, "src_id": 0, "mobiles": f"137{i:08d}", "content": f"OA 通知 {i}"}
                     for i in range(start, min(oa_rows, start + batch))
                 ]
-                await trio.to_thread.run_sync(lambda rows=rows: _oa_insert(oa, mt, rows))
+                await trio.to_thread.run_sync(_oa_insert, oa, mt, rows)
                 await trio.sleep(0.2)
 
         async def killer() -> None:
