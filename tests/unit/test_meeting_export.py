@@ -280,3 +280,16 @@ def test_the_answers_sheet_is_in_english_with_lang_en() -> None:
     sheet = load_workbook(io.BytesIO(export.board_xlsx(board, lang="en"))).worksheets[2]
     header, row = list(sheet.iter_rows(values_only=True))
     assert (sheet.title, header[4], row[4], row[6]) == ("Answers", "Answer", "check-in", "已簽到")
+
+
+def test_every_call_outcome_the_voice_table_names_has_a_chinese_word() -> None:
+    from masd_adapters.voice import CallOutcome
+
+    words = {o: export._outcome(o.value, "zh") for o in CallOutcome}
+    assert words == {
+        CallOutcome.ANSWERED: "已接听",
+        CallOutcome.NO_ANSWER: "未接听",
+        CallOutcome.BUSY: "占线",
+        CallOutcome.DECLINED: "拒接",
+        CallOutcome.FAILED: "失败",
+    }

@@ -86,7 +86,13 @@ def _outcome(value: str | None, lang: Lang) -> str:
         return ""
     if lang == "en":
         return value
-    words = {"answered": "已接听", "no-answer": "未接听", "failed": "失败"}
+    words = {
+        "answered": "已接听",
+        "no-answer": "未接听",
+        "busy": "占线",
+        "declined": "拒接",
+        "failed": "失败",
+    }
     head, _, rest = value.partition(" ")
     return words.get(head, head) + (f" {rest}" if rest else "")
 

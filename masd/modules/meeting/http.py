@@ -441,7 +441,9 @@ class BoardRow(BaseModel):
     responded_at: datetime | None
     second_sms_at: datetime | None
     called_at: datetime | None
-    call_outcome: str | None = Field(description="answered, no-answer (with the code), failed")
+    call_outcome: str | None = Field(
+        description="answered, no-answer, busy, declined or failed (masd_adapters.voice reads the SIP code)"
+    )
     reminded_at: datetime | None
     checked_in_at: datetime | None
     comment: str = Field(description="What else the attendee wrote")
