@@ -31,6 +31,7 @@ import sqlalchemy as sa
 import structlog
 import trio
 from prometheus_client import Gauge
+from sqlalchemy import ColumnElement
 
 from masd.config import ConfigError, DbPollConfig
 from masd.core.apps import Forbidden, QuotaExceeded, RateLimited
@@ -223,7 +224,7 @@ class MasPoller:
             task: (_Link(code, f"OA database ({task})", gauge), _Link(code, f"masd store ({task})", None))
             for task in ("intake", "reports")
         }
-        self._content: sa.ColumnElement[Any] | None = None
+        self._content: ColumnElement[Any] | None = None  # how CONTENT is selected (store.mas)
         self._content_checked = 0.0
         self._stall: str | None = None  # why intake is waiting (app, rate, quota, queue), logged once
 
