@@ -525,30 +525,28 @@ class MasPoller:
 # ----- the daemon's part ---------------------------------------------------------------------------------
 
 
-async def dbpoll_jobs(daemon: Node) -> dict[str, Callable[[Fence], Awaitable[None]]]:
+async def dbpoll_jobs(node: Node) -> dict[str, Callable[[Fence], Awaitable[None]]]:
     """One job per ``[dbpoll.CODE]``, named ``dbpoll:CODE``: its poller, which the daemon runs on one node
     at a time (masd.jobs). Refuses to start when a code's app does not exist, on every node."""
-    cfg = daemon.cfg
+    cfg = node.cfg
     gauge = Gauge(
         "masd_dbpoll_up",
         "1 while the OA database of an interface code is reachable, 0 during an outage",
         ["code"],
-        registry=daemon.metrics.registry,
+        registry=node.metrics.registry,
     )
     homes: dict[str, str] = {}
     for code in sorted(cfg.dbpoll):
         homes.setdefault(cfg.dbpoll[code].app, code)
     pollers: list[MasPoller] = []
     for code, c in cfg.dbpoll.items():
-        app = await daemon.gateway.app_named(c.app)
+        app = await node.gateway.app_named(c.app)
         if app is None:
             raise ConfigError(
                 f"dbpoll.{code}.app = {c.app!r}: no such app (or it was revoked); create it with "
                 f"'masd apps create {c.app}' or name an existing app"
             )
-        pollers.append(
-            MasPoller(code, c, daemon.gateway, daemon.db, app, home=homes[c.app] == code, gauge=gauge)
-        )
+        pollers.append(MasPoller(code, c, node.gateway, node.db, app, home=homes[c.app] == code, gauge=gauge))
     return {f"dbpoll:{p.code}": _job(p) for p in pollers}
 
 

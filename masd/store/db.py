@@ -35,7 +35,7 @@ import sqlalchemy as sa
 import structlog
 import trio
 
-__all__ = ["Database", "StoreUnavailable"]
+__all__ = ["Database", "StoreUnavailable", "ping"]
 
 T = TypeVar("T")
 log = structlog.get_logger("masd.store")
@@ -460,6 +460,12 @@ class Database:
             op.error = StoreUnavailable(f"database unavailable: {e.orig or e}")
         except Exception as e:
             op.error = e
+
+
+def ping(conn: sa.Connection) -> None:
+    """The cheapest statement the database must answer (readiness probes). Compiled per dialect, unlike
+    a literal "SELECT 1" (Oracle needs FROM DUAL)."""
+    conn.execute(sa.select(sa.literal(1)))
 
 
 def _newest_migration() -> str | None:

@@ -6,7 +6,6 @@ Readiness is three checks: the node has started and is not stopping, the store a
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 import trio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -15,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from masd.interfaces.http.models import HealthOut, ReadyOut
 from masd.interfaces.http.state import NodeDep
 from masd.node import Node
+from masd.store.db import ping
 
 __all__ = ["READY_STORE_TIMEOUT", "router"]
 
@@ -28,18 +28,11 @@ async def healthz() -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
-def _select_one(conn: sa.Connection) -> None:
-    # Compiled per dialect (Oracle needs FROM DUAL), unlike a literal "SELECT 1".
-    conn.execute(sa.select(sa.literal(1)))
-
-
 async def _store_check(node: Node, limiter: trio.CapacityLimiter) -> str:
     with trio.move_on_after(READY_STORE_TIMEOUT):
         try:
             # abandon_on_cancel: a store that does not answer must not hold the probe past its deadline.
-            await trio.to_thread.run_sync(
-                node.db.read_sync, _select_one, limiter=limiter, abandon_on_cancel=True
-            )
+            await trio.to_thread.run_sync(node.db.read_sync, ping, limiter=limiter, abandon_on_cancel=True)
         except Exception as e:
             return f"error: {e}"
         return "ok"
