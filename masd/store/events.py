@@ -107,6 +107,15 @@ def latest_event_id(conn: sa.Connection, app_id: int) -> int:
     )
 
 
+def count_after(conn: sa.Connection, app_id: int, after: int) -> int:
+    """How many of the app's events lie past ``after`` (a consumer's cursor): what it has yet to hand on."""
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).select_from(e).where(e.c.app_id == app_id, e.c.id > after)
+        ).scalar_one()
+    )
+
+
 def read_events(
     conn: sa.Connection,
     app_id: int,

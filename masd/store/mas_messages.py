@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping
 import sqlalchemy as sa
 
 from masd.store import events as event_store
-from masd.store.tables import app_events
 from masd.store.tables import dbpoll_messages as dm
 
 __all__ = ["consumer", "count", "events_pending", "note", "origins", "sent_with"]
@@ -71,9 +70,4 @@ def count(conn: sa.Connection, code: str) -> int:
 def events_pending(conn: sa.Connection, app_id: int, code: str) -> int:
     """How many of the app's events lie past the cursor of this code's poller: what it has yet to write
     into the code's api_rpt and api_mo."""
-    cursor = event_store.get_cursor(conn, app_id, consumer(code))
-    return int(
-        conn.execute(
-            sa.select(sa.func.count()).where(app_events.c.app_id == app_id, app_events.c.id > cursor)
-        ).scalar_one()
-    )
+    return event_store.count_after(conn, app_id, event_store.get_cursor(conn, app_id, consumer(code)))

@@ -122,11 +122,7 @@ def webhook_status(conn: sa.Connection) -> list[dict[str, Any]]:
             continue
         app_id = int(r["id"])
         latest = event_store.latest_event_id(conn, app_id)
-        behind = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(app_events)
-            .where(app_events.c.app_id == app_id, app_events.c.id > r["cursor"])
-        ).scalar_one()
+        behind = event_store.count_after(conn, app_id, int(r["cursor"]))
         out.append(
             {
                 "app": r["name"],
