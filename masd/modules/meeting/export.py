@@ -13,11 +13,12 @@ strings and CSV cells that a spreadsheet would evaluate get a leading apostrophe
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
+
+from masd.core.times import local_datetime, local_text
 
 __all__ = [
     "CSV_TYPE",
@@ -357,15 +358,11 @@ def format_of(filename: str) -> str:
 # ----- writing -------------------------------------------------------------------------------------------
 
 
-def _local(t: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(t).replace(microsecond=0)
-
-
 def _text_for_csv(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, _Time):
-        return _local(value).strftime("%Y-%m-%d %H:%M:%S")
+        return local_text(value)
     text = str(value)
     if text.startswith(_FORMULA_START) and not _PHONE.match(text):
         return "'" + text
@@ -383,7 +380,7 @@ def _csv(header: list[str], rows: list[list[Any]]) -> bytes:
 
 def _cell(value: Any) -> Any:
     if isinstance(value, _Time):
-        return _local(value)
+        return local_datetime(value)
     if isinstance(value, str):
         # Control characters from a handset would make the file unreadable; XLSX cannot hold them.
         from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
