@@ -39,6 +39,7 @@ __all__ = [
     "encode_text",
     "plan",
     "read_concatenation",
+    "read_reference",
     "reassemble",
 ]
 
@@ -273,3 +274,20 @@ def reassemble(parts: list[Part]) -> str:
     if isinstance(text, bytes):
         raise ValueError("binary parts have no text")
     return text
+
+
+def read_reference(content: bytes) -> tuple[Concat, Concatenation] | None:
+    """:func:`read_concatenation` with the scheme of the reference it found (``udh8`` for IEI 0x00,
+    ``udh16`` for 0x08), so that a driver can key a received part by scheme and reference: the same
+    number under the two schemes names two messages. None when the UDH has no concatenation element;
+    ValueError when the UDH runs past the content."""
+    found = read_concatenation(content)
+    if found is None:
+        return None
+    position = 1
+    while position + 2 <= 1 + content[0]:
+        iei, length = content[position], content[position + 1]
+        if (iei, length) in ((0x00, 3), (0x08, 4)):
+            return ("udh8" if iei == 0x00 else "udh16"), found
+        position += 2 + length
+    raise AssertionError("read_concatenation found an element this walk did not")  # pragma: no cover

@@ -1,0 +1,925 @@
+"""The CMPP 2.0 / 3.0 SP driver (``cmpp`` channel): logs in to a China Mobile ISMG over TCP and sends and
+receives SMS.
+
+:class:`CmppChannel` keeps ``connections`` TCP connections open for the daemon's life, each logged in
+with its own CMPP_CONNECT (AuthenticatorSource = MD5(sp_id + 9 zero octets + password + MMDDHHMMSS)),
+and reconnects each on its own with exponential backoff and jitter. Every connection has a reader (a
+response goes to the request waiting on its Sequence_Id; a DELIVER to the receipt worker or to the
+reply workers), a writer (PDUs queued in one scheduler tick leave in one ``send_all``), a keepalive
+(ACTIVE_TEST after ``active_test_interval`` without traffic) and a sweeper that re-sends a request left
+unanswered for ``response_timeout`` — the same octets, the same Sequence_Id, as the spec asks — up to
+``resends`` times, then gives up on it. ``submit`` sends one delivery's segments in order on the
+connection with the fewest outstanding SUBMITs, at most ``window`` outstanding per connection.
+
+Status reports and replies are answered (CMPP_DELIVER_RESP) only after the core has stored them, so a
+crash loses nothing the ISMG thinks was delivered; each part of a long reply goes to the core as it
+arrives, and a timer asks the core to give up on missing parts after ``mo_timeout``. The wire layout is
+:mod:`.pdu`'s, the numbers and their names :mod:`.constants`', the text rules :mod:`.text`'s; how a text
+is cut into SUBMITs is :class:`.segments.CmppSegmenter`, which the core uses for this channel.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+import pydantic
+import structlog
+import trio
+
+from ..base import (
+    ChannelDriver,
+    ChannelEvents,
+    DriverOptions,
+    InboundReceipt,
+    InboundReply,
+    InboundReplyPart,
+    InvalidOption,
+    OutboundSegment,
+    ReceiptStatus,
+    Segmenter,
+    SubmitError,
+    SubmitOutcome,
+    option,
+)
+from . import msgid, pdu, text
+from .constants import (
+    ACTIVE_TEST,
+    ACTIVE_TEST_RESP,
+    CONNECT_AUTH_FAILED,
+    CONNECT_BAD_SOURCE_ADDR,
+    CONNECT_OK,
+    CONNECT_RESP,
+    CONNECT_VERSION_TOO_HIGH,
+    DELIVER,
+    MSG_FMT_ASCII,
+    MSG_FMT_BINARY,
+    MSG_FMT_CARD,
+    MSG_FMT_GBK,
+    MSG_FMT_UCS2,
+    RESPONSE,
+    RESULT_BAD_STRUCTURE,
+    RESULT_FLOW_CONTROL,
+    RESULT_OK,
+    STAT_ACCEPTED,
+    STAT_DELETED,
+    STAT_DELIVERED,
+    STAT_EXPIRED,
+    STAT_REJECTED,
+    STAT_UNDELIVERABLE,
+    STAT_UNKNOWN,
+    SUBMIT_RESP,
+    TERMINATE,
+    TERMINATE_RESP,
+    VERSION_20,
+    VERSION_30,
+    command_name,
+    connect_status_name,
+    result_name,
+)
+from .segments import CmppSegmenter
+
+__all__ = ["CmppChannel", "CmppOptions", "ConnectRefused"]
+
+log = structlog.get_logger("masd.cmpp")
+
+_VERSIONS = {"3.0": VERSION_30, "2.0": VERSION_20}
+_STABLE_LINK = 10.0  # seconds a connection must last before a drop resets the reconnect backoff
+_TERMINATE_WAIT = 2.0  # seconds to wait for TERMINATE_RESP on shutdown
+_RECEIPT_BATCH = 1_000  # reports stored in one write at most
+_REPLY_WORKERS = 16  # replies stored at once per connection
+_DELIVER_BACKLOG = 10_000  # DELIVERs waiting for a worker before the reader stops reading
+
+# What a lost or garbled connection raises from a read or a write.
+_LINK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, pdu.PduError)
+
+# The Stat words of a report, as the core's receipt states. ACCEPTD is what SMPP's ACCEPTD is.
+_STATS: dict[str, ReceiptStatus] = {
+    STAT_DELIVERED: ReceiptStatus.DELIVERED,
+    STAT_EXPIRED: ReceiptStatus.EXPIRED,
+    STAT_DELETED: ReceiptStatus.DELETED,
+    STAT_UNDELIVERABLE: ReceiptStatus.UNDELIVERED,
+    STAT_REJECTED: ReceiptStatus.REJECTED,
+    STAT_UNKNOWN: ReceiptStatus.UNKNOWN,
+    STAT_ACCEPTED: ReceiptStatus.ACCEPTED,
+}
+
+# Msg_Fmt as the codec names masd.core.reply_parts.decode reads a part with. GB18030 is a superset of
+# GBK and of ASCII, so it also reads a Msg_Fmt 0 reply whose octets are GBK (gateways send that).
+_PART_CODECS = {
+    MSG_FMT_ASCII: "gb18030",
+    MSG_FMT_GBK: "gb18030",
+    MSG_FMT_UCS2: "ucs2",
+    MSG_FMT_BINARY: "latin-1",
+    MSG_FMT_CARD: "latin-1",
+}
+
+_LINK_DOWN = SubmitError(0, "LINK_DOWN", retriable=True)
+_TIMEOUT = SubmitError(0, "SUBMIT_TIMEOUT", retriable=True)
+
+
+class ConnectRefused(Exception):
+    """The ISMG answered CMPP_CONNECT with a non-zero Status; the message names it."""
+
+    def __init__(self, status: int, ismg_version: int) -> None:
+        self.status = status
+        self.ismg_version = ismg_version
+        super().__init__(f"CMPP_CONNECT refused: status {status} ({connect_status_name(status)})")
+
+
+# ----- options -----------------------------------------------------------------------------------------
+
+_SECONDS = "a number of seconds greater than 0"
+
+
+def _text(max_len: int) -> str:
+    return f"ASCII text of at most {max_len} characters"
+
+
+_ASCII = r"^[\x20-\x7e]*$"
+_DIGITS = r"^[0-9]*$"
+
+
+class CmppOptions(DriverOptions):
+    """The ``cmpp`` driver's options; see :class:`CmppChannel` and docs/cmpp.md."""
+
+    secret = frozenset({"password"})
+
+    host: str = option("", _text(255), max_length=255, pattern=_ASCII)
+    port: int = option(7890, "an integer from 1 to 65535", ge=1, le=65535)
+    sp_id: str = option(
+        "", "the SP's 6-character id (Source_Addr)", min_length=1, max_length=6, pattern=_ASCII
+    )
+    password: str = option("", _text(64), max_length=64, pattern=_ASCII)
+    version: Literal["3.0", "2.0"] = option("3.0", "one of '3.0', '2.0'")
+    service_code: str = option(
+        "", "the SP's access number, at most 21 digits", max_length=21, pattern=_DIGITS
+    )
+    service_id: str = option("", _text(10), max_length=10, pattern=_ASCII)
+    fee_usertype: int = option(2, "an integer from 0 to 3", ge=0, le=3)
+    fee_type: str = option("01", "two digits, e.g. '01' (free)", pattern=r"^[0-9]{2}$")
+    fee_code: str = option("000000", "at most 6 digits (fen)", max_length=6, pattern=_DIGITS)
+    fee_terminal_id: str = option("", "at most 21 digits", max_length=21, pattern=_DIGITS)
+    msg_src: str = option("", _text(6) + " (empty: sp_id)", max_length=6, pattern=_ASCII)
+    link_id: str = option("", _text(20) + " (CMPP 3.0 only)", max_length=20, pattern=_ASCII)
+    connections: int = option(1, "an integer from 1 to 16", ge=1, le=16)
+    window: int = option(16, "an integer from 1 to 1024", ge=1, le=1024)
+    response_timeout: float = option(60.0, _SECONDS, gt=0)
+    resends: int = option(3, "an integer from 0 to 10", ge=0, le=10)
+    active_test_interval: float = option(180.0, _SECONDS, gt=0)
+    reconnect_min: float = option(1.0, _SECONDS, gt=0)
+    reconnect_max: float = option(60.0, _SECONDS, gt=0)
+    registered_delivery: int = option(1, "0 (no reports) or 1", ge=0, le=1)
+    allow_gbk: bool = option(False, "true or false")
+    mo_timeout: float = option(60.0, _SECONDS, gt=0)
+    max_rate: float | None = option(None, "submits per second greater than 0, or unset", gt=0)
+
+    @pydantic.model_validator(mode="after")
+    def _together(self) -> CmppOptions:
+        if not self.host:
+            raise InvalidOption("host", self.host, "required; expected a non-empty string")
+        if self.reconnect_max < self.reconnect_min:
+            raise InvalidOption(
+                "reconnect_max", self.reconnect_max, f"must be >= reconnect_min ({self.reconnect_min:g})"
+            )
+        if self.link_id and self.version != "3.0":
+            raise InvalidOption("link_id", self.link_id, "CMPP 2.0 has no LinkID; leave it empty or use 3.0")
+        return self
+
+    @property
+    def version_octet(self) -> int:
+        return _VERSIONS[self.version]
+
+
+# ----- one request and one connection ---------------------------------------------------------------------
+
+
+class _Request:
+    """A request awaiting its response: answered by the reader, re-sent and finally given up on by the
+    connection's sweeper, or marked lost when the link drops."""
+
+    __slots__ = ("data", "deadline", "done", "lost", "resends", "response", "timed_out")
+
+    def __init__(self, data: bytes, deadline: float) -> None:
+        self.data = data  # the PDU as sent, re-sent as is
+        self.deadline = deadline
+        self.resends = 0
+        self.done = trio.Event()
+        self.lost = False
+        self.timed_out = False
+        self.response: pdu.Pdu | None = None
+
+    def resolve(self) -> None:
+        self.done.set()
+
+
+class _Link:
+    """One logged-in TCP connection to the ISMG, reconnected for the driver's whole life. The window and
+    the Sequence_Id counter live as long as the link; the rest is reset on every reconnect."""
+
+    def __init__(self, label: str, window: int, logger: Any) -> None:
+        self.label = label
+        self.log = logger.bind(connection=label)
+        self.window = trio.Semaphore(window)
+        self._seq = 0
+        self.connected = False
+        self.pending: dict[int, _Request] = {}
+        self.outstanding = 0  # SUBMITs sent and not answered (what the window limits)
+        self.out = bytearray()
+        self.out_ready = trio.Event()
+        self.pending_changed = trio.Event()
+        self.scope: trio.CancelScope | None = None
+        self.last_rx = 0.0
+        self.closed = trio.Event()  # set whenever no connection is open
+        self.terminating = False  # we sent TERMINATE: the ISMG closing the connection is expected
+        self.closed.set()
+
+    def next_sequence(self) -> int:
+        """1 … 2**32 - 1, then round again; 0 is skipped (gocmpp's ISMG uses it for its own TERMINATE)."""
+        self._seq = self._seq % 0xFFFFFFFF + 1
+        return self._seq
+
+    def send(self, data: bytes) -> None:
+        self.out += data
+        self.out_ready.set()
+
+    def request(self, message: pdu.Pdu, version: int, timeout: float) -> tuple[int, _Request]:
+        seq = self.next_sequence()
+        data = pdu.encode(message, sequence_id=seq, version=version)
+        req = _Request(data, trio.current_time() + timeout)
+        self.pending[seq] = req
+        self.pending_changed.set()
+        self.send(data)
+        return seq, req
+
+    def drop(self) -> None:
+        if self.scope is not None:
+            self.scope.cancel()
+
+    def fail_pending(self) -> None:
+        pending, self.pending = self.pending, {}
+        for req in pending.values():
+            req.lost = True
+            req.resolve()
+
+
+class _Frames:
+    """Whole PDUs off a byte stream: a 12-octet header, then Total_Length - 12 more."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.buffer = bytearray()
+
+    async def receive(self) -> bytes | None:
+        """The next PDU's octets; None when the peer closed the connection between two PDUs. PduError
+        for a Total_Length out of range or a connection closed inside a PDU."""
+        while True:
+            if len(self.buffer) >= pdu.HEADER_LENGTH:
+                length = pdu.decode_header(bytes(self.buffer[: pdu.HEADER_LENGTH])).total_length
+                if len(self.buffer) >= length:
+                    frame = bytes(self.buffer[:length])
+                    del self.buffer[:length]
+                    return frame
+            chunk = await self.stream.receive_some(65536)
+            if not chunk:
+                if self.buffer:
+                    raise pdu.PduError(f"connection closed inside a PDU ({len(self.buffer)} octets read)")
+                return None
+            self.buffer += chunk
+
+
+# ----- the driver ---------------------------------------------------------------------------------------
+
+
+class CmppChannel(ChannelDriver):
+    """CMPP 2.0 / 3.0 SP driver. See the module docstring; its options are :class:`CmppOptions`."""
+
+    driver = "cmpp"
+    Options = CmppOptions
+    settings: CmppOptions
+
+    def __init__(self, name: str, options: Mapping[str, Any], events: ChannelEvents, data_dir: str) -> None:
+        super().__init__(name, options, events, data_dir)
+        s = self.settings
+        self._version = s.version_octet
+        # Never the password: log lines end up in shared log stores.
+        self._log = log.bind(channel=name, sp_id=s.sp_id, version=s.version)
+        self._links = [_Link(str(i), s.window, self._log) for i in range(1, s.connections + 1)]
+        self._rr = 0
+        self._rng = random.Random()
+        self._interval = 1.0 / s.max_rate if s.max_rate else 0.0
+        self._tat = -math.inf  # pacing: theoretical arrival time of the next submit (GCRA)
+        self._running = False
+        self._draining = False
+        self._drain_started = trio.Event()
+        self._in_flight = 0
+        self._idle: trio.Event | None = None
+        self.refused: ConnectRefused | None = None  # the last CONNECT refusal, until a login succeeds
+
+    @classmethod
+    def segmenter(cls, settings: DriverOptions) -> Segmenter | None:
+        if not isinstance(settings, CmppOptions):
+            raise TypeError(f"cmpp settings expected, got {type(settings).__name__}")
+        return CmppSegmenter(allow_gbk=settings.allow_gbk)
+
+    # -- the driver interface -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self._running:
+            raise RuntimeError(f"cmpp channel {self.name!r} is already running")
+        self._running = True
+        s = self.settings
+        self._log.info("cmpp channel starting", host=s.host, port=s.port, connections=s.connections)
+        try:
+            async with trio.open_nursery() as nursery:
+                for link in self._links:
+                    nursery.start_soon(self._maintain, link)
+                nursery.start_soon(self._expire_parts)
+                # Started at once: the dispatcher waits for ``up`` itself, and an ISMG that is down must
+                # not hold up the daemon's start.
+                task_status.started()
+        finally:
+            self._running = False
+            for link in self._links:
+                link.connected = False
+            self._update_up()
+
+    async def submit(
+        self, destination: str, source: str, segments: Sequence[OutboundSegment]
+    ) -> list[SubmitOutcome]:
+        link = None if self._draining else self._pick()
+        if link is None:
+            return [SubmitOutcome(error=self._link_down()) for _ in segments]
+        src_id = self._src_id(source)
+        if isinstance(src_id, SubmitError):
+            return [SubmitOutcome(error=src_id) for _ in segments]
+        dest = destination.removeprefix("+")
+        self._in_flight += 1
+        try:
+            outcomes: list[SubmitOutcome] = []
+            for seg in segments:
+                outcome = await self._submit_segment(link, seg, src_id, dest)
+                outcomes.append(outcome)
+                if outcome.error is not None:
+                    # The core retries the whole delivery; sending the rest would only make orphan parts.
+                    outcomes.extend(outcome for _ in range(len(segments) - len(outcomes)))
+                    break
+            return outcomes
+        finally:
+            self._submit_ended()
+
+    async def drain(self) -> None:
+        """Refuse new submits, let those in flight get their responses (at most ``response_timeout``),
+        then TERMINATE every connection and close it. Reconnection stops for good."""
+        self._draining = True
+        self._drain_started.set()
+        with trio.move_on_after(self.settings.response_timeout):
+            while self._in_flight:
+                self._idle = trio.Event()
+                await self._idle.wait()
+        self._idle = None
+        async with trio.open_nursery() as nursery:
+            for link in self._links:
+                nursery.start_soon(self._terminate, link)
+        self._log.info("cmpp channel drained")
+
+    # -- submit path ----------------------------------------------------------------------------------
+
+    def _link_down(self) -> SubmitError:
+        if self.refused is not None:
+            # The reason the link is down, where the operator reads the delivery's reason.
+            return SubmitError(self.refused.status, f"LINK_DOWN: {self.refused}", retriable=True)
+        return _LINK_DOWN
+
+    def _src_id(self, source: str) -> str | SubmitError:
+        """Src_Id: the source the core gives (the channel's service number and the delivery's
+        extension). With ``service_code`` set it must start with it: an ISMG charges and routes replies
+        by that number, and a Src_Id outside the SP's range is refused (or worse, billed to another SP)."""
+        code = self.settings.service_code
+        if code and not source.startswith(code):
+            return SubmitError(
+                0,
+                f"source {source!r} does not start with the channel's service_code {code!r}; "
+                "make the channel's service_number the CMPP access number",
+                retriable=False,
+            )
+        if len(source) > 21:
+            return SubmitError(0, f"source {source!r} is longer than Src_Id's 21 octets", retriable=False)
+        return source
+
+    def _pick(self) -> _Link | None:
+        """The connected link with the fewest outstanding submits; ties go round robin."""
+        best: _Link | None = None
+        n = len(self._links)
+        self._rr = (self._rr + 1) % n
+        for i in range(n):
+            link = self._links[(self._rr + i) % n]
+            if link.connected and (best is None or link.outstanding < best.outstanding):
+                best = link
+        return best
+
+    async def _pace(self) -> None:
+        """Space submits at ``max_rate`` (GCRA without burst): going over an ISMG's cap earns flow
+        control answers; the core paces too, this is the last line."""
+        now = trio.current_time()
+        start = max(self._tat, now)
+        self._tat = start + self._interval
+        if start > now:
+            await trio.sleep_until(start)
+
+    def _submit_pdu(self, seg: OutboundSegment, src_id: str, dest: str) -> pdu.Submit:
+        s = self.settings
+        return pdu.Submit(
+            pk_total=seg.total,
+            pk_number=seg.seq,
+            registered_delivery=s.registered_delivery,
+            service_id=s.service_id,
+            fee_user_type=s.fee_usertype,
+            fee_terminal_id=s.fee_terminal_id,
+            tp_udhi=1 if seg.udh else 0,
+            msg_fmt=seg.data_coding,
+            msg_src=s.msg_src or s.sp_id,
+            fee_type=s.fee_type,
+            fee_code=s.fee_code,
+            src_id=src_id,
+            dest_terminal_ids=(dest,),
+            msg_content=seg.short_message,
+            link_id=s.link_id,
+        )
+
+    async def _submit_segment(
+        self, link: _Link, seg: OutboundSegment, src_id: str, dest: str
+    ) -> SubmitOutcome:
+        s = self.settings
+        if self._interval:
+            await self._pace()
+        async with link.window:
+            if not link.connected:  # the link dropped while this submit waited for a slot
+                return SubmitOutcome(error=self._link_down())
+            try:
+                seq, req = link.request(
+                    self._submit_pdu(seg, src_id, dest), self._version, s.response_timeout
+                )
+            except ValueError as e:
+                # Nothing the ISMG could accept: a retry would fail the same way.
+                return SubmitOutcome(error=SubmitError(0, f"cannot encode CMPP_SUBMIT: {e}", retriable=False))
+            link.outstanding += 1
+            try:
+                await req.done.wait()
+            finally:
+                link.outstanding -= 1
+                if not req.done.is_set():  # cancelled
+                    link.pending.pop(seq, None)
+        return self._segment_outcome(link, req, seq)
+
+    def _segment_outcome(self, link: _Link, req: _Request, seq: int) -> SubmitOutcome:
+        if req.timed_out:
+            link.log.warning(
+                "no CMPP_SUBMIT_RESP after resends",
+                seq=seq,
+                resends=req.resends,
+                timeout=self.settings.response_timeout,
+            )
+            return SubmitOutcome(error=_TIMEOUT)
+        if req.lost or not isinstance(req.response, pdu.SubmitResp):
+            return SubmitOutcome(error=self._link_down())
+        resp = req.response
+        if resp.result == RESULT_OK:
+            return SubmitOutcome(carrier_id=msgid.to_text(resp.msg_id))
+        name = f"CMPP_SUBMIT_RESP {result_name(resp.result)}"
+        if resp.result == RESULT_FLOW_CONTROL:
+            return SubmitOutcome(error=SubmitError(resp.result, name, retriable=True, throttled=True))
+        return SubmitOutcome(error=SubmitError(resp.result, name, retriable=False))
+
+    def _submit_ended(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0 and self._idle is not None:
+            self._idle.set()
+
+    # -- connections ----------------------------------------------------------------------------------
+
+    def _update_up(self) -> None:
+        up = any(link.connected for link in self._links)
+        if up != self.up:
+            self.up = up
+            self._log.info("cmpp channel is up" if up else "cmpp channel is down")
+            self.events.link_state(self.name, up)
+
+    async def _maintain(self, link: _Link) -> None:
+        """Connect, log in and serve one link; after each loss wait (exponential backoff, jitter) and redo."""
+        s = self.settings
+        backoff = s.reconnect_min
+        while not self._draining:
+            try:
+                lasted, refused = await self._session(link)
+            except Exception:
+                # A bug in this driver must cost one connection, not the channel (or the daemon).
+                link.log.exception("cmpp session failed unexpectedly; reconnecting")
+                lasted, refused = 0.0, None
+            if self._draining:
+                break
+            if lasted >= _STABLE_LINK:
+                backoff = s.reconnect_min
+            if refused is not None and refused.status in (CONNECT_AUTH_FAILED, CONNECT_BAD_SOURCE_ADDR):
+                # Retrying fast cannot help and may get the account locked; keep trying slowly so that a
+                # fixed password at the ISMG is picked up without a restart.
+                delay = s.reconnect_max
+            else:
+                delay = backoff
+                backoff = min(backoff * 2, s.reconnect_max)
+            # Jitter keeps many connections (or many nodes) from reconnecting in lockstep after an outage.
+            delay *= self._rng.uniform(0.5, 1.0)
+            with trio.move_on_after(delay):
+                await self._drain_started.wait()
+
+    async def _session(self, link: _Link) -> tuple[float, ConnectRefused | None]:
+        """One connection's life: (seconds it was logged in, the refusal if CONNECT was refused)."""
+        s = self.settings
+        try:
+            with trio.fail_after(s.response_timeout):
+                stream = await trio.open_tcp_stream(s.host, s.port)
+        except (OSError, trio.TooSlowError) as e:
+            link.log.warning("cannot connect to the ISMG", host=s.host, port=s.port, error=str(e) or repr(e))
+            return 0.0, None
+        frames = _Frames(stream)
+        since: float | None = None
+        link.closed = trio.Event()
+        try:
+            try:
+                await self._connect(link, frames)
+            except ConnectRefused as refused:
+                self.refused = refused
+                hint = {
+                    CONNECT_AUTH_FAILED: "check the channel's sp_id and password",
+                    CONNECT_BAD_SOURCE_ADDR: "check the channel's sp_id",
+                    CONNECT_VERSION_TOO_HIGH: f"the ISMG speaks 0x{refused.ismg_version:02X}; set version",
+                }.get(refused.status, "")
+                link.log.error(str(refused), status=refused.status, hint=hint)
+                return 0.0, refused
+            except (*_LINK_ERRORS, trio.TooSlowError) as e:
+                link.log.warning("CMPP_CONNECT failed", error=str(e) or repr(e))
+                return 0.0, None
+            self.refused = None
+            since = trio.current_time()
+            link.log.info("logged in", host=s.host, port=s.port)
+            await self._serve(link, frames)
+            return trio.current_time() - since, None
+        finally:
+            was_connected = link.connected
+            link.connected = False
+            link.scope = None
+            link.out.clear()
+            link.fail_pending()
+            if was_connected:
+                self._update_up()
+            if since is not None:
+                link.log.info("connection closed", lasted=round(trio.current_time() - since, 3))
+            await trio.aclose_forcefully(stream)
+            link.closed.set()
+
+    async def _connect(self, link: _Link, frames: _Frames) -> None:
+        """Send CMPP_CONNECT and wait for its response; ConnectRefused for a non-zero Status."""
+        s = self.settings
+        timestamp = pdu.timestamp_of(datetime.now())
+        request = pdu.connect_request(s.sp_id, s.password, timestamp=timestamp, version=self._version)
+        seq = link.next_sequence()
+        with trio.fail_after(s.response_timeout):
+            await frames.stream.send_all(pdu.encode(request, sequence_id=seq, version=self._version))
+            while True:
+                raw = await frames.receive()
+                if raw is None:
+                    raise pdu.PduError("the ISMG closed the connection without answering CMPP_CONNECT")
+                header = pdu.decode_header(raw)
+                if header.command_id == CONNECT_RESP:
+                    resp = pdu.decode(raw, version=self._version).pdu
+                    assert isinstance(resp, pdu.ConnectResp)
+                    if resp.status != CONNECT_OK:
+                        raise ConnectRefused(resp.status, resp.version)
+                    expected = pdu.authenticator_ismg(
+                        resp.status, request.authenticator_source, s.password, version=self._version
+                    )
+                    if resp.authenticator_ismg != expected:
+                        # Not fatal: some ISMGs compute it otherwise (gocmpp's stock server).
+                        link.log.info("AuthenticatorISMG differs from the spec's; ignored")
+                    return
+                if header.command_id == ACTIVE_TEST:
+                    await frames.stream.send_all(
+                        pdu.encode(
+                            pdu.ActiveTestResp(), sequence_id=header.sequence_id, version=self._version
+                        )
+                    )
+                elif header.command_id == TERMINATE:
+                    raise pdu.PduError("the ISMG sent CMPP_TERMINATE instead of CMPP_CONNECT_RESP")
+
+    async def _serve(self, link: _Link, frames: _Frames) -> None:
+        """Run the connection's reader, writer, keepalive and sweeper until one of them ends it."""
+        link.out.clear()
+        link.out_ready = trio.Event()
+        link.last_rx = trio.current_time()
+        link.terminating = False
+        async with trio.open_nursery() as nursery:
+            link.scope = nursery.cancel_scope
+            if self._draining:  # drain() began while this link was logging in
+                nursery.start_soon(self._terminate, link)
+            link.connected = True
+            self._update_up()
+            nursery.start_soon(self._writer, link, frames.stream)
+            nursery.start_soon(self._keepalive, link)
+            nursery.start_soon(self._sweep, link)
+            await self._reader(link, frames, nursery)
+            nursery.cancel_scope.cancel()
+
+    async def _terminate(self, link: _Link) -> None:
+        if not link.connected:
+            return
+        link.terminating = True
+        _, req = link.request(pdu.Terminate(), self._version, self.settings.response_timeout)
+        with trio.move_on_after(min(_TERMINATE_WAIT, self.settings.response_timeout)):
+            await req.done.wait()
+        if isinstance(req.response, pdu.TerminateResp):
+            link.log.info("terminated")
+        else:
+            link.log.warning("no CMPP_TERMINATE_RESP from the ISMG; closing anyway")
+        link.drop()
+        with trio.move_on_after(_TERMINATE_WAIT):
+            await link.closed.wait()
+
+    # -- per-connection tasks -------------------------------------------------------------------------
+
+    async def _writer(self, link: _Link, stream: trio.abc.Stream) -> None:
+        try:
+            while True:
+                if not link.out:
+                    link.out_ready = trio.Event()
+                    await link.out_ready.wait()
+                    continue
+                # Let every task that is ready queue its PDU first: one send_all then carries them all.
+                await trio.lowlevel.checkpoint()
+                data, link.out = link.out, bytearray()
+                await stream.send_all(bytes(data))
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            link.log.warning("connection lost while sending", error=str(e) or repr(e))
+            link.drop()
+
+    async def _keepalive(self, link: _Link) -> None:
+        """CMPP_ACTIVE_TEST after ``active_test_interval`` without inbound traffic; when it gets no answer
+        after its resends, the link is dropped."""
+        s = self.settings
+        while True:
+            due = link.last_rx + s.active_test_interval
+            if trio.current_time() < due:
+                await trio.sleep_until(due)
+                continue
+            _, req = link.request(pdu.ActiveTest(), self._version, s.response_timeout)
+            await req.done.wait()
+            if req.timed_out:
+                link.log.warning("no CMPP_ACTIVE_TEST_RESP; dropping the connection", resends=req.resends)
+                link.drop()
+                return
+            link.last_rx = max(link.last_rx, trio.current_time())
+
+    async def _sweep(self, link: _Link) -> None:
+        """Re-send each request unanswered for ``response_timeout``, the same octets and Sequence_Id, up to
+        ``resends`` times; then give up on it. One task per connection, not a timer per request."""
+        s = self.settings
+        while True:
+            now = trio.current_time()
+            due = math.inf
+            expired: list[int] = []
+            for seq, req in link.pending.items():
+                if req.deadline > now:
+                    due = min(due, req.deadline)
+                elif req.resends < s.resends:
+                    req.resends += 1
+                    req.deadline = now + s.response_timeout
+                    due = min(due, req.deadline)
+                    link.log.info("no response in time; re-sending", seq=seq, resend=req.resends)
+                    link.send(req.data)
+                else:
+                    expired.append(seq)
+            for seq in expired:
+                req = link.pending.pop(seq)
+                req.timed_out = True
+                req.resolve()
+            link.pending_changed = trio.Event()
+            with trio.move_on_at(due):
+                await link.pending_changed.wait()
+
+    async def _reader(self, link: _Link, frames: _Frames, nursery: trio.Nursery) -> None:
+        reports_in, reports_out = trio.open_memory_channel[tuple[int, pdu.Deliver]](_DELIVER_BACKLOG)
+        replies_in, replies_out = trio.open_memory_channel[tuple[int, pdu.Deliver]](_DELIVER_BACKLOG)
+        nursery.start_soon(self._report_worker, link, reports_out)
+        for _ in range(_REPLY_WORKERS):
+            nursery.start_soon(self._reply_worker, link, replies_out.clone())
+        try:
+            while True:
+                raw = await frames.receive()
+                if raw is None:
+                    if not link.terminating:
+                        link.log.warning("the ISMG closed the connection")
+                    return
+                link.last_rx = trio.current_time()
+                header = pdu.decode_header(raw)
+                command_id, seq = header.command_id, header.sequence_id
+                if command_id == DELIVER:
+                    try:
+                        deliver = pdu.decode(raw, version=self._version).pdu
+                    except pdu.PduError as e:
+                        msg_id = int.from_bytes(raw[12:20], "big") if len(raw) >= 20 else 0
+                        link.log.warning("undecodable CMPP_DELIVER; answered Result 1", error=str(e), seq=seq)
+                        link.send(self._deliver_resp(seq, msg_id, RESULT_BAD_STRUCTURE))
+                        continue
+                    assert isinstance(deliver, pdu.Deliver)
+                    await (reports_in if deliver.is_report else replies_in).send((seq, deliver))
+                elif command_id & RESPONSE:
+                    self._on_response(link, raw, command_id, seq)
+                elif command_id == ACTIVE_TEST:
+                    link.send(pdu.encode(pdu.ActiveTestResp(), sequence_id=seq, version=self._version))
+                elif command_id == TERMINATE:
+                    link.log.info("the ISMG terminated the session; reconnecting")
+                    # Straight to the socket, so the answer is out before the connection closes.
+                    with trio.move_on_after(self.settings.response_timeout):
+                        await frames.stream.send_all(
+                            pdu.encode(pdu.TerminateResp(), sequence_id=seq, version=self._version)
+                        )
+                    return
+                else:
+                    # CMPP has no generic_nack; a request we do not serve (QUERY, CANCEL from an ISMG?) is
+                    # logged and left unanswered.
+                    link.log.warning("request not handled", command=command_name(command_id), seq=seq)
+        except _LINK_ERRORS as e:
+            link.log.warning("connection lost while reading", error=str(e) or repr(e))
+
+    def _on_response(self, link: _Link, raw: bytes, command_id: int, seq: int) -> None:
+        req = link.pending.pop(seq, None)
+        if req is None:
+            # Usually the answer to a resent request that was answered already, or one given up on.
+            link.log.info("response to no outstanding request", command=command_name(command_id), seq=seq)
+            return
+        if command_id in (SUBMIT_RESP, ACTIVE_TEST_RESP, TERMINATE_RESP):
+            req.response = pdu.decode(raw, version=self._version).pdu  # PduError drops the link
+        req.resolve()
+
+    def _deliver_resp(self, seq: int, msg_id: int, result: int) -> bytes:
+        return pdu.encode(pdu.DeliverResp(msg_id, result), sequence_id=seq, version=self._version)
+
+    # -- inbound: status reports and replies ------------------------------------------------------------
+
+    async def _report_worker(
+        self, link: _Link, reports: trio.MemoryReceiveChannel[tuple[int, pdu.Deliver]]
+    ) -> None:
+        """Store the connection's reports, all that arrived since the last store in one write, and answer
+        each once stored."""
+        async for first in reports:
+            batch = [first]
+            while len(batch) < _RECEIPT_BATCH:
+                try:
+                    batch.append(reports.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            results = await self._store_reports(link, batch)
+            for (seq, deliver), result in zip(batch, results, strict=True):
+                link.send(self._deliver_resp(seq, deliver.msg_id, result))
+
+    async def _store_reports(self, link: _Link, batch: Sequence[tuple[int, pdu.Deliver]]) -> list[int]:
+        """Store status reports through the core; the Result to answer each DELIVER with."""
+        results = [RESULT_OK] * len(batch)
+        parsed: list[tuple[int, InboundReceipt]] = []
+        for i, (_, deliver) in enumerate(batch):
+            try:
+                receipt = receipt_of(pdu.decode_report(deliver.msg_content))
+            except (pdu.PduError, ValueError) as e:
+                # Refusing it would make the ISMG re-send it forever; answer it and keep the evidence.
+                link.log.warning(
+                    "status report not understood; answered and dropped",
+                    error=str(e),
+                    msg_content=deliver.msg_content.hex(),
+                )
+                continue
+            parsed.append((i, receipt))
+        if not parsed:
+            return results
+        if len(parsed) > 1:
+            try:
+                await self.events.receipt_batch(self.name, [receipt for _, receipt in parsed])
+                return results
+            except Exception as e:
+                link.log.info("could not store reports together; storing each alone", error=str(e) or repr(e))
+
+        async def store_one(i: int, receipt: InboundReceipt) -> None:
+            try:
+                await self.events.receipt(self.name, receipt)
+            except Exception as e:
+                link.log.warning(
+                    "could not store a status report; the ISMG will re-send it",
+                    carrier_id=receipt.carrier_id,
+                    error=str(e) or repr(e),
+                )
+                results[i] = RESULT_FLOW_CONTROL
+
+        async with trio.open_nursery() as nursery:
+            for i, receipt in parsed:
+                nursery.start_soon(store_one, i, receipt)
+        return results
+
+    async def _reply_worker(
+        self, link: _Link, replies: trio.MemoryReceiveChannel[tuple[int, pdu.Deliver]]
+    ) -> None:
+        async with replies:
+            async for seq, deliver in replies:
+                try:
+                    result = await self._store_reply(link, deliver)
+                except Exception:
+                    link.log.exception("reply handling failed; refused so that the ISMG re-sends it")
+                    result = RESULT_FLOW_CONTROL
+                link.send(self._deliver_resp(seq, deliver.msg_id, result))
+
+    async def _store_reply(self, link: _Link, deliver: pdu.Deliver) -> int:
+        """Store one mobile-originated DELIVER (or one part of a long one) through the core; the Result
+        to answer it with. What the store refuses is answered 8 (flow control): the ISMG sends it again."""
+        message = reply_of(deliver, received_at=time.time())
+        try:
+            if isinstance(message, InboundReplyPart):
+                await self.events.reply_part(self.name, message)
+            else:
+                await self.events.reply(self.name, message)
+        except Exception as e:
+            link.log.warning(
+                "could not store a reply; the ISMG will re-send it",
+                sender=deliver.src_terminal_id,
+                error=str(e) or repr(e),
+            )
+            return RESULT_FLOW_CONTROL
+        return RESULT_OK
+
+    async def _expire_parts(self) -> None:
+        """Give up on missing parts: every tick the core stores, with their gaps marked, this channel's
+        long replies whose first part came more than ``mo_timeout`` ago. A failure is retried next tick."""
+        timeout = self.settings.mo_timeout
+        tick = min(1.0, timeout / 4)
+        while True:
+            await trio.sleep(tick)
+            try:
+                await self.events.expire_reply_parts(self.name, time.time() - timeout)
+            except Exception as e:
+                self._log.warning(
+                    "could not hand over incomplete replies; will retry", error=str(e) or repr(e)
+                )
+
+
+# ----- reading a DELIVER ---------------------------------------------------------------------------------
+
+
+def receipt_of(report: pdu.Report) -> InboundReceipt:
+    """A status report as the core's receipt: the Msg_Id's stored text, the Stat as a state, the Stat
+    itself kept as ``raw`` and, for a carrier code such as ``MK:0005`` or ``0005``, its number."""
+    stat = report.stat.strip()
+    status = _STATS.get(stat.upper(), ReceiptStatus.UNDELIVERED)
+    code = stat.rpartition(":")[2]
+    error_code = (
+        int(code) if code.isascii() and code.isdigit() and status != ReceiptStatus.DELIVERED else None
+    )
+    return InboundReceipt(msgid.to_text(report.msg_id), status, error_code=error_code, raw=stat)
+
+
+def reply_of(deliver: pdu.Deliver, *, received_at: float) -> InboundReply | InboundReplyPart:
+    """An MO DELIVER as a whole reply or a part of a long one; ``destination`` is Dest_Id, the number the
+    user wrote to, so the core finds the extension in it. Never raises for what an ISMG can send: a
+    malformed UDH or inconsistent counters make the DELIVER a reply of its own."""
+    sender, destination = deliver.src_terminal_id, deliver.dest_id
+    content = deliver.msg_content
+    if deliver.tp_udhi:
+        try:
+            found = text.read_reference(content)
+        except ValueError:
+            found = None
+        if found is not None:
+            scheme, part = found
+            if part.total > 1 and 1 <= part.number <= part.total:
+                codec = _PART_CODECS.get(deliver.msg_fmt) or _PART_CODECS[_alphabet(deliver.msg_fmt)]
+                return InboundReplyPart(
+                    sender,
+                    destination,
+                    f"{scheme}:{part.ref}",
+                    part.total,
+                    part.number,
+                    codec,
+                    part.body,
+                    received_at,
+                )
+            content = part.body
+        elif content and content[0] + 1 <= len(content):
+            content = content[1 + content[0] :]  # a UDH without concatenation: drop it, keep the text
+    decoded = text.decode_content(content, deliver.msg_fmt)
+    return InboundReply(
+        sender, destination, decoded if isinstance(decoded, str) else decoded.decode("latin-1")
+    )
+
+
+def _alphabet(msg_fmt: int) -> int:
+    """A Msg_Fmt CMPP does not define, read by its GSM alphabet bits as :func:`.text.decode_content` does."""
+    return {0x00: MSG_FMT_ASCII, 0x04: MSG_FMT_BINARY, 0x08: MSG_FMT_UCS2, 0x0C: MSG_FMT_GBK}[msg_fmt & 0x0C]
