@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import importlib.metadata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -32,9 +33,11 @@ __all__ = [
     "InvalidOption",
     "OutboundSegment",
     "ReceiptStatus",
+    "Segmenter",
     "SubmitDone",
     "SubmitError",
     "SubmitOutcome",
+    "driver_class",
     "option",
     "parse_options",
 ]
@@ -160,6 +163,24 @@ class ChannelEvents(abc.ABC):
         """The link went up or down; the core routes around a channel that is down."""
 
 
+class Segmenter(abc.ABC):
+    """How a channel's wire protocol cuts a text into segments, for a driver whose protocol does not
+    take SMPP's (GSM 7-bit or UCS-2, :mod:`masd.core.split`), e.g. CMPP's ASCII/GBK/UCS-2 octets.
+
+    The core counts a delivery's segments with :meth:`count` when it accepts the message (it is what the
+    receipts roll up over) and asks :meth:`encode` for them when it sends, so both must agree for every
+    text. ``concat`` is the channel's concatenation method (``udh8``, ``udh16``, …; a segmenter refuses
+    one its protocol cannot carry with ValueError), ``ref`` the delivery's concatenation reference.
+    A text needing more than ``max_segments`` raises :class:`masd.core.split.TooManySegments`; one that
+    cannot be encoded at all (an unpaired surrogate) raises ValueError."""
+
+    @abc.abstractmethod
+    def count(self, text: str, *, concat: str, max_segments: int) -> int: ...
+
+    @abc.abstractmethod
+    def encode(self, text: str, *, concat: str, ref: int, max_segments: int) -> list[OutboundSegment]: ...
+
+
 SubmitDone = Callable[[list[SubmitOutcome]], None]
 """What :meth:`ChannelDriver.submit_nowait` calls with one delivery's outcomes, once they are known."""
 
@@ -274,3 +295,24 @@ class ChannelDriver(abc.ABC):
     async def drain(self) -> None:
         """Called on shutdown before cancellation: stop taking submits, finish what is in flight."""
         return None
+
+    @classmethod
+    def segmenter(cls, settings: DriverOptions) -> Segmenter | None:
+        """How this driver's channels cut texts, given a channel's validated options; None (the default):
+        the core's SMS splitter, GSM 7-bit or UCS-2 (:mod:`masd.core.split`). A class method, because the
+        core counts segments where no driver runs (``masd send``, intake workers)."""
+        return None
+
+
+def driver_class(name: str) -> type[ChannelDriver]:
+    """The driver registered as ``name`` in the ``masd.channels`` entry-point group; LookupError names the
+    installed ones when there is none, TypeError when the entry point is not a ChannelDriver."""
+    eps = importlib.metadata.entry_points(group="masd.channels")
+    for ep in eps:
+        if ep.name == name:
+            cls = ep.load()
+            if not (isinstance(cls, type) and issubclass(cls, ChannelDriver)):
+                raise TypeError(f"channel driver {name!r} ({ep.value}) is not a ChannelDriver")
+            return cls
+    known = ", ".join(sorted(ep.name for ep in eps)) or "none"
+    raise LookupError(f"no channel driver named {name!r}; installed drivers: {known}")

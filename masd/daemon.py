@@ -25,7 +25,6 @@ cancels the rest.
 
 from __future__ import annotations
 
-import importlib.metadata
 import signal
 import time
 from typing import TYPE_CHECKING, Any
@@ -43,7 +42,7 @@ from masd.store import events as event_store
 from masd.store import queue as queue_store
 from masd.store import receipts as receipt_store
 from masd.store.db import Database, database_from_config
-from masd_adapters.base import ChannelDriver
+from masd_adapters.base import ChannelDriver, driver_class
 
 if TYPE_CHECKING:
     from masd.interfaces.http import Mount
@@ -59,15 +58,11 @@ LATE_RECEIPTS_LOOKBACK = 10_000  # receipts a new housekeeping holder looks at a
 
 
 def load_driver(name: str) -> type[ChannelDriver]:
-    eps = importlib.metadata.entry_points(group="masd.channels")
-    for ep in eps:
-        if ep.name == name:
-            cls = ep.load()
-            if not (isinstance(cls, type) and issubclass(cls, ChannelDriver)):
-                raise ConfigError(f"channel driver {name!r} ({ep.value}) is not a ChannelDriver")
-            return cls
-    known = ", ".join(sorted(ep.name for ep in eps)) or "none"
-    raise ConfigError(f"no channel driver named {name!r}; installed drivers: {known}")
+    """The channel driver class registered as ``name`` (masd.channels entry points); ConfigError if none."""
+    try:
+        return driver_class(name)
+    except (LookupError, TypeError) as e:
+        raise ConfigError(str(e)) from None
 
 
 class Daemon:

@@ -113,6 +113,8 @@ class Dispatcher:
         self._sending = 0  # sender tasks not yet finished
         self._room = trio.Event()  # set when recorded outcomes free window slots
         self._texts: dict[str, split.Plan | list[OutboundSegment]] = {}  # see _wire
+        # A driver whose protocol cuts texts its own way (CMPP) encodes them as the Gateway counted them.
+        self._segmenter = type(driver).segmenter(driver.settings)
         self._unrecorded = gateway.unrecorded[name] = UnrecordedOutcomes()
         m = gateway.metrics
         self._rate_gauge = m.channel_rate.labels(name)
@@ -507,6 +509,10 @@ class Dispatcher:
         is as many deliveries of one text: with their segments when those do not depend on the
         concatenation reference (message_payload), else with their plan."""
         concat = self.ch.concat
+        if self._segmenter is not None:
+            return self._segmenter.encode(
+                text, concat=concat, ref=ref, max_segments=self.cfg.queue.max_segments
+            )
         if concat != "payload":
             one = split.single_segment(text)
             if one is not None:

@@ -35,7 +35,15 @@ from masd.store import reply_parts as reply_part_store
 from masd.store import resends as resend_store
 from masd.store.db import Database
 from masd.store.limits import Charge, Over
-from masd_adapters.base import ChannelEvents, InboundReceipt, InboundReply, InboundReplyPart
+from masd_adapters.base import (
+    ChannelEvents,
+    InboundReceipt,
+    InboundReply,
+    InboundReplyPart,
+    Segmenter,
+    driver_class,
+    parse_options,
+)
 from masd_adapters.voice import call_outcome
 
 __all__ = [
@@ -176,8 +184,24 @@ class Gateway(ChannelEvents):
             )
             for name, ch in cfg.channels.items()
         }
+        self._segmenters: dict[str, Segmenter | None] = {}
 
     # ----- accepting ---------------------------------------------------------------------------------
+
+    def segmenter(self, channel: str) -> Segmenter | None:
+        """How ``channel`` cuts a text into segments: its driver's :class:`Segmenter` (CMPP counts octets
+        as SMPP does not), or None for the core's SMS splitter (:mod:`masd.core.split`). Asked of the
+        driver's class, so that counting at accept agrees with sending wherever the message is accepted
+        (the daemon, an intake worker, ``masd send``); looked up once per channel."""
+        if channel in self._segmenters:
+            return self._segmenters[channel]
+        ch = self.cfg.channels[channel]
+        found: Segmenter | None = None
+        if ch.kind == "sms":
+            cls = driver_class(ch.driver)
+            found = cls.segmenter(parse_options(cls.Options, cls.driver, channel, ch.options))
+        self._segmenters[channel] = found
+        return found
 
     def route(self, recipient: str, kind: str = "sms") -> str:
         """The channel for a recipient: the longest matching prefix, else the first channel without any.
@@ -200,6 +224,23 @@ class Gateway(ChannelEvents):
             if ch.kind == kind:
                 return name
         raise Rejected("kind", f"no {kind} channel is configured", value=kind)
+
+    def _count_segments(self, text: str, channel: str, ch: ChannelConfig) -> int:
+        """The segments a delivery of ``text`` on ``channel`` has on the wire; Rejected("text") if none can
+        carry it."""
+        max_segments = self.cfg.queue.max_segments
+        segmenter = self.segmenter(channel)
+        try:
+            if segmenter is not None:
+                return segmenter.count(text, concat=ch.concat, max_segments=max_segments)
+            parts = len(split.plan(text, concat=ch.concat, max_segments=max_segments).parts)
+        except split.TooManySegments as e:
+            raise Rejected("text", str(e)) from None
+        except ValueError as e:  # e.g. an unpaired surrogate, which no encoding can carry
+            raise Rejected("text", f"cannot be encoded: {e}") from None
+        # message_payload carries the whole text in one PDU, with one receipt: that is what the delivery
+        # waits for, whatever the network splits it into later.
+        return 1 if ch.concat == "payload" else parts
 
     def prepare(
         self, req: SubmitRequest, *, interface: str, app_id: int | None, app: App | None = None
@@ -270,18 +311,10 @@ class Gateway(ChannelEvents):
                 resends = app.resend
             ch: ChannelConfig = self.cfg.channels[channel]
             if ch.kind == "voice":
-                counts[ch.concat] = 1  # a call carries the whole text
-            if ch.concat not in counts:
-                try:
-                    parts = len(split.plan(req.text, concat=ch.concat, max_segments=q.max_segments).parts)
-                    # message_payload carries the whole text in one PDU, with one receipt: that is what
-                    # the delivery waits for, whatever the network splits it into later.
-                    counts[ch.concat] = 1 if ch.concat == "payload" else parts
-                except split.TooManySegments as e:
-                    raise Rejected("text", str(e)) from None
-                except ValueError as e:  # e.g. an unpaired surrogate, which no encoding can carry
-                    raise Rejected("text", f"cannot be encoded: {e}") from None
-            n = counts[ch.concat]
+                counts[channel] = 1  # a call carries the whole text
+            if channel not in counts:
+                counts[channel] = self._count_segments(req.text, channel, ch)
+            n = counts[channel]
             deliveries.append(
                 msg_store.NewDelivery(
                     recipient=number,

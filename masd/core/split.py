@@ -52,13 +52,15 @@ _MULTI: dict[Encoding, dict[Concat, int]] = {
 
 
 class TooManySegments(ValueError):
-    """The text would need more segments than the caller (or the 8-bit concatenation counter) allows."""
+    """The text would need more segments than the caller (or the 8-bit concatenation counter) allows.
+    ``encoding`` names the wire's alphabet: gsm7 or ucs2 here, a driver's own (ascii, gbk) from its
+    :class:`~masd_adapters.base.Segmenter`."""
 
-    def __init__(self, needed: int, maximum: int, *, length: int, encoding: Encoding) -> None:
+    def __init__(self, needed: int, maximum: int, *, length: int, encoding: str) -> None:
         self.needed = needed
         self.maximum = maximum
         self.length = length
-        self.encoding: Encoding = encoding
+        self.encoding = encoding
         super().__init__(
             f"text needs {needed} segments; the maximum is {maximum} ({length} chars, encoding {encoding})"
         )
@@ -68,7 +70,7 @@ class TooManySegments(ValueError):
         return (_rebuild_too_many, (self.needed, self.maximum, self.length, self.encoding))
 
 
-def _rebuild_too_many(needed: int, maximum: int, length: int, encoding: Encoding) -> TooManySegments:
+def _rebuild_too_many(needed: int, maximum: int, length: int, encoding: str) -> TooManySegments:
     return TooManySegments(needed, maximum, length=length, encoding=encoding)
 
 
