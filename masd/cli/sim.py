@@ -5,6 +5,10 @@ until Ctrl-C or SIGTERM (then exit 0). ``masd sim mo`` makes that running SMSC s
 message (上行短信) to whoever is bound, and ``masd sim stats`` shows its counters; both talk to its
 control port (newline-delimited JSON on 127.0.0.1, described in that module).
 
+``masd sim ismg`` runs the simulated China Mobile ISMG of :mod:`masd_adapters.cmpp.ismg`, a real CMPP
+2.0/3.0 server (port 7890, control port 7891), the same way; ``masd sim ismg-mo`` and ``masd sim
+ismg-stats`` are its ``mo`` and ``stats``.
+
 As everywhere in masd's CLI, results go to stdout (one JSON document with ``--json``), notes and errors to
 stderr; exit codes are 0 success, 1 failure (port in use, SMSC not reachable, request refused), 2 usage.
 """
@@ -211,8 +215,11 @@ def smsc(
     )
 
 
-def _control(host: str, port: int, request: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """One request to the control port; exits 1 when the SMSC cannot be reached or refuses it."""
+def _control(
+    host: str, port: int, request: dict[str, Any], timeout: float, what: str = "SMSC"
+) -> dict[str, Any]:
+    """One request to the control port of the simulated ``what``; exits 1 when it cannot be reached or
+    sends no valid answer."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.sendall(json.dumps(request, ensure_ascii=False).encode() + b"\n")
@@ -223,13 +230,13 @@ def _control(host: str, port: int, request: dict[str, Any], timeout: float) -> d
                     break
                 buf += chunk
     except OSError as e:
-        _fail(f"cannot reach the SMSC control port {host}:{port}: {e.strerror or e}")
+        _fail(f"cannot reach the {what} control port {host}:{port}: {e.strerror or e}")
     try:
         answer = json.loads(buf.partition(b"\n")[0])
     except ValueError:
-        _fail(f"the SMSC control port {host}:{port} sent no valid answer")
+        _fail(f"the {what} control port {host}:{port} sent no valid answer")
     if not isinstance(answer, dict):
-        _fail(f"the SMSC control port {host}:{port} sent no valid answer")
+        _fail(f"the {what} control port {host}:{port} sent no valid answer")
     return answer
 
 
@@ -277,6 +284,240 @@ def stats(
     answer = _control(host, control_port, {"op": "stats"}, timeout)
     if not answer.get("ok"):
         _fail(f"the SMSC refused: {answer.get('error', 'no reason given')}")
+    counters = answer.get("stats", {})
+    if as_json:
+        _print_json(counters)
+        return
+    width = max(map(len, counters), default=0)
+    for key, value in counters.items():
+        typer.echo(f"{key:<{width}}  {value}")
+
+
+IsmgControlPortOption = Annotated[
+    int, typer.Option("--control-port", help="The ISMG's control port (its CMPP port + 1 by default).")
+]
+
+
+@sim_app.command()
+def ismg(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on for CMPP.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="CMPP port; 0 picks a free one.")] = 7890,
+    version: Annotated[
+        str, typer.Option("--version", help="Highest CMPP version spoken: 3.0 (takes 2.x too) or 2.0.")
+    ] = "3.0",
+    account: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--account",
+            help=r"sp_id:secret an SP may CONNECT with (sp_id 6 characters); repeatable. "
+            r"\[default: 901234:secret]",
+        ),
+    ] = None,
+    ismg_code: Annotated[
+        int, typer.Option("--ismg-code", help="The ISMG code (22 bits) in every Msg_Id.")
+    ] = 10086,
+    report_delay: Annotated[
+        str, typer.Option("--report-delay", help="Seconds until a report: '1.5', or a range '0.5-2'.")
+    ] = "0.1-1",
+    outcomes: Annotated[
+        str,
+        typer.Option(
+            "--outcomes",
+            help="Report outcome weights, e.g. 'delivered=0.9,undelivered=0.05,expired=0.05'; names: "
+            "delivered, undelivered, expired, rejected, deleted, unknown, none (no report), or a carrier "
+            "Stat such as MK:0005.",
+        ),
+    ] = "delivered=1",
+    short_reports: Annotated[
+        bool, typer.Option("--short-reports", help="60-octet reports on 3.0 sessions too (as gocmpp).")
+    ] = False,
+    throttle_every: Annotated[
+        int,
+        typer.Option("--throttle-every", help="Answer every Nth SUBMIT of a connection Result 8; 0 = off."),
+    ] = 0,
+    throttle_above: Annotated[
+        float,
+        typer.Option("--throttle-above", help="Answer Result 8 above this many SUBMITs/s per connection."),
+    ] = 0.0,
+    disconnect_every: Annotated[
+        int, typer.Option("--disconnect-every", help="Drop a connection at its Nth SUBMIT; 0 = off.")
+    ] = 0,
+    disconnect_after: Annotated[
+        float, typer.Option("--disconnect-after", help="Drop each session this many s after login; 0 = off.")
+    ] = 0.0,
+    active_test: Annotated[
+        float, typer.Option("--active-test", help="Seconds between the ISMG's own ACTIVE_TEST; 0 = never.")
+    ] = 180.0,
+    active_test_timeout: Annotated[
+        float, typer.Option("--active-test-timeout", help="Drop a session not answering within this (s).")
+    ] = 60.0,
+    resend_after: Annotated[
+        float, typer.Option("--resend-after", help="Send a report again if unanswered this long (s).")
+    ] = 60.0,
+    deliver_window: Annotated[
+        int, typer.Option("--deliver-window", help="DELIVERs (reports, MOs) unanswered at once per session.")
+    ] = 16,
+    record: Annotated[
+        Path | None,
+        typer.Option("--record", help="Append every CONNECT and SUBMIT received to this JSONL file."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for delays, outcomes and ids.")] = None,
+    control_port: Annotated[
+        int | None,
+        typer.Option("--control-port", help="Control port (JSON lines); default CMPP port + 1; -1 = none."),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info (logins and drops) or warning.")
+    ] = "warning",
+    as_json: JsonOption = False,
+) -> None:
+    """Run a simulated China Mobile ISMG (模拟移动网关, CMPP 2.0/3.0) until Ctrl-C or SIGTERM."""
+    from masd_adapters.cmpp.ismg import Ismg, IsmgConfig, account_list, parse_delay, parse_outcomes
+
+    try:
+        config = IsmgConfig(
+            host=host,
+            port=port,
+            version=version,  # type: ignore[arg-type]  # parsed by IsmgConfig
+            accounts=account_list(account or ["901234:secret"]),
+            ismg_code=ismg_code,
+            report_delay=parse_delay(report_delay),
+            outcomes=parse_outcomes(outcomes),
+            short_reports=short_reports,
+            throttle_every=throttle_every,
+            throttle_above_rate=throttle_above,
+            disconnect_every=disconnect_every,
+            disconnect_after=disconnect_after,
+            active_test_interval=active_test,
+            active_test_timeout=active_test_timeout,
+            report_resend_after=resend_after,
+            deliver_window=deliver_window,
+            seed=seed,
+            record=record,
+            control=control_port != -1,
+            control_port=None if control_port in (None, -1) else control_port,
+        )
+    except ValueError as e:
+        _fail(f"invalid option: {e}", 2)
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.WARNING),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    server = Ismg(config)
+    shown_version = config.public()["version"]
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                await nursery.start(server.serve)
+                if as_json:
+                    _print_json(
+                        {
+                            "host": host,
+                            "port": server.port,
+                            "control_port": server.control_port or None,
+                            "version": shown_version,
+                            "ismg_code": config.ismg_code,
+                            # A simulator's test credentials, printed so that an SP can be pointed at it.
+                            "accounts": dict(sorted(config.accounts.items())),
+                        }
+                    )
+                else:
+                    control = f", control on 127.0.0.1:{server.control_port}" if config.control else ""
+                    credentials = ", ".join(
+                        f"{sp}:{secret}" for sp, secret in sorted(config.accounts.items())
+                    )
+                    typer.echo(
+                        f"masd sim ismg: CMPP {shown_version} on {host}:{server.port}{control}; "
+                        f"accounts (sp_id:secret): {credentials}"
+                    )
+                    sys.stdout.flush()
+                async for signum in signals:
+                    typer.echo(f"{signal.Signals(signum).name}: stopping", err=True)
+                    break
+                nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt | SystemExit):
+            raise
+        problem = next((leaf for leaf in _leaves(e) if isinstance(leaf, OSError)), None)
+        if problem is None:
+            raise
+        if problem.filename:
+            _fail(f"cannot open {problem.filename}: {problem.strerror or problem}")
+        _fail(f"cannot listen on {host}:{port} or its control port: {problem.strerror or problem}")
+    stats = server.stats
+    typer.echo(
+        f"stopped: {stats.submits} submits ({stats.throttled} throttled, {stats.rejected} rejected), "
+        f"{stats.reports_acked} reports acknowledged, {stats.reports_pending} pending, "
+        f"{stats.mo_acked} MO acknowledged",
+        err=True,
+    )
+
+
+@sim_app.command("ismg-mo")
+def ismg_mo(
+    sender: Annotated[str, typer.Option("--from", help="The handset's number (Src_terminal_Id, 主叫号码).")],
+    destination: Annotated[
+        str, typer.Option("--to", help="Dest_Id: the service code and extension (e.g. 1065712345001).")
+    ],
+    text: Annotated[str, typer.Option("--text", help="The message text.")],
+    msg_fmt: Annotated[
+        int | None,
+        typer.Option("--msg-fmt", help="0 ASCII, 8 UCS-2 or 15 GBK. \\[default: 0 for ASCII, else 8]"),
+    ] = None,
+    concat: Annotated[
+        str, typer.Option("--concat", help="UDH of a long text: udh8 (05 00 03) or udh16 (06 08 04).")
+    ] = "udh8",
+    sp_id: Annotated[str | None, typer.Option("--sp-id", help="Deliver to sessions of this account.")] = None,
+    link_id: Annotated[str, typer.Option("--link-id", help="LinkID (3.0 sessions only).")] = "",
+    service_id: Annotated[str, typer.Option("--service-id", help="Service_Id of the DELIVER.")] = "",
+    shuffle: Annotated[bool, typer.Option("--shuffle", help="Send the parts out of order.")] = False,
+    host: HostOption = "127.0.0.1",
+    control_port: IsmgControlPortOption = 7891,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the ISMG.")] = 5.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Make a running simulated ISMG send a mobile-originated message (模拟上行短信) over CMPP."""
+    request: dict[str, Any] = {
+        "op": "mo",
+        "from": sender,
+        "to": destination,
+        "text": text,
+        "concat": concat,
+        "link_id": link_id,
+        "service_id": service_id,
+    }
+    if msg_fmt is not None:
+        request["msg_fmt"] = msg_fmt
+    if sp_id is not None:
+        request["sp_id"] = sp_id
+    if shuffle:
+        request["shuffle"] = True
+    answer = _control(host, control_port, request, timeout, "ISMG")
+    if as_json:
+        _print_json(answer)
+    if not answer.get("ok"):
+        _fail(f"the ISMG refused: {answer.get('error', 'no reason given')}")
+    if not as_json:
+        parts = answer.get("parts")
+        typer.echo(f"MO from {sender} to {destination}: {parts} part{'' if parts == 1 else 's'} sent")
+
+
+@sim_app.command("ismg-stats")
+def ismg_stats(
+    host: HostOption = "127.0.0.1",
+    control_port: IsmgControlPortOption = 7891,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the ISMG.")] = 5.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a running simulated ISMG's counters (统计)."""
+    answer = _control(host, control_port, {"op": "stats"}, timeout, "ISMG")
+    if not answer.get("ok"):
+        _fail(f"the ISMG refused: {answer.get('error', 'no reason given')}")
     counters = answer.get("stats", {})
     if as_json:
         _print_json(counters)
