@@ -295,8 +295,9 @@ class FakeIsmg:
 
 
 async def start(
-    nursery: trio.Nursery, ismg: FakeIsmg, events: Events | None = None, **options: Any
+    nursery: trio.Nursery, ismg: Any, events: Events | None = None, **options: Any
 ) -> tuple[CmppChannel, Events]:
+    """A running channel logged in to ``ismg``, a :class:`FakeIsmg` or masd's simulated ISMG."""
     events = events or Events()
     opts: dict[str, Any] = {
         "host": "127.0.0.1",
@@ -308,8 +309,9 @@ async def start(
         "reconnect_min": 0.05,
         "reconnect_max": 0.2,
         "response_timeout": 2.0,
-        "version": "3.0" if ismg.version == VERSION_30 else "2.0",
     }
+    if isinstance(ismg, FakeIsmg) and ismg.version == VERSION_20:
+        opts["version"] = "2.0"
     opts.update(options)
     channel = CmppChannel("cmcc", opts, events, "/nonexistent")
     await nursery.start(channel.run)
@@ -779,3 +781,60 @@ async def test_submits_in_flight_when_the_link_drops_are_link_down(nursery: trio
         while not results:
             await trio.sleep(0.01)
     assert results[0][0].error is not None and results[0][0].error.name == "LINK_DOWN"
+
+
+# -- against masd's simulated ISMG -------------------------------------------------------------------
+
+
+async def simulated_ismg(nursery: trio.Nursery, **config: Any) -> Any:
+    from masd_adapters.cmpp.ismg import Ismg, IsmgConfig
+
+    settings: dict[str, Any] = {
+        "port": 0,
+        "control": False,
+        "accounts": {SP_ID: SECRET},
+        "report_delay": 0.01,
+    }
+    settings.update(config)
+    ismg = Ismg(IsmgConfig(**settings))
+    await nursery.start(ismg.serve)
+    return ismg
+
+
+@pytest.mark.parametrize(("version", "short_reports"), [("3.0", False), ("3.0", True), ("2.0", False)])
+async def test_reports_meet_their_segments_simulated_ismg(
+    nursery: trio.Nursery, version: str, short_reports: bool
+) -> None:
+    ismg = await simulated_ismg(nursery, short_reports=short_reports, outcomes={"delivered": 1.0})
+    channel, events = await start(nursery, ismg, version=version)
+    await wait_up(channel)
+    outcomes = await channel.submit("13800138000", SERVICE + "7", segments(LONG_CHINESE))
+    ids = [o.carrier_id for o in outcomes]
+    assert all(ids) and len(set(ids)) == 2
+    with trio.fail_after(5):
+        while len(events.receipts) < 2:
+            await trio.sleep(0.01)
+    assert sorted(r.carrier_id for r in events.receipts) == sorted(ids)
+    assert {r.status for r in events.receipts} == {ReceiptStatus.DELIVERED}
+
+
+async def test_flow_control_simulated_ismg(nursery: trio.Nursery) -> None:
+    ismg = await simulated_ismg(nursery, throttle_every=2)
+    channel, _ = await start(nursery, ismg)
+    await wait_up(channel)
+    first = await channel.submit("13800138000", SERVICE, segments("one"))
+    second = await channel.submit("13800138000", SERVICE, segments("two"))
+    assert first[0].error is None
+    assert second[0].error is not None and second[0].error.throttled
+
+
+async def test_a_long_reply_out_of_order_simulated_ismg(nursery: trio.Nursery) -> None:
+    ismg = await simulated_ismg(nursery)
+    channel, events = await start(nursery, ismg)
+    await wait_up(channel)
+    await ismg.inject_mo(sender="13800138000", dest_id=SERVICE + "42", text=LONG_CHINESE, shuffle=True)
+    with trio.fail_after(5):
+        while not events.replies:
+            await trio.sleep(0.01)
+    assert events.replies == [InboundReply("13800138000", SERVICE + "42", LONG_CHINESE)]
+    assert len(events.parts) == 2
