@@ -62,7 +62,9 @@ class OutboundSegment:
 
     seq: int  # 1-based position
     total: int
-    data_coding: int  # 0 = GSM 7-bit default alphabet (unpacked septets), 8 = UCS-2
+    # SMPP: 0 = GSM 7-bit default alphabet (unpacked septets), 8 = UCS-2; a driver with its own
+    # Segmenter puts its protocol's value here (CMPP's Msg_Fmt: 0 ASCII, 8 UCS-2, 15 GBK).
+    data_coding: int
     short_message: bytes  # includes the UDH when ``udh`` is true
     udh: bool = False  # esm_class UDHI bit
     sar: tuple[int, int, int] | None = None  # (ref, total, seq) for SAR TLVs
