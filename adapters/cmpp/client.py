@@ -180,8 +180,9 @@ class CmppOptions(DriverOptions):
 
     @pydantic.model_validator(mode="after")
     def _together(self) -> CmppOptions:
-        if not self.host:
-            raise InvalidOption("host", self.host, "required; expected a non-empty string")
+        for key, value in (("host", self.host), ("sp_id", self.sp_id)):
+            if not value:
+                raise InvalidOption(key, value, "required; expected a non-empty string")
         if self.reconnect_max < self.reconnect_min:
             raise InvalidOption(
                 "reconnect_max", self.reconnect_max, f"must be >= reconnect_min ({self.reconnect_min:g})"

@@ -838,3 +838,11 @@ async def test_a_long_reply_out_of_order_simulated_ismg(nursery: trio.Nursery) -
             await trio.sleep(0.01)
     assert events.replies == [InboundReply("13800138000", SERVICE + "42", LONG_CHINESE)]
     assert len(events.parts) == 2
+
+
+def test_a_channel_without_an_sp_id_is_refused_naming_the_option() -> None:
+    from masd_adapters.base import parse_options
+    from masd_adapters.cmpp.client import CmppOptions
+
+    with pytest.raises(ValueError, match="option sp_id='' is invalid: required"):
+        parse_options(CmppOptions, "cmpp", "cmpp", {"host": "127.0.0.1"})
