@@ -318,10 +318,10 @@ async def test_every_nth_submit_gets_result_8_without_a_msg_id(start):
 
 
 async def test_submits_above_the_rate_get_result_8(start):
-    ismg = await start(throttle_above_rate=5)
+    ismg = await start(throttle_above_rate=2)  # a burst of 2, then one every 0.5 s
     sp = await logged_in(ismg)
-    results = [(await sp.submit(msg_content=b"x"))[1].result for _ in range(10)]
-    assert results[:5] == [0] * 5 and results.count(c.RESULT_FLOW_CONTROL) == 5
+    results = [(await sp.submit(msg_content=b"x"))[1].result for _ in range(6)]
+    assert results[:2] == [0, 0] and results[2:].count(c.RESULT_FLOW_CONTROL) >= 3
 
 
 async def test_a_content_above_140_octets_is_result_6(start):
@@ -445,6 +445,16 @@ async def test_a_12_octet_active_test_resp_closes_the_link(start):
     await sp.stream.send_all(pdu.encode_header(pdu.Header(12, c.ACTIVE_TEST_RESP, packet.sequence_id)))
     assert await sp.recv() is None
     assert ismg.stats.malformed == 1
+
+
+async def test_a_command_not_served_is_skipped_and_the_session_goes_on(start):
+    ismg = await start()
+    sp = await logged_in(ismg)
+    query = bytes(27)  # CMPP_QUERY: Time 8, Query_Type 1, Query_Code 10, Reserve 8
+    await sp.stream.send_all(pdu.encode_header(pdu.Header(12 + len(query), c.QUERY, 9)) + query)
+    seq = await sp.send(pdu.ActiveTest())
+    assert await sp.recv() == pdu.Packet(seq, pdu.ActiveTestResp(0))
+    assert ismg.stats.unsupported == 1
 
 
 async def test_terminate_from_the_sp_is_answered_and_the_link_closes(start):
