@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from masd.core import signature as signature_rules
+
 __all__ = ["ChannelConfig", "Config", "ConfigError", "load_config"]
 
 ENV_PREFIX = "MASD_"
@@ -260,6 +262,26 @@ class ChannelConfig(_Section):
     failover_after_seconds: float = Field(
         60.0, gt=0, le=86_400, description="how long the link must be down before the backup takes over"
     )
+    signature: str = Field(
+        "",
+        description="the carrier signature every SMS on this channel carries, e.g. 【市政府办公室】; added "
+        "unless the text (or the app's signature, masd apps set NAME --signature) has one already",
+    )
+    signature_position: Literal["front", "back"] = Field(
+        "front", description="where the carrier wants the signature: at the front or the back of the text"
+    )
+    max_text_length: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="the most characters a text may have on this channel, its signature included; "
+        "default: only queue.max_text_length",
+    )
+
+    @field_validator("signature")
+    @classmethod
+    def _signature(cls, v: str) -> str:
+        return signature_rules.check_signature(v) if v.strip() else ""
 
     @field_validator("prefixes")
     @classmethod

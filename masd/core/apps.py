@@ -7,7 +7,8 @@ Scopes name the parts of the API an app may use (``contacts:read``, ``contacts:w
 without a grant is refused by :meth:`App.require`.
 Rate and quota count recipients, not requests: a notice to 300 people costs 300, as the carrier bills.
 An app may also say how many times a delivery whose receipt failed is sent again (``resend``), instead
-of its channel's ``resend_undelivered``.
+of its channel's ``resend_undelivered``, and sign its texts with its own carrier signature
+(``signature``, :mod:`masd.core.signature`), which wins over its channels'.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class App:
     webhook_secret: str | None = dataclasses.field(default=None, repr=False)  # never in a log line
     scopes: frozenset[str] = DEFAULT_SCOPES  # with the scopes they imply
     resend: int | None = None  # resends after a failed receipt; None: the channel's resend_undelivered
+    signature: str | None = None  # 【单位名】 its SMS texts carry; None: the channel's
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> App:
@@ -119,6 +121,7 @@ class App:
             webhook_secret=row.get("webhook_secret") or None,
             scopes=_with_implied(granted),
             resend=row.get("resend"),
+            signature=row.get("signature") or None,
         )
 
     def check_kind(self, kind: str) -> None:

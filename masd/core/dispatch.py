@@ -29,6 +29,7 @@ import trio
 
 from masd.config import ChannelConfig, Config
 from masd.core import retry as retry_rules
+from masd.core import signature as signature_rules
 from masd.core import split
 from masd.core.failover import FailoverWatch
 from masd.core.gateway import Gateway, UnrecordedOutcomes
@@ -504,10 +505,14 @@ class Dispatcher:
         ), len(wire)
 
     def _wire(self, text: str, ref: int) -> list[OutboundSegment]:
-        """The segments for ``text``: planning and encoding cost more than the rest of a send. A text that
-        fits one segment takes a shortcut; longer ones are remembered, since a message to many recipients
-        is as many deliveries of one text: with their segments when those do not depend on the
-        concatenation reference (message_payload), else with their plan."""
+        """The segments for ``text``, with the channel's signature unless it carries one (the Gateway
+        counted them so): planning and encoding cost more than the rest of a send. A text that fits one
+        segment takes a shortcut; longer ones are remembered, since a message to many recipients is as
+        many deliveries of one text: with their segments when those do not depend on the concatenation
+        reference (message_payload), else with their plan. Signed first, so what is remembered is what
+        goes out."""
+        if self.ch.signature:
+            text = signature_rules.signed(text, self.ch.signature, self.ch.signature_position)
         concat = self.ch.concat
         if self._segmenter is not None:
             return self._segmenter.encode(

@@ -21,6 +21,7 @@ from masd.config import ChannelConfig, Config
 from masd.core import recipients as rcpt
 from masd.core import replies as routing
 from masd.core import reply_parts, split
+from masd.core import signature as signature_rules
 from masd.core.apps import App, Forbidden, QuotaExceeded, RateLimited, Refused, format_rate
 from masd.core.failover import Failover
 from masd.core.states import DeliveryState
@@ -225,9 +226,23 @@ class Gateway(ChannelEvents):
                 return name
         raise Rejected("kind", f"no {kind} channel is configured", value=kind)
 
-    def _count_segments(self, text: str, channel: str, ch: ChannelConfig) -> int:
-        """The segments a delivery of ``text`` on ``channel`` has on the wire; Rejected("text") if none can
-        carry it."""
+    @staticmethod
+    def _check_length(text: str, channel: str, ch: ChannelConfig, signature: str = "") -> None:
+        """Rejected("text") if ``text`` (signed as the channel sends it) is longer than the channel takes."""
+        if ch.max_text_length is not None and len(text) > ch.max_text_length:
+            with_signature = f" with the signature {signature}" if signature else ""
+            raise Rejected(
+                "text",
+                f"is {len(text)} characters{with_signature}; channel {channel} takes at most "
+                f"{ch.max_text_length}",
+            )
+
+    def _count_segments(self, text: str, channel: str, ch: ChannelConfig, signature: str = "") -> int:
+        """The segments a delivery of ``text`` (as the channel sends it: signed) on ``channel`` has on the
+        wire; Rejected("text") if none can carry it, or if it is longer than the channel takes.
+        ``signature``: the one masd added to the text, named in those errors."""
+        self._check_length(text, channel, ch, signature)
+        with_signature = f" with the signature {signature}" if signature else ""
         max_segments = self.cfg.queue.max_segments
         segmenter = self.segmenter(channel)
         try:
@@ -235,12 +250,20 @@ class Gateway(ChannelEvents):
                 return segmenter.count(text, concat=ch.concat, max_segments=max_segments)
             parts = len(split.plan(text, concat=ch.concat, max_segments=max_segments).parts)
         except split.TooManySegments as e:
-            raise Rejected("text", str(e)) from None
+            raise Rejected("text", f"{e}{with_signature}" if signature else str(e)) from None
         except ValueError as e:  # e.g. an unpaired surrogate, which no encoding can carry
             raise Rejected("text", f"cannot be encoded: {e}") from None
         # message_payload carries the whole text in one PDU, with one receipt: that is what the delivery
         # waits for, whatever the network splits it into later.
         return 1 if ch.concat == "payload" else parts
+
+    def _signature_position(
+        self, routes: Sequence[tuple[str, str, str | None, str]]
+    ) -> signature_rules.Position:
+        """Where an app's signature goes in a text stored once for all its deliveries: where their
+        channels want it; at the front, the common rule, when they disagree."""
+        wanted = {self.cfg.channels[channel].signature_position for _, channel, _, _ in routes}
+        return wanted.pop() if len(wanted) == 1 else "front"
 
     def prepare(
         self, req: SubmitRequest, *, interface: str, app_id: int | None, app: App | None = None
@@ -291,29 +314,47 @@ class Gateway(ChannelEvents):
         if req.send_at is not None and not req.send_at <= now + MAX_SCHEDULE_AHEAD:
             raise Rejected("send_at", "is more than ten years ahead; a scheduled send must fall within them")
         start = max(now, req.send_at) if req.send_at is not None else now
-        deliveries = []
-        # The segment count depends only on the text and the channel's concatenation method.
-        counts: dict[str, int] = {}
         encoding: str
         try:
             encoding = split.choose_encoding(req.text)
         except ValueError as e:
             raise Rejected("text", str(e)) from None
-        if req.kind == "voice":
-            encoding = "tts"
+        routes: list[tuple[str, str, str | None, str]] = []  # number, channel, home channel, routed
         for number in numbers:
             routed = req.channel or self.route(number, req.kind)
             # A channel failed over sends its new work to its backup too; the delivery comes home with
             # the rest when the channel is up again.
             channel, home = self.failover.divert(routed)
+            routes.append((number, channel, home, routed))
+        text = req.text
+        app_signature = app.signature if app is not None and req.kind == "sms" else None
+        if app_signature:
+            # The app's signature is part of the app's text: stored signed, so no channel adds its own.
+            text = signature_rules.signed(text, app_signature, self._signature_position(routes))
+        deliveries = []
+        # The segment count depends only on the text and the channel (its signature, its concatenation).
+        counts: dict[str, int] = {}
+        first = True
+        for number, channel, home, routed in routes:
             resends = self.cfg.channels[routed].resend_undelivered
             if app is not None and app.resend is not None:
                 resends = app.resend
             ch: ChannelConfig = self.cfg.channels[channel]
-            if ch.kind == "voice":
-                counts[channel] = 1  # a call carries the whole text
             if channel not in counts:
-                counts[channel] = self._count_segments(req.text, channel, ch)
+                if ch.kind == "voice":
+                    # A call carries the whole text, unsigned: a signature is a rule for SMS.
+                    wire = text
+                    self._check_length(wire, channel, ch)
+                    counts[channel] = 1
+                else:
+                    wire = signature_rules.signed(text, ch.signature, ch.signature_position)
+                    # The signature masd added, for an error to name: the app's, else the channel's.
+                    added = app_signature or "" if text != req.text else ch.signature if wire != text else ""
+                    counts[channel] = self._count_segments(wire, channel, ch, added)
+                if first and wire != req.text:
+                    # What the first recipient's channel sends: with a signature, which may need UCS-2.
+                    encoding = split.choose_encoding(wire)
+                first = False
             n = counts[channel]
             deliveries.append(
                 msg_store.NewDelivery(
@@ -326,8 +367,10 @@ class Gateway(ChannelEvents):
                     home_channel=home,
                 )
             )
+        if req.kind == "voice":
+            encoding = "tts"
         return msg_store.NewMessage(
-            text=req.text,
+            text=text,
             encoding=encoding,
             interface=interface,
             priority=priority,
