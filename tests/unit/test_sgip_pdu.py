@@ -311,6 +311,47 @@ def test_a_report_names_its_submit_by_the_submits_own_sequence_number():
     assert sq.to_text(packet.pdu.submit_sequence_number) == stored
 
 
+def test_submit_and_report_match_the_bytes_yedamao_go_sgip_writes():
+    # go_sgip's NewSubmit / NewReport with the same fields and Sequence Number, serialised (hex).
+    submit = (
+        "000000bd00000003b36a5be842c4f1d900000011"
+        "313036353530313233340000000000000000000000"  # SPNumber
+        "303030303030303030303030303030303030303030"  # ChargeNumber
+        "02"
+        + "38363133303132333435363738"
+        + "00" * 8
+        + "38363133313132333435363738"
+        + "00" * 8
+        + "3932303038"
+        + "4d4153"
+        + "00" * 7  # CorpId, ServiceType
+        + "01"
+        + "300000000000"
+        + "300000000000"
+        + "000200"  # FeeType … Priority
+        + "00" * 32  # ExpireTime, ScheduleTime
+        + "0100000800"
+        + "00000004"
+        + "4f60597d"
+        + "00" * 8
+    )
+    ours = _submit(
+        user_numbers=("8613012345678", "8613112345678"),
+        sp_number="1065501234",
+        message_content=b"\x4f\x60\x59\x7d",
+    )
+    assert pdu.encode(ours, sequence_number=NUMBER).hex() == submit
+    report = (
+        "0000004000000005b36a5be842c4f1d900000011"
+        "b36a5be842c4f1d900000010"
+        "00"
+        "38363133303132333435363738" + "00" * 8 + "02"
+        "1d" + "00" * 8
+    )
+    ours_report = pdu.Report(SequenceNumber(3010092008, 1120203225, 16), "8613012345678", 2, 29)
+    assert pdu.encode(ours_report, sequence_number=NUMBER).hex() == report
+
+
 # ----- names ---------------------------------------------------------------------------------------------
 
 
