@@ -197,7 +197,8 @@ class Deliver:
 @dataclass(frozen=True, slots=True)
 class Report:
     """SGIP_REPORT: the outcome of an earlier Submit (ReportType 0), named by that Submit's Sequence
-    Number, for one user. State 0 delivered, 1 waiting, 2 failed with ErrorCode (constants.RESULT_NAMES)."""
+    Number, for one user. State 0 delivered, 1 waiting, 2 failed with ErrorCode (constants.RESULT_NAMES).
+    The fields are in the order a caller fills them; on the wire ReportType follows SubmitSequenceNumber."""
 
     submit_sequence_number: SequenceNumber
     user_number: str  # 21
