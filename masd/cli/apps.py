@@ -1,5 +1,5 @@
 """``masd apps``: applications and their API keys (应用与密钥) — create one, change its limits,
-scopes, extension, webhook and resends, list them, revoke or rotate a key.
+scopes, extension, webhook, resends and signature, list them, revoke or rotate a key.
 
 A key is shown once, when it is made; the store keeps only its hash. A running daemon caches keys for a
 few seconds, so changes reach it that quickly.
@@ -28,6 +28,7 @@ from masd.cli.common import (
     run_async,
 )
 from masd.core import apps as app_policy
+from masd.core import signature as signature_rules
 from masd.core.times import local_text
 from masd.store import apps as app_store
 
@@ -99,6 +100,15 @@ ResendOption = Annotated[
         show_default=False,
     ),
 ]
+SignatureOption = Annotated[
+    str | None,
+    typer.Option(
+        "--signature",
+        help="The carrier signature the app's SMS texts carry (短信签名), e.g. 【市政府办公室】, at the "
+        "front or back as its channel wants, instead of the channel's signature; 'none' uses the channel's.",
+        show_default=False,
+    ),
+]
 WebhookOption = Annotated[
     str | None,
     typer.Option(
@@ -116,6 +126,7 @@ def _app_settings(
     extension: str | None,
     webhook: str | None,
     resend: str | None = None,
+    signature: str | None = None,
 ) -> dict[str, Any]:
     """Options → stored settings. An empty value ('' or 'none') clears that limit."""
     settings: dict[str, Any] = {}
@@ -138,6 +149,11 @@ def _app_settings(
             settings["resend"] = None if cleared(resend) else app_policy.parse_resend(resend)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--resend") from None
+    if signature is not None:
+        try:
+            settings["signature"] = None if cleared(signature) else signature_rules.check_signature(signature)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--signature") from None
     if extension is not None:
         ext = extension.strip()
         if ext and (not ext.isdigit() or len(ext) > 12):
@@ -179,6 +195,7 @@ def _describe_app(r: dict[str, Any]) -> dict[str, str]:
         "extension": r.get("extension") or "-",
         "webhook": r.get("webhook_url") or "-",
         "resend": "channel's" if r.get("resend") is None else str(r["resend"]),
+        "signature": r.get("signature") or "channel's",
     }
 
 
@@ -205,16 +222,17 @@ def apps_create(
     webhook: WebhookOption = None,
     scope: ScopeOption = None,
     resend: ResendOption = None,
+    signature: SignatureOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create an application and print its API key once (创建应用).
 
     Example: masd apps create oa --channels sms,voice --rate 50/s --quota 10000/day --extension 01
-    --scope messages,replies,contacts:read --resend 2
+    --scope messages,replies,contacts:read --resend 2 --signature 【市政府办公室】
     """
     name = _check_name(name)
-    settings = _app_settings(channels, rate, quota, extension, webhook, resend)
+    settings = _app_settings(channels, rate, quota, extension, webhook, resend, signature)
     _check_scope(scope)
     if scope is not None:
         settings["scopes"] = app_policy.parse_scopes(scope)
@@ -247,21 +265,22 @@ def apps_set(
     webhook: WebhookOption = None,
     scope: ScopeOption = None,
     resend: ResendOption = None,
+    signature: SignatureOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change an application's limits, scopes, extension, webhook or resends (修改应用设置); 'none'
-    clears a limit.
+    """Change an application's limits, scopes, extension, webhook, resends or signature (修改应用设置);
+    'none' clears a limit.
 
     Example: masd apps set oa --scope +contacts:read (or a whole list: --scope messages,contacts:write).
     A running daemon applies the change within a few seconds (it caches keys briefly)."""
     name = _check_name(name)
-    settings = _app_settings(channels, rate, quota, extension, webhook, resend)
+    settings = _app_settings(channels, rate, quota, extension, webhook, resend, signature)
     _check_scope(scope)
     if not settings and scope is None:
         fail(
-            "nothing to change: give --channels, --rate, --quota, --scope, --extension, --webhook or "
-            "--resend",
+            "nothing to change: give --channels, --rate, --quota, --scope, --extension, --webhook, "
+            "--resend or --signature",
             2,
         )
 
@@ -314,6 +333,7 @@ def apps_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         "extension",
         "webhook",
         "resend",
+        "signature",
         "created",
         "status",
     )
@@ -333,6 +353,7 @@ def apps_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             d["extension"],
             Text(d["webhook"]),
             d["resend"],
+            Text(d["signature"]),
             local_text(r["created_at"]),
             Text(f"revoked {local_text(revoked)}", style="dim") if revoked else Text("active", style="green"),
         )

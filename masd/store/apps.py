@@ -38,6 +38,7 @@ SETTINGS = (
     "webhook_secret",
     "scopes",
     "resend",
+    "signature",
 )
 
 KEY_PREFIX = "masd_"

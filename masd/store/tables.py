@@ -80,6 +80,9 @@ apps = sa.Table(
     # Resends after a failed receipt for the app's messages, instead of their channel's
     # resend_undelivered; NULL: the channel's.
     sa.Column("resend", sa.Integer, nullable=True),
+    # The carrier signature (【单位名】) the app's SMS texts carry, instead of their channel's; NULL: the
+    # channel's.
+    sa.Column("signature", sa.String(64), nullable=True),
 )
 
 # Recipients accepted per app per day, for the quota; the day is the node's local date, as office staff

@@ -121,6 +121,16 @@ def test_an_apps_own_resend_count_is_set_shown_and_cleared(masd: Masd) -> None:
     assert "--resend" in bad.stderr and "0 to 10" in bad.stderr
 
 
+def test_an_apps_signature_is_set_shown_and_cleared(masd: Masd) -> None:
+    made = _json(masd("apps", "create", "oa", "--signature", "【市政府办公室】", "--json"))
+    assert made["signature"] == "【市政府办公室】"
+    assert "signature  【会务组】" in masd("apps", "set", "oa", "--signature", " 【会务组】 ").stdout
+    assert "【会务组】" in masd("apps", "list").stdout
+    assert _json(masd("apps", "set", "oa", "--signature", "none", "--json"))["signature"] is None
+    bad = masd("apps", "set", "oa", "--signature", "市政府", rc=2)
+    assert "--signature" in bad.stderr and "full-width brackets" in bad.stderr
+
+
 def test_send_two_numbers_then_status(masd: Masd) -> None:
     sent = _json(masd("send", "hello 你好", "--to", "13800138000,+86 139 0013 9000", "--json"))
     assert len(sent) == 1
