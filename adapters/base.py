@@ -275,6 +275,12 @@ class ChannelDriver(abc.ABC):
         self.data_dir = data_dir
         self.up = False
 
+    @property
+    def problem(self) -> str | None:
+        """Why the link is down, in an operator's words, when the driver knows (a refused login names the
+        carrier's status); None otherwise. Shown by ``/readyz`` and ``masd channels``."""
+        return None
+
     @abc.abstractmethod
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep the link up until cancelled; call ``task_status.started()`` once submits may be made."""

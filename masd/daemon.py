@@ -111,6 +111,7 @@ class Daemon:
                 rate=round(disp.pace.rate, 3) if disp is not None else configured,
                 configured_rate=configured,
                 throttled=disp is not None and disp.pace.slowed,
+                problem=drv.problem,
             )
         return states
 

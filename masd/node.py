@@ -28,6 +28,7 @@ class ChannelStatus:
     rate: float  # segments per second it sends at now; below the configured rate while throttled
     configured_rate: float
     throttled: bool  # the carrier throttled it and it has not yet recovered its rate
+    problem: str | None = None  # why the link is down, when the driver knows (a refused login)
 
 
 class Node(Protocol):

@@ -390,6 +390,13 @@ class CmppChannel(ChannelDriver):
 
     # -- submit path ----------------------------------------------------------------------------------
 
+    @property
+    def problem(self) -> str | None:
+        """The last CMPP_CONNECT refusal while no connection is logged in (e.g. authentication failed)."""
+        if self.up or self.refused is None:
+            return None
+        return str(self.refused)
+
     def _link_down(self) -> SubmitError:
         if self.refused is not None:
             # The reason the link is down, where the operator reads the delivery's reason.

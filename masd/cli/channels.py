@@ -60,6 +60,7 @@ def channels(config: ConfigOption = None, json_out: JsonOption = False) -> None:
                 "rate": state.get("rate"),
                 "throttled": state.get("throttled"),
                 "up": state.get("up"),
+                "problem": state.get("problem"),
                 "window": ch.window,
                 "service_number": ch.service_number,
             }
@@ -82,5 +83,8 @@ def channels(config: ConfigOption = None, json_out: JsonOption = False) -> None:
             r["service_number"],
         )
     out.print(table)
+    for r in rows:
+        if r["problem"]:
+            note(f"{r['channel']}: {r['problem']}", "red")
     if live is None:
         note(f"no daemon answered on {cfg.http.listen}: link and current rate unknown")

@@ -328,6 +328,11 @@ class ChannelState(BaseModel):
     )
     configured_rate: float
     throttled: bool = Field(description="The carrier throttled it and it has not yet recovered its rate")
+    problem: str | None = Field(
+        None,
+        description="Why the link is down, when the driver knows, e.g. 'CMPP_CONNECT refused: status 3 "
+        "(authentication failed)'",
+    )
 
 
 class ReadyOut(BaseModel):

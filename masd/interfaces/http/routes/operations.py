@@ -6,6 +6,8 @@ Readiness is three checks: the node has started and is not stopping, the store a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import trio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -13,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from masd.interfaces.http.models import HealthOut, ReadyOut
 from masd.interfaces.http.state import NodeDep
-from masd.node import Node
+from masd.node import ChannelStatus, Node
 from masd.store.db import ping
 
 __all__ = ["READY_STORE_TIMEOUT", "router"]
@@ -39,6 +41,12 @@ async def _store_check(node: Node, limiter: trio.CapacityLimiter) -> str:
     return f"no answer within {READY_STORE_TIMEOUT:g} s"
 
 
+def _downs(names: list[str], states: Mapping[str, ChannelStatus]) -> str:
+    """The channels that are down, each with why when its driver knows."""
+    parts = [f"{n}: {states[n].problem}" if states[n].problem else n for n in names]
+    return ", ".join(parts) or "none configured"
+
+
 @router.get(
     "/readyz",
     tags=["operations"],
@@ -55,9 +63,7 @@ async def readyz(request: Request, node: NodeDep) -> Response:
         "daemon": "ok" if ready else "not ready (starting or stopping)",
         # One thread at most per application for probes: a hung store holds that one, not one per probe.
         "store": await _store_check(node, request.app.state.probe_limiter),
-        "channels": f"up: {', '.join(up)}"
-        if up
-        else f"none up (down: {', '.join(down) or 'none configured'})",
+        "channels": f"up: {', '.join(up)}" if up else f"none up (down: {_downs(down, states)})",
     }
     failed = [
         name
@@ -70,6 +76,7 @@ async def readyz(request: Request, node: NodeDep) -> Response:
             "rate": s.rate,
             "configured_rate": s.configured_rate,
             "throttled": s.throttled,
+            "problem": s.problem,
         }
         for name, s in sorted(states.items())
     }
