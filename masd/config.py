@@ -167,6 +167,13 @@ class MeetingConfig(_Section):
         "9", pattern=r"^[0-9]{1,4}$", description="the module's extension; each meeting's id follows it"
     )
     signature: str = Field("", description="appended to every SMS, e.g. 【市政府办公室】")
+
+    @field_validator("signature")
+    @classmethod
+    def _signature(cls, v: str) -> str:
+        # Checked as a channel's is, so that a channel's own signature sees it and is not added twice.
+        return signature_rules.check_signature(v) if v.strip() else ""
+
     second_sms_after_minutes: float | None = Field(
         60.0, ge=0, description="default delay of the second SMS to those who have not replied"
     )

@@ -145,3 +145,11 @@ def test_a_resend_or_failover_setting_that_cannot_work_stops_the_start(
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, channels), env={})
     assert said in str(info.value)
+
+
+def test_the_meeting_signature_is_checked_as_a_channels_is() -> None:
+    with pytest.raises(ConfigError, match=r"meeting\.signature = '市政府'.*full-width brackets"):
+        load_config(None, env={"MASD_MEETING__SIGNATURE": "市政府"})
+    assert (
+        load_config(None, env={"MASD_MEETING__SIGNATURE": " 【市政府】 "}).meeting.signature == "【市政府】"
+    )
