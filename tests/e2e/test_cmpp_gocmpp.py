@@ -4,7 +4,8 @@ repository). A real daemon (in-process, HTTP on a free port) logs in to it over 
 2.0; the ISMG logs every SUBMIT as gocmpp decoded it, so these tests check what went over the wire as an
 independent implementation reads it: the fields of a short and of a long Chinese SUBMIT, a status report
 per segment rolled up into the delivery, its MO reaching masd as a reply with its Dest_Id, the
-DELIVER_RESPs it received, and a wrong password keeping the channel down with the refusal named.
+DELIVER_RESPs it received, a wrong password keeping the channel down with the refusal named, and the
+ISMG killed and started again: the driver reconnects and what was queued meanwhile goes, once.
 
 They run only when ``MASD_GOCMPP_ISMG`` names an ismg-plus binary (its flags: ``-addr HOST:PORT -v
 3.0|2.0 -user SP_ID -secret SECRET -at DURATION``); docs/interop/cmpp-peers.md says how to build one.
@@ -40,8 +41,8 @@ ISMG_BINARY = os.environ.get("MASD_GOCMPP_ISMG", "")
 
 pytestmark = pytest.mark.skipif(
     not (ISMG_BINARY and os.access(ISMG_BINARY, os.X_OK)),
-    reason="set MASD_GOCMPP_ISMG to an ismg-plus binary built on bigwhite/gocmpp "
-    "(how: docs/interop/cmpp-peers.md, 'bigwhite/gocmpp')",
+    reason="set MASD_GOCMPP_ISMG to an ismg-plus binary built on bigwhite/gocmpp's library "
+    '(how: docs/interop/cmpp-peers.md, "masd\'s driver against gocmpp")',
 )
 
 SP_ID, SECRET = "900001", "888888"
@@ -126,6 +127,16 @@ class Rig:
     daemon: Daemon
     ismg: GoIsmg
     http_port: int
+    version: str
+    procs: list[trio.Process]  # every ismg-plus started, ended by the fixture
+
+    async def restart_ismg(self, log_path: Path) -> None:
+        """Kill ismg-plus (SIGKILL: no TERMINATE, reports it owed are lost) and start a new one on the
+        same port."""
+        self.ismg.proc.kill()
+        await self.ismg.proc.wait()
+        self.ismg = await _start_ismg(self.version, log_path, port=self.ismg.port)
+        self.procs.append(self.ismg.proc)
 
     def readyz(self) -> tuple[int, dict[str, Any]]:
         url = f"http://127.0.0.1:{self.http_port}/readyz"
@@ -136,8 +147,8 @@ class Rig:
             return e.code, json.loads(e.read())
 
 
-async def _start_ismg(version: str, log_path: Path) -> GoIsmg:
-    port = _free_port()
+async def _start_ismg(version: str, log_path: Path, port: int = 0) -> GoIsmg:
+    port = port or _free_port()
     argv = [ISMG_BINARY, "-addr", f"127.0.0.1:{port}", "-v", version, "-user", SP_ID, "-secret", SECRET]
     with log_path.open("wb") as log:
         proc = await trio.lowlevel.open_process(
@@ -191,7 +202,7 @@ async def start(tmp_path: Path) -> AsyncIterator[StartRig]:
                     with trio.fail_after(15):
                         while not daemon.drivers["cmpp"].up:
                             await trio.sleep(0.05)
-                return Rig(daemon, ismg, http_port)
+                return Rig(daemon, ismg, http_port, version, procs)
 
             try:
                 yield go
@@ -307,3 +318,34 @@ async def test_a_wrong_password_keeps_the_channel_down_with_authentication_faile
     msg = await d.gateway.get_message(acc.message_id)
     assert msg is not None and msg["deliveries"][0]["state"] not in ("failed", "submitted", "delivered")
     assert d.ready and rig.ismg.submits() == []
+
+
+# ----- a lost ISMG ---------------------------------------------------------------------------------------
+
+
+async def test_the_driver_reconnects_after_the_ismg_is_killed_and_what_was_queued_goes_after_it(
+    start: StartRig, tmp_path: Path
+) -> None:
+    rig = await start(version="3.0")
+    d = rig.daemon
+    first = await d.gateway.send(SubmitRequest("before", ["13600000000"]), interface="test")
+    assert (await wait_final(d, first.message_id))["deliveries"][0]["state"] == "delivered"
+
+    rig.ismg.proc.kill()
+    await rig.ismg.proc.wait()
+    with trio.fail_after(10):
+        while d.drivers["cmpp"].up:
+            await trio.sleep(0.05)
+    texts = [f"停机期间的消息 {i}" if i % 3 else f"长消息{i}：" + LONG[:100] for i in range(20)]
+    accs = await d.gateway.accept(
+        [SubmitRequest(t, [f"1360000{i + 1:04d}"]) for i, t in enumerate(texts)], interface="test"
+    )
+    await trio.sleep(1)  # a few reconnects refused
+    await rig.restart_ismg(tmp_path / "ismg-again.log")
+
+    msgs = [await wait_final(d, a.message_id) for a in accs]
+    assert [m["deliveries"][0]["state"] for m in msgs] == ["delivered"] * 20
+    subs = rig.ismg.submits()
+    assert len(subs) == sum(a.segments for a in accs)
+    # Each long text's parts went once each, the short ones once.
+    assert len({(s["dest"], s["number"]) for s in subs}) == len(subs)
