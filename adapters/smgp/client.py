@@ -1,0 +1,975 @@
+"""The SMGP 3.0 SP driver (``smgp`` channel): logs in to a China Telecom SMGW over TCP and sends and
+receives SMS.
+
+:class:`SmgpChannel` keeps ``connections`` logins open for the daemon's life and reconnects each on its
+own with exponential backoff and jitter. A login is SMGP_Login with AuthenticatorClient = MD5(client_id
++ 7 zero octets + password + MMDDHHMMSS) and a LoginMode: 2 (``login_mode = 2``, the default) sends and
+receives on one TCP connection; ``login_mode = "0+1"`` opens, for each connection, a send link (mode 0,
+Submits only) and a receive link (mode 1, on which the SMGW delivers replies and reports). Every link has
+a reader (a response goes to the request waiting on its SequenceID; a Deliver to the receipt worker or to
+the reply workers), a writer (PDUs queued in one scheduler tick leave in one ``send_all``), a keepalive
+(Active_Test after ``active_test_interval`` without traffic) and a sweeper that re-sends a request left
+unanswered for ``response_timeout`` — the same octets, the same SequenceID — up to ``resends`` times,
+then gives up on it. ``submit`` sends one delivery's segments in order on the send link with the fewest
+outstanding Submits, at most ``window`` outstanding per link. On shutdown, ``drain`` lets the Submits in
+flight finish and sends SMGP_Exit on every link.
+
+Submit_Resp Status 0 gives the segment's carrier id (its MsgID's stored text, :func:`.msgid.to_text`);
+74 (sending banned in this time window), 75 (daily volume exceeded) and 1 (system busy) are waits, not
+failures; any other Status fails the delivery with its name. Status reports (Deliver, IsReport 1) and
+replies (IsReport 0) are answered (SMGP_Deliver_Resp) only after the core has stored them; each part of
+a long reply goes to the core as it arrives, and a timer asks the core to give up on missing parts after
+``mo_timeout``. The wire layout is :mod:`.pdu`'s, the numbers and their names :mod:`.constants`'. Texts
+are cut as on CMPP (:class:`SmgpSegmenter`): the Chinese carriers share those rules.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+import pydantic
+import structlog
+import trio
+
+from ..base import (
+    ChannelDriver,
+    ChannelEvents,
+    DriverOptions,
+    InboundReceipt,
+    InboundReply,
+    InboundReplyPart,
+    InvalidOption,
+    OutboundSegment,
+    ReceiptStatus,
+    Segmenter,
+    SubmitError,
+    SubmitOutcome,
+    option,
+)
+from ..cmpp import text as cmpp_text
+from ..cmpp.segments import CmppSegmenter
+from . import msgid, pdu
+from .constants import (
+    ACTIVE_TEST,
+    ACTIVE_TEST_RESP,
+    DELIVER,
+    EXIT,
+    EXIT_RESP,
+    LOGIN_MODE_NAMES,
+    LOGIN_MODE_RECEIVE,
+    LOGIN_MODE_SEND,
+    LOGIN_MODE_TRANSMIT,
+    LOGIN_RESP,
+    MSG_FORMAT_ASCII,
+    MSG_FORMAT_BINARY,
+    MSG_FORMAT_CARD,
+    MSG_FORMAT_GB18030,
+    MSG_FORMAT_UCS2,
+    MSG_TYPE_MT,
+    RESPONSE,
+    STAT_ACCEPTED,
+    STAT_DELETED,
+    STAT_DELIVERED,
+    STAT_EXPIRED,
+    STAT_REJECTED,
+    STAT_UNDELIVERABLE,
+    STAT_UNKNOWN,
+    STATUS_ACCOUNT_EXPIRED,
+    STATUS_AUTH_FAILED,
+    STATUS_BAD_IP_ADDRESS,
+    STATUS_BAD_STRUCTURE,
+    STATUS_OK,
+    STATUS_SYSTEM_BUSY,
+    STATUS_VERSION_TOO_HIGH,
+    STATUS_WAITS,
+    SUBMIT_RESP,
+    VERSION_30,
+    command_name,
+    status_name,
+)
+
+__all__ = ["LoginRefused", "SmgpChannel", "SmgpOptions", "SmgpSegmenter", "receipt_of", "reply_of"]
+
+log = structlog.get_logger("masd.smgp")
+
+_STABLE_LINK = 10.0  # seconds a connection must last before a drop resets the reconnect backoff
+_EXIT_WAIT = 2.0  # seconds to wait for Exit_Resp on shutdown
+_RECEIPT_BATCH = 1_000  # reports stored in one write at most
+_REPLY_WORKERS = 16  # replies stored at once per link
+_DELIVER_BACKLOG = 10_000  # Delivers waiting for a worker before the reader stops reading
+
+# What a lost or garbled connection raises from a read or a write.
+_LINK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, pdu.PduError)
+
+# Login_Resp Statuses that retrying soon cannot mend (and that may get the account locked): the
+# channel keeps trying, at reconnect_max, so that a fix at the SMGW is picked up without a restart.
+_SLOW_RETRY = frozenset({STATUS_AUTH_FAILED, STATUS_BAD_IP_ADDRESS, STATUS_ACCOUNT_EXPIRED})
+
+# Submit_Resp Statuses that are flow control: the SMGW would take the same message later. 74 (outside
+# the SP's permitted hours) may last hours and 75 (the day's quota) until midnight: the delivery waits,
+# never counting an attempt, and only its validity period ends it. 1 (system busy) is the SMGW's
+# overload: slowing down is the answer there too, not failing a message it has not even looked at.
+_WAIT_STATUSES = frozenset({STATUS_SYSTEM_BUSY, *STATUS_WAITS})
+
+# The stat words of a report, as the core's receipt states; a gateway's own code reads as undelivered.
+_STATS: dict[str, ReceiptStatus] = {
+    STAT_DELIVERED: ReceiptStatus.DELIVERED,
+    STAT_EXPIRED: ReceiptStatus.EXPIRED,
+    STAT_DELETED: ReceiptStatus.DELETED,
+    STAT_UNDELIVERABLE: ReceiptStatus.UNDELIVERED,
+    STAT_REJECTED: ReceiptStatus.REJECTED,
+    STAT_UNKNOWN: ReceiptStatus.UNKNOWN,
+    STAT_ACCEPTED: ReceiptStatus.ACCEPTED,
+}
+
+# MsgFormat as the codec masd.core.reply_parts.decode reads a part with. GB18030 also reads a MsgFormat
+# 0 reply whose octets are GBK or GB18030 (gateways send that), and ASCII is a subset of it.
+_PART_CODECS = {
+    MSG_FORMAT_ASCII: "gb18030",
+    MSG_FORMAT_GB18030: "gb18030",
+    MSG_FORMAT_UCS2: "ucs2",
+    MSG_FORMAT_BINARY: "latin-1",
+    MSG_FORMAT_CARD: "latin-1",
+}
+
+_LINK_DOWN = SubmitError(0, "LINK_DOWN", retriable=True)
+_TIMEOUT = SubmitError(0, "SUBMIT_TIMEOUT", retriable=True)
+
+
+class LoginRefused(Exception):
+    """The SMGW answered SMGP_Login with a non-zero Status; the message names it."""
+
+    def __init__(self, status: int, server_version: int) -> None:
+        self.status = status
+        self.server_version = server_version
+        super().__init__(f"SMGP_Login refused: status {status} ({status_name(status)})")
+
+
+class SmgpSegmenter(CmppSegmenter):
+    """How an ``smgp`` channel cuts a text: exactly as a ``cmpp`` channel does (140 octets of MsgContent;
+    ASCII, UCS-2 or, with ``allow_gbk``, GBK; a UDH with TP_udhi for a long text), because these are the
+    Chinese carriers' shared text rules. ``data_coding`` is the MsgFormat: 0, 8 and 15 mean the same in
+    SMGP as in CMPP (SMGP names 15 GB18030, of which GBK is a subset)."""
+
+
+# ----- options -----------------------------------------------------------------------------------------
+
+_SECONDS = "a number of seconds greater than 0"
+_ASCII = r"^[\x20-\x7e]*$"
+_DIGITS = r"^[0-9]*$"
+
+
+def _text(max_len: int) -> str:
+    return f"ASCII text of at most {max_len} characters"
+
+
+class SmgpOptions(DriverOptions):
+    """The ``smgp`` driver's options; see :class:`SmgpChannel` and docs/cmpp.md."""
+
+    secret = frozenset({"password"})
+
+    host: str = option("", _text(255), max_length=255, pattern=_ASCII)
+    port: int = option(8890, "an integer from 1 to 65535", ge=1, le=65535)
+    client_id: str = option(
+        "", "the SP's account (ClientID), at most 8 characters", min_length=1, max_length=8, pattern=_ASCII
+    )
+    password: str = option("", _text(64), max_length=64, pattern=_ASCII)
+    login_mode: Literal[2, "0+1"] = option(
+        2, "2 (send and receive on one link) or '0+1' (a send link and a receive link)"
+    )
+    service_code: str = option(
+        "", "the SP's access number, at most 21 digits", max_length=21, pattern=_DIGITS
+    )
+    service_id: str = option("", _text(10), max_length=10, pattern=_ASCII)
+    fee_type: str = option("00", "two digits, e.g. '00' (free)", pattern=r"^[0-9]{2}$")
+    fee_code: str = option("000000", "at most 6 digits (fen)", max_length=6, pattern=_DIGITS)
+    fixed_fee: str = option("000000", "at most 6 digits (fen)", max_length=6, pattern=_DIGITS)
+    charge_term_id: str = option("", "at most 21 digits", max_length=21, pattern=_DIGITS)
+    priority: int = option(1, "an integer from 0 to 3", ge=0, le=3)
+    connections: int = option(1, "an integer from 1 to 16", ge=1, le=16)
+    window: int = option(16, "an integer from 1 to 1024", ge=1, le=1024)
+    response_timeout: float = option(60.0, _SECONDS, gt=0)
+    resends: int = option(3, "an integer from 0 to 10", ge=0, le=10)
+    active_test_interval: float = option(180.0, _SECONDS, gt=0)
+    reconnect_min: float = option(1.0, _SECONDS, gt=0)
+    reconnect_max: float = option(60.0, _SECONDS, gt=0)
+    need_report: int = option(1, "0 (no reports) or 1", ge=0, le=1)
+    allow_gbk: bool = option(False, "true or false")
+    mo_timeout: float = option(60.0, _SECONDS, gt=0)
+    max_rate: float | None = option(None, "submits per second greater than 0, or unset", gt=0)
+
+    @pydantic.model_validator(mode="after")
+    def _together(self) -> SmgpOptions:
+        for key, value in (("host", self.host), ("client_id", self.client_id)):
+            if not value:
+                raise InvalidOption(key, value, "required; expected a non-empty string")
+        if self.reconnect_max < self.reconnect_min:
+            raise InvalidOption(
+                "reconnect_max", self.reconnect_max, f"must be >= reconnect_min ({self.reconnect_min:g})"
+            )
+        return self
+
+    @property
+    def login_modes(self) -> tuple[int, ...]:
+        """The LoginMode of each link a connection is made of."""
+        if self.login_mode == "0+1":
+            return (LOGIN_MODE_SEND, LOGIN_MODE_RECEIVE)
+        return (LOGIN_MODE_TRANSMIT,)
+
+
+# ----- one request and one link ---------------------------------------------------------------------------
+
+
+class _Request:
+    """A request awaiting its response: answered by the reader, re-sent and finally given up on by the
+    link's sweeper, or marked lost when the link drops."""
+
+    __slots__ = ("data", "deadline", "done", "lost", "resends", "response", "timed_out")
+
+    def __init__(self, data: bytes, deadline: float) -> None:
+        self.data = data  # the PDU as sent, re-sent as is
+        self.deadline = deadline
+        self.resends = 0
+        self.done = trio.Event()
+        self.lost = False
+        self.timed_out = False
+        self.response: pdu.Pdu | None = None
+
+
+class _Link:
+    """One logged-in TCP connection to the SMGW in one LoginMode, reconnected for the driver's whole
+    life. The window and the SequenceID counter live as long as the link; the rest is reset on every
+    reconnect."""
+
+    def __init__(self, label: str, mode: int, window: int, logger: Any) -> None:
+        self.label = label
+        self.mode = mode
+        self.log = logger.bind(connection=label, login_mode=LOGIN_MODE_NAMES[mode])
+        self.window = trio.Semaphore(window)
+        self._seq = 0
+        self.connected = False
+        self.pending: dict[int, _Request] = {}
+        self.outstanding = 0  # Submits sent and not answered (what the window limits)
+        self.out = bytearray()
+        self.out_ready = trio.Event()
+        self.pending_changed = trio.Event()
+        self.scope: trio.CancelScope | None = None
+        self.last_rx = 0.0
+        self.closed = trio.Event()  # set whenever no connection is open
+        self.exiting = False  # we sent Exit: the SMGW closing the connection is expected
+        self.closed.set()
+
+    @property
+    def sends(self) -> bool:
+        return self.mode != LOGIN_MODE_RECEIVE
+
+    def next_sequence(self) -> int:
+        """1 … 2**32 - 1, then round again."""
+        self._seq = self._seq % 0xFFFFFFFF + 1
+        return self._seq
+
+    def send(self, data: bytes) -> None:
+        self.out += data
+        self.out_ready.set()
+
+    def request(self, message: pdu.Pdu, timeout: float) -> tuple[int, _Request]:
+        seq = self.next_sequence()
+        data = pdu.encode(message, sequence_id=seq)
+        req = _Request(data, trio.current_time() + timeout)
+        self.pending[seq] = req
+        self.pending_changed.set()
+        self.send(data)
+        return seq, req
+
+    def drop(self) -> None:
+        if self.scope is not None:
+            self.scope.cancel()
+
+    def fail_pending(self) -> None:
+        pending, self.pending = self.pending, {}
+        for req in pending.values():
+            req.lost = True
+            req.done.set()
+
+
+class _Frames:
+    """Whole PDUs off a byte stream: a 12-octet header, then PacketLength - 12 more."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.buffer = bytearray()
+
+    async def receive(self) -> bytes | None:
+        """The next PDU's octets; None when the peer closed the connection between two PDUs. PduError
+        for a PacketLength out of range or a connection closed inside a PDU."""
+        while True:
+            if len(self.buffer) >= pdu.HEADER_LENGTH:
+                length = pdu.decode_header(bytes(self.buffer[: pdu.HEADER_LENGTH])).packet_length
+                if len(self.buffer) >= length:
+                    frame = bytes(self.buffer[:length])
+                    del self.buffer[:length]
+                    return frame
+            chunk = await self.stream.receive_some(65536)
+            if not chunk:
+                if self.buffer:
+                    raise pdu.PduError(f"connection closed inside a PDU ({len(self.buffer)} octets read)")
+                return None
+            self.buffer += chunk
+
+
+# ----- the driver ---------------------------------------------------------------------------------------
+
+
+class SmgpChannel(ChannelDriver):
+    """SMGP 3.0 SP driver. See the module docstring; its options are :class:`SmgpOptions`."""
+
+    driver = "smgp"
+    Options = SmgpOptions
+    settings: SmgpOptions
+
+    def __init__(self, name: str, options: Mapping[str, Any], events: ChannelEvents, data_dir: str) -> None:
+        super().__init__(name, options, events, data_dir)
+        s = self.settings
+        # Never the password: log lines end up in shared log stores.
+        self._log = log.bind(channel=name, client_id=s.client_id)
+        modes = s.login_modes
+        self._links = [
+            _Link(f"{i}" if len(modes) == 1 else f"{i}{LOGIN_MODE_NAMES[mode][0]}", mode, s.window, self._log)
+            for i in range(1, s.connections + 1)
+            for mode in modes
+        ]
+        self._rr = 0
+        self._rng = random.Random()
+        self._interval = 1.0 / s.max_rate if s.max_rate else 0.0
+        self._tat = -math.inf  # pacing: theoretical arrival time of the next submit (GCRA)
+        self._running = False
+        self._draining = False
+        self._drain_started = trio.Event()
+        self._in_flight = 0
+        self._idle: trio.Event | None = None
+        self.refused: LoginRefused | None = None  # the last Login refusal, until a login succeeds
+
+    @classmethod
+    def segmenter(cls, settings: DriverOptions) -> Segmenter | None:
+        if not isinstance(settings, SmgpOptions):
+            raise TypeError(f"smgp settings expected, got {type(settings).__name__}")
+        return SmgpSegmenter(allow_gbk=settings.allow_gbk)
+
+    # -- the driver interface -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self._running:
+            raise RuntimeError(f"smgp channel {self.name!r} is already running")
+        self._running = True
+        s = self.settings
+        self._log.info(
+            "smgp channel starting", host=s.host, port=s.port, connections=s.connections, mode=s.login_mode
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                for link in self._links:
+                    nursery.start_soon(self._maintain, link)
+                nursery.start_soon(self._expire_parts)
+                # Started at once: the dispatcher waits for ``up`` itself, and an SMGW that is down must
+                # not hold up the daemon's start.
+                task_status.started()
+        finally:
+            self._running = False
+            for link in self._links:
+                link.connected = False
+            self._update_up()
+
+    async def submit(
+        self, destination: str, source: str, segments: Sequence[OutboundSegment]
+    ) -> list[SubmitOutcome]:
+        link = None if self._draining else self._pick()
+        if link is None:
+            return [SubmitOutcome(error=self._link_down()) for _ in segments]
+        src = self._src_term_id(source)
+        if isinstance(src, SubmitError):
+            return [SubmitOutcome(error=src) for _ in segments]
+        dest = destination.removeprefix("+")
+        self._in_flight += 1
+        try:
+            outcomes: list[SubmitOutcome] = []
+            for seg in segments:
+                outcome = await self._submit_segment(link, seg, src, dest)
+                outcomes.append(outcome)
+                if outcome.error is not None:
+                    # The core retries the whole delivery; sending the rest would only make orphan parts.
+                    outcomes.extend(outcome for _ in range(len(segments) - len(outcomes)))
+                    break
+            return outcomes
+        finally:
+            self._submit_ended()
+
+    async def drain(self) -> None:
+        """Refuse new submits, let those in flight get their responses (at most ``response_timeout``),
+        then send SMGP_Exit on every link and close it. Reconnection stops for good."""
+        self._draining = True
+        self._drain_started.set()
+        with trio.move_on_after(self.settings.response_timeout):
+            while self._in_flight:
+                self._idle = trio.Event()
+                await self._idle.wait()
+        self._idle = None
+        async with trio.open_nursery() as nursery:
+            for link in self._links:
+                nursery.start_soon(self._exit, link)
+        self._log.info("smgp channel drained")
+
+    @property
+    def problem(self) -> str | None:
+        """The last SMGP_Login refusal while no link can send (e.g. authentication failed)."""
+        if self.up or self.refused is None:
+            return None
+        return str(self.refused)
+
+    # -- submit path ----------------------------------------------------------------------------------
+
+    def _link_down(self) -> SubmitError:
+        if self.refused is not None:
+            # The reason the link is down, where the operator reads the delivery's reason.
+            return SubmitError(self.refused.status, f"LINK_DOWN: {self.refused}", retriable=True)
+        return _LINK_DOWN
+
+    def _src_term_id(self, source: str) -> str | SubmitError:
+        """SrcTermID: the source the core gives (the channel's service number and the delivery's
+        extension). With ``service_code`` set it must start with it: the SMGW charges and routes replies
+        by that number, and a SrcTermID outside the SP's range is refused (Status 46) or billed wrongly."""
+        code = self.settings.service_code
+        if code and not source.startswith(code):
+            return SubmitError(
+                0,
+                f"source {source!r} does not start with the channel's service_code {code!r}; "
+                "make the channel's service_number the SMGP access number",
+                retriable=False,
+            )
+        if len(source) > 21:
+            return SubmitError(0, f"source {source!r} is longer than SrcTermID's 21 octets", retriable=False)
+        return source
+
+    def _pick(self) -> _Link | None:
+        """The connected send link with the fewest outstanding submits; ties go round robin."""
+        best: _Link | None = None
+        n = len(self._links)
+        self._rr = (self._rr + 1) % n
+        for i in range(n):
+            link = self._links[(self._rr + i) % n]
+            if link.sends and link.connected and (best is None or link.outstanding < best.outstanding):
+                best = link
+        return best
+
+    async def _pace(self) -> None:
+        """Space submits at ``max_rate`` (GCRA without burst); the core paces too, this is the last line."""
+        now = trio.current_time()
+        start = max(self._tat, now)
+        self._tat = start + self._interval
+        if start > now:
+            await trio.sleep_until(start)
+
+    def _submit_pdu(self, seg: OutboundSegment, src: str, dest: str) -> pdu.Submit:
+        s = self.settings
+        return pdu.Submit(
+            msg_type=MSG_TYPE_MT,
+            need_report=s.need_report,
+            priority=s.priority,
+            service_id=s.service_id,
+            fee_type=s.fee_type,
+            fee_code=s.fee_code,
+            fixed_fee=s.fixed_fee,
+            msg_format=seg.data_coding,
+            src_term_id=src,
+            charge_term_id=s.charge_term_id,
+            dest_term_ids=(dest,),
+            msg_content=seg.short_message,
+            # The UDH alone joins the parts on a handset; the TLVs tell the SMGW (and its billing).
+            tp_udhi=1 if seg.udh else 0,
+            pk_total=seg.total,
+            pk_number=seg.seq,
+        )
+
+    async def _submit_segment(self, link: _Link, seg: OutboundSegment, src: str, dest: str) -> SubmitOutcome:
+        s = self.settings
+        if self._interval:
+            await self._pace()
+        async with link.window:
+            if not link.connected:  # the link dropped while this submit waited for a slot
+                return SubmitOutcome(error=self._link_down())
+            try:
+                seq, req = link.request(self._submit_pdu(seg, src, dest), s.response_timeout)
+            except ValueError as e:
+                # Nothing the SMGW could accept: a retry would fail the same way.
+                return SubmitOutcome(error=SubmitError(0, f"cannot encode SMGP_Submit: {e}", retriable=False))
+            link.outstanding += 1
+            try:
+                await req.done.wait()
+            finally:
+                link.outstanding -= 1
+                if not req.done.is_set():  # cancelled
+                    link.pending.pop(seq, None)
+        return self._segment_outcome(link, req, seq)
+
+    def _segment_outcome(self, link: _Link, req: _Request, seq: int) -> SubmitOutcome:
+        if req.timed_out:
+            link.log.warning(
+                "no SMGP_Submit_Resp after resends",
+                seq=seq,
+                resends=req.resends,
+                timeout=self.settings.response_timeout,
+            )
+            return SubmitOutcome(error=_TIMEOUT)
+        if req.lost or not isinstance(req.response, pdu.SubmitResp):
+            return SubmitOutcome(error=self._link_down())
+        return submit_outcome(req.response)
+
+    def _submit_ended(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0 and self._idle is not None:
+            self._idle.set()
+
+    # -- links ----------------------------------------------------------------------------------------
+
+    def _update_up(self) -> None:
+        up = any(link.connected and link.sends for link in self._links)
+        if up != self.up:
+            self.up = up
+            self._log.info("smgp channel is up" if up else "smgp channel is down")
+            self.events.link_state(self.name, up)
+
+    async def _maintain(self, link: _Link) -> None:
+        """Connect, log in and serve one link; after each loss wait (exponential backoff, jitter) and redo."""
+        s = self.settings
+        backoff = s.reconnect_min
+        while not self._draining:
+            try:
+                lasted, refused = await self._session(link)
+            except Exception:
+                # A bug in this driver must cost one link, not the channel (or the daemon).
+                link.log.exception("smgp session failed unexpectedly; reconnecting")
+                lasted, refused = 0.0, None
+            if self._draining:
+                break
+            if lasted >= _STABLE_LINK:
+                backoff = s.reconnect_min
+            if refused is not None and refused.status in _SLOW_RETRY:
+                delay = s.reconnect_max
+            else:
+                delay = backoff
+                backoff = min(backoff * 2, s.reconnect_max)
+            # Jitter keeps many links (or many nodes) from reconnecting in lockstep after an outage.
+            delay *= self._rng.uniform(0.5, 1.0)
+            with trio.move_on_after(delay):
+                await self._drain_started.wait()
+
+    async def _session(self, link: _Link) -> tuple[float, LoginRefused | None]:
+        """One connection's life: (seconds it was logged in, the refusal if Login was refused)."""
+        s = self.settings
+        try:
+            with trio.fail_after(s.response_timeout):
+                stream = await trio.open_tcp_stream(s.host, s.port)
+        except (OSError, trio.TooSlowError) as e:
+            link.log.warning("cannot connect to the SMGW", host=s.host, port=s.port, error=str(e) or repr(e))
+            return 0.0, None
+        frames = _Frames(stream)
+        since: float | None = None
+        link.closed = trio.Event()
+        try:
+            try:
+                await self._login(link, frames)
+            except LoginRefused as refused:
+                self.refused = refused
+                hint = {
+                    STATUS_AUTH_FAILED: "check the channel's client_id and password",
+                    STATUS_BAD_IP_ADDRESS: "the SMGW does not accept this host's address; ask the carrier",
+                    STATUS_VERSION_TOO_HIGH: f"the SMGW speaks 0x{refused.server_version:02X}",
+                }.get(refused.status, "")
+                link.log.error(str(refused), status=refused.status, hint=hint)
+                return 0.0, refused
+            except (*_LINK_ERRORS, trio.TooSlowError) as e:
+                link.log.warning("SMGP_Login failed", error=str(e) or repr(e))
+                return 0.0, None
+            self.refused = None
+            since = trio.current_time()
+            link.log.info("logged in", host=s.host, port=s.port)
+            await self._serve(link, frames)
+            return trio.current_time() - since, None
+        finally:
+            was_connected = link.connected
+            link.connected = False
+            link.scope = None
+            link.out.clear()
+            link.fail_pending()
+            if was_connected:
+                self._update_up()
+            if since is not None:
+                link.log.info("connection closed", lasted=round(trio.current_time() - since, 3))
+            await trio.aclose_forcefully(stream)
+            link.closed.set()
+
+    async def _login(self, link: _Link, frames: _Frames) -> None:
+        """Send SMGP_Login and wait for its response; LoginRefused for a non-zero Status."""
+        s = self.settings
+        timestamp = pdu.timestamp_of(datetime.now())
+        request = pdu.login_request(
+            s.client_id, s.password, timestamp=timestamp, login_mode=link.mode, version=VERSION_30
+        )
+        seq = link.next_sequence()
+        with trio.fail_after(s.response_timeout):
+            await frames.stream.send_all(pdu.encode(request, sequence_id=seq))
+            while True:
+                raw = await frames.receive()
+                if raw is None:
+                    raise pdu.PduError("the SMGW closed the connection without answering SMGP_Login")
+                header = pdu.decode_header(raw)
+                if header.request_id == LOGIN_RESP:
+                    resp = pdu.decode(raw).pdu
+                    assert isinstance(resp, pdu.LoginResp)
+                    if resp.status != STATUS_OK:
+                        raise LoginRefused(resp.status, resp.server_version)
+                    expected = pdu.authenticator_server(resp.status, request.authenticator_client, s.password)
+                    if resp.authenticator_server != expected:
+                        # Not fatal: an SP rarely checks it, and gateways compute it differently.
+                        link.log.info("AuthenticatorServer differs from the spec's; ignored")
+                    return
+                if header.request_id == ACTIVE_TEST:
+                    await frames.stream.send_all(
+                        pdu.encode(pdu.ActiveTestResp(), sequence_id=header.sequence_id)
+                    )
+                elif header.request_id == EXIT:
+                    raise pdu.PduError("the SMGW sent SMGP_Exit instead of SMGP_Login_Resp")
+
+    async def _serve(self, link: _Link, frames: _Frames) -> None:
+        """Run the link's reader, writer, keepalive and sweeper until one of them ends it."""
+        link.out.clear()
+        link.out_ready = trio.Event()
+        link.last_rx = trio.current_time()
+        link.exiting = False
+        async with trio.open_nursery() as nursery:
+            link.scope = nursery.cancel_scope
+            if self._draining:  # drain() began while this link was logging in
+                nursery.start_soon(self._exit, link)
+            link.connected = True
+            self._update_up()
+            nursery.start_soon(self._writer, link, frames.stream)
+            nursery.start_soon(self._keepalive, link)
+            nursery.start_soon(self._sweep, link)
+            await self._reader(link, frames, nursery)
+            nursery.cancel_scope.cancel()
+
+    async def _exit(self, link: _Link) -> None:
+        if not link.connected:
+            return
+        link.exiting = True
+        _, req = link.request(pdu.Exit(), self.settings.response_timeout)
+        with trio.move_on_after(min(_EXIT_WAIT, self.settings.response_timeout)):
+            await req.done.wait()
+        if isinstance(req.response, pdu.ExitResp):
+            link.log.info("exited")
+        else:
+            link.log.warning("no SMGP_Exit_Resp from the SMGW; closing anyway")
+        link.drop()
+        with trio.move_on_after(_EXIT_WAIT):
+            await link.closed.wait()
+
+    # -- per-link tasks -------------------------------------------------------------------------------
+
+    async def _writer(self, link: _Link, stream: trio.abc.Stream) -> None:
+        try:
+            while True:
+                if not link.out:
+                    link.out_ready = trio.Event()
+                    await link.out_ready.wait()
+                    continue
+                # Let every task that is ready queue its PDU first: one send_all then carries them all.
+                await trio.lowlevel.checkpoint()
+                data, link.out = link.out, bytearray()
+                await stream.send_all(bytes(data))
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            link.log.warning("connection lost while sending", error=str(e) or repr(e))
+            link.drop()
+
+    async def _keepalive(self, link: _Link) -> None:
+        """SMGP_Active_Test after ``active_test_interval`` without inbound traffic; when it gets no answer
+        after its resends, the link is dropped."""
+        s = self.settings
+        while True:
+            due = link.last_rx + s.active_test_interval
+            if trio.current_time() < due:
+                await trio.sleep_until(due)
+                continue
+            _, req = link.request(pdu.ActiveTest(), s.response_timeout)
+            await req.done.wait()
+            if req.timed_out:
+                link.log.warning("no SMGP_Active_Test_Resp; dropping the connection", resends=req.resends)
+                link.drop()
+                return
+            link.last_rx = max(link.last_rx, trio.current_time())
+
+    async def _sweep(self, link: _Link) -> None:
+        """Re-send each request unanswered for ``response_timeout``, the same octets and SequenceID, up to
+        ``resends`` times; then give up on it. One task per link, not a timer per request."""
+        s = self.settings
+        while True:
+            now = trio.current_time()
+            due = math.inf
+            expired: list[int] = []
+            for seq, req in link.pending.items():
+                if req.deadline > now:
+                    due = min(due, req.deadline)
+                elif req.resends < s.resends:
+                    req.resends += 1
+                    req.deadline = now + s.response_timeout
+                    due = min(due, req.deadline)
+                    link.log.info("no response in time; re-sending", seq=seq, resend=req.resends)
+                    link.send(req.data)
+                else:
+                    expired.append(seq)
+            for seq in expired:
+                req = link.pending.pop(seq)
+                req.timed_out = True
+                req.done.set()
+            link.pending_changed = trio.Event()
+            with trio.move_on_at(due):
+                await link.pending_changed.wait()
+
+    async def _reader(self, link: _Link, frames: _Frames, nursery: trio.Nursery) -> None:
+        reports_in, reports_out = trio.open_memory_channel[tuple[int, pdu.Deliver]](_DELIVER_BACKLOG)
+        replies_in, replies_out = trio.open_memory_channel[tuple[int, pdu.Deliver]](_DELIVER_BACKLOG)
+        nursery.start_soon(self._report_worker, link, reports_out)
+        for _ in range(_REPLY_WORKERS):
+            nursery.start_soon(self._reply_worker, link, replies_out.clone())
+        try:
+            while True:
+                raw = await frames.receive()
+                if raw is None:
+                    if not link.exiting:
+                        link.log.warning("the SMGW closed the connection")
+                    return
+                link.last_rx = trio.current_time()
+                header = pdu.decode_header(raw)
+                request_id, seq = header.request_id, header.sequence_id
+                if request_id == DELIVER:
+                    try:
+                        deliver = pdu.decode(raw).pdu
+                    except pdu.PduError as e:
+                        msg_id = raw[12:22] if len(raw) >= 22 else bytes(msgid.LENGTH)
+                        link.log.warning(
+                            "undecodable SMGP_Deliver; answered Status 10", error=str(e), seq=seq
+                        )
+                        link.send(_deliver_resp(seq, msg_id, STATUS_BAD_STRUCTURE))
+                        continue
+                    assert isinstance(deliver, pdu.Deliver)
+                    await (reports_in if deliver.carries_report else replies_in).send((seq, deliver))
+                elif request_id & RESPONSE:
+                    self._on_response(link, raw, request_id, seq)
+                elif request_id == ACTIVE_TEST:
+                    link.send(pdu.encode(pdu.ActiveTestResp(), sequence_id=seq))
+                elif request_id == EXIT:
+                    link.log.info("the SMGW ended the session (SMGP_Exit); reconnecting")
+                    # Straight to the socket, so the answer is out before the connection closes.
+                    with trio.move_on_after(self.settings.response_timeout):
+                        await frames.stream.send_all(pdu.encode(pdu.ExitResp(), sequence_id=seq))
+                    return
+                else:
+                    # SMGP has no generic nack; a request an SP does not serve is logged and left alone.
+                    link.log.warning("request not handled", command=command_name(request_id), seq=seq)
+        except _LINK_ERRORS as e:
+            link.log.warning("connection lost while reading", error=str(e) or repr(e))
+
+    def _on_response(self, link: _Link, raw: bytes, request_id: int, seq: int) -> None:
+        req = link.pending.pop(seq, None)
+        if req is None:
+            # Usually the answer to a resent request that was answered already, or one given up on.
+            link.log.info("response to no outstanding request", command=command_name(request_id), seq=seq)
+            return
+        if request_id in (SUBMIT_RESP, ACTIVE_TEST_RESP, EXIT_RESP):
+            req.response = pdu.decode(raw).pdu  # PduError drops the link
+        req.done.set()
+
+    # -- inbound: status reports and replies ------------------------------------------------------------
+
+    async def _report_worker(
+        self, link: _Link, reports: trio.MemoryReceiveChannel[tuple[int, pdu.Deliver]]
+    ) -> None:
+        """Store the link's reports, all that arrived since the last store in one write, and answer each
+        once stored."""
+        async for first in reports:
+            batch = [first]
+            while len(batch) < _RECEIPT_BATCH:
+                try:
+                    batch.append(reports.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            statuses = await self._store_reports(link, batch)
+            for (seq, deliver), status in zip(batch, statuses, strict=True):
+                link.send(_deliver_resp(seq, deliver.msg_id, status))
+
+    async def _store_reports(self, link: _Link, batch: Sequence[tuple[int, pdu.Deliver]]) -> list[int]:
+        """Store status reports through the core; the Status to answer each Deliver with."""
+        statuses = [STATUS_OK] * len(batch)
+        parsed: list[tuple[int, InboundReceipt]] = []
+        for i, (_, deliver) in enumerate(batch):
+            try:
+                receipt = receipt_of(pdu.decode_report(deliver.msg_content))
+            except (pdu.PduError, ValueError) as e:
+                # Refusing it would make the SMGW re-send it forever; answer it and keep the evidence.
+                link.log.warning(
+                    "status report not understood; answered and dropped",
+                    error=str(e),
+                    msg_content=deliver.msg_content.hex(),
+                )
+                continue
+            parsed.append((i, receipt))
+        if not parsed:
+            return statuses
+        if len(parsed) > 1:
+            try:
+                await self.events.receipt_batch(self.name, [receipt for _, receipt in parsed])
+                return statuses
+            except Exception as e:
+                link.log.info("could not store reports together; storing each alone", error=str(e) or repr(e))
+
+        async def store_one(i: int, receipt: InboundReceipt) -> None:
+            try:
+                await self.events.receipt(self.name, receipt)
+            except Exception as e:
+                link.log.warning(
+                    "could not store a status report; the SMGW will re-send it",
+                    carrier_id=receipt.carrier_id,
+                    error=str(e) or repr(e),
+                )
+                statuses[i] = STATUS_SYSTEM_BUSY
+
+        async with trio.open_nursery() as nursery:
+            for i, receipt in parsed:
+                nursery.start_soon(store_one, i, receipt)
+        return statuses
+
+    async def _reply_worker(
+        self, link: _Link, replies: trio.MemoryReceiveChannel[tuple[int, pdu.Deliver]]
+    ) -> None:
+        async with replies:
+            async for seq, deliver in replies:
+                try:
+                    status = await self._store_reply(link, deliver)
+                except Exception:
+                    link.log.exception("reply handling failed; refused so that the SMGW re-sends it")
+                    status = STATUS_SYSTEM_BUSY
+                link.send(_deliver_resp(seq, deliver.msg_id, status))
+
+    async def _store_reply(self, link: _Link, deliver: pdu.Deliver) -> int:
+        """Store one mobile-originated Deliver (or one part of a long one) through the core; the Status to
+        answer it with. What the store refuses is answered 1 (system busy): the SMGW sends it again."""
+        message = reply_of(deliver, received_at=time.time())
+        try:
+            if isinstance(message, InboundReplyPart):
+                await self.events.reply_part(self.name, message)
+            else:
+                await self.events.reply(self.name, message)
+        except Exception as e:
+            link.log.warning(
+                "could not store a reply; the SMGW will re-send it",
+                sender=deliver.src_term_id,
+                error=str(e) or repr(e),
+            )
+            return STATUS_SYSTEM_BUSY
+        return STATUS_OK
+
+    async def _expire_parts(self) -> None:
+        """Give up on missing parts: every tick the core stores, with their gaps marked, this channel's
+        long replies whose first part came more than ``mo_timeout`` ago. A failure is retried next tick."""
+        timeout = self.settings.mo_timeout
+        tick = min(1.0, timeout / 4)
+        while True:
+            await trio.sleep(tick)
+            try:
+                await self.events.expire_reply_parts(self.name, time.time() - timeout)
+            except Exception as e:
+                self._log.warning(
+                    "could not hand over incomplete replies; will retry", error=str(e) or repr(e)
+                )
+
+
+def _deliver_resp(seq: int, msg_id: bytes, status: int) -> bytes:
+    return pdu.encode(pdu.DeliverResp(msg_id, status), sequence_id=seq)
+
+
+# ----- reading the SMGW's answers --------------------------------------------------------------------------
+
+
+def submit_outcome(resp: pdu.SubmitResp) -> SubmitOutcome:
+    """A Submit_Resp as the segment's outcome: Status 0 → the MsgID's stored text; 74, 75 and 1 → a wait
+    (throttled: the core holds the delivery and slows the channel, counting no attempt); any other
+    Status → a permanent failure with its name."""
+    if resp.status == STATUS_OK:
+        return SubmitOutcome(carrier_id=msgid.to_text(resp.msg_id))
+    name = f"SMGP_Submit_Resp {status_name(resp.status)}"
+    if resp.status in _WAIT_STATUSES:
+        return SubmitOutcome(error=SubmitError(resp.status, name, retriable=True, throttled=True))
+    return SubmitOutcome(error=SubmitError(resp.status, name, retriable=False))
+
+
+def receipt_of(report: pdu.Report) -> InboundReceipt:
+    """A status report as the core's receipt: the MsgID's stored text, the stat as a state and the err
+    code (when not delivered) as the error code; ``raw`` keeps both words as the SMGW wrote them."""
+    stat = report.stat.strip()
+    status = _STATS.get(stat.upper(), ReceiptStatus.UNDELIVERED)
+    err = report.err.strip()
+    error_code: int | None = None
+    if status != ReceiptStatus.DELIVERED:
+        code = err if err.isascii() and err.isdigit() and int(err) else stat.rpartition(":")[2]
+        if code.isascii() and code.isdigit():
+            error_code = int(code)
+    return InboundReceipt(
+        msgid.to_text(report.msg_id), status, error_code=error_code, raw=f"{stat} err:{err}"
+    )
+
+
+def reply_of(deliver: pdu.Deliver, *, received_at: float) -> InboundReply | InboundReplyPart:
+    """An MO Deliver as a whole reply or a part of a long one; ``destination`` is DestTermID, the number
+    the user wrote to, so the core finds the extension in it. Never raises for what an SMGW can send: a
+    malformed UDH or inconsistent counters make the Deliver a reply of its own."""
+    sender, destination = deliver.src_term_id, deliver.dest_term_id
+    content = deliver.msg_content
+    if deliver.tp_udhi:
+        try:
+            found = cmpp_text.read_reference(content)
+        except ValueError:
+            found = None
+        if found is not None:
+            scheme, part = found
+            if part.total > 1 and 1 <= part.number <= part.total:
+                codec = _PART_CODECS.get(deliver.msg_format) or _PART_CODECS[_alphabet(deliver.msg_format)]
+                return InboundReplyPart(
+                    sender,
+                    destination,
+                    f"{scheme}:{part.ref}",
+                    part.total,
+                    part.number,
+                    codec,
+                    part.body,
+                    received_at,
+                )
+            content = part.body
+        elif content and content[0] + 1 <= len(content):
+            content = content[1 + content[0] :]  # a UDH without concatenation: drop it, keep the text
+    decoded = cmpp_text.decode_content(content, deliver.msg_format)
+    return InboundReply(
+        sender, destination, decoded if isinstance(decoded, str) else decoded.decode("latin-1")
+    )
+
+
+def _alphabet(msg_format: int) -> int:
+    """A MsgFormat SMGP does not define, read by its GSM alphabet bits as the CMPP text rules read it."""
+    return {
+        0x00: MSG_FORMAT_ASCII,
+        0x04: MSG_FORMAT_BINARY,
+        0x08: MSG_FORMAT_UCS2,
+        0x0C: MSG_FORMAT_GB18030,
+    }[msg_format & 0x0C]
