@@ -19,6 +19,10 @@ connections on 2 threads, a fixed duration, a Lua script that makes every messag
                    process only sends, the workers accept and store
     masd-batch-send  masd-batch-intake with --send-workers processes ([send] workers, 1) sending beside
                    the daemon, the window shared out between them
+    masd-cmpp-single, masd-cmpp-batch  masd-single and masd-batch through one CMPP 3.0 channel (one
+                   connection, the same window) to `masd sim ismg` instead of SMPP to `masd sim smsc`:
+                   accepted → every segment's status report stored; CPU per message of masd and the ISMG
+                   in the notes (no Kannel row: Debian's Kannel has no CMPP driver)
     masd-socket    masd's socket interface (docs/socket.md): --socket-connections connections, each of
                    its own app, each keeping --socket-pipeline single-recipient submits in flight and
                    acknowledging the receipts pushed to it; the load generator is a subprocess of the
@@ -184,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                     attempt(
                         "masd-single-hypercorn", run, lambda: [masd_throughput(s, w, "single-hypercorn", run)]
                     )
+                if "masd-cmpp-single" in s.rows:
+                    attempt("masd-cmpp-single", run, lambda: [masd_throughput(s, w, "cmpp-single", run)])
                 if "masd-single-intake" in s.rows:
                     attempt("masd-single-intake", run, lambda: [masd_throughput(s, w, "single-intake", run)])
                 if "masd-paced" in s.rows:
@@ -192,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                     attempt("kannel-paced", run, lambda: [kannel_throughput(s, w, run, paced=True)])
             if "masd-batch" in s.rows:
                 attempt("masd-batch", 1, lambda: [masd_throughput(s, w, "batch", 1)])
+            if "masd-cmpp-batch" in s.rows:
+                attempt("masd-cmpp-batch", 1, lambda: [masd_throughput(s, w, "cmpp-batch", 1)])
             if "masd-batch-intake" in s.rows:
                 attempt("masd-batch-intake", 1, lambda: [masd_throughput(s, w, "batch-intake", 1)])
             if "masd-batch-send" in s.rows:

@@ -21,7 +21,7 @@ from masd_bench.measure import CpuMeter, percentile, proc_status_kib, split_by_l
 from masd_bench.procs import Proc, child_pids, free_port, http_get, port_open, shown, wait_for
 from masd_bench.report import latency
 from masd_bench.rows import Row, Settings
-from masd_bench.smsc import Simulator
+from masd_bench.smsc import ISMG_DELIVER_WINDOW, IsmgSimulator, Simulator
 from masd_bench.wrk import LUA_MASD_BATCH, LUA_MASD_SINGLE, pacing, run_wrk
 
 # The modules masd's worker processes run (``python -m …``), found in their command lines: their CPU
@@ -31,27 +31,32 @@ SEND_WORKER = "masd.workers.send_process"
 
 
 def masd_throughput(s: Settings, wrk: str, mode: str, run: int) -> Row:
+    """A wrk row. ``mode`` "cmpp-single" or "cmpp-batch" is the single or batch load through one CMPP
+    channel to ``masd sim ismg`` in place of the SMPP bind to ``masd sim smsc``; the rest is the same."""
     row = Row(f"masd-{mode}", run)
     work = s.workdir / f"{row.row}-{run}"
     work.mkdir(parents=True)
-    sim = Simulator(s.smsc, work)
+    cmpp = mode.startswith("cmpp-")
+    kind = mode.removeprefix("cmpp-")  # the load: single, batch, paced, …
+    sim = IsmgSimulator(work) if cmpp else Simulator(s.smsc, work)
     row.commands.append(shown(sim.proc.argv, work))
     procs: list[Proc] = [sim.proc]
     try:
         http_port = free_port()
         # masd-batch-send: intake and send workers both; the window is shared out between the daemon and
         # its send workers, so masd never has more submits outstanding than Kannel.
-        sending = mode == "batch-send"
-        intake_port = free_port() if mode.endswith("-intake") or sending else None
+        sending = kind == "batch-send"
+        intake_port = free_port() if kind.endswith("-intake") or sending else None
         config = write_masd_config(
             work,
             http_port=http_port,
             smpp_port=sim.port,
             window=max(1, s.window // (1 + s.send_workers)) if sending else s.window,
-            http_server="hypercorn" if mode == "single-hypercorn" else "builtin",
+            http_server="hypercorn" if kind == "single-hypercorn" else "builtin",
             intake_port=intake_port,
             intake_workers=s.intake_workers,
             send_workers=s.send_workers if sending else 0,
+            channel="cmpp" if cmpp else "smpp",
         )
         key = create_app_key(config, work, row.commands)
         masd = start_masd(config, work, row.commands)
@@ -59,10 +64,10 @@ def masd_throughput(s: Settings, wrk: str, mode: str, run: int) -> Row:
         base = f"http://127.0.0.1:{http_port}"
         wait_for("masd's /readyz", lambda: http_get(base + "/readyz")[0] == 200, 60, procs)
         script = work / f"{mode}.lua"
-        batch = mode.startswith("batch")
+        batch = kind.startswith("batch")
         lua = LUA_MASD_BATCH if batch else LUA_MASD_SINGLE
-        script.write_text(lua.format(key=key, batch=s.batch_size) + (pacing(s) if mode == "paced" else ""))
-        watched = {"masd": masd.pid, "smsc": sim.proc.pid}
+        script.write_text(lua.format(key=key, batch=s.batch_size) + (pacing(s) if kind == "paced" else ""))
+        watched = {"masd": masd.pid, sim.proc.name: sim.proc.pid}  # smsc, or ismg
         if intake_port is not None:
             # The workers' CPU counts as masd's: they are children of the daemon.
             base = f"http://127.0.0.1:{intake_port}"
@@ -105,7 +110,7 @@ def masd_throughput(s: Settings, wrk: str, mode: str, run: int) -> Row:
         row.smsc_submits = sim_after - sim_before
         if row.window_s:
             row.smsc_rate = round(row.smsc_submits / row.window_s, 1)
-        if mode.startswith("batch") and row.extra.get("receipts_per_s_after_load"):
+        if batch and row.extra.get("receipts_per_s_after_load"):
             row.note = (
                 f"receipts stored {row.extra['receipts_per_s_during_load']:,.0f}/s while the load ran, "
                 f"{row.extra['receipts_per_s_after_load']:,.0f}/s after it"
@@ -117,10 +122,32 @@ def masd_throughput(s: Settings, wrk: str, mode: str, run: int) -> Row:
             "accept_span_s": round(last_created - first, 3) if accepted else None,
             "undrained": left,
         }
+        if cmpp:
+            cmpp_notes(row)
     finally:
         for p in reversed(procs):
             p.stop()
     return row
+
+
+def cmpp_notes(row: Row) -> None:
+    """The masd-cmpp-* rows' notes: CPU per message of masd and of the ISMG, the peer's settings, and why
+    Kannel has no such row."""
+    per = {
+        name: round(seconds / row.receipts * 1e6, 1)
+        for name, seconds in row.cpu.items()
+        if row.receipts and seconds == seconds  # not NaN (a process gone before the meter stopped)
+    }
+    row.extra["cpu_us_per_message"] = per
+    notes = [row.note] if row.note else []
+    if per:
+        notes.append("CPU a message: " + ", ".join(f"{name} {us:,.0f} µs" for name, us in per.items()))
+    notes.append(
+        "one CMPP 3.0 connection, window as the SMPP rows'; masd sim ismg --report-delay 0 "
+        f"--outcomes delivered=1 --deliver-window {ISMG_DELIVER_WINDOW}; SMSC submit_sm/s is the ISMG's "
+        "CMPP_SUBMITs; no Kannel row: Debian's Kannel 1.4.5 has no CMPP driver"
+    )
+    row.note = "; ".join(notes)
 
 
 def masd_drain(s: Settings, run: int) -> Row:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from masd_bench.measure import CpuMeter
 from masd_bench.procs import Proc, drain, masd_argv, shown
-from masd_bench.rows import ACCOUNT, FINAL_STATES, SERVICE_NUMBER, Row, Settings
+from masd_bench.rows import ACCOUNT, CMPP_ACCOUNT, FINAL_STATES, SERVICE_NUMBER, Row, Settings
 
 MASD_CONFIG = """\
 [node]
@@ -39,6 +39,10 @@ max_pending = 10000000
 retry_base_seconds = 1.0
 retry_max_seconds = 5.0
 
+{channel}"""
+
+# The one channel of every SMPP row: a bind to the simulated SMSC with the benchmark's window.
+SMPP_CHANNEL = """\
 [channels.smpp]
 driver = "smpp"
 rate = 1000000
@@ -50,6 +54,25 @@ host = "127.0.0.1"
 port = {smpp_port}
 system_id = "{system_id}"
 password = "{password}"
+window = {window}
+"""
+
+# The masd-cmpp-* rows' one channel: CMPP 3.0 to `masd sim ismg`, one connection with the same window as
+# the SMPP rows' bind, reports asked for (registered_delivery = 1, the default), no rate cap of its own.
+CMPP_CHANNEL = """\
+[channels.cmpp]
+driver = "cmpp"
+rate = 1000000
+window = {window}
+service_number = "{sender}"
+
+[channels.cmpp.options]
+host = "127.0.0.1"
+port = {smpp_port}
+sp_id = "{system_id}"
+password = "{password}"
+version = "3.0"
+connections = 1
 window = {window}
 """
 
@@ -78,24 +101,28 @@ def write_masd_config(
     intake_port: int | None = None,
     intake_workers: int = 1,
     send_workers: int = 0,
+    channel: str = "smpp",
 ) -> Path:
+    """masd's configuration for a row; ``channel`` "cmpp" puts the CMPP channel of the masd-cmpp-* rows
+    in place of the SMPP one (``smpp_port`` is then the ISMG's port)."""
     path = work / "masd.toml"
+    account = CMPP_ACCOUNT if channel == "cmpp" else ACCOUNT
+    links = CMPP_CHANNEL if channel == "cmpp" else SMPP_CHANNEL
     sock = SOCKET_OFF if socket_port is None else SOCKET_ON.format(port=socket_port, pipeline=socket_pipeline)
     if intake_port is not None:
         sock += f'\n\n[intake]\nworkers = {intake_workers}\nlisten = "127.0.0.1:{intake_port}"'
     if send_workers:
         sock += f"\n\n[send]\nworkers = {send_workers}"
+    link = links.format(
+        smpp_port=smpp_port, window=window, sender=SERVICE_NUMBER, system_id=account[0], password=account[1]
+    )
     path.write_text(
         MASD_CONFIG.format(
+            channel=link,
             socket=sock,
             data_dir=(work / "data").as_posix(),
             http_port=http_port,
             http_server=http_server,
-            smpp_port=smpp_port,
-            window=window,
-            sender=SERVICE_NUMBER,
-            system_id=ACCOUNT[0],
-            password=ACCOUNT[1],
         )
     )
     return path

@@ -17,6 +17,7 @@ from pathlib import Path
 from masd_bench.kannel import kannel_version
 from masd_bench.procs import ROOT
 from masd_bench.rows import QUEUED_ROWS, Row, Settings
+from masd_bench.smsc import ISMG_DELIVER_WINDOW
 
 
 def machine() -> dict[str, str]:
@@ -164,6 +165,12 @@ METHOD = """\
 - masd-batch-send: the batch load posted to `[intake] workers = {iw}`, with `[send] workers = {sw}`
   (ADR 0008) sending beside the daemon; the window is shared out ({sww} per process, each binding once),
   so masd has no more submits outstanding than Kannel. The send workers' CPU is listed as send0, ….
+- masd-cmpp-single, masd-cmpp-batch: the masd-single and masd-batch loads through one `cmpp` channel
+  (CMPP 3.0, one connection, `window = {window}`) to `masd sim ismg --report-delay 0 --outcomes
+  delivered=1 --deliver-window {dw}` (reports unanswered at once per session; masd answers one only once
+  stored, so the default 16 would be the limit); done when every segment's status report is stored. SMSC
+  submit_sm/s is the ISMG's CMPP_SUBMITs; the notes give CPU µs per message of masd and of the ISMG.
+  No Kannel row: Debian's Kannel 1.4.5 has no CMPP driver (its SMSC types: smpp, emi, cimd2, at, http, …).
 - masd-socket: the socket interface (docs/socket.md), {sc} connections, each logged in as its own app
   (an app's receipts are pushed to one connection), each keeping {sp} single-recipient submits
   unanswered (masd `[socket] pipeline = {sp}`) for {d} s and acknowledging the receipts pushed to it.
@@ -223,6 +230,7 @@ def report(rows: Sequence[Row], s: Settings, info: dict[str, str], argv: Sequenc
             sww=max(1, s.window // (1 + s.send_workers)),
             sp=s.socket_pipeline,
             dq=f"{s.drain_queued:,}",
+            dw=ISMG_DELIVER_WINDOW,
         ),
         "",
         "## Results",

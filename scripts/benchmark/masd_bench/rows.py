@@ -17,12 +17,15 @@ WRK_ROWS = (
     "masd-single-intake",
     "masd-batch-intake",
     "masd-batch-send",
+    "masd-cmpp-single",  # the single and batch loads through a CMPP channel to masd sim ismg
+    "masd-cmpp-batch",
 )
 THROUGHPUT_ROWS = (*WRK_ROWS, "masd-socket", "masd-drain")
 QUEUED_ROWS = ("masd-rss-1m", "masd-ready-1m")
 ALL_ROWS = THROUGHPUT_ROWS + QUEUED_ROWS
 FINAL_STATES = ("delivered", "undelivered", "expired", "rejected", "failed", "cancelled")
 ACCOUNT = ("masd", "masd")
+CMPP_ACCOUNT = ("901234", "secret")  # sp_id (6 characters) and secret of the masd-cmpp-* rows
 SERVICE_NUMBER = "106570001"
 
 
