@@ -182,6 +182,11 @@ class Segmenter(abc.ABC):
     @abc.abstractmethod
     def encode(self, text: str, *, concat: str, ref: int, max_segments: int) -> list[OutboundSegment]: ...
 
+    def encoding(self, text: str) -> str | None:
+        """The alphabet ``text`` goes out in, as the API reports a message's ``encoding`` (``ascii``,
+        ``gbk``, ``ucs2``); None (the default): the SMS splitter's name for it (``gsm7`` or ``ucs2``)."""
+        return None
+
 
 SubmitDone = Callable[[list[SubmitOutcome]], None]
 """What :meth:`ChannelDriver.submit_nowait` calls with one delivery's outcomes, once they are known."""

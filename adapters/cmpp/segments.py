@@ -46,6 +46,10 @@ class CmppSegmenter(Segmenter):
             for part in parts
         ]
 
+    def encoding(self, text: str) -> str | None:
+        fmt = cmpp_text.choose_msg_fmt(text, allow_gbk=self.allow_gbk)
+        return _ENCODINGS.get(fmt, str(fmt))
+
     def _plan(self, text: str, concat: str, max_segments: int) -> cmpp_text.Plan:
         scheme = _concat(concat)
         try:

@@ -349,11 +349,19 @@ class Gateway(ChannelEvents):
                 else:
                     wire = signature_rules.signed(text, ch.signature, ch.signature_position)
                     # The signature masd added, for an error to name: the app's, else the channel's.
-                    added = app_signature or "" if text != req.text else ch.signature if wire != text else ""
+                    added = (
+                        (app_signature or "") if text != req.text else ch.signature if wire != text else ""
+                    )
                     counts[channel] = self._count_segments(wire, channel, ch, added)
-                if first and wire != req.text:
-                    # What the first recipient's channel sends: with a signature, which may need UCS-2.
-                    encoding = split.choose_encoding(wire)
+                if first:
+                    # What the first recipient's channel sends: with a signature, which may need UCS-2,
+                    # in its own alphabet where its protocol has one (CMPP: ASCII, GBK).
+                    segmenter = self.segmenter(channel) if ch.kind != "voice" else None
+                    own = segmenter.encoding(wire) if segmenter is not None else None
+                    if own is not None:
+                        encoding = own
+                    elif wire != req.text:
+                        encoding = split.choose_encoding(wire)
                 first = False
             n = counts[channel]
             deliveries.append(

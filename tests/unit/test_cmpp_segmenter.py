@@ -111,3 +111,12 @@ def test_an_unpaired_surrogate_is_a_value_error() -> None:
     with pytest.raises(ValueError) as info:
         CmppSegmenter().count("bad \ud800", concat="udh8", max_segments=5)
     assert not isinstance(info.value, TooManySegments)
+
+
+def test_the_segmenter_names_the_alphabet_a_text_goes_out_in() -> None:
+    plain, chinese = CmppSegmenter(), CmppSegmenter(allow_gbk=True)
+    assert (plain.encoding("Hello"), plain.encoding("通知"), chinese.encoding("通知")) == (
+        "ascii",
+        "ucs2",
+        "gbk",
+    )

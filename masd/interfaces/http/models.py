@@ -71,6 +71,11 @@ SEND_EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
+# The alphabet a text goes out in: GSM 7-bit or UCS-2 on SMPP; ASCII, GBK or UCS-2 on the Chinese carriers'
+# protocols (CMPP); tts for a voice call, which reads it aloud.
+Encoding = Literal["gsm7", "ucs2", "ascii", "gbk", "tts"]
+
+
 class SendRequest(BaseModel):
     """One message: one text to one or more recipients."""
 
@@ -167,7 +172,7 @@ class SendResponse(BaseModel):
     state: str = Field(examples=["queued"], description="Always queued at acceptance")
     recipients: list[str] = Field(examples=[["13800138000"]], description="Normalised, without duplicates")
     segments: int = Field(examples=[1], description="Parts on the wire for the longest delivery")
-    encoding: Literal["gsm7", "ucs2"]
+    encoding: Encoding
     created: bool = Field(description="False: this client_ref was stored before and this is that message")
     links: Links
 
@@ -229,7 +234,7 @@ class DeliveryOut(BaseModel):
 class MessageOut(BaseModel):
     id: int
     text: str
-    encoding: Literal["gsm7", "ucs2"]
+    encoding: Encoding
     priority: int
     client_ref: str | None
     created_at: datetime
