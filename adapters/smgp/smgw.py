@@ -1,0 +1,1281 @@
+"""A simulated China Telecom SMGW (短消息网关): a real SMGP 3.0 server on trio (``masd sim smgw``), for
+tests, demos and benchmarks; it speaks to masd's SMGP driver and to third-party SP clients alike.
+
+This module owns the SMGW's side of a session, built on the codec of :mod:`.pdu`:
+
+* **Login.** SMGP_Login is checked against ``accounts`` (ClientID → shared secret): Login_Resp Status 21
+  (authentication failed) for an unknown ClientID or an AuthenticatorClient that is not MD5(ClientID + 7
+  zero octets + secret + TimeStamp), 22 for a ClientVersion above 0x30, 10 for a LoginMode other than 0
+  (send), 1 (receive) or 2 (both). On success AuthenticatorServer = MD5(Status + AuthenticatorClient +
+  secret); on failure 16 zero octets, then the connection closes. The TimeStamp is not compared with the
+  clock (SP clocks drift).
+* **Submit** before a login, or on a receive-only link, gets Status 11 (command word error) and changes
+  nothing. After a login each Submit gets a MsgID in the spec's BCD layout (``smgw_code``, MMDDHHMM of
+  the local time, a 6-digit sequence: :mod:`.msgid`), or a refusal on demand: Status 74 (sending banned
+  in this time window) while ``quiet_hours`` is on or for every ``banned_every``-th Submit of a
+  connection; 75 (daily volume exceeded) once an account had ``daily_limit`` Submits accepted (the count
+  restarts at local midnight, or on the control port's ``reset_day``); 1 (system busy) for every
+  ``busy_every``-th Submit of a connection or above ``busy_above_rate`` per second; 36 for a MsgContent
+  above 140 octets. A refused Submit's MsgID is 10 zero octets.
+* **Reports.** A Submit with NeedReport 1 gets, after ``report_delay``, one status report per
+  DestTermID: a Deliver with IsReport 1 whose MsgContent is the spec's 122 octets (``id:`` the Submit's
+  MsgID, ``stat:`` and ``err:`` drawn from ``outcomes``: delivered → DELIVRD/000, undelivered →
+  UNDELIV/003, expired → EXPIRED/001, …, a gateway's own stat word as itself with err 006, ``none`` for
+  no report). Each part of a long message is its own Submit here, with its own MsgID and report.
+  Reports (and MOs) go to the account's logged-in links that receive (LoginMode 1 or 2), round robin, at
+  most ``deliver_window`` unanswered per link; they wait for a login when none is up, and are sent again
+  when Deliver_Resp does not come within ``report_resend_after`` seconds or comes with a non-zero Status.
+* **MO** (上行短信) injected through the control port: MsgFormat 0, 8 or 15 (chosen per text when not
+  given), one part or several with a UDH (``05 00 03`` or ``06 08 04``) and the TP_udhi TLV set to 1, to
+  DestTermID = service code + extension, from SrcTermID.
+* **Links.** Active_Test is answered in any state; the SMGW sends its own every ``active_test_interval``
+  seconds after a login and drops a link whose answer does not come within ``active_test_timeout``.
+  Exit is answered with Exit_Resp and the connection closes; the control port's ``exit`` sends the
+  SMGW's own. ``disconnect_every`` drops a connection when its N-th Submit arrives (unanswered, no Exit),
+  ``disconnect_after`` drops each logged-in connection that many seconds after its login. A PDU that
+  cannot be framed or decoded closes the connection; a RequestID this SMGW does not serve is skipped.
+
+Record: with ``record`` set, every Login and Submit received is appended to that JSON-lines file, one
+object a PDU: ``time``, ``pdu`` (``SMGP_Login`` or ``SMGP_Submit``), ``connection``, and for Login
+``client_id``, ``login_mode``, ``version``, ``timestamp``, ``status``; for Submit ``client_id``,
+``sequence_id``, ``msg_id`` (:func:`.msgid.to_text`, null when refused), ``status``, ``outcome``, every
+field of the Submit by its codec name (``msg_content`` in hex, UDH included) and ``text``, the content
+decoded by its MsgFormat without the UDH (null for binary). Lines are written every 100 ms and on
+shutdown.
+
+Control port: newline-delimited JSON on 127.0.0.1 only (no authentication; do not expose it), on
+``control_port`` (default: the SMGP port + 1; an ephemeral one when the SMGP port is 0). One request a
+line, one answer a line, ``"ok": true`` or ``"ok": false, "error": "..."``:
+
+* ``{"op": "mo", "from": "13300133000", "to": "1065901234501", "text": "1", "msg_format": 8,
+  "concat": "udh8", "client_id": "10690001", "shuffle": false}`` → ``{"ok": true, "parts": 1}``;
+* ``{"op": "stats"}`` → ``{"ok": true, "stats": {...}}`` (the counters of :class:`SmgwStats`);
+* ``{"op": "disconnect"}`` → ``{"ok": true, "dropped": n}``: every connection cut at once;
+* ``{"op": "exit"}`` → ``{"ok": true, "exited": n}``: an Exit to every logged-in connection;
+* ``{"op": "set", "quiet_hours": true, ...}`` → ``{"ok": true, "config": {...}}``: any of
+  :data:`RUNTIME_SETTINGS`; ``{"op": "reset_day"}``; ``{"op": "config"}``; ``{"op": "ping"}``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import dataclasses
+import heapq
+import itertools
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from pathlib import Path
+from typing import IO, Any, get_args
+
+import trio
+
+from ..cmpp.text import (
+    Concat,
+    Plan,
+    capacity,
+    choose_msg_fmt,
+    decode_content,
+    encode_parts,
+    encode_text,
+)
+from . import msgid
+from .constants import (
+    ACTIVE_TEST,
+    ACTIVE_TEST_RESP,
+    DELIVER_RESP,
+    EXIT,
+    EXIT_RESP,
+    IS_REPORT,
+    LOGIN,
+    LOGIN_MODE_NAMES,
+    LOGIN_MODE_RECEIVE,
+    LOGIN_MODE_SEND,
+    MAX_MT_LENGTH,
+    MSG_FORMAT_ASCII,
+    MSG_FORMAT_GB18030,
+    MSG_FORMAT_UCS2,
+    NEED_REPORT,
+    STAT_DELETED,
+    STAT_DELIVERED,
+    STAT_EXPIRED,
+    STAT_REJECTED,
+    STAT_UNDELIVERABLE,
+    STAT_UNKNOWN,
+    STATUS_AUTH_FAILED,
+    STATUS_BAD_COMMAND,
+    STATUS_BAD_MSG_LENGTH,
+    STATUS_BAD_STRUCTURE,
+    STATUS_DAILY_VOLUME_EXCEEDED,
+    STATUS_OK,
+    STATUS_SENDING_BANNED_NOW,
+    STATUS_SYSTEM_BUSY,
+    STATUS_VERSION_TOO_HIGH,
+    SUBMIT,
+    VERSION_30,
+    command_name,
+    status_name,
+)
+from .pdu import (
+    HEADER_LENGTH,
+    ActiveTest,
+    ActiveTestResp,
+    Deliver,
+    DeliverResp,
+    Exit,
+    ExitResp,
+    Login,
+    LoginResp,
+    Pdu,
+    PduError,
+    Report,
+    Submit,
+    SubmitResp,
+    authenticator_client,
+    authenticator_server,
+    decode,
+    decode_header,
+    encode,
+    encode_report,
+)
+
+__all__ = [
+    "OUTCOMES",
+    "RUNTIME_SETTINGS",
+    "Smgw",
+    "SmgwConfig",
+    "SmgwStats",
+    "account_list",
+    "parse_delay",
+    "parse_outcomes",
+]
+
+log = logging.getLogger(__name__)
+
+# Outcome names and the stat and err each puts in a report; "none" sends no report. Any other key of 1-7
+# upper-case ASCII characters (a gateway's own code) is sent as the stat itself, with err 006.
+_STAT_OF = {
+    "delivered": (STAT_DELIVERED, "000"),
+    "undelivered": (STAT_UNDELIVERABLE, "003"),
+    "expired": (STAT_EXPIRED, "001"),
+    "rejected": (STAT_REJECTED, "004"),
+    "deleted": (STAT_DELETED, "006"),
+    "unknown": (STAT_UNKNOWN, "999"),
+}
+OUTCOMES: tuple[str, ...] = (*_STAT_OF, "none")
+
+RUNTIME_SETTINGS = frozenset(
+    {
+        "report_delay",
+        "outcomes",
+        "quiet_hours",
+        "banned_every",
+        "daily_limit",
+        "busy_every",
+        "busy_above_rate",
+        "disconnect_every",
+        "disconnect_after",
+        "active_test_interval",
+        "active_test_timeout",
+        "report_resend_after",
+        "deliver_window",
+    }
+)
+
+_DECODED = frozenset({LOGIN, SUBMIT, DELIVER_RESP, ACTIVE_TEST, ACTIVE_TEST_RESP, EXIT, EXIT_RESP})
+_NO_MSG_ID = bytes(msgid.LENGTH)
+_HIGH_WATER = 1 << 20  # unsent octets after which a connection stops reading (the SP does not read)
+_NACK_RETRY = 1.0  # seconds before a Deliver answered with a non-zero Status is sent again
+_FLUSH_EVERY = 0.1  # seconds between record flushes
+_FINAL_FLUSH = 2.0  # seconds a closing connection gets to send what it owes
+_EXIT_WAIT = 5.0  # seconds the SMGW's Exit waits for its Exit_Resp
+Concats: tuple[str, ...] = get_args(Concat)
+
+
+# ----- configuration ------------------------------------------------------------------------------------
+
+
+def _outcome_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise ValueError(f"outcome {key!r} is not a name")
+    name = key.strip()
+    if name.lower() in OUTCOMES:
+        return name.lower()
+    if 1 <= len(name) <= 7 and name.isascii() and name.isprintable() and name == name.upper():
+        return name  # a gateway's own stat word, sent as it is
+    raise ValueError(
+        f"unknown outcome {key!r}; expected {', '.join(OUTCOMES)} or a stat of 1-7 upper-case characters"
+    )
+
+
+def _check_outcomes(weights: Mapping[str, float]) -> dict[str, float]:
+    table: dict[str, float] = {}
+    for key, weight in weights.items():
+        value = float(weight)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"weight of outcome {key!r} must be finite and not negative, got {weight!r}")
+        name = _outcome_key(key)
+        table[name] = table.get(name, 0.0) + value
+    if sum(table.values()) <= 0:
+        raise ValueError("outcome weights must add up to more than 0")
+    return table
+
+
+def parse_outcomes(text: str) -> dict[str, float]:
+    """``"delivered=0.9,undelivered=0.05,expired=0.05"`` → weights; ValueError on a bad name or number."""
+    weights: dict[str, float] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"outcome {item.strip()!r} is not name=weight")
+        weights[key.strip()] = weights.get(key.strip(), 0.0) + float(value)
+    return _check_outcomes(weights)
+
+
+def _check_delay(delay: object) -> float | tuple[float, float]:
+    if isinstance(delay, tuple | list):
+        if len(delay) == 2:
+            low, high = float(delay[0]), float(delay[1])
+            if 0 <= low <= high and math.isfinite(high):
+                return (low, high)
+        raise ValueError(f"report delay range must be (min, max) with 0 <= min <= max, got {delay!r}")
+    if isinstance(delay, int | float) and not isinstance(delay, bool) and delay >= 0 and math.isfinite(delay):
+        return float(delay)
+    raise ValueError(f"report delay must be a finite number of seconds >= 0, got {delay!r}")
+
+
+def parse_delay(text: str) -> float | tuple[float, float]:
+    """``"1.5"`` → 1.5 seconds; ``"0.5-2"`` or ``"0.5,2"`` → uniformly between 0.5 and 2 seconds."""
+    for sep in (",", "-", ":"):
+        if sep in text.strip().lstrip("-"):
+            low, _, high = text.partition(sep)
+            return _check_delay((float(low), float(high)))
+    return _check_delay(float(text))
+
+
+def account_list(specs: Iterable[str]) -> dict[str, str]:
+    """``["10690001:secret", …]`` → accounts (ClientID → shared secret); ValueError without a colon."""
+    accounts: dict[str, str] = {}
+    for spec in specs:
+        client_id, sep, secret = spec.partition(":")
+        if not sep or not client_id:
+            raise ValueError(f"account {spec!r} is not client_id:secret")
+        accounts[client_id] = secret
+    return accounts
+
+
+@dataclasses.dataclass
+class SmgwConfig:
+    """Everything the simulated SMGW can be told; validated on construction (ValueError)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8890  # 0: an ephemeral port (see Smgw.port)
+    accounts: dict[str, str] = dataclasses.field(default_factory=lambda: {"10690001": "secret"})
+    smgw_code: int = 10601  # the 6-digit SMGW code in every MsgID: area code 010, device class 06, number 1
+    report_delay: float | tuple[float, float] = (0.1, 1.0)  # seconds, fixed or uniform (min, max)
+    outcomes: dict[str, float] = dataclasses.field(default_factory=lambda: {"delivered": 1.0})
+    quiet_hours: bool = False  # every Submit gets Status 74 (sending banned in this time window)
+    banned_every: int = 0  # every Nth Submit of a connection gets Status 74; 0 = off
+    daily_limit: int = 0  # Submits accepted per account per day before Status 75; 0 = no limit
+    busy_every: int = 0  # every Nth Submit of a connection gets Status 1 (system busy); 0 = off
+    busy_above_rate: float = 0.0  # Submits/s per connection (1 s burst) beyond which Status 1; 0 = off
+    disconnect_every: int = 0  # drop a connection when its Nth Submit arrives, unanswered; 0 = off
+    disconnect_after: float = 0.0  # drop a logged-in connection this many seconds after login; 0 = off
+    active_test_interval: float = 180.0  # the spec's 3 minutes between the SMGW's Active_Test; 0 = never
+    active_test_timeout: float = 60.0  # a connection that does not answer within this is dropped
+    report_resend_after: float = 60.0  # a Deliver without Deliver_Resp after this is sent again
+    deliver_window: int = 16  # Delivers (reports, MOs) unanswered at once per connection
+    seed: int | None = None
+    record: str | Path | None = None  # JSON-lines file of every Login and Submit received
+    control: bool = True  # serve the control port
+    control_port: int | None = None  # None: port + 1 (ephemeral when port is 0)
+
+    def __post_init__(self) -> None:
+        if not self.accounts:
+            raise ValueError("at least one account (client_id: secret) is needed")
+        for client_id in self.accounts:
+            # ClientID is 8 octets; an id that does not fit could never log in.
+            if not (1 <= len(client_id) <= 8 and client_id.isascii() and client_id.isprintable()):
+                raise ValueError(f"account {client_id!r}: a client_id is 1-8 ASCII characters")
+        if not 0 <= self.smgw_code <= 999_999:
+            raise ValueError(f"smgw_code {self.smgw_code} does not fit 6 digits")
+        self.report_delay = _check_delay(self.report_delay)
+        self.outcomes = _check_outcomes(self.outcomes)
+        for name in ("banned_every", "daily_limit", "busy_every", "disconnect_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.deliver_window < 1:
+            raise ValueError("deliver_window must be >= 1")
+        for name in (
+            "busy_above_rate",
+            "disconnect_after",
+            "active_test_interval",
+            "active_test_timeout",
+            "report_resend_after",
+        ):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0")
+        if self.active_test_timeout <= 0 or self.report_resend_after <= 0:
+            raise ValueError("active_test_timeout and report_resend_after must be > 0")
+        if not 0 <= self.port <= 65535 or not (self.control_port is None or 0 <= self.control_port <= 65535):
+            raise ValueError("ports must be 0 … 65535")
+
+    def public(self) -> dict[str, Any]:
+        """A JSON-ready view (secrets left out)."""
+        data = dataclasses.asdict(self)
+        data["accounts"] = sorted(self.accounts)
+        data["record"] = None if self.record is None else str(self.record)
+        return data
+
+
+@dataclasses.dataclass
+class SmgwStats:
+    """Counters since start; ``sessions`` and the ``*_pending`` values are current."""
+
+    connections_total: int = 0
+    sessions: int = 0  # logged-in connections now
+    logins: int = 0
+    login_failures: int = 0
+    submits: int = 0  # Submits received after a login
+    accepted: int = 0
+    banned: int = 0  # answered Status 74
+    over_daily_limit: int = 0  # answered Status 75
+    busy: int = 0  # answered Status 1
+    rejected: int = 0  # answered another Status (too long)
+    refused_not_logged_in: int = 0  # Submits before a login or on a receive-only link
+    reports_scheduled: int = 0
+    reports_sent: int = 0  # Delivers sent, resends included
+    reports_resent: int = 0
+    reports_acked: int = 0
+    reports_pending: int = 0
+    mo_sent: int = 0
+    mo_acked: int = 0
+    mo_pending: int = 0
+    active_tests_received: int = 0
+    active_tests_sent: int = 0
+    active_tests_answered: int = 0
+    dropped_unanswered_active_test: int = 0
+    dropped_disconnect_every: int = 0
+    dropped_disconnect_after: int = 0
+    exits_received: int = 0
+    exits_sent: int = 0
+    malformed: int = 0  # connections closed for a PDU that did not frame or decode
+    unsupported: int = 0  # PDUs of a RequestID not served here, skipped
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+# ----- what waits to go out as Deliver ------------------------------------------------------------------
+
+_SCHEDULED, _READY, _INFLIGHT, _DONE = range(4)
+
+
+class _Outbound:
+    """One Deliver owed to an account (a report or an MO part) until a Deliver_Resp with Status 0.
+
+    A report's MsgContent is made when it first falls due (its done date is then). The PDU is encoded
+    once, with SequenceID 0 that each send patches, so a resend is the same message."""
+
+    __slots__ = ("attempts", "client_id", "conn", "data", "deliver", "report", "sent_at", "state")
+
+    def __init__(self, client_id: str, deliver: Deliver, report: Report | None = None) -> None:
+        self.client_id = client_id
+        self.deliver = deliver
+        self.report = report
+        self.state = _SCHEDULED
+        self.attempts = 0
+        self.conn: _Conn | None = None
+        self.sent_at = 0.0
+        self.data: bytes | None = None
+
+    @property
+    def is_report(self) -> bool:
+        return self.report is not None
+
+    def wire(self, sequence_id: int) -> bytes:
+        if self.data is None:
+            deliver = self.deliver
+            if self.report is not None:
+                deliver = dataclasses.replace(deliver, msg_content=encode_report(self.report))
+            self.data = encode(deliver, sequence_id=0)
+        return self.data[:8] + sequence_id.to_bytes(4, "big") + self.data[12:]
+
+
+def _report_time(t: float) -> str:
+    """Submit date / done date of a report: YYMMDDHHMM, local time."""
+    return time.strftime("%y%m%d%H%M", time.localtime(t))
+
+
+def _recv_time(t: float) -> str:
+    """A Deliver's RecvTime: YYYYMMDDHHMMSS, local time."""
+    return time.strftime("%Y%m%d%H%M%S", time.localtime(t))
+
+
+def _text_of(submit: Submit) -> str | None:
+    """A Submit's text without its UDH, for the record; None for binary content."""
+    content = submit.msg_content
+    if submit.tp_udhi and content:
+        content = content[1 + content[0] :]
+    text = decode_content(content, submit.msg_format)
+    return text if isinstance(text, str) else None
+
+
+def _plan_in(text: str, msg_format: int, concat: Concat) -> Plan:
+    """``text`` cut into parts of MsgFormat ``msg_format`` (one part without a UDH when it fits 140
+    octets); ValueError when the format cannot encode it or it needs more than 255 parts."""
+    if len(encode_text(text, msg_format)) <= capacity(msg_format):
+        return Plan(msg_format, (text,))
+    limit = capacity(msg_format, concat)
+    parts: list[str] = []
+    start = used = 0
+    for index, character in enumerate(text):
+        cost = len(encode_text(character, msg_format))
+        if used + cost > limit:
+            parts.append(text[start:index])
+            start, used = index, 0
+        used += cost
+    parts.append(text[start:])
+    if len(parts) > 255:
+        raise ValueError(f"the text needs {len(parts)} parts; a long message has at most 255")
+    return Plan(msg_format, tuple(parts))
+
+
+# ----- one SMGP connection ------------------------------------------------------------------------------
+
+
+class _Conn:
+    """One TCP connection: its login, its output buffer and writer, its Delivers in flight."""
+
+    def __init__(self, smgw: Smgw, stream: trio.SocketStream, number: int) -> None:
+        self.smgw = smgw
+        self.stream = stream
+        self.number = number
+        self.peer = _peer(stream)
+        self.client_id = ""
+        self.login_mode: int | None = None  # set once logged in
+        self.scope = trio.CancelScope()
+        self.nursery: trio.Nursery | None = None
+        self.out = bytearray()
+        self.wake = trio.Event()
+        self.writer_done = trio.Event()
+        self.drained: trio.Event | None = None
+        self.closing = False
+        self.dropped = False
+        self._sequence = itertools.count(1)
+        self.inflight: dict[int, _Outbound] = {}  # Deliver SequenceID → what it carries, in send order
+        self.submits = 0
+        self.tokens = self.tokens_at = self.tokens_rate = 0.0
+        self.active_test_seq = -1
+        self.active_test_answered: trio.Event | None = None
+        self.exit_seq = -1
+        self.exit_answered = trio.Event()
+
+    @property
+    def logged_in(self) -> bool:
+        return self.login_mode is not None
+
+    @property
+    def receives(self) -> bool:
+        """Whether Delivers go to this link: LoginMode 1 (receive) or 2 (both)."""
+        return self.login_mode is not None and self.login_mode != LOGIN_MODE_SEND
+
+    def next_sequence(self) -> int:
+        return next(self._sequence) & 0xFFFFFFFF
+
+    # --- output -----------------------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        if not self.dropped:
+            self.out += data
+            self.wake.set()
+
+    def reply(self, pdu: Pdu, sequence_id: int) -> None:
+        self.send(encode(pdu, sequence_id=sequence_id))
+
+    async def writer(self) -> None:
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake = trio.Event()
+                await trio.lowlevel.checkpoint()  # let the answers to one read go in one send_all
+                while self.out:
+                    data, self.out = self.out, bytearray()
+                    await self.stream.send_all(data)
+                    if self.drained is not None and len(self.out) < _HIGH_WATER:
+                        self.drained.set()
+                if self.closing:
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.drop()
+        finally:
+            self.writer_done.set()
+
+    def drop(self) -> None:
+        """Cut the connection now, without Exit (what a crash or a cut cable looks like)."""
+        self.dropped = True
+        self.closing = True
+        self.scope.cancel()
+        self.smgw.forget(self)
+
+    def close_after_flush(self) -> None:
+        self.closing = True
+        self.wake.set()
+
+    # --- input ------------------------------------------------------------------------------------------
+
+    async def reader(self) -> None:
+        buf = bytearray()
+        try:
+            while not self.closing:
+                if len(self.out) > _HIGH_WATER:
+                    self.drained = trio.Event()
+                    await self.drained.wait()
+                    self.drained = None
+                chunk = await self.stream.receive_some(65536)
+                if not chunk:
+                    return
+                buf += chunk
+                while len(buf) >= HEADER_LENGTH and not self.closing:
+                    total = decode_header(bytes(buf[:HEADER_LENGTH])).packet_length
+                    if len(buf) < total:
+                        break
+                    raw = bytes(buf[:total])
+                    del buf[:total]
+                    self.handle(raw)
+        except PduError as e:
+            # The peer and we disagree about the framing or a layout; nothing after this can be trusted.
+            log.info("smgw: connection %d (%s): %s; closing", self.number, self.peer, e)
+            self.smgw.stats.malformed += 1
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.drop()
+        except Exception:
+            # One client's PDU meeting a bug must not take the whole SMGW down: drop only this connection.
+            log.exception("smgw: connection %d: internal error; dropping it", self.number)
+            self.drop()
+
+    def handle(self, raw: bytes) -> None:
+        header = decode_header(raw)
+        request_id, seq = header.request_id, header.sequence_id
+        if request_id not in _DECODED:
+            self.smgw.stats.unsupported += 1
+            log.info(
+                "smgw: connection %d: %s is not served here; skipped", self.number, command_name(request_id)
+            )
+            return
+        pdu = decode(raw).pdu
+        if isinstance(pdu, Login):
+            self.on_login(pdu, seq)
+        elif isinstance(pdu, ActiveTest):
+            self.smgw.stats.active_tests_received += 1
+            self.reply(ActiveTestResp(), seq)
+        elif isinstance(pdu, ActiveTestResp):
+            if seq == self.active_test_seq and self.active_test_answered is not None:
+                self.active_test_answered.set()
+        elif isinstance(pdu, Exit):
+            self.smgw.stats.exits_received += 1
+            self.reply(ExitResp(), seq)
+            self.smgw.forget(self)
+            self.close_after_flush()
+        elif isinstance(pdu, ExitResp):
+            if seq == self.exit_seq:
+                self.exit_answered.set()
+        elif isinstance(pdu, Submit):
+            if self.logged_in and self.login_mode != LOGIN_MODE_RECEIVE:
+                self.on_submit(pdu, seq)
+            else:
+                self.smgw.stats.refused_not_logged_in += 1
+                log.info("smgw: connection %d: Submit without a send login refused", self.number)
+                self.reply(SubmitResp(_NO_MSG_ID, STATUS_BAD_COMMAND), seq)
+        elif isinstance(pdu, DeliverResp):
+            item = self.inflight.pop(seq, None)
+            if item is not None:
+                self.smgw.answered(self, item, pdu.status)
+
+    def on_login(self, pdu: Login, seq: int) -> None:
+        smgw = self.smgw
+        if self.logged_in:
+            self.reply(LoginResp(STATUS_BAD_STRUCTURE, bytes(16)), seq)
+            return
+        secret = smgw.config.accounts.get(pdu.client_id)
+        status = STATUS_OK
+        if pdu.client_version > VERSION_30:
+            status = STATUS_VERSION_TOO_HIGH
+        elif pdu.login_mode not in LOGIN_MODE_NAMES:
+            status = STATUS_BAD_STRUCTURE
+        elif secret is None or pdu.authenticator_client != authenticator_client(
+            pdu.client_id, secret, pdu.timestamp
+        ):
+            status = STATUS_AUTH_FAILED
+        smgw.record_login(self, pdu, status)
+        if status != STATUS_OK:
+            smgw.stats.login_failures += 1
+            log.info(
+                "smgw: connection %d: Login of %r (mode %d) refused: %s",
+                self.number,
+                pdu.client_id,
+                pdu.login_mode,
+                status_name(status),
+            )
+            self.reply(LoginResp(status, bytes(16)), seq)
+            self.close_after_flush()
+            return
+        assert secret is not None
+        auth = authenticator_server(STATUS_OK, pdu.authenticator_client, secret)
+        self.reply(LoginResp(STATUS_OK, auth), seq)
+        self.client_id = pdu.client_id
+        self.login_mode = pdu.login_mode
+        log.info(
+            "smgw: connection %d (%s): %r logged in, mode %s",
+            self.number,
+            self.peer,
+            self.client_id,
+            LOGIN_MODE_NAMES[pdu.login_mode],
+        )
+        smgw.on_login(self)
+        if self.nursery is not None:
+            self.nursery.start_soon(self.active_tester)
+            if smgw.config.disconnect_after:
+                self.nursery.start_soon(self.disconnect_timer, smgw.config.disconnect_after)
+
+    def on_submit(self, submit: Submit, seq: int) -> None:
+        smgw = self.smgw
+        cfg = smgw.config
+        stats = smgw.stats
+        stats.submits += 1
+        self.submits += 1
+        if cfg.disconnect_every and self.submits >= cfg.disconnect_every:
+            log.info(
+                "smgw: connection %d: dropped at Submit %d (disconnect_every)", self.number, self.submits
+            )
+            stats.dropped_disconnect_every += 1
+            # Out of service at once; answers owed for earlier PDUs are still written, then the close.
+            smgw.forget(self)
+            self.close_after_flush()
+            return
+        status = STATUS_OK
+        if cfg.quiet_hours or (cfg.banned_every and self.submits % cfg.banned_every == 0):
+            status = STATUS_SENDING_BANNED_NOW
+            stats.banned += 1
+        elif cfg.daily_limit and smgw.accepted_today(self.client_id) >= cfg.daily_limit:
+            status = STATUS_DAILY_VOLUME_EXCEEDED
+            stats.over_daily_limit += 1
+        elif (cfg.busy_every and self.submits % cfg.busy_every == 0) or (
+            cfg.busy_above_rate and not self.take_token(cfg.busy_above_rate)
+        ):
+            status = STATUS_SYSTEM_BUSY
+            stats.busy += 1
+        elif len(submit.msg_content) > MAX_MT_LENGTH:
+            status = STATUS_BAD_MSG_LENGTH
+            stats.rejected += 1
+        if status != STATUS_OK:
+            self.reply(SubmitResp(_NO_MSG_ID, status), seq)
+            smgw.record_submit(self, seq, submit, None, status, None)
+            return
+        stats.accepted += 1
+        smgw.count_accepted(self.client_id)
+        msg_id = smgw.new_msg_id()
+        self.reply(SubmitResp(msg_id, STATUS_OK), seq)
+        outcome = smgw.draw_outcome()
+        if submit.need_report == NEED_REPORT and outcome != "none":
+            for terminal in submit.dest_term_ids:
+                smgw.schedule_report(self.client_id, msg_id, outcome, submit, terminal)
+        smgw.record_submit(self, seq, submit, msg_id, status, outcome)
+
+    def take_token(self, rate: float) -> bool:
+        # A token bucket holding one second's worth: short bursts pass, a sustained rate above it does not.
+        now = trio.current_time()
+        if self.tokens_rate != rate:
+            self.tokens_rate, self.tokens, self.tokens_at = rate, rate, now
+        self.tokens = min(rate, self.tokens + (now - self.tokens_at) * rate)
+        self.tokens_at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+    # --- the SMGW's own requests ------------------------------------------------------------------------
+
+    async def active_tester(self) -> None:
+        while True:
+            cfg = self.smgw.config  # "set" may have replaced it
+            if cfg.active_test_interval <= 0:
+                return
+            await trio.sleep(cfg.active_test_interval)
+            cfg = self.smgw.config
+            self.active_test_seq = self.next_sequence()
+            answered = self.active_test_answered = trio.Event()
+            self.smgw.stats.active_tests_sent += 1
+            self.reply(ActiveTest(), self.active_test_seq)
+            with trio.move_on_after(cfg.active_test_timeout):
+                await answered.wait()
+            if not answered.is_set():
+                log.info("smgw: connection %d: no Active_Test_Resp; dropping it", self.number)
+                self.smgw.stats.dropped_unanswered_active_test += 1
+                self.drop()
+                return
+            self.smgw.stats.active_tests_answered += 1
+
+    async def disconnect_timer(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+        log.info(
+            "smgw: connection %d: dropped %.3g s after its login (disconnect_after)", self.number, seconds
+        )
+        self.smgw.stats.dropped_disconnect_after += 1
+        self.drop()
+
+    async def exit(self) -> None:
+        """Send Exit, stop sending Delivers, close when Exit_Resp comes (or after 5 s)."""
+        self.exit_seq = self.next_sequence()
+        self.smgw.stats.exits_sent += 1
+        self.reply(Exit(), self.exit_seq)
+        self.smgw.forget(self)
+        with trio.move_on_after(_EXIT_WAIT):
+            await self.exit_answered.wait()
+        self.close_after_flush()
+        with trio.move_on_after(_FINAL_FLUSH):
+            await self.writer_done.wait()
+        self.scope.cancel()
+
+    def send_deliver(self, item: _Outbound, now: float) -> None:
+        seq = self.next_sequence()
+        item.state = _INFLIGHT
+        item.conn = self
+        item.sent_at = now
+        item.attempts += 1
+        self.inflight[seq] = item
+        self.send(item.wire(seq))
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+        return f"{host}:{port}"
+    except OSError:
+        return "?"
+
+
+# ----- the server ---------------------------------------------------------------------------------------
+
+
+class Smgw:
+    """The simulated SMGW. Run :meth:`serve` in a nursery (``await nursery.start(smgw.serve)``)."""
+
+    def __init__(self, config: SmgwConfig | None = None) -> None:
+        self.config = config or SmgwConfig()
+        self.stats = SmgwStats()
+        self.port = 0
+        self.control_port = 0
+        self._rng = random.Random(self.config.seed)
+        # The 6-digit sequence starts at a random point so that two runs rarely give the same ids.
+        self._msg_seq = self._rng.randrange(1_000_000)
+        self._mo_ref = self._rng.randrange(1 << 16)
+        self._conn_numbers = itertools.count(1)
+        self._conns: set[_Conn] = set()
+        self._sessions: dict[str, list[_Conn]] = collections.defaultdict(list)  # receiving links
+        self._rr: dict[str, int] = collections.defaultdict(int)
+        self._pending: dict[str, collections.deque[_Outbound]] = collections.defaultdict(collections.deque)
+        self._heap: list[tuple[float, int, _Outbound]] = []
+        self._tiebreak = itertools.count()
+        self._wake_scheduler = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._record_file: IO[str] | None = None
+        self._record_lines: list[str] = []
+        self._outcome_names: list[str] = []
+        self._cum_weights: list[float] = []
+        self._day = date.today()
+        self._accepted_today: collections.Counter[str] = collections.Counter()
+        self._apply_outcomes()
+
+    # --- settings ---------------------------------------------------------------------------------------
+
+    def _apply_outcomes(self) -> None:
+        names = [k for k, w in self.config.outcomes.items() if w > 0]
+        self._outcome_names = names
+        self._cum_weights = list(itertools.accumulate(self.config.outcomes[k] for k in names))
+
+    def update(self, **changes: Any) -> SmgwConfig:
+        """Change settings while running (the control port's ``set``); only :data:`RUNTIME_SETTINGS`."""
+        unknown = sorted(set(changes) - RUNTIME_SETTINGS)
+        if unknown:
+            raise ValueError(f"cannot change {', '.join(unknown)} at run time")
+        if isinstance(changes.get("outcomes"), str):
+            changes["outcomes"] = parse_outcomes(changes["outcomes"])
+        if isinstance(changes.get("report_delay"), str):
+            changes["report_delay"] = parse_delay(changes["report_delay"])
+        if isinstance(changes.get("report_delay"), list):
+            changes["report_delay"] = tuple(changes["report_delay"])
+        if "quiet_hours" in changes and not isinstance(changes["quiet_hours"], bool):
+            raise ValueError("quiet_hours must be true or false")
+        self.config = dataclasses.replace(self.config, **changes)  # validated in __post_init__
+        self._apply_outcomes()
+        return self.config
+
+    def accepted_today(self, client_id: str) -> int:
+        """Submits of ``client_id`` accepted since local midnight (what ``daily_limit`` counts)."""
+        today = date.today()
+        if today != self._day:
+            self._day = today
+            self._accepted_today.clear()
+        return self._accepted_today[client_id]
+
+    def count_accepted(self, client_id: str) -> None:
+        self.accepted_today(client_id)  # a new day starts the count again
+        self._accepted_today[client_id] += 1
+
+    def reset_day(self) -> None:
+        """Start the daily count again, as midnight would (the control port's ``reset_day``)."""
+        self._accepted_today.clear()
+
+    # --- serving ----------------------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen until cancelled; ``task_status.started(port)`` once both ports accept connections."""
+        cfg = self.config
+        if cfg.record is not None:
+            self._record_file = open(cfg.record, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+        try:
+            # Opened before the nursery so that a port in use raises a plain OSError.
+            listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
+            self.port = listeners[0].socket.getsockname()[1]
+            control: list[trio.SocketListener] = []
+            if cfg.control:
+                wanted = cfg.control_port
+                if wanted is None:
+                    wanted = cfg.port + 1 if cfg.port else 0
+                try:
+                    control = await trio.open_tcp_listeners(wanted, host="127.0.0.1")
+                except OSError:
+                    for listener in listeners:
+                        await listener.aclose()
+                    raise
+                self.control_port = control[0].socket.getsockname()[1]
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(trio.serve_listeners, self._serve_connection, listeners)
+                if control:
+                    nursery.start_soon(trio.serve_listeners, self._serve_control, control)
+                nursery.start_soon(self._scheduler)
+                nursery.start_soon(self._sweeper)
+                if self._record_file is not None:
+                    nursery.start_soon(self._recorder)
+                log.info(
+                    "smgw: SMGP on %s:%d, control on 127.0.0.1:%d", cfg.host, self.port, self.control_port
+                )
+                task_status.started(self.port)
+        finally:
+            self._nursery = None
+            if self._record_file is not None:
+                self.flush_record()
+                self._record_file.close()
+                self._record_file = None
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        conn = _Conn(self, stream, next(self._conn_numbers))
+        self._conns.add(conn)
+        self.stats.connections_total += 1
+        try:
+            async with stream:
+                with conn.scope:
+                    async with trio.open_nursery() as nursery:
+                        conn.nursery = nursery
+                        nursery.start_soon(conn.writer)
+                        await conn.reader()
+                        # The reader is done (closed, Exit, malformed PDU): send what is owed, close.
+                        self.forget(conn)
+                        conn.close_after_flush()
+                        with trio.move_on_after(_FINAL_FLUSH):
+                            await conn.writer_done.wait()
+                        nursery.cancel_scope.cancel()
+        finally:
+            self.forget(conn)
+            log.debug("smgw: connection %d closed", conn.number)
+
+    def on_login(self, conn: _Conn) -> None:
+        self.stats.logins += 1
+        self.stats.sessions += 1
+        if conn.receives:
+            self._sessions[conn.client_id].append(conn)
+            self._dispatch(conn.client_id)
+
+    def forget(self, conn: _Conn) -> None:
+        """Take a connection out of service; its Delivers in flight go back to the front of the queue."""
+        if conn not in self._conns:
+            return
+        self._conns.discard(conn)
+        if not conn.logged_in:
+            return
+        self.stats.sessions -= 1
+        sessions = self._sessions.get(conn.client_id)
+        if sessions and conn in sessions:
+            sessions.remove(conn)
+        if conn.inflight:
+            queue = self._pending[conn.client_id]
+            for item in reversed(conn.inflight.values()):
+                item.state = _READY
+                item.conn = None
+                queue.appendleft(item)
+            conn.inflight.clear()
+            self._dispatch(conn.client_id)
+
+    def disconnect_all(self) -> int:
+        """Cut every connection at once, without Exit; returns how many."""
+        conns = list(self._conns)
+        for conn in conns:
+            conn.drop()
+        return len(conns)
+
+    def exit_all(self) -> int:
+        """Send Exit to every logged-in connection (each closes on its Exit_Resp)."""
+        conns = [c for c in self._conns if c.logged_in and not c.closing and c.nursery is not None]
+        for conn in conns:
+            assert conn.nursery is not None
+            conn.nursery.start_soon(conn.exit)
+        return len(conns)
+
+    # --- MsgIDs, outcomes, reports ----------------------------------------------------------------------
+
+    def new_msg_id(self) -> bytes:
+        """A MsgID in the spec's layout: the SMGW code, the local time to the minute, a 6-digit sequence."""
+        self._msg_seq = (self._msg_seq + 1) % 1_000_000
+        now = datetime.now()
+        fields = msgid.MsgId(self.config.smgw_code, now.month, now.day, now.hour, now.minute, self._msg_seq)
+        return msgid.pack(fields)
+
+    def draw_outcome(self) -> str:
+        cum = self._cum_weights
+        if len(cum) == 1:
+            return self._outcome_names[0]
+        return self._outcome_names[bisect.bisect_right(cum, self._rng.random() * cum[-1])]
+
+    def _delay(self) -> float:
+        delay = self.config.report_delay
+        return self._rng.uniform(*delay) if isinstance(delay, tuple) else delay
+
+    def schedule_report(
+        self, client_id: str, msg_id: bytes, outcome: str, submit: Submit, terminal: str
+    ) -> None:
+        stat, err = _STAT_OF.get(outcome, (outcome, "006"))
+        content = submit.msg_content
+        if submit.tp_udhi and content:
+            content = content[1 + content[0] :]
+        report = Report(
+            msg_id=msg_id,
+            stat=stat,
+            submit_date=_report_time(time.time()),
+            done_date="",  # filled in when it falls due
+            err=err,
+            # The spec's Text: the message's length in 3 digits and its first 17 octets.
+            text=f"{len(submit.msg_content):03d}".encode() + content[:17],
+        )
+        deliver = Deliver(
+            msg_id=_NO_MSG_ID,  # its own MsgID is given when it falls due, as the handset's answer comes then
+            is_report=IS_REPORT,
+            msg_format=MSG_FORMAT_ASCII,
+            src_term_id=terminal,
+            dest_term_id=submit.src_term_id,  # the SP's number + extension the Submit came from
+        )
+        self.stats.reports_scheduled += 1
+        self.stats.reports_pending += 1
+        self._push(trio.current_time() + self._delay(), _Outbound(client_id, deliver, report))
+
+    # --- mobile-originated messages ---------------------------------------------------------------------
+
+    async def inject_mo(
+        self,
+        *,
+        sender: str,
+        dest_term_id: str,
+        text: str,
+        msg_format: int | None = None,
+        client_id: str | None = None,
+        concat: Concat = "udh8",
+        shuffle: bool = False,
+    ) -> int:
+        """Send ``text`` from handset ``sender`` to ``dest_term_id`` (service code + extension) as Deliver
+        with IsReport 0, to a receiving link of ``client_id`` (default: an account with one, else the
+        first account), or queued until one logs in. ``msg_format`` 0, 8 or 15 (default: ASCII when the
+        text is, else UCS-2); a text above 140 octets goes in parts, each with the UDH of ``concat`` and
+        the TP_udhi TLV 1. ``shuffle`` sends the parts out of order. Returns the number of parts;
+        ValueError for what cannot be sent."""
+        for what, value in (("sender", sender), ("dest_term_id", dest_term_id)):
+            if not value or len(value) > 21 or not value.isascii() or "\0" in value:
+                raise ValueError(f"{what} must be 1-21 ASCII characters, got {value!r}")
+        if concat not in Concats:
+            raise ValueError(f"concat must be one of {', '.join(Concats)}, got {concat!r}")
+        if client_id is None:
+            client_id = next((cid for cid, conns in self._sessions.items() if conns), None)
+            client_id = client_id or next(iter(self.config.accounts))
+        elif client_id not in self.config.accounts:
+            raise ValueError(f"unknown client_id {client_id!r}")
+        fmt = choose_msg_fmt(text) if msg_format is None else msg_format
+        if fmt not in (MSG_FORMAT_ASCII, MSG_FORMAT_UCS2, MSG_FORMAT_GB18030):
+            raise ValueError(f"msg_format must be 0 (ASCII), 8 (UCS-2) or 15 (GB18030), got {msg_format!r}")
+        self._mo_ref = (self._mo_ref + 1) & 0xFFFF
+        parts = encode_parts(_plan_in(text, fmt, concat), concat=concat, ref=self._mo_ref)
+        now = time.time()
+        items = [
+            _Outbound(
+                client_id,
+                Deliver(
+                    msg_id=self.new_msg_id(),
+                    is_report=0,
+                    msg_format=part.msg_fmt,
+                    recv_time=_recv_time(now),
+                    src_term_id=sender,
+                    dest_term_id=dest_term_id,
+                    msg_content=part.msg_content,
+                    tp_udhi=part.tp_udhi,
+                ),
+            )
+            for part in parts
+        ]
+        if shuffle and len(items) > 1:
+            original = list(items)
+            while items == original:
+                self._rng.shuffle(items)
+        self.stats.mo_pending += len(items)
+        for item in items:
+            self._make_ready(item)
+        await trio.lowlevel.checkpoint()
+        return len(items)
+
+    # --- the Deliver machinery --------------------------------------------------------------------------
+
+    def _push(self, when: float, item: _Outbound) -> None:
+        item.state = _SCHEDULED
+        earliest = not self._heap or when < self._heap[0][0]
+        heapq.heappush(self._heap, (when, next(self._tiebreak), item))
+        if earliest:
+            self._wake_scheduler.set()
+
+    def _make_ready(self, item: _Outbound) -> None:
+        item.state = _READY
+        if item.report is not None and not item.report.done_date:
+            # Due now: the handset "answered" now, and the report's Deliver gets its own MsgID.
+            now = time.time()
+            item.report = dataclasses.replace(item.report, done_date=_report_time(now))
+            item.deliver = dataclasses.replace(
+                item.deliver, msg_id=self.new_msg_id(), recv_time=_recv_time(now)
+            )
+        self._pending[item.client_id].append(item)
+        self._dispatch(item.client_id)
+
+    def _dispatch(self, client_id: str) -> None:
+        """Send what waits for ``client_id`` to its receiving links, round robin, each within its window."""
+        queue = self._pending.get(client_id)
+        sessions = self._sessions.get(client_id)
+        if not queue or not sessions:
+            return
+        window = self.config.deliver_window
+        now = trio.current_time()
+        n = len(sessions)
+        rr = self._rr[client_id]
+        while queue:
+            for _ in range(n):
+                rr = (rr + 1) % n
+                conn = sessions[rr]
+                if len(conn.inflight) < window and not conn.closing:
+                    break
+            else:
+                break  # every window is full; a Deliver_Resp calls this again
+            item = queue.popleft()
+            if item.is_report:
+                self.stats.reports_sent += 1
+                if item.attempts:
+                    self.stats.reports_resent += 1
+            else:
+                self.stats.mo_sent += 1
+            conn.send_deliver(item, now)
+        self._rr[client_id] = rr
+
+    def answered(self, conn: _Conn, item: _Outbound, status: int) -> None:
+        item.conn = None
+        if status == STATUS_OK:
+            item.state = _DONE
+            if item.is_report:
+                self.stats.reports_acked += 1
+                self.stats.reports_pending -= 1
+            else:
+                self.stats.mo_acked += 1
+                self.stats.mo_pending -= 1
+        else:
+            # The SP could not take it (busy, or an error): a real SMGW tries again later.
+            self._push(trio.current_time() + _NACK_RETRY, item)
+        self._dispatch(conn.client_id)
+
+    async def _scheduler(self) -> None:
+        """Move reports (and retries) from the heap to their account's queue when they fall due."""
+        heap = self._heap
+        while True:
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                item = heapq.heappop(heap)[2]
+                if item.state == _SCHEDULED:
+                    self._make_ready(item)
+            self._wake_scheduler = trio.Event()
+            if heap:
+                with trio.move_on_at(heap[0][0]):
+                    await self._wake_scheduler.wait()
+            else:
+                await self._wake_scheduler.wait()
+
+    async def _sweeper(self) -> None:
+        """Send again what was not answered in time (Deliver_Resp lost or never sent)."""
+        while True:
+            await trio.sleep(min(1.0, self.config.report_resend_after / 4))
+            limit = trio.current_time() - self.config.report_resend_after
+            for sessions in list(self._sessions.values()):
+                expired: list[_Outbound] = []
+                for conn in sessions:
+                    for seq, item in list(conn.inflight.items()):  # in send order: stop at the first in time
+                        if item.sent_at > limit:
+                            break
+                        del conn.inflight[seq]
+                        item.conn = None
+                        expired.append(item)
+                for item in expired:
+                    self._make_ready(item)
+
+    # --- recording --------------------------------------------------------------------------------------
+
+    @property
+    def recording(self) -> bool:
+        return self._record_file is not None
+
+    def _record(self, conn: _Conn, pdu: str, fields: dict[str, Any]) -> None:
+        if self._record_file is None:
+            return
+        line = {"time": round(time.time(), 6), "pdu": pdu, "connection": conn.number, **fields}
+        self._record_lines.append(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
+
+    def record_login(self, conn: _Conn, pdu: Login, status: int) -> None:
+        self._record(
+            conn,
+            "SMGP_Login",
+            {
+                "client_id": pdu.client_id,
+                "login_mode": pdu.login_mode,
+                "version": pdu.client_version,
+                "timestamp": pdu.timestamp,
+                "status": status,
+            },
+        )
+
+    def record_submit(
+        self, conn: _Conn, seq: int, submit: Submit, msg_id: bytes | None, status: int, outcome: str | None
+    ) -> None:
+        if self._record_file is None:
+            return
+        fields = {f.name: getattr(submit, f.name) for f in dataclasses.fields(submit)}
+        fields["msg_content"] = submit.msg_content.hex()
+        fields["dest_term_ids"] = list(submit.dest_term_ids)
+        fields["other_tlvs"] = [{"tag": t.tag, "value": t.value.hex()} for t in submit.other_tlvs]
+        self._record(
+            conn,
+            "SMGP_Submit",
+            {
+                "client_id": conn.client_id,
+                "sequence_id": seq,
+                "msg_id": None if msg_id is None else msgid.to_text(msg_id),
+                "status": status,
+                "outcome": outcome,
+                **fields,
+                "text": _text_of(submit),
+            },
+        )
+
+    def flush_record(self) -> None:
+        """Write what was recorded so far (also done every 100 ms while serving)."""
+        if self._record_file is None or not self._record_lines:
+            return
+        lines, self._record_lines = self._record_lines, []
+        self._record_file.write("\n".join(lines) + "\n")
+        self._record_file.flush()
+
+    async def _recorder(self) -> None:
+        while True:
+            await trio.sleep(_FLUSH_EVERY)
+            self.flush_record()
+
+    # --- control port -----------------------------------------------------------------------------------
+
+    async def _serve_control(self, stream: trio.SocketStream) -> None:
+        buf = bytearray()
+        async with stream:
+            try:
+                while True:
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                    if len(buf) > 1 << 20:
+                        return  # nobody sends a megabyte of control request
+                    while b"\n" in buf:
+                        line, _, rest = bytes(buf).partition(b"\n")
+                        buf = bytearray(rest)
+                        if line.strip():
+                            answer = await self.control(line)
+                            await stream.send_all(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+    async def control(self, line: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
+        """Answer one control request (a JSON line or an already decoded object)."""
+        try:
+            request = line if isinstance(line, Mapping) else json.loads(line)
+            if not isinstance(request, Mapping):
+                raise ValueError("a request is a JSON object")
+            op = request.get("op")
+            if op == "ping":
+                return {"ok": True}
+            if op == "stats":
+                return {"ok": True, "stats": self.stats.as_dict()}
+            if op == "config":
+                return {"ok": True, "config": self.config.public()}
+            if op == "disconnect":
+                return {"ok": True, "dropped": self.disconnect_all()}
+            if op == "exit":
+                return {"ok": True, "exited": self.exit_all()}
+            if op == "reset_day":
+                self.reset_day()
+                return {"ok": True}
+            if op == "set":
+                changes = {k: v for k, v in request.items() if k != "op"}
+                return {"ok": True, "config": self.update(**changes).public()}
+            if op == "mo":
+                msg_format = request.get("msg_format")
+                if msg_format is not None and (
+                    not isinstance(msg_format, int) or isinstance(msg_format, bool)
+                ):
+                    raise ValueError("'msg_format' must be 0, 8 or 15")
+                parts = await self.inject_mo(
+                    sender=_str(request, "from"),
+                    dest_term_id=_str(request, "to"),
+                    text=_str(request, "text", empty=True),
+                    msg_format=msg_format,
+                    client_id=request.get("client_id"),
+                    concat=request.get("concat", "udh8"),
+                    shuffle=bool(request.get("shuffle", False)),
+                )
+                return {"ok": True, "parts": parts}
+            raise ValueError(
+                f"unknown op {op!r}; expected mo, stats, disconnect, exit, set, reset_day, config or ping"
+            )
+        except (ValueError, TypeError) as e:
+            return {"ok": False, "error": str(e)}
+
+
+def _str(request: Mapping[str, Any], key: str, *, empty: bool = False, default: str | None = None) -> str:
+    value = request.get(key, default)
+    if not isinstance(value, str) or (not value and not empty):
+        raise ValueError(f"{key!r} must be a{'' if empty else ' non-empty'} string")
+    return value
