@@ -1,0 +1,966 @@
+"""A simulated China Unicom SMG (短消息网关): a real SGIP 1.2 server on trio (``masd sim smg``), for tests,
+demos and benchmarks; it speaks to masd's SGIP driver and to third-party SP clients alike.
+
+SGIP has two links, and so has this SMG:
+
+* **The SP's link (the SMG is the server).** Bind is checked against ``accounts`` (Login_Name →
+  Login_Password): Bind_Resp Result 1 (illegal login) for a wrong name or password, 4 for a Login_Type
+  other than 1; a refused Bind is answered, then the connection closes. A Submit before a Bind gets
+  Result 1 and changes nothing. After a Bind each Submit gets Result 0, or ``throttle_result`` (11, node
+  busy, by default) for every ``throttle_every``-th Submit of a connection, or 8 (message length) for
+  MessageContent above 140 octets. Unbind is answered with Unbind_Resp and the connection closes.
+  ``disconnect_every`` cuts a connection when its N-th Submit arrives (unanswered); ``idle_timeout``
+  unbinds a connection silent that long, as real SMGs do (SGIP has no keep-alive).
+* **The link back to the SP (the SMG is the client).** Reports and injected MOs go to the SP's listener
+  at ``callback``: the SMG connects, binds with Login_Type 2 (``callback_login_name`` /
+  ``callback_password``), sends at most ``deliver_window`` requests unanswered at once, sends again what
+  gets no answer within ``resend_after`` seconds or an answer with a Result other than 0 (after 1 s), and
+  unbinds once it has had nothing to send for ``callback_idle`` seconds. What is owed waits, while the
+  SP's listener is not reachable, and goes when it is.
+* **Reports.** A Submit accepted with ReportFlag 1 (or 0 and a failure, or 3) gets, after
+  ``report_delay``, a Report per UserNumber naming the Submit by its Sequence Number
+  (SubmitSequenceNumber) with a State drawn from ``outcomes``: ``delivered`` (State 0), ``failed``
+  (State 2, ErrorCode 28), an ErrorCode such as ``29`` (State 2 with it), ``waiting`` (a State 1 Report,
+  then a State 0 one after another delay), ``none`` (no report).
+* **MO** (上行短信) injected through the control port: MessageCoding 0, 8 or 15 (chosen per text when not
+  given), one Deliver, or several each starting with a UDH (``05 00 03`` or ``06 08 04``) with TP_udhi 1,
+  from UserNumber to SPNumber (the SP's access number + extension).
+
+Record: with ``record`` set, every Bind and Submit received is appended to that JSON-lines file: ``time``,
+``pdu`` (``SGIP_BIND`` / ``SGIP_SUBMIT``), ``connection``; for Bind ``login_type``, ``login_name``,
+``result``; for Submit ``login_name``, ``sequence_number`` (the 30-digit text a Report names), ``result``,
+``outcome``, every field of the Submit by its codec name (``message_content`` in hex, UDH included,
+``user_numbers`` a list) and ``text``, the content decoded without its UDH (null for binary).
+
+Control port: newline-delimited JSON on 127.0.0.1 only (no authentication; do not expose it), on
+``control_port`` (default: the SGIP port + 1; an ephemeral one when the SGIP port is 0):
+``{"op": "mo", "from": "8613800138000", "to": "1065501234501", "text": "1", "coding": 8, "concat":
+"udh8", "shuffle": false}`` → ``{"ok": true, "parts": 1}``; ``{"op": "stats"}``; ``{"op":
+"disconnect"}`` (every connection cut, both links); ``{"op": "set", "throttle_every": 3, ...}`` (any of
+:data:`RUNTIME_SETTINGS`); ``{"op": "config"}``; ``{"op": "ping"}``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import dataclasses
+import heapq
+import itertools
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import trio
+
+from masd_adapters.cmpp import text as carrier_text
+
+from . import pdu
+from . import sequence as seq
+from .constants import (
+    BIND,
+    CODING_ASCII,
+    CODING_GBK,
+    CODING_UCS2,
+    LOGIN_SMG_TO_SP,
+    LOGIN_SP_TO_SMG,
+    REPORT_ALWAYS,
+    REPORT_CHARGE_ONLY,
+    REPORT_ON_ERROR,
+    RESULT_ERROR_RECEIVING,
+    RESULT_ILLEGAL_LOGIN,
+    RESULT_LOGIN_TYPE_WRONG,
+    RESULT_MESSAGE_LENGTH,
+    RESULT_NODE_BUSY,
+    RESULT_OK,
+    STATE_DELIVERED,
+    STATE_FAILED,
+    STATE_WAITING,
+    SUBMIT,
+    UNBIND,
+    UNBIND_RESP,
+    command_name,
+)
+
+__all__ = ["OUTCOMES", "RUNTIME_SETTINGS", "Smg", "SmgConfig", "SmgStats", "account_list", "parse_outcomes"]
+
+log = logging.getLogger(__name__)
+
+OUTCOMES: tuple[str, ...] = ("delivered", "failed", "waiting", "none")
+RUNTIME_SETTINGS = frozenset(
+    {
+        "report_delay",
+        "outcomes",
+        "throttle_every",
+        "throttle_result",
+        "disconnect_every",
+        "idle_timeout",
+        "resend_after",
+        "deliver_window",
+        "callback_idle",
+    }
+)
+
+_CONTENT_MAX = 140
+_NACK_RETRY = 1.0
+_FLUSH_EVERY = 0.1
+_UNBIND_WAIT = 2.0
+_CONNECT_RETRY = 1.0
+_DECODED = frozenset({BIND, SUBMIT, UNBIND, UNBIND_RESP})  # what an SP sends on its link
+_RECORD_FIELDS = [f.name for f in dataclasses.fields(pdu.Submit)]
+
+
+# ----- configuration ------------------------------------------------------------------------------------
+
+
+def _outcome_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise ValueError(f"outcome {key!r} is not a name")
+    name = key.strip().lower()
+    if name in OUTCOMES:
+        return name
+    if name.isdigit() and 1 <= int(name) <= 255:
+        return str(int(name))  # an ErrorCode: State 2 with it
+    raise ValueError(f"unknown outcome {key!r}; expected {', '.join(OUTCOMES)} or an ErrorCode 1-255")
+
+
+def _check_outcomes(weights: Mapping[str, float]) -> dict[str, float]:
+    table: dict[str, float] = {}
+    for key, weight in weights.items():
+        value = float(weight)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"weight of outcome {key!r} must be finite and not negative, got {weight!r}")
+        name = _outcome_key(key)
+        table[name] = table.get(name, 0.0) + value
+    if sum(table.values()) <= 0:
+        raise ValueError("outcome weights must add up to more than 0")
+    return table
+
+
+def parse_outcomes(text: str) -> dict[str, float]:
+    """``"delivered=0.9,failed=0.05,29=0.05"`` → weights; ValueError on a bad name or number."""
+    weights: dict[str, float] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"outcome {item.strip()!r} is not name=weight")
+        weights[key.strip()] = weights.get(key.strip(), 0.0) + float(value)
+    return _check_outcomes(weights)
+
+
+def _check_delay(delay: object) -> float | tuple[float, float]:
+    if isinstance(delay, tuple | list) and len(delay) == 2:
+        low, high = float(delay[0]), float(delay[1])
+        if 0 <= low <= high and math.isfinite(high):
+            return (low, high)
+    elif isinstance(delay, int | float) and not isinstance(delay, bool) and 0 <= delay < math.inf:
+        return float(delay)
+    raise ValueError(f"report delay must be seconds >= 0 or a (min, max) range, got {delay!r}")
+
+
+def account_list(specs: Iterable[str]) -> dict[str, str]:
+    """``["sp:secret", …]`` → accounts (Login_Name → Login_Password); ValueError without a colon."""
+    accounts: dict[str, str] = {}
+    for spec in specs:
+        name, sep, password = spec.partition(":")
+        if not sep or not name:
+            raise ValueError(f"account {spec!r} is not login_name:password")
+        accounts[name] = password
+    return accounts
+
+
+def _address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"callback {value!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+@dataclasses.dataclass
+class SmgConfig:
+    """Everything the simulated SMG can be told; validated on construction (ValueError)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8801  # 0: an ephemeral port (see Smg.port)
+    accounts: dict[str, str] = dataclasses.field(default_factory=lambda: {"sp": "secret"})
+    node_id: int = 2010000001  # the SMG's own node id, in the Sequence Numbers it makes
+    callback: str = "127.0.0.1:8802"  # the SP's listener; empty: reports and MOs are kept, never sent
+    callback_login_name: str = "smg"
+    callback_password: str = "secret"
+    report_delay: float | tuple[float, float] = (0.1, 1.0)
+    outcomes: dict[str, float] = dataclasses.field(default_factory=lambda: {"delivered": 1.0})
+    throttle_every: int = 0  # every Nth Submit of a connection is answered throttle_result; 0 = off
+    throttle_result: int = RESULT_NODE_BUSY
+    disconnect_every: int = 0  # cut a connection when its Nth Submit arrives, unanswered; 0 = off
+    idle_timeout: float = 0.0  # unbind an SP connection silent this long; 0 = never
+    resend_after: float = 60.0  # a Report or Deliver unanswered this long is sent again
+    deliver_window: int = 16
+    callback_idle: float = 5.0  # unbind the link to the SP after this long with nothing to send
+    seed: int | None = None
+    record: str | Path | None = None
+    control: bool = True
+    control_port: int | None = None  # None: port + 1 (ephemeral when port is 0)
+
+    def __post_init__(self) -> None:
+        if not self.accounts:
+            raise ValueError("at least one account (login_name: password) is needed")
+        for name, password in self.accounts.items():
+            if not (1 <= len(name) <= 16 and len(password) <= 16 and (name + password).isascii()):
+                raise ValueError(
+                    f"account {name!r}: a login name and password are at most 16 ASCII characters"
+                )
+        seq.SequenceNumber(self.node_id, 0, 0)
+        if self.callback:
+            _address(self.callback)
+        self.report_delay = _check_delay(self.report_delay)
+        self.outcomes = _check_outcomes(self.outcomes)
+        for name in ("throttle_every", "disconnect_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if not 1 <= self.throttle_result <= 255:
+            raise ValueError("throttle_result must be a Result 1-255")
+        if self.deliver_window < 1:
+            raise ValueError("deliver_window must be >= 1")
+        for name in ("idle_timeout", "resend_after", "callback_idle"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0")
+        if self.resend_after <= 0:
+            raise ValueError("resend_after must be > 0")
+        if not 0 <= self.port <= 65535 or not (self.control_port is None or 0 <= self.control_port <= 65535):
+            raise ValueError("ports must be 0 … 65535")
+
+    def public(self) -> dict[str, Any]:
+        """A JSON-ready view (passwords left out)."""
+        data = dataclasses.asdict(self)
+        data["accounts"] = sorted(self.accounts)
+        del data["callback_password"]
+        data["record"] = None if self.record is None else str(self.record)
+        return data
+
+
+@dataclasses.dataclass
+class SmgStats:
+    """Counters since start; ``sessions``, ``callback_up`` and the ``*_pending`` values are current."""
+
+    connections_total: int = 0
+    sessions: int = 0
+    logins: int = 0
+    login_failures: int = 0
+    submits: int = 0
+    accepted: int = 0
+    throttled: int = 0
+    rejected: int = 0
+    refused_before_bind: int = 0
+    unbinds_received: int = 0
+    dropped_disconnect_every: int = 0
+    dropped_idle: int = 0
+    reports_scheduled: int = 0
+    reports_sent: int = 0
+    reports_resent: int = 0
+    reports_acked: int = 0
+    reports_pending: int = 0
+    mo_sent: int = 0
+    mo_acked: int = 0
+    mo_pending: int = 0
+    nacks: int = 0  # Report_Resp / Deliver_Resp with a Result other than 0
+    callback_connects: int = 0
+    callback_bind_failures: int = 0
+    callback_unbinds: int = 0
+    callback_up: int = 0
+    malformed: int = 0
+    unsupported: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+class _Item:
+    """A Report or a Deliver owed to the SP until it answers Result 0."""
+
+    __slots__ = ("attempts", "message", "sent_at")
+
+    def __init__(self, message: pdu.Report | pdu.Deliver) -> None:
+        self.message = message
+        self.attempts = 0
+        self.sent_at = 0.0
+
+    @property
+    def is_report(self) -> bool:
+        return isinstance(self.message, pdu.Report)
+
+
+def _text_of(submit: pdu.Submit) -> str | None:
+    content = submit.message_content
+    if submit.tp_udhi and content:
+        content = content[1 + content[0] :]
+    decoded = carrier_text.decode_content(content, submit.message_coding)
+    return decoded if isinstance(decoded, str) else None
+
+
+def _cut(text: str, coding: int, concat: carrier_text.Concat) -> list[str]:
+    """``text`` in the parts of MessageCoding ``coding``: one when it fits 140 octets."""
+    if len(carrier_text.encode_text(text, coding)) <= _CONTENT_MAX:
+        return [text]
+    limit = carrier_text.capacity(coding, concat)
+    parts: list[str] = []
+    start = used = 0
+    for index, character in enumerate(text):
+        cost = len(carrier_text.encode_text(character, coding))
+        if used + cost > limit:
+            parts.append(text[start:index])
+            start, used = index, 0
+        used += cost
+    parts.append(text[start:])
+    if len(parts) > 255:
+        raise ValueError(f"the text needs {len(parts)} parts; a long message has at most 255")
+    return parts
+
+
+# ----- the SP's connections -------------------------------------------------------------------------------
+
+
+class _Conn:
+    def __init__(self, smg: Smg, stream: trio.SocketStream, number: int) -> None:
+        self.smg = smg
+        self.stream = stream
+        self.number = number
+        self.login_name: str | None = None
+        self.submits = 0
+        self.out = bytearray()
+        self.wake = trio.Event()
+        self.closing = False
+        self.scope = trio.CancelScope()
+        self.last_rx = trio.current_time()
+
+    def send(self, message: pdu.Pdu, number: seq.SequenceNumber) -> None:
+        self.out += pdu.encode(message, sequence_number=number)
+        self.wake.set()
+
+    def close_after_flush(self) -> None:
+        self.closing = True
+        self.wake.set()
+
+    async def writer(self) -> None:
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake = trio.Event()
+                while self.out:
+                    data, self.out = self.out, bytearray()
+                    await self.stream.send_all(data)
+                if self.closing:
+                    self.scope.cancel()
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.scope.cancel()
+
+    async def idle_watch(self) -> None:
+        while True:
+            timeout = self.smg.config.idle_timeout
+            if not timeout:
+                await trio.sleep(1.0)
+                continue
+            due = self.last_rx + timeout
+            if trio.current_time() < due:
+                await trio.sleep(min(due - trio.current_time(), 1.0))
+                continue
+            log.info("smg: connection %d idle %.3g s; unbinding it", self.number, timeout)
+            self.smg.stats.dropped_idle += 1
+            self.send(pdu.Unbind(), self.smg.next_number())
+            await trio.sleep(_UNBIND_WAIT)
+            self.close_after_flush()
+            return
+
+    async def reader(self) -> None:
+        frames = bytearray()
+        try:
+            while not self.closing:
+                chunk = await self.stream.receive_some(65536)
+                if not chunk:
+                    return
+                frames += chunk
+                while len(frames) >= pdu.HEADER_LENGTH and not self.closing:
+                    length = pdu.decode_header(bytes(frames[: pdu.HEADER_LENGTH])).message_length
+                    if len(frames) < length:
+                        break
+                    raw = bytes(frames[:length])
+                    del frames[:length]
+                    self.last_rx = trio.current_time()
+                    self.handle(raw)
+        except pdu.PduError as e:
+            log.info("smg: connection %d: %s; closing", self.number, e)
+            self.smg.stats.malformed += 1
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+
+    def handle(self, raw: bytes) -> None:
+        smg = self.smg
+        try:
+            packet = pdu.decode(raw)
+        except pdu.PduError:
+            header = pdu.decode_header(raw)
+            if header.command_id in _DECODED:
+                raise
+            smg.stats.unsupported += 1
+            log.info(
+                "smg: connection %d: %s not served; skipped", self.number, command_name(header.command_id)
+            )
+            return
+        message, number = packet.pdu, packet.sequence_number
+        if isinstance(message, pdu.Bind):
+            result = RESULT_OK
+            if self.login_name is not None:
+                result = 2  # repeated login
+            elif message.login_type != LOGIN_SP_TO_SMG:
+                result = RESULT_LOGIN_TYPE_WRONG
+            elif smg.config.accounts.get(message.login_name) != message.login_password:
+                result = RESULT_ILLEGAL_LOGIN
+            smg.record(
+                self,
+                "SGIP_BIND",
+                {"login_type": message.login_type, "login_name": message.login_name, "result": result},
+            )
+            self.send(pdu.BindResp(result), number)
+            if result == RESULT_OK:
+                self.login_name = message.login_name
+                smg.stats.logins += 1
+                smg.stats.sessions += 1
+                log.info("smg: connection %d: %r bound", self.number, message.login_name)
+            elif self.login_name is None:
+                smg.stats.login_failures += 1
+                self.close_after_flush()
+        elif isinstance(message, pdu.Submit):
+            if self.login_name is None:
+                smg.stats.refused_before_bind += 1
+                self.send(pdu.SubmitResp(RESULT_ILLEGAL_LOGIN), number)
+                return
+            self.on_submit(message, number)
+        elif isinstance(message, pdu.Unbind):
+            smg.stats.unbinds_received += 1
+            self.send(pdu.UnbindResp(), number)
+            self.close_after_flush()
+        elif isinstance(message, pdu.UnbindResp):
+            self.close_after_flush()
+        else:
+            smg.stats.unsupported += 1
+
+    def on_submit(self, submit: pdu.Submit, number: seq.SequenceNumber) -> None:
+        smg = self.smg
+        cfg = smg.config
+        smg.stats.submits += 1
+        self.submits += 1
+        if cfg.disconnect_every and self.submits % cfg.disconnect_every == 0:
+            log.info("smg: connection %d cut at Submit %d (disconnect_every)", self.number, self.submits)
+            smg.stats.dropped_disconnect_every += 1
+            self.closing = True
+            self.scope.cancel()
+            return
+        result = RESULT_OK
+        if cfg.throttle_every and self.submits % cfg.throttle_every == 0:
+            result = cfg.throttle_result
+            smg.stats.throttled += 1
+        elif len(submit.message_content) > _CONTENT_MAX:
+            result = RESULT_MESSAGE_LENGTH
+            smg.stats.rejected += 1
+        self.send(pdu.SubmitResp(result), number)
+        outcome = None
+        if result == RESULT_OK:
+            smg.stats.accepted += 1
+            outcome = smg.draw_outcome()
+            for user in submit.user_numbers:
+                smg.schedule_report(number, user, outcome, submit.report_flag)
+        smg.record_submit(self, number, submit, result, outcome)
+
+
+# ----- the server ---------------------------------------------------------------------------------------
+
+
+class Smg:
+    """The simulated SMG. Run :meth:`serve` in a nursery (``await nursery.start(smg.serve)``)."""
+
+    def __init__(self, config: SmgConfig | None = None) -> None:
+        self.config = config or SmgConfig()
+        self.stats = SmgStats()
+        self.port = 0
+        self.control_port = 0
+        self._rng = random.Random(self.config.seed)
+        self._sequencer = seq.Sequencer(self.config.node_id, start=self._rng.randrange(1, 1 << 31))
+        self._mo_ref = self._rng.randrange(1 << 16)
+        self._conn_numbers = itertools.count(1)
+        self._conns: set[_Conn] = set()
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._queue_changed = trio.Event()
+        self._heap: list[tuple[float, int, _Item]] = []
+        self._tiebreak = itertools.count()
+        self._wake_scheduler = trio.Event()
+        self._callback_scope: trio.CancelScope | None = None
+        self._record_file: IO[str] | None = None
+        self._record_lines: list[str] = []
+        self._names: list[str] = []
+        self._cum: list[float] = []
+        self._apply_outcomes()
+
+    def _apply_outcomes(self) -> None:
+        self._names = [k for k, w in self.config.outcomes.items() if w > 0]
+        self._cum = list(itertools.accumulate(self.config.outcomes[k] for k in self._names))
+
+    def update(self, **changes: Any) -> SmgConfig:
+        """Change settings while running (the control port's ``set``); only :data:`RUNTIME_SETTINGS`."""
+        unknown = sorted(set(changes) - RUNTIME_SETTINGS)
+        if unknown:
+            raise ValueError(f"cannot change {', '.join(unknown)} at run time")
+        if isinstance(changes.get("outcomes"), str):
+            changes["outcomes"] = parse_outcomes(changes["outcomes"])
+        if isinstance(changes.get("report_delay"), list):
+            changes["report_delay"] = tuple(changes["report_delay"])
+        self.config = dataclasses.replace(self.config, **changes)
+        self._apply_outcomes()
+        return self.config
+
+    def next_number(self) -> seq.SequenceNumber:
+        return self._sequencer.next(datetime.now())
+
+    def draw_outcome(self) -> str:
+        if len(self._cum) == 1:
+            return self._names[0]
+        return self._names[bisect.bisect_right(self._cum, self._rng.random() * self._cum[-1])]
+
+    def _delay(self) -> float:
+        delay = self.config.report_delay
+        return self._rng.uniform(*delay) if isinstance(delay, tuple) else delay
+
+    # --- serving ----------------------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen until cancelled; ``task_status.started(port)`` once both ports accept connections."""
+        cfg = self.config
+        if cfg.record is not None:
+            self._record_file = open(cfg.record, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+        try:
+            listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
+            self.port = listeners[0].socket.getsockname()[1]
+            control: list[trio.SocketListener] = []
+            if cfg.control:
+                wanted = (
+                    cfg.control_port if cfg.control_port is not None else (cfg.port + 1 if cfg.port else 0)
+                )
+                try:
+                    control = await trio.open_tcp_listeners(wanted, host="127.0.0.1")
+                except OSError:
+                    for listener in listeners:
+                        await listener.aclose()
+                    raise
+                self.control_port = control[0].socket.getsockname()[1]
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.serve_listeners, self._serve_connection, listeners)
+                if control:
+                    nursery.start_soon(trio.serve_listeners, self._serve_control, control)
+                nursery.start_soon(self._scheduler)
+                nursery.start_soon(self._callback_loop)
+                if self._record_file is not None:
+                    nursery.start_soon(self._recorder)
+                log.info(
+                    "smg: SGIP on %s:%d, control on 127.0.0.1:%d", cfg.host, self.port, self.control_port
+                )
+                task_status.started(self.port)
+        finally:
+            if self._record_file is not None:
+                self.flush_record()
+                self._record_file.close()
+                self._record_file = None
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        conn = _Conn(self, stream, next(self._conn_numbers))
+        self._conns.add(conn)
+        self.stats.connections_total += 1
+        try:
+            async with stream:
+                with conn.scope:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(conn.writer)
+                        nursery.start_soon(conn.idle_watch)
+                        await conn.reader()
+                        conn.close_after_flush()
+                        await trio.sleep(_UNBIND_WAIT)
+                        nursery.cancel_scope.cancel()
+        finally:
+            self._conns.discard(conn)
+            if conn.login_name is not None:
+                self.stats.sessions -= 1
+
+    def disconnect_all(self) -> int:
+        """Cut every connection, both links, at once; returns how many."""
+        conns = list(self._conns)
+        for conn in conns:
+            conn.closing = True
+            conn.scope.cancel()
+        dropped = len(conns)
+        if self._callback_scope is not None:
+            self._callback_scope.cancel()
+            dropped += 1
+        return dropped
+
+    # --- reports and MOs --------------------------------------------------------------------------------
+
+    def schedule_report(self, submit: seq.SequenceNumber, user: str, outcome: str, report_flag: int) -> None:
+        if outcome == "none":
+            return
+        failed = outcome not in ("delivered", "waiting")
+        if report_flag not in (REPORT_ALWAYS, REPORT_CHARGE_ONLY) and not (
+            report_flag == REPORT_ON_ERROR and failed
+        ):
+            return
+        if failed:
+            code = RESULT_ERROR_RECEIVING if outcome == "failed" else int(outcome)
+            reports = [pdu.Report(submit, user, STATE_FAILED, code)]
+        elif outcome == "waiting":
+            reports = [pdu.Report(submit, user, STATE_WAITING), pdu.Report(submit, user, STATE_DELIVERED)]
+        else:
+            reports = [pdu.Report(submit, user, STATE_DELIVERED)]
+        due = trio.current_time()
+        for report in reports:
+            due += self._delay()
+            self.stats.reports_scheduled += 1
+            self.stats.reports_pending += 1
+            self._push(due, _Item(report))
+
+    async def inject_mo(
+        self,
+        *,
+        sender: str,
+        sp_number: str,
+        text: str,
+        coding: int | None = None,
+        concat: str = "udh8",
+        shuffle: bool = False,
+    ) -> int:
+        """Send ``text`` from ``sender`` (UserNumber, "86…") to ``sp_number`` (access number + extension)
+        as Deliver, in parts with a UDH when above 140 octets; returns the number of parts."""
+        for what, value in (("sender", sender), ("sp_number", sp_number)):
+            if not value or len(value) > 21 or not value.isascii() or "\0" in value:
+                raise ValueError(f"{what} must be 1-21 ASCII characters, got {value!r}")
+        if concat not in ("udh8", "udh16"):
+            raise ValueError(f"concat must be udh8 or udh16, got {concat!r}")
+        scheme: carrier_text.Concat = "udh8" if concat == "udh8" else "udh16"
+        fmt = carrier_text.choose_msg_fmt(text) if coding is None else coding
+        if fmt not in (CODING_ASCII, CODING_UCS2, CODING_GBK):
+            raise ValueError(f"coding must be 0 (ASCII), 8 (UCS-2) or 15 (GBK), got {coding!r}")
+        try:
+            parts = carrier_text.encode_parts(
+                carrier_text.Plan(fmt, tuple(_cut(text, fmt, scheme))), concat=scheme, ref=self._next_ref()
+            )
+        except UnicodeEncodeError as e:
+            raise ValueError(f"the text cannot be written in coding {fmt}: {e.reason}") from None
+        items = [
+            _Item(
+                pdu.Deliver(
+                    user_number=sender,
+                    sp_number=sp_number,
+                    tp_udhi=part.tp_udhi,
+                    message_coding=part.msg_fmt,
+                    message_content=part.msg_content,
+                )
+            )
+            for part in parts
+        ]
+        if shuffle and len(items) > 1:
+            original = list(items)
+            while items == original:
+                self._rng.shuffle(items)
+        self.stats.mo_pending += len(items)
+        for item in items:
+            self._ready(item)
+        await trio.lowlevel.checkpoint()
+        return len(items)
+
+    def _next_ref(self) -> int:
+        self._mo_ref = (self._mo_ref + 1) & 0xFFFF
+        return self._mo_ref
+
+    def _push(self, when: float, item: _Item) -> None:
+        earliest = not self._heap or when < self._heap[0][0]
+        heapq.heappush(self._heap, (when, next(self._tiebreak), item))
+        if earliest:
+            self._wake_scheduler.set()
+
+    def _ready(self, item: _Item, *, front: bool = False) -> None:
+        if front:
+            self._queue.appendleft(item)
+        else:
+            self._queue.append(item)
+        self._queue_changed.set()
+
+    async def _scheduler(self) -> None:
+        while True:
+            now = trio.current_time()
+            while self._heap and self._heap[0][0] <= now:
+                self._ready(heapq.heappop(self._heap)[2])
+            self._wake_scheduler = trio.Event()
+            if self._heap:
+                with trio.move_on_at(self._heap[0][0]):
+                    await self._wake_scheduler.wait()
+            else:
+                await self._wake_scheduler.wait()
+
+    # --- the link back to the SP ------------------------------------------------------------------------
+
+    async def _callback_loop(self) -> None:
+        """Whenever something is owed, connect to the SP's listener, bind (Login_Type 2), send it, and
+        unbind once idle."""
+        while True:
+            if not self._queue or not self.config.callback:
+                self._queue_changed = trio.Event()
+                with trio.move_on_after(1.0):  # "set" or a queued item
+                    await self._queue_changed.wait()
+                continue
+            host, port = _address(self.config.callback)
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+            except OSError as e:
+                log.info("smg: cannot reach the SP's listener %s:%d: %s", host, port, e)
+                await trio.sleep(_CONNECT_RETRY)
+                continue
+            self.stats.callback_connects += 1
+            inflight: dict[seq.SequenceNumber, _Item] = {}
+            try:
+                async with stream:
+                    with trio.CancelScope() as scope:
+                        self._callback_scope = scope
+                        await self._callback_session(stream, inflight)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, pdu.PduError) as e:
+                log.info("smg: the link to the SP ended: %s", e)
+            finally:
+                self._callback_scope = None
+                self.stats.callback_up = 0
+                for item in reversed(list(inflight.values())):
+                    self._ready(item, front=True)
+
+    async def _callback_session(
+        self, stream: trio.SocketStream, inflight: dict[seq.SequenceNumber, _Item]
+    ) -> None:
+        frames = _Reader(stream)
+        cfg = self.config
+        bind = pdu.Bind(LOGIN_SMG_TO_SP, cfg.callback_login_name, cfg.callback_password)
+        await stream.send_all(pdu.encode(bind, sequence_number=self.next_number()))
+        with trio.fail_after(10):
+            raw = await frames.receive()
+        if raw is None:
+            raise pdu.PduError("the SP closed its listener's connection without answering SGIP_BIND")
+        resp = pdu.decode(raw).pdu
+        if not isinstance(resp, pdu.BindResp) or resp.result != RESULT_OK:
+            self.stats.callback_bind_failures += 1
+            log.warning("smg: the SP's listener refused SGIP_BIND: %r", resp)
+            await trio.sleep(2.0)
+            return
+        self.stats.callback_up = 1
+        sending = trio.Lock()
+        done = trio.Event()
+        state = {"last": trio.current_time()}
+
+        async def send(data: bytes) -> None:
+            async with sending:
+                await stream.send_all(data)
+
+        async def reader() -> None:
+            while True:
+                raw = await frames.receive()
+                if raw is None:
+                    done.set()
+                    return
+                packet = pdu.decode(raw)
+                message = packet.pdu
+                state["last"] = trio.current_time()
+                if isinstance(message, pdu.DeliverResp | pdu.ReportResp):
+                    item = inflight.pop(packet.sequence_number, None)
+                    if item is not None:
+                        self._answered(item, message.result)
+                elif isinstance(message, pdu.Unbind):
+                    await send(pdu.encode(pdu.UnbindResp(), sequence_number=packet.sequence_number))
+                    done.set()
+                    return
+                elif isinstance(message, pdu.UnbindResp):
+                    done.set()
+                    return
+
+        async def feeder() -> None:
+            while True:
+                now = trio.current_time()
+                for number, item in list(inflight.items()):
+                    if now - item.sent_at >= self.config.resend_after:
+                        del inflight[number]
+                        self._ready(item, front=True)
+                while self._queue and len(inflight) < self.config.deliver_window:
+                    item = self._queue.popleft()
+                    number = self.next_number()
+                    item.attempts += 1
+                    item.sent_at = now
+                    inflight[number] = item
+                    if item.is_report:
+                        self.stats.reports_sent += 1
+                        self.stats.reports_resent += item.attempts > 1
+                    else:
+                        self.stats.mo_sent += 1
+                    state["last"] = now
+                    await send(pdu.encode(item.message, sequence_number=number))
+                if not self._queue and not inflight and now - state["last"] >= self.config.callback_idle:
+                    self.stats.callback_unbinds += 1
+                    await send(pdu.encode(pdu.Unbind(), sequence_number=self.next_number()))
+                    with trio.move_on_after(_UNBIND_WAIT):
+                        await done.wait()
+                    done.set()
+                    return
+                self._queue_changed = trio.Event()
+                with trio.move_on_after(0.05):
+                    await self._queue_changed.wait()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            nursery.start_soon(feeder)
+            await done.wait()
+            nursery.cancel_scope.cancel()
+
+    def _answered(self, item: _Item, result: int) -> None:
+        if result == RESULT_OK:
+            if item.is_report:
+                self.stats.reports_acked += 1
+                self.stats.reports_pending -= 1
+            else:
+                self.stats.mo_acked += 1
+                self.stats.mo_pending -= 1
+            return
+        self.stats.nacks += 1
+        self._push(trio.current_time() + _NACK_RETRY, item)
+
+    # --- recording --------------------------------------------------------------------------------------
+
+    def record(self, conn: _Conn, what: str, fields: dict[str, Any]) -> None:
+        if self._record_file is None:
+            return
+        line = {"time": round(time.time(), 6), "pdu": what, "connection": conn.number, **fields}
+        self._record_lines.append(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
+
+    def record_submit(
+        self, conn: _Conn, number: seq.SequenceNumber, submit: pdu.Submit, result: int, outcome: str | None
+    ) -> None:
+        if self._record_file is None:
+            return
+        fields = {name: getattr(submit, name) for name in _RECORD_FIELDS}
+        fields["message_content"] = submit.message_content.hex()
+        fields["user_numbers"] = list(submit.user_numbers)
+        self.record(
+            conn,
+            "SGIP_SUBMIT",
+            {
+                "login_name": conn.login_name,
+                "sequence_number": seq.to_text(number),
+                "result": result,
+                "outcome": outcome,
+                **fields,
+                "text": _text_of(submit),
+            },
+        )
+
+    def flush_record(self) -> None:
+        """Write what was recorded so far (also done every 100 ms while serving)."""
+        if self._record_file is None or not self._record_lines:
+            return
+        lines, self._record_lines = self._record_lines, []
+        self._record_file.write("\n".join(lines) + "\n")
+        self._record_file.flush()
+
+    async def _recorder(self) -> None:
+        while True:
+            await trio.sleep(_FLUSH_EVERY)
+            self.flush_record()
+
+    # --- control port -----------------------------------------------------------------------------------
+
+    async def _serve_control(self, stream: trio.SocketStream) -> None:
+        buf = bytearray()
+        async with stream:
+            try:
+                while True:
+                    chunk = await stream.receive_some(65536)
+                    if not chunk or len(buf) > 1 << 20:
+                        return
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, _, rest = bytes(buf).partition(b"\n")
+                        buf = bytearray(rest)
+                        if line.strip():
+                            answer = await self.control(line)
+                            await stream.send_all(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+    async def control(self, line: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
+        """Answer one control request (a JSON line or an already decoded object)."""
+        try:
+            request = line if isinstance(line, Mapping) else json.loads(line)
+            if not isinstance(request, Mapping):
+                raise ValueError("a request is a JSON object")
+            op = request.get("op")
+            if op == "ping":
+                return {"ok": True}
+            if op == "stats":
+                return {"ok": True, "stats": self.stats.as_dict()}
+            if op == "config":
+                return {"ok": True, "config": self.config.public()}
+            if op == "disconnect":
+                return {"ok": True, "dropped": self.disconnect_all()}
+            if op == "set":
+                return {
+                    "ok": True,
+                    "config": self.update(**{k: v for k, v in request.items() if k != "op"}).public(),
+                }
+            if op == "mo":
+                coding = request.get("coding")
+                if coding is not None and (not isinstance(coding, int) or isinstance(coding, bool)):
+                    raise ValueError("'coding' must be 0, 8 or 15")
+                parts = await self.inject_mo(
+                    sender=_str(request, "from"),
+                    sp_number=_str(request, "to"),
+                    text=_str(request, "text", empty=True),
+                    coding=coding,
+                    concat=_str(request, "concat", default="udh8"),
+                    shuffle=bool(request.get("shuffle", False)),
+                )
+                return {"ok": True, "parts": parts}
+            raise ValueError(f"unknown op {op!r}; expected mo, stats, disconnect, set, config or ping")
+        except (ValueError, TypeError) as e:
+            return {"ok": False, "error": str(e)}
+
+
+class _Reader:
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.buffer = bytearray()
+
+    async def receive(self) -> bytes | None:
+        while True:
+            if len(self.buffer) >= pdu.HEADER_LENGTH:
+                length = pdu.decode_header(bytes(self.buffer[: pdu.HEADER_LENGTH])).message_length
+                if len(self.buffer) >= length:
+                    raw = bytes(self.buffer[:length])
+                    del self.buffer[:length]
+                    return raw
+            chunk = await self.stream.receive_some(65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+
+
+def _str(request: Mapping[str, Any], key: str, *, empty: bool = False, default: str | None = None) -> str:
+    value = request.get(key, default)
+    if not isinstance(value, str) or (not value and not empty):
+        raise ValueError(f"{key!r} must be a{'' if empty else ' non-empty'} string")
+    return value
