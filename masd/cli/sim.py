@@ -9,6 +9,10 @@ control port (newline-delimited JSON on 127.0.0.1, described in that module).
 2.0/3.0 server (port 7890, control port 7891), the same way; ``masd sim ismg-mo`` and ``masd sim
 ismg-stats`` are its ``mo`` and ``stats``.
 
+``masd sim smgw`` runs the simulated China Telecom SMGW of :mod:`masd_adapters.smgp.smgw`, a real SMGP
+3.0 server (port 8890, control port 8891), the same way; ``masd sim smgw-mo`` and ``masd sim
+smgw-stats`` are its ``mo`` and ``stats``.
+
 As everywhere in masd's CLI, results go to stdout (one JSON document with ``--json``), notes and errors to
 stderr; exit codes are 0 success, 1 failure (port in use, SMSC not reachable, request refused), 2 usage.
 """
@@ -518,6 +522,441 @@ def ismg_stats(
     answer = _control(host, control_port, {"op": "stats"}, timeout, "ISMG")
     if not answer.get("ok"):
         _fail(f"the ISMG refused: {answer.get('error', 'no reason given')}")
+    counters = answer.get("stats", {})
+    if as_json:
+        _print_json(counters)
+        return
+    width = max(map(len, counters), default=0)
+    for key, value in counters.items():
+        typer.echo(f"{key:<{width}}  {value}")
+
+
+SmgwControlPortOption = Annotated[
+    int, typer.Option("--control-port", help="The SMGW's control port (its SMGP port + 1 by default).")
+]
+
+
+@sim_app.command()
+def smgw(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on for SMGP.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="SMGP port; 0 picks a free one.")] = 8890,
+    account: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--account",
+            help=r"client_id:secret an SP may Login with (client_id up to 8 characters); repeatable. "
+            r"\[default: 10690001:secret]",
+        ),
+    ] = None,
+    smgw_code: Annotated[
+        int, typer.Option("--smgw-code", help="The 6-digit SMGW code in every MsgID (area code + 06 + n).")
+    ] = 10601,
+    report_delay: Annotated[
+        str, typer.Option("--report-delay", help="Seconds until a report: '1.5', or a range '0.5-2'.")
+    ] = "0.1-1",
+    outcomes: Annotated[
+        str,
+        typer.Option(
+            "--outcomes",
+            help="Report outcome weights, e.g. 'delivered=0.9,undelivered=0.05,expired=0.05'; names: "
+            "delivered, undelivered, expired, rejected, deleted, unknown, none (no report), or a gateway's "
+            "own stat word.",
+        ),
+    ] = "delivered=1",
+    quiet_hours: Annotated[
+        bool,
+        typer.Option("--quiet-hours", help="Answer every Submit Status 74 (sending banned in this window)."),
+    ] = False,
+    banned_every: Annotated[
+        int, typer.Option("--banned-every", help="Answer every Nth Submit of a connection 74; 0 = off.")
+    ] = 0,
+    daily_limit: Annotated[
+        int, typer.Option("--daily-limit", help="Submits accepted per account per day before 75; 0 = none.")
+    ] = 0,
+    busy_every: Annotated[
+        int, typer.Option("--busy-every", help="Answer every Nth Submit of a connection 1 (busy); 0 = off.")
+    ] = 0,
+    busy_above: Annotated[
+        float, typer.Option("--busy-above", help="Answer Status 1 above this many Submits/s per connection.")
+    ] = 0.0,
+    disconnect_every: Annotated[
+        int, typer.Option("--disconnect-every", help="Drop a connection at its Nth Submit; 0 = off.")
+    ] = 0,
+    disconnect_after: Annotated[
+        float, typer.Option("--disconnect-after", help="Drop each session this many s after login; 0 = off.")
+    ] = 0.0,
+    active_test: Annotated[
+        float, typer.Option("--active-test", help="Seconds between the SMGW's own Active_Test; 0 = never.")
+    ] = 180.0,
+    active_test_timeout: Annotated[
+        float, typer.Option("--active-test-timeout", help="Drop a session not answering within this (s).")
+    ] = 60.0,
+    resend_after: Annotated[
+        float, typer.Option("--resend-after", help="Send a report again if unanswered this long (s).")
+    ] = 60.0,
+    deliver_window: Annotated[
+        int, typer.Option("--deliver-window", help="Delivers (reports, MOs) unanswered at once per session.")
+    ] = 16,
+    record: Annotated[
+        Path | None,
+        typer.Option("--record", help="Append every Login and Submit received to this JSONL file."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for delays, outcomes and ids.")] = None,
+    control_port: Annotated[
+        int | None,
+        typer.Option("--control-port", help="Control port (JSON lines); default SMGP port + 1; -1 = none."),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info (logins and drops) or warning.")
+    ] = "warning",
+    as_json: JsonOption = False,
+) -> None:
+    """Run a simulated China Telecom SMGW (模拟电信网关, SMGP 3.0) until Ctrl-C or SIGTERM."""
+    from masd_adapters.smgp.smgw import Smgw, SmgwConfig, account_list, parse_delay, parse_outcomes
+
+    try:
+        config = SmgwConfig(
+            host=host,
+            port=port,
+            accounts=account_list(account or ["10690001:secret"]),
+            smgw_code=smgw_code,
+            report_delay=parse_delay(report_delay),
+            outcomes=parse_outcomes(outcomes),
+            quiet_hours=quiet_hours,
+            banned_every=banned_every,
+            daily_limit=daily_limit,
+            busy_every=busy_every,
+            busy_above_rate=busy_above,
+            disconnect_every=disconnect_every,
+            disconnect_after=disconnect_after,
+            active_test_interval=active_test,
+            active_test_timeout=active_test_timeout,
+            report_resend_after=resend_after,
+            deliver_window=deliver_window,
+            seed=seed,
+            record=record,
+            control=control_port != -1,
+            control_port=None if control_port in (None, -1) else control_port,
+        )
+    except ValueError as e:
+        _fail(f"invalid option: {e}", 2)
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.WARNING),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    server = Smgw(config)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                await nursery.start(server.serve)
+                if as_json:
+                    _print_json(
+                        {
+                            "host": host,
+                            "port": server.port,
+                            "control_port": server.control_port or None,
+                            "smgw_code": config.smgw_code,
+                            # A simulator's test credentials, printed so that an SP can be pointed at it.
+                            "accounts": dict(sorted(config.accounts.items())),
+                        }
+                    )
+                else:
+                    control = f", control on 127.0.0.1:{server.control_port}" if config.control else ""
+                    credentials = ", ".join(
+                        f"{cid}:{secret}" for cid, secret in sorted(config.accounts.items())
+                    )
+                    typer.echo(
+                        f"masd sim smgw: SMGP 3.0 on {host}:{server.port}{control}; "
+                        f"accounts (client_id:secret): {credentials}"
+                    )
+                    sys.stdout.flush()
+                async for signum in signals:
+                    typer.echo(f"{signal.Signals(signum).name}: stopping", err=True)
+                    break
+                nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt | SystemExit):
+            raise
+        problem = next((leaf for leaf in _leaves(e) if isinstance(leaf, OSError)), None)
+        if problem is None:
+            raise
+        if problem.filename:
+            _fail(f"cannot open {problem.filename}: {problem.strerror or problem}")
+        _fail(f"cannot listen on {host}:{port} or its control port: {problem.strerror or problem}")
+    stats = server.stats
+    typer.echo(
+        f"stopped: {stats.submits} submits ({stats.banned} banned, {stats.over_daily_limit} over the daily "
+        f"limit, {stats.busy} busy, {stats.rejected} rejected), {stats.reports_acked} reports "
+        f"acknowledged, {stats.reports_pending} pending, {stats.mo_acked} MO acknowledged",
+        err=True,
+    )
+
+
+@sim_app.command("smgw-mo")
+def smgw_mo(
+    sender: Annotated[str, typer.Option("--from", help="The handset's number (SrcTermID, 主叫号码).")],
+    destination: Annotated[
+        str, typer.Option("--to", help="DestTermID: the service code and extension (e.g. 106590123401).")
+    ],
+    text: Annotated[str, typer.Option("--text", help="The message text.")],
+    msg_format: Annotated[
+        int | None,
+        typer.Option("--msg-format", help="0 ASCII, 8 UCS-2 or 15 GB18030. \\[default: 0 for ASCII, else 8]"),
+    ] = None,
+    concat: Annotated[
+        str, typer.Option("--concat", help="UDH of a long text: udh8 (05 00 03) or udh16 (06 08 04).")
+    ] = "udh8",
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", help="Deliver to sessions of this account.")
+    ] = None,
+    shuffle: Annotated[bool, typer.Option("--shuffle", help="Send the parts out of order.")] = False,
+    host: HostOption = "127.0.0.1",
+    control_port: SmgwControlPortOption = 8891,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMGW.")] = 5.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Make a running simulated SMGW send a mobile-originated message (模拟上行短信) over SMGP."""
+    request: dict[str, Any] = {"op": "mo", "from": sender, "to": destination, "text": text, "concat": concat}
+    if msg_format is not None:
+        request["msg_format"] = msg_format
+    if client_id is not None:
+        request["client_id"] = client_id
+    if shuffle:
+        request["shuffle"] = True
+    answer = _control(host, control_port, request, timeout, "SMGW")
+    if as_json:
+        _print_json(answer)
+    if not answer.get("ok"):
+        _fail(f"the SMGW refused: {answer.get('error', 'no reason given')}")
+    if not as_json:
+        parts = answer.get("parts")
+        typer.echo(f"MO from {sender} to {destination}: {parts} part{'' if parts == 1 else 's'} sent")
+
+
+@sim_app.command("smgw-stats")
+def smgw_stats(
+    host: HostOption = "127.0.0.1",
+    control_port: SmgwControlPortOption = 8891,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMGW.")] = 5.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a running simulated SMGW's counters (统计)."""
+    answer = _control(host, control_port, {"op": "stats"}, timeout, "SMGW")
+    if not answer.get("ok"):
+        _fail(f"the SMGW refused: {answer.get('error', 'no reason given')}")
+    counters = answer.get("stats", {})
+    if as_json:
+        _print_json(counters)
+        return
+    width = max(map(len, counters), default=0)
+    for key, value in counters.items():
+        typer.echo(f"{key:<{width}}  {value}")
+
+
+SmgControlPortOption = Annotated[
+    int, typer.Option("--control-port", help="The SMG's control port (its SGIP port + 1 by default).")
+]
+
+
+@sim_app.command()
+def smg(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on for SGIP.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="SGIP port; 0 picks a free one.")] = 8801,
+    account: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--account",
+            help=r"login_name:password an SP may Bind with; repeatable. \[default: sp:secret]",
+        ),
+    ] = None,
+    callback: Annotated[
+        str,
+        typer.Option("--callback", help="HOST:PORT of the SP's listener, for Reports and MOs ('' = none)."),
+    ] = "127.0.0.1:8802",
+    callback_login: Annotated[
+        str, typer.Option("--callback-login", help="login_name:password the SMG binds to the SP with.")
+    ] = "smg:secret",
+    node_id: Annotated[int, typer.Option("--node-id", help="The SMG's node id in its Sequence Numbers.")] = (
+        2010000001
+    ),
+    report_delay: Annotated[
+        str, typer.Option("--report-delay", help="Seconds until a Report: '1.5', or a range '0.5-2'.")
+    ] = "0.1-1",
+    outcomes: Annotated[
+        str,
+        typer.Option(
+            "--outcomes",
+            help="Report outcome weights, e.g. 'delivered=0.9,failed=0.05,29=0.05'; names: delivered, "
+            "failed (ErrorCode 28), waiting (State 1, then delivered), none, or an ErrorCode.",
+        ),
+    ] = "delivered=1",
+    throttle_every: Annotated[
+        int, typer.Option("--throttle-every", help="Answer every Nth Submit of a connection Result 11.")
+    ] = 0,
+    throttle_result: Annotated[
+        int, typer.Option("--throttle-result", help="The Result of a throttled Submit (11 or 33).")
+    ] = 11,
+    disconnect_every: Annotated[
+        int, typer.Option("--disconnect-every", help="Cut a connection at its Nth Submit; 0 = off.")
+    ] = 0,
+    idle_timeout: Annotated[
+        float, typer.Option("--idle-timeout", help="Unbind an SP connection silent this long (s); 0 = never.")
+    ] = 0.0,
+    resend_after: Annotated[
+        float, typer.Option("--resend-after", help="Send a Report or MO again if unanswered this long (s).")
+    ] = 60.0,
+    record: Annotated[
+        Path | None, typer.Option("--record", help="Append every Bind and Submit received to this JSONL file.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for delays and outcomes.")] = None,
+    control_port: Annotated[
+        int | None,
+        typer.Option("--control-port", help="Control port (JSON lines); default SGIP port + 1; -1 = none."),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info (binds and drops) or warning.")
+    ] = "warning",
+    as_json: JsonOption = False,
+) -> None:
+    """Run a simulated China Unicom SMG (模拟联通网关, SGIP 1.2) until Ctrl-C or SIGTERM."""
+    from masd_adapters.sgip.smg import Smg, SmgConfig, account_list, parse_outcomes
+    from masd_adapters.sgip.smg import parse_delay as parse_smg_delay
+
+    cb_name, sep, cb_password = callback_login.partition(":")
+    try:
+        if not sep or not cb_name:
+            raise ValueError(f"--callback-login {callback_login!r} is not login_name:password")
+        config = SmgConfig(
+            host=host,
+            port=port,
+            accounts=account_list(account or ["sp:secret"]),
+            node_id=node_id,
+            callback=callback,
+            callback_login_name=cb_name,
+            callback_password=cb_password,
+            report_delay=parse_smg_delay(report_delay),
+            outcomes=parse_outcomes(outcomes),
+            throttle_every=throttle_every,
+            throttle_result=throttle_result,
+            disconnect_every=disconnect_every,
+            idle_timeout=idle_timeout,
+            resend_after=resend_after,
+            seed=seed,
+            record=record,
+            control=control_port != -1,
+            control_port=None if control_port in (None, -1) else control_port,
+        )
+    except ValueError as e:
+        _fail(f"invalid option: {e}", 2)
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.WARNING),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    server = Smg(config)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                await nursery.start(server.serve)
+                if as_json:
+                    _print_json(
+                        {
+                            "host": host,
+                            "port": server.port,
+                            "control_port": server.control_port or None,
+                            "callback": callback or None,
+                            # A simulator's test credentials, printed so that an SP can be pointed at it.
+                            "accounts": dict(sorted(config.accounts.items())),
+                            "callback_login": {"login_name": cb_name, "password": cb_password},
+                        }
+                    )
+                else:
+                    control = f", control on 127.0.0.1:{server.control_port}" if config.control else ""
+                    credentials = ", ".join(f"{n}:{p}" for n, p in sorted(config.accounts.items()))
+                    typer.echo(
+                        f"masd sim smg: SGIP 1.2 on {host}:{server.port}{control}; accounts "
+                        f"(login_name:password): {credentials}; reports and MOs to {callback or 'nowhere'} "
+                        f"as {callback_login}"
+                    )
+                    sys.stdout.flush()
+                async for signum in signals:
+                    typer.echo(f"{signal.Signals(signum).name}: stopping", err=True)
+                    break
+                nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt | SystemExit):
+            raise
+        problem = next((leaf for leaf in _leaves(e) if isinstance(leaf, OSError)), None)
+        if problem is None:
+            raise
+        if problem.filename:
+            _fail(f"cannot open {problem.filename}: {problem.strerror or problem}")
+        _fail(f"cannot listen on {host}:{port} or its control port: {problem.strerror or problem}")
+    stats = server.stats
+    typer.echo(
+        f"stopped: {stats.submits} submits ({stats.throttled} throttled, {stats.rejected} rejected), "
+        f"{stats.reports_acked} reports acknowledged, {stats.reports_pending} pending, "
+        f"{stats.mo_acked} MO acknowledged",
+        err=True,
+    )
+
+
+@sim_app.command("smg-mo")
+def smg_mo(
+    sender: Annotated[str, typer.Option("--from", help="The handset's number, with 86 (UserNumber).")],
+    destination: Annotated[
+        str, typer.Option("--to", help="SPNumber: the access number and extension (e.g. 1065501234501).")
+    ],
+    text: Annotated[str, typer.Option("--text", help="The message text.")],
+    coding: Annotated[
+        int | None,
+        typer.Option("--coding", help="0 ASCII, 8 UCS-2 or 15 GBK. \\[default: 0 for ASCII, else 8]"),
+    ] = None,
+    concat: Annotated[
+        str, typer.Option("--concat", help="UDH of a long text: udh8 (05 00 03) or udh16 (06 08 04).")
+    ] = "udh8",
+    shuffle: Annotated[bool, typer.Option("--shuffle", help="Send the parts out of order.")] = False,
+    host: HostOption = "127.0.0.1",
+    control_port: SmgControlPortOption = 8802,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMG.")] = 5.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Make a running simulated SMG send a mobile-originated message (模拟上行短信) over SGIP."""
+    request: dict[str, Any] = {"op": "mo", "from": sender, "to": destination, "text": text, "concat": concat}
+    if coding is not None:
+        request["coding"] = coding
+    if shuffle:
+        request["shuffle"] = True
+    answer = _control(host, control_port, request, timeout, "SMG")
+    if as_json:
+        _print_json(answer)
+    if not answer.get("ok"):
+        _fail(f"the SMG refused: {answer.get('error', 'no reason given')}")
+    if not as_json:
+        parts = answer.get("parts")
+        typer.echo(f"MO from {sender} to {destination}: {parts} part{'' if parts == 1 else 's'} sent")
+
+
+@sim_app.command("smg-stats")
+def smg_stats(
+    host: HostOption = "127.0.0.1",
+    control_port: SmgControlPortOption = 8802,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMG.")] = 5.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a running simulated SMG's counters (统计)."""
+    answer = _control(host, control_port, {"op": "stats"}, timeout, "SMG")
+    if not answer.get("ok"):
+        _fail(f"the SMG refused: {answer.get('error', 'no reason given')}")
     counters = answer.get("stats", {})
     if as_json:
         _print_json(counters)
