@@ -33,7 +33,8 @@ Record: with ``record`` set, every Bind and Submit received is appended to that 
 ``user_numbers`` a list) and ``text``, the content decoded without its UDH (null for binary).
 
 Control port: newline-delimited JSON on 127.0.0.1 only (no authentication; do not expose it), on
-``control_port`` (default: the SGIP port + 1; an ephemeral one when the SGIP port is 0):
+``control_port`` (default: the SGIP port + 2, 8803, because + 1 is the SP listener's customary 8802; an
+ephemeral one when the SGIP port is 0):
 ``{"op": "mo", "from": "8613800138000", "to": "1065501234501", "text": "1", "coding": 8, "concat":
 "udh8", "shuffle": false}`` → ``{"ok": true, "parts": 1}``; ``{"op": "stats"}``; ``{"op":
 "disconnect"}`` (every connection cut, both links); ``{"op": "set", "throttle_every": 3, ...}`` (any of
@@ -88,7 +89,16 @@ from .constants import (
     command_name,
 )
 
-__all__ = ["OUTCOMES", "RUNTIME_SETTINGS", "Smg", "SmgConfig", "SmgStats", "account_list", "parse_outcomes"]
+__all__ = [
+    "OUTCOMES",
+    "RUNTIME_SETTINGS",
+    "Smg",
+    "SmgConfig",
+    "SmgStats",
+    "account_list",
+    "parse_delay",
+    "parse_outcomes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +176,15 @@ def _check_delay(delay: object) -> float | tuple[float, float]:
     raise ValueError(f"report delay must be seconds >= 0 or a (min, max) range, got {delay!r}")
 
 
+def parse_delay(text: str) -> float | tuple[float, float]:
+    """``"1.5"`` → 1.5 seconds; ``"0.5-2"`` or ``"0.5,2"`` → uniformly between 0.5 and 2 seconds."""
+    for sep in (",", "-", ":"):
+        if sep in text.strip().lstrip("-"):
+            low, _, high = text.partition(sep)
+            return _check_delay((float(low), float(high)))
+    return _check_delay(float(text))
+
+
 def account_list(specs: Iterable[str]) -> dict[str, str]:
     """``["sp:secret", …]`` → accounts (Login_Name → Login_Password); ValueError without a colon."""
     accounts: dict[str, str] = {}
@@ -207,7 +226,7 @@ class SmgConfig:
     seed: int | None = None
     record: str | Path | None = None
     control: bool = True
-    control_port: int | None = None  # None: port + 1 (ephemeral when port is 0)
+    control_port: int | None = None  # None: port + 2 (ephemeral when port is 0); 8802 is the SP's
 
     def __post_init__(self) -> None:
         if not self.accounts:
@@ -551,7 +570,7 @@ class Smg:
             control: list[trio.SocketListener] = []
             if cfg.control:
                 wanted = (
-                    cfg.control_port if cfg.control_port is not None else (cfg.port + 1 if cfg.port else 0)
+                    cfg.control_port if cfg.control_port is not None else (cfg.port + 2 if cfg.port else 0)
                 )
                 try:
                     control = await trio.open_tcp_listeners(wanted, host="127.0.0.1")

@@ -9,6 +9,10 @@ control port (newline-delimited JSON on 127.0.0.1, described in that module).
 2.0/3.0 server (port 7890, control port 7891), the same way; ``masd sim ismg-mo`` and ``masd sim
 ismg-stats`` are its ``mo`` and ``stats``.
 
+``masd sim smg`` runs the simulated China Unicom SMG of :mod:`masd_adapters.sgip.smg`, a real SGIP 1.2
+server (port 8801, control port 8803) that connects back to the SP's listener (127.0.0.1:8802) with its
+Reports and MOs; ``masd sim smg-mo`` and ``masd sim smg-stats`` are its ``mo`` and ``stats``.
+
 ``masd sim smgw`` runs the simulated China Telecom SMGW of :mod:`masd_adapters.smgp.smgw`, a real SMGP
 3.0 server (port 8890, control port 8891), the same way; ``masd sim smgw-mo`` and ``masd sim
 smgw-stats`` are its ``mo`` and ``stats``.
@@ -759,7 +763,7 @@ def smgw_stats(
 
 
 SmgControlPortOption = Annotated[
-    int, typer.Option("--control-port", help="The SMG's control port (its SGIP port + 1 by default).")
+    int, typer.Option("--control-port", help="The SMG's control port (its SGIP port + 2 by default).")
 ]
 
 
@@ -811,12 +815,13 @@ def smg(
         float, typer.Option("--resend-after", help="Send a Report or MO again if unanswered this long (s).")
     ] = 60.0,
     record: Annotated[
-        Path | None, typer.Option("--record", help="Append every Bind and Submit received to this JSONL file.")
+        Path | None,
+        typer.Option("--record", help="Append every Bind and Submit received to this JSONL file."),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for delays and outcomes.")] = None,
     control_port: Annotated[
         int | None,
-        typer.Option("--control-port", help="Control port (JSON lines); default SGIP port + 1; -1 = none."),
+        typer.Option("--control-port", help="Control port (JSON lines); default SGIP port + 2; -1 = none."),
     ] = None,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info (binds and drops) or warning.")
@@ -926,7 +931,7 @@ def smg_mo(
     ] = "udh8",
     shuffle: Annotated[bool, typer.Option("--shuffle", help="Send the parts out of order.")] = False,
     host: HostOption = "127.0.0.1",
-    control_port: SmgControlPortOption = 8802,
+    control_port: SmgControlPortOption = 8803,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMG.")] = 5.0,
     as_json: JsonOption = False,
 ) -> None:
@@ -949,7 +954,7 @@ def smg_mo(
 @sim_app.command("smg-stats")
 def smg_stats(
     host: HostOption = "127.0.0.1",
-    control_port: SmgControlPortOption = 8802,
+    control_port: SmgControlPortOption = 8803,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMG.")] = 5.0,
     as_json: JsonOption = False,
 ) -> None:
