@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
+from .._codec import other_error
+
 # ----- Command_Id --------------------------------------------------------------------------------------
 
 RESPONSE: Final = 0x80000000  # the bit a response's Command_Id adds to its request's
@@ -104,7 +106,7 @@ CONNECT_STATUS_NAMES: Final[Mapping[int, str]] = MappingProxyType(
 
 def connect_status_name(status: int) -> str:
     """The name of a CONNECT_RESP Status; 5 and above are all "other error" in the spec."""
-    return CONNECT_STATUS_NAMES.get(status, f"other error ({status})")
+    return other_error(CONNECT_STATUS_NAMES, status)
 
 
 # ----- SUBMIT_RESP / DELIVER_RESP Result -------------------------------------------------------------
@@ -137,7 +139,7 @@ RESULT_NAMES: Final[Mapping[int, str]] = MappingProxyType(
 
 def result_name(result: int) -> str:
     """The name of a SUBMIT_RESP or DELIVER_RESP Result; 9 and above are "other error" here."""
-    return RESULT_NAMES.get(result, f"other error ({result})")
+    return other_error(RESULT_NAMES, result)
 
 
 # ----- Status report Stat (DELIVER with Registered_Delivery = 1) ----------------------------------------

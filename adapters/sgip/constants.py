@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
+from .._codec import other_error
+
 # ----- Command ID ------------------------------------------------------------------------------------------
 
 RESPONSE: Final = 0x80000000  # the bit a response's Command ID adds to its request's
@@ -165,7 +167,7 @@ RESULT_NAMES: Final[Mapping[int, str]] = MappingProxyType(
 def result_name(result: int) -> str:
     """The name of a response's Result or a Report's ErrorCode; codes the spec does not name are
     "other error (N)"."""
-    return RESULT_NAMES.get(result, f"other error ({result})")
+    return other_error(RESULT_NAMES, result)
 
 
 # ----- MessageCoding ---------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
+from .._codec import other_error
+
 # ----- RequestID (6.1.2) -----------------------------------------------------------------------------
 
 RESPONSE: Final = 0x80000000  # the bit a response's RequestID adds to its request's
@@ -260,12 +262,9 @@ _VENDOR_STATUSES = range(128, 256)
 
 def status_name(status: int) -> str:
     """The name of a Status, e.g. ``status_name(21) == "authentication failed"``."""
-    name = STATUS_NAMES.get(status)
-    if name is not None:
-        return name
-    if status in _VENDOR_STATUSES:
+    if status in _VENDOR_STATUSES and status not in STATUS_NAMES:
         return f"vendor-defined error ({status})"
-    return f"other error ({status})"
+    return other_error(STATUS_NAMES, status)
 
 
 def status_is_wait(status: int) -> bool:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
+from .. import _codec
 from .constants import (
     ACTIVE_TEST,
     ACTIVE_TEST_RESP,
@@ -114,28 +115,11 @@ _TLV_HEAD = 4  # Tag 2 + Length 2
 _MAX_TLV_VALUE = 0xFFFF
 
 
-class PduError(ValueError):
+class PduError(_codec.PduError):
     """Bytes that are not a well-formed SMGP PDU (or status report); the link should be dropped.
 
     ``command`` is the PDU's name when known, ``field`` the spec's name of the field at fault.
     """
-
-    def __init__(self, message: str, *, command: str | None = None, field: str | None = None) -> None:
-        self.command = command
-        self.field = field
-        where = ": ".join(part for part in (command, field) if part)
-        super().__init__(f"{where}: {message}" if where else message)
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # Keyword-only arguments defeat the default exception pickling; errors cross process boundaries.
-        return (_rebuild_pdu_error, (self.args[0], self.command, self.field))
-
-
-def _rebuild_pdu_error(text: str, command: str | None, field: str | None) -> PduError:
-    error = PduError.__new__(PduError)
-    ValueError.__init__(error, text)
-    error.command, error.field = command, field
-    return error
 
 
 # ----- the PDUs ------------------------------------------------------------------------------------------
