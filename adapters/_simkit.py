@@ -164,7 +164,7 @@ class TokenBucket:
 # ----- texts ----------------------------------------------------------------------------------------------
 
 
-def without_udh(content: bytes, tp_udhi: int) -> bytes:
+def without_udh(content: bytes, tp_udhi: int | None) -> bytes:
     """A message's content without the UDH that ``tp_udhi`` says it starts with."""
     return content[1 + content[0] :] if tp_udhi and content else content
 

@@ -58,7 +58,6 @@ line, one answer a line, ``"ok": true`` or ``"ok": false, "error": "..."``:
 
 from __future__ import annotations
 
-import bisect
 import collections
 import dataclasses
 import heapq
@@ -71,10 +70,29 @@ import time
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO, Any, get_args
+from typing import Any, get_args
 
 import trio
 
+from .._simkit import (
+    OutcomeDraw,
+    RecordFile,
+    TokenBucket,
+    check_delay,
+    check_outcomes,
+    cut_text,
+    draw_delay,
+    open_control,
+    parse_delay,
+    parse_weights,
+    peer_of,
+    port_of,
+    record_line,
+    request_str,
+    serve_control,
+    without_udh,
+)
+from .._simkit import account_list as _accounts
 from ..cmpp.text import (
     Concat,
     Plan,
@@ -191,7 +209,6 @@ _DECODED = frozenset({LOGIN, SUBMIT, DELIVER_RESP, ACTIVE_TEST, ACTIVE_TEST_RESP
 _NO_MSG_ID = bytes(msgid.LENGTH)
 _HIGH_WATER = 1 << 20  # unsent octets after which a connection stops reading (the SP does not read)
 _NACK_RETRY = 1.0  # seconds before a Deliver answered with a non-zero Status is sent again
-_FLUSH_EVERY = 0.1  # seconds between record flushes
 _FINAL_FLUSH = 2.0  # seconds a closing connection gets to send what it owes
 _EXIT_WAIT = 5.0  # seconds the SMGW's Exit waits for its Exit_Resp
 Concats: tuple[str, ...] = get_args(Concat)
@@ -213,62 +230,14 @@ def _outcome_key(key: object) -> str:
     )
 
 
-def _check_outcomes(weights: Mapping[str, float]) -> dict[str, float]:
-    table: dict[str, float] = {}
-    for key, weight in weights.items():
-        value = float(weight)
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"weight of outcome {key!r} must be finite and not negative, got {weight!r}")
-        name = _outcome_key(key)
-        table[name] = table.get(name, 0.0) + value
-    if sum(table.values()) <= 0:
-        raise ValueError("outcome weights must add up to more than 0")
-    return table
-
-
 def parse_outcomes(text: str) -> dict[str, float]:
     """``"delivered=0.9,undelivered=0.05,expired=0.05"`` → weights; ValueError on a bad name or number."""
-    weights: dict[str, float] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"outcome {item.strip()!r} is not name=weight")
-        weights[key.strip()] = weights.get(key.strip(), 0.0) + float(value)
-    return _check_outcomes(weights)
-
-
-def _check_delay(delay: object) -> float | tuple[float, float]:
-    if isinstance(delay, tuple | list):
-        if len(delay) == 2:
-            low, high = float(delay[0]), float(delay[1])
-            if 0 <= low <= high and math.isfinite(high):
-                return (low, high)
-        raise ValueError(f"report delay range must be (min, max) with 0 <= min <= max, got {delay!r}")
-    if isinstance(delay, int | float) and not isinstance(delay, bool) and delay >= 0 and math.isfinite(delay):
-        return float(delay)
-    raise ValueError(f"report delay must be a finite number of seconds >= 0, got {delay!r}")
-
-
-def parse_delay(text: str) -> float | tuple[float, float]:
-    """``"1.5"`` → 1.5 seconds; ``"0.5-2"`` or ``"0.5,2"`` → uniformly between 0.5 and 2 seconds."""
-    for sep in (",", "-", ":"):
-        if sep in text.strip().lstrip("-"):
-            low, _, high = text.partition(sep)
-            return _check_delay((float(low), float(high)))
-    return _check_delay(float(text))
+    return check_outcomes(parse_weights(text), _outcome_key)
 
 
 def account_list(specs: Iterable[str]) -> dict[str, str]:
     """``["10690001:secret", …]`` → accounts (ClientID → shared secret); ValueError without a colon."""
-    accounts: dict[str, str] = {}
-    for spec in specs:
-        client_id, sep, secret = spec.partition(":")
-        if not sep or not client_id:
-            raise ValueError(f"account {spec!r} is not client_id:secret")
-        accounts[client_id] = secret
-    return accounts
+    return _accounts(specs, "client_id:secret")
 
 
 @dataclasses.dataclass
@@ -306,8 +275,8 @@ class SmgwConfig:
                 raise ValueError(f"account {client_id!r}: a client_id is 1-8 ASCII characters")
         if not 0 <= self.smgw_code <= 999_999:
             raise ValueError(f"smgw_code {self.smgw_code} does not fit 6 digits")
-        self.report_delay = _check_delay(self.report_delay)
-        self.outcomes = _check_outcomes(self.outcomes)
+        self.report_delay = check_delay(self.report_delay)
+        self.outcomes = check_outcomes(self.outcomes, _outcome_key)
         for name in ("banned_every", "daily_limit", "busy_every", "disconnect_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
@@ -422,30 +391,16 @@ def _recv_time(t: float) -> str:
 
 def _text_of(submit: Submit) -> str | None:
     """A Submit's text without its UDH, for the record; None for binary content."""
-    content = submit.msg_content
-    if submit.tp_udhi and content:
-        content = content[1 + content[0] :]
-    text = decode_content(content, submit.msg_format)
+    text = decode_content(without_udh(submit.msg_content, submit.tp_udhi), submit.msg_format)
     return text if isinstance(text, str) else None
 
 
 def _plan_in(text: str, msg_format: int, concat: Concat) -> Plan:
     """``text`` cut into parts of MsgFormat ``msg_format`` (one part without a UDH when it fits 140
     octets); ValueError when the format cannot encode it or it needs more than 255 parts."""
-    if len(encode_text(text, msg_format)) <= capacity(msg_format):
-        return Plan(msg_format, (text,))
-    limit = capacity(msg_format, concat)
-    parts: list[str] = []
-    start = used = 0
-    for index, character in enumerate(text):
-        cost = len(encode_text(character, msg_format))
-        if used + cost > limit:
-            parts.append(text[start:index])
-            start, used = index, 0
-        used += cost
-    parts.append(text[start:])
-    if len(parts) > 255:
-        raise ValueError(f"the text needs {len(parts)} parts; a long message has at most 255")
+    parts = cut_text(
+        text, lambda t: encode_text(t, msg_format), capacity(msg_format), capacity(msg_format, concat)
+    )
     return Plan(msg_format, tuple(parts))
 
 
@@ -459,7 +414,7 @@ class _Conn:
         self.smgw = smgw
         self.stream = stream
         self.number = number
-        self.peer = _peer(stream)
+        self.peer = peer_of(stream)
         self.client_id = ""
         self.login_mode: int | None = None  # set once logged in
         self.scope = trio.CancelScope()
@@ -473,7 +428,7 @@ class _Conn:
         self._sequence = itertools.count(1)
         self.inflight: dict[int, _Outbound] = {}  # Deliver SequenceID → what it carries, in send order
         self.submits = 0
-        self.tokens = self.tokens_at = self.tokens_rate = 0.0
+        self.bucket = TokenBucket()  # for busy_above_rate
         self.active_test_seq = -1
         self.active_test_answered: trio.Event | None = None
         self.exit_seq = -1
@@ -669,7 +624,7 @@ class _Conn:
             status = STATUS_DAILY_VOLUME_EXCEEDED
             stats.over_daily_limit += 1
         elif (cfg.busy_every and self.submits % cfg.busy_every == 0) or (
-            cfg.busy_above_rate and not self.take_token(cfg.busy_above_rate)
+            cfg.busy_above_rate and not self.bucket.take(cfg.busy_above_rate)
         ):
             status = STATUS_SYSTEM_BUSY
             stats.busy += 1
@@ -689,18 +644,6 @@ class _Conn:
             for terminal in submit.dest_term_ids:
                 smgw.schedule_report(self.client_id, msg_id, outcome, submit, terminal)
         smgw.record_submit(self, seq, submit, msg_id, status, outcome)
-
-    def take_token(self, rate: float) -> bool:
-        # A token bucket holding one second's worth: short bursts pass, a sustained rate above it does not.
-        now = trio.current_time()
-        if self.tokens_rate != rate:
-            self.tokens_rate, self.tokens, self.tokens_at = rate, rate, now
-        self.tokens = min(rate, self.tokens + (now - self.tokens_at) * rate)
-        self.tokens_at = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
 
     # --- the SMGW's own requests ------------------------------------------------------------------------
 
@@ -755,14 +698,6 @@ class _Conn:
         self.send(item.wire(seq))
 
 
-def _peer(stream: trio.SocketStream) -> str:
-    try:
-        host, port = stream.socket.getpeername()[:2]
-        return f"{host}:{port}"
-    except OSError:
-        return "?"
-
-
 # ----- the server ---------------------------------------------------------------------------------------
 
 
@@ -787,20 +722,12 @@ class Smgw:
         self._tiebreak = itertools.count()
         self._wake_scheduler = trio.Event()
         self._nursery: trio.Nursery | None = None
-        self._record_file: IO[str] | None = None
-        self._record_lines: list[str] = []
-        self._outcome_names: list[str] = []
-        self._cum_weights: list[float] = []
+        self._record = RecordFile()
+        self._outcomes = OutcomeDraw(self.config.outcomes)
         self._day = date.today()
         self._accepted_today: collections.Counter[str] = collections.Counter()
-        self._apply_outcomes()
 
     # --- settings ---------------------------------------------------------------------------------------
-
-    def _apply_outcomes(self) -> None:
-        names = [k for k, w in self.config.outcomes.items() if w > 0]
-        self._outcome_names = names
-        self._cum_weights = list(itertools.accumulate(self.config.outcomes[k] for k in names))
 
     def update(self, **changes: Any) -> SmgwConfig:
         """Change settings while running (the control port's ``set``); only :data:`RUNTIME_SETTINGS`."""
@@ -816,7 +743,7 @@ class Smgw:
         if "quiet_hours" in changes and not isinstance(changes["quiet_hours"], bool):
             raise ValueError("quiet_hours must be true or false")
         self.config = dataclasses.replace(self.config, **changes)  # validated in __post_init__
-        self._apply_outcomes()
+        self._outcomes = OutcomeDraw(self.config.outcomes)
         return self.config
 
     def accepted_today(self, client_id: str) -> int:
@@ -841,23 +768,15 @@ class Smgw:
         """Listen until cancelled; ``task_status.started(port)`` once both ports accept connections."""
         cfg = self.config
         if cfg.record is not None:
-            self._record_file = open(cfg.record, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+            self._record.open(cfg.record)
         try:
             # Opened before the nursery so that a port in use raises a plain OSError.
             listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
-            self.port = listeners[0].socket.getsockname()[1]
+            self.port = port_of(listeners)
             control: list[trio.SocketListener] = []
             if cfg.control:
-                wanted = cfg.control_port
-                if wanted is None:
-                    wanted = cfg.port + 1 if cfg.port else 0
-                try:
-                    control = await trio.open_tcp_listeners(wanted, host="127.0.0.1")
-                except OSError:
-                    for listener in listeners:
-                        await listener.aclose()
-                    raise
-                self.control_port = control[0].socket.getsockname()[1]
+                control = await open_control(listeners, cfg.port, cfg.control_port)
+                self.control_port = port_of(control)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(trio.serve_listeners, self._serve_connection, listeners)
@@ -865,18 +784,15 @@ class Smgw:
                     nursery.start_soon(trio.serve_listeners, self._serve_control, control)
                 nursery.start_soon(self._scheduler)
                 nursery.start_soon(self._sweeper)
-                if self._record_file is not None:
-                    nursery.start_soon(self._recorder)
+                if self._record.active:
+                    nursery.start_soon(self._record.run)
                 log.info(
                     "smgw: SMGP on %s:%d, control on 127.0.0.1:%d", cfg.host, self.port, self.control_port
                 )
                 task_status.started(self.port)
         finally:
             self._nursery = None
-            if self._record_file is not None:
-                self.flush_record()
-                self._record_file.close()
-                self._record_file = None
+            self._record.close()
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         conn = _Conn(self, stream, next(self._conn_numbers))
@@ -951,22 +867,16 @@ class Smgw:
         return msgid.pack(fields)
 
     def draw_outcome(self) -> str:
-        cum = self._cum_weights
-        if len(cum) == 1:
-            return self._outcome_names[0]
-        return self._outcome_names[bisect.bisect_right(cum, self._rng.random() * cum[-1])]
+        return self._outcomes.draw(self._rng)
 
     def _delay(self) -> float:
-        delay = self.config.report_delay
-        return self._rng.uniform(*delay) if isinstance(delay, tuple) else delay
+        return draw_delay(self._rng, self.config.report_delay)
 
     def schedule_report(
         self, client_id: str, msg_id: bytes, outcome: str, submit: Submit, terminal: str
     ) -> None:
         stat, err = _STAT_OF.get(outcome, (outcome, "006"))
-        content = submit.msg_content
-        if submit.tp_udhi and content:
-            content = content[1 + content[0] :]
+        content = without_udh(submit.msg_content, submit.tp_udhi)
         report = Report(
             msg_id=msg_id,
             stat=stat,
@@ -1149,84 +1059,58 @@ class Smgw:
 
     @property
     def recording(self) -> bool:
-        return self._record_file is not None
-
-    def _record(self, conn: _Conn, pdu: str, fields: dict[str, Any]) -> None:
-        if self._record_file is None:
-            return
-        line = {"time": round(time.time(), 6), "pdu": pdu, "connection": conn.number, **fields}
-        self._record_lines.append(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
+        return self._record.active
 
     def record_login(self, conn: _Conn, pdu: Login, status: int) -> None:
-        self._record(
-            conn,
-            "SMGP_Login",
-            {
-                "client_id": pdu.client_id,
-                "login_mode": pdu.login_mode,
-                "version": pdu.client_version,
-                "timestamp": pdu.timestamp,
-                "status": status,
-            },
+        if not self._record.active:
+            return
+        self._record.append(
+            record_line(
+                "SMGP_Login",
+                conn.number,
+                {
+                    "client_id": pdu.client_id,
+                    "login_mode": pdu.login_mode,
+                    "version": pdu.client_version,
+                    "timestamp": pdu.timestamp,
+                    "status": status,
+                },
+            )
         )
 
     def record_submit(
         self, conn: _Conn, seq: int, submit: Submit, msg_id: bytes | None, status: int, outcome: str | None
     ) -> None:
-        if self._record_file is None:
+        if not self._record.active:
             return
         fields = {f.name: getattr(submit, f.name) for f in dataclasses.fields(submit)}
         fields["msg_content"] = submit.msg_content.hex()
         fields["dest_term_ids"] = list(submit.dest_term_ids)
         fields["other_tlvs"] = [{"tag": t.tag, "value": t.value.hex()} for t in submit.other_tlvs]
-        self._record(
-            conn,
-            "SMGP_Submit",
-            {
-                "client_id": conn.client_id,
-                "sequence_id": seq,
-                "msg_id": None if msg_id is None else msgid.to_text(msg_id),
-                "status": status,
-                "outcome": outcome,
-                **fields,
-                "text": _text_of(submit),
-            },
+        self._record.append(
+            record_line(
+                "SMGP_Submit",
+                conn.number,
+                {
+                    "client_id": conn.client_id,
+                    "sequence_id": seq,
+                    "msg_id": None if msg_id is None else msgid.to_text(msg_id),
+                    "status": status,
+                    "outcome": outcome,
+                    **fields,
+                    "text": _text_of(submit),
+                },
+            )
         )
 
     def flush_record(self) -> None:
         """Write what was recorded so far (also done every 100 ms while serving)."""
-        if self._record_file is None or not self._record_lines:
-            return
-        lines, self._record_lines = self._record_lines, []
-        self._record_file.write("\n".join(lines) + "\n")
-        self._record_file.flush()
-
-    async def _recorder(self) -> None:
-        while True:
-            await trio.sleep(_FLUSH_EVERY)
-            self.flush_record()
+        self._record.flush()
 
     # --- control port -----------------------------------------------------------------------------------
 
     async def _serve_control(self, stream: trio.SocketStream) -> None:
-        buf = bytearray()
-        async with stream:
-            try:
-                while True:
-                    chunk = await stream.receive_some(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                    if len(buf) > 1 << 20:
-                        return  # nobody sends a megabyte of control request
-                    while b"\n" in buf:
-                        line, _, rest = bytes(buf).partition(b"\n")
-                        buf = bytearray(rest)
-                        if line.strip():
-                            answer = await self.control(line)
-                            await stream.send_all(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+        await serve_control(stream, self.control)
 
     async def control(self, line: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
         """Answer one control request (a JSON line or an already decoded object)."""
@@ -1258,9 +1142,9 @@ class Smgw:
                 ):
                     raise ValueError("'msg_format' must be 0, 8 or 15")
                 parts = await self.inject_mo(
-                    sender=_str(request, "from"),
-                    dest_term_id=_str(request, "to"),
-                    text=_str(request, "text", empty=True),
+                    sender=request_str(request, "from"),
+                    dest_term_id=request_str(request, "to"),
+                    text=request_str(request, "text", empty=True),
                     msg_format=msg_format,
                     client_id=request.get("client_id"),
                     concat=request.get("concat", "udh8"),
@@ -1272,10 +1156,3 @@ class Smgw:
             )
         except (ValueError, TypeError) as e:
             return {"ok": False, "error": str(e)}
-
-
-def _str(request: Mapping[str, Any], key: str, *, empty: bool = False, default: str | None = None) -> str:
-    value = request.get(key, default)
-    if not isinstance(value, str) or (not value and not empty):
-        raise ValueError(f"{key!r} must be a{'' if empty else ' non-empty'} string")
-    return value
