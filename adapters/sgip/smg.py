@@ -43,7 +43,6 @@ ephemeral one when the SGIP port is 0):
 
 from __future__ import annotations
 
-import bisect
 import collections
 import dataclasses
 import heapq
@@ -52,16 +51,30 @@ import json
 import logging
 import math
 import random
-import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import trio
 
 from masd_adapters.cmpp import text as carrier_text
 
+from .. import _simkit
+from .._simkit import (
+    OutcomeDraw,
+    RecordFile,
+    check_outcomes,
+    cut_text,
+    draw_delay,
+    open_control,
+    parse_weights,
+    port_of,
+    record_line,
+    request_str,
+    serve_control,
+    without_udh,
+)
 from . import pdu
 from . import sequence as seq
 from .constants import (
@@ -119,7 +132,6 @@ RUNTIME_SETTINGS = frozenset(
 
 _CONTENT_MAX = 140
 _NACK_RETRY = 1.0
-_FLUSH_EVERY = 0.1
 _UNBIND_WAIT = 2.0
 _CONNECT_RETRY = 1.0
 _DECODED = frozenset({BIND, SUBMIT, UNBIND, UNBIND_RESP})  # what an SP sends on its link
@@ -140,30 +152,9 @@ def _outcome_key(key: object) -> str:
     raise ValueError(f"unknown outcome {key!r}; expected {', '.join(OUTCOMES)} or an ErrorCode 1-255")
 
 
-def _check_outcomes(weights: Mapping[str, float]) -> dict[str, float]:
-    table: dict[str, float] = {}
-    for key, weight in weights.items():
-        value = float(weight)
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"weight of outcome {key!r} must be finite and not negative, got {weight!r}")
-        name = _outcome_key(key)
-        table[name] = table.get(name, 0.0) + value
-    if sum(table.values()) <= 0:
-        raise ValueError("outcome weights must add up to more than 0")
-    return table
-
-
 def parse_outcomes(text: str) -> dict[str, float]:
     """``"delivered=0.9,failed=0.05,29=0.05"`` → weights; ValueError on a bad name or number."""
-    weights: dict[str, float] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"outcome {item.strip()!r} is not name=weight")
-        weights[key.strip()] = weights.get(key.strip(), 0.0) + float(value)
-    return _check_outcomes(weights)
+    return check_outcomes(parse_weights(text), _outcome_key)
 
 
 def _check_delay(delay: object) -> float | tuple[float, float]:
@@ -178,22 +169,12 @@ def _check_delay(delay: object) -> float | tuple[float, float]:
 
 def parse_delay(text: str) -> float | tuple[float, float]:
     """``"1.5"`` → 1.5 seconds; ``"0.5-2"`` or ``"0.5,2"`` → uniformly between 0.5 and 2 seconds."""
-    for sep in (",", "-", ":"):
-        if sep in text.strip().lstrip("-"):
-            low, _, high = text.partition(sep)
-            return _check_delay((float(low), float(high)))
-    return _check_delay(float(text))
+    return _simkit.parse_delay(text, _check_delay)
 
 
 def account_list(specs: Iterable[str]) -> dict[str, str]:
     """``["sp:secret", …]`` → accounts (Login_Name → Login_Password); ValueError without a colon."""
-    accounts: dict[str, str] = {}
-    for spec in specs:
-        name, sep, password = spec.partition(":")
-        if not sep or not name:
-            raise ValueError(f"account {spec!r} is not login_name:password")
-        accounts[name] = password
-    return accounts
+    return _simkit.account_list(specs, "login_name:password")
 
 
 def _address(value: str) -> tuple[str, int]:
@@ -240,7 +221,7 @@ class SmgConfig:
         if self.callback:
             _address(self.callback)
         self.report_delay = _check_delay(self.report_delay)
-        self.outcomes = _check_outcomes(self.outcomes)
+        self.outcomes = check_outcomes(self.outcomes, _outcome_key)
         for name in ("throttle_every", "disconnect_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
@@ -318,30 +299,15 @@ class _Item:
 
 
 def _text_of(submit: pdu.Submit) -> str | None:
-    content = submit.message_content
-    if submit.tp_udhi and content:
-        content = content[1 + content[0] :]
+    content = without_udh(submit.message_content, submit.tp_udhi)
     decoded = carrier_text.decode_content(content, submit.message_coding)
     return decoded if isinstance(decoded, str) else None
 
 
 def _cut(text: str, coding: int, concat: carrier_text.Concat) -> list[str]:
     """``text`` in the parts of MessageCoding ``coding``: one when it fits 140 octets."""
-    if len(carrier_text.encode_text(text, coding)) <= _CONTENT_MAX:
-        return [text]
     limit = carrier_text.capacity(coding, concat)
-    parts: list[str] = []
-    start = used = 0
-    for index, character in enumerate(text):
-        cost = len(carrier_text.encode_text(character, coding))
-        if used + cost > limit:
-            parts.append(text[start:index])
-            start, used = index, 0
-        used += cost
-    parts.append(text[start:])
-    if len(parts) > 255:
-        raise ValueError(f"the text needs {len(parts)} parts; a long message has at most 255")
-    return parts
+    return cut_text(text, lambda t: carrier_text.encode_text(t, coding), _CONTENT_MAX, limit)
 
 
 # ----- the SP's connections -------------------------------------------------------------------------------
@@ -522,15 +488,8 @@ class Smg:
         self._tiebreak = itertools.count()
         self._wake_scheduler = trio.Event()
         self._callback_scope: trio.CancelScope | None = None
-        self._record_file: IO[str] | None = None
-        self._record_lines: list[str] = []
-        self._names: list[str] = []
-        self._cum: list[float] = []
-        self._apply_outcomes()
-
-    def _apply_outcomes(self) -> None:
-        self._names = [k for k, w in self.config.outcomes.items() if w > 0]
-        self._cum = list(itertools.accumulate(self.config.outcomes[k] for k in self._names))
+        self._record = RecordFile()
+        self._outcomes = OutcomeDraw(self.config.outcomes)
 
     def update(self, **changes: Any) -> SmgConfig:
         """Change settings while running (the control port's ``set``); only :data:`RUNTIME_SETTINGS`."""
@@ -542,20 +501,17 @@ class Smg:
         if isinstance(changes.get("report_delay"), list):
             changes["report_delay"] = tuple(changes["report_delay"])
         self.config = dataclasses.replace(self.config, **changes)
-        self._apply_outcomes()
+        self._outcomes = OutcomeDraw(self.config.outcomes)
         return self.config
 
     def next_number(self) -> seq.SequenceNumber:
         return self._sequencer.next(datetime.now())
 
     def draw_outcome(self) -> str:
-        if len(self._cum) == 1:
-            return self._names[0]
-        return self._names[bisect.bisect_right(self._cum, self._rng.random() * self._cum[-1])]
+        return self._outcomes.draw(self._rng)
 
     def _delay(self) -> float:
-        delay = self.config.report_delay
-        return self._rng.uniform(*delay) if isinstance(delay, tuple) else delay
+        return draw_delay(self._rng, self.config.report_delay)
 
     # --- serving ----------------------------------------------------------------------------------------
 
@@ -563,39 +519,29 @@ class Smg:
         """Listen until cancelled; ``task_status.started(port)`` once both ports accept connections."""
         cfg = self.config
         if cfg.record is not None:
-            self._record_file = open(cfg.record, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+            self._record.open(cfg.record)
         try:
             listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
-            self.port = listeners[0].socket.getsockname()[1]
+            self.port = port_of(listeners)
             control: list[trio.SocketListener] = []
             if cfg.control:
-                wanted = (
-                    cfg.control_port if cfg.control_port is not None else (cfg.port + 2 if cfg.port else 0)
-                )
-                try:
-                    control = await trio.open_tcp_listeners(wanted, host="127.0.0.1")
-                except OSError:
-                    for listener in listeners:
-                        await listener.aclose()
-                    raise
-                self.control_port = control[0].socket.getsockname()[1]
+                # + 2: the SP's listener customarily takes + 1 (8802).
+                control = await open_control(listeners, cfg.port, cfg.control_port, offset=2)
+                self.control_port = port_of(control)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(trio.serve_listeners, self._serve_connection, listeners)
                 if control:
                     nursery.start_soon(trio.serve_listeners, self._serve_control, control)
                 nursery.start_soon(self._scheduler)
                 nursery.start_soon(self._callback_loop)
-                if self._record_file is not None:
-                    nursery.start_soon(self._recorder)
+                if self._record.active:
+                    nursery.start_soon(self._record.run)
                 log.info(
                     "smg: SGIP on %s:%d, control on 127.0.0.1:%d", cfg.host, self.port, self.control_port
                 )
                 task_status.started(self.port)
         finally:
-            if self._record_file is not None:
-                self.flush_record()
-                self._record_file.close()
-                self._record_file = None
+            self._record.close()
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         conn = _Conn(self, stream, next(self._conn_numbers))
@@ -862,15 +808,13 @@ class Smg:
     # --- recording --------------------------------------------------------------------------------------
 
     def record(self, conn: _Conn, what: str, fields: dict[str, Any]) -> None:
-        if self._record_file is None:
-            return
-        line = {"time": round(time.time(), 6), "pdu": what, "connection": conn.number, **fields}
-        self._record_lines.append(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
+        if self._record.active:
+            self._record.append(record_line(what, conn.number, fields))
 
     def record_submit(
         self, conn: _Conn, number: seq.SequenceNumber, submit: pdu.Submit, result: int, outcome: str | None
     ) -> None:
-        if self._record_file is None:
+        if not self._record.active:
             return
         fields = {name: getattr(submit, name) for name in _RECORD_FIELDS}
         fields["message_content"] = submit.message_content.hex()
@@ -890,36 +834,12 @@ class Smg:
 
     def flush_record(self) -> None:
         """Write what was recorded so far (also done every 100 ms while serving)."""
-        if self._record_file is None or not self._record_lines:
-            return
-        lines, self._record_lines = self._record_lines, []
-        self._record_file.write("\n".join(lines) + "\n")
-        self._record_file.flush()
-
-    async def _recorder(self) -> None:
-        while True:
-            await trio.sleep(_FLUSH_EVERY)
-            self.flush_record()
+        self._record.flush()
 
     # --- control port -----------------------------------------------------------------------------------
 
     async def _serve_control(self, stream: trio.SocketStream) -> None:
-        buf = bytearray()
-        async with stream:
-            try:
-                while True:
-                    chunk = await stream.receive_some(65536)
-                    if not chunk or len(buf) > 1 << 20:
-                        return
-                    buf += chunk
-                    while b"\n" in buf:
-                        line, _, rest = bytes(buf).partition(b"\n")
-                        buf = bytearray(rest)
-                        if line.strip():
-                            answer = await self.control(line)
-                            await stream.send_all(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+        await serve_control(stream, self.control)
 
     async def control(self, line: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
         """Answer one control request (a JSON line or an already decoded object)."""
@@ -946,11 +866,11 @@ class Smg:
                 if coding is not None and (not isinstance(coding, int) or isinstance(coding, bool)):
                     raise ValueError("'coding' must be 0, 8 or 15")
                 parts = await self.inject_mo(
-                    sender=_str(request, "from"),
-                    sp_number=_str(request, "to"),
-                    text=_str(request, "text", empty=True),
+                    sender=request_str(request, "from"),
+                    sp_number=request_str(request, "to"),
+                    text=request_str(request, "text", empty=True),
                     coding=coding,
-                    concat=_str(request, "concat", default="udh8"),
+                    concat=request_str(request, "concat", default="udh8"),
                     shuffle=bool(request.get("shuffle", False)),
                 )
                 return {"ok": True, "parts": parts}
@@ -976,10 +896,3 @@ class _Reader:
             if not chunk:
                 return None
             self.buffer += chunk
-
-
-def _str(request: Mapping[str, Any], key: str, *, empty: bool = False, default: str | None = None) -> str:
-    value = request.get(key, default)
-    if not isinstance(value, str) or (not value and not empty):
-        raise ValueError(f"{key!r} must be a{'' if empty else ' non-empty'} string")
-    return value
