@@ -25,7 +25,6 @@ are cut as on CMPP (:class:`SmgpSegmenter`): the Chinese carriers share those ru
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,25 @@ import pydantic
 import structlog
 import trio
 
+from .._link import (
+    DELIVER_BACKLOG,
+    LINK_DOWN,
+    REPLY_WORKERS,
+    SEND_ERRORS,
+    SUBMIT_TIMEOUT,
+    Backoff,
+    Frames,
+    InFlight,
+    LoginLink,
+    Pacer,
+    Picker,
+    Request,
+    batch_of,
+    expire_reply_parts,
+    send_in_order,
+    store_receipts,
+    store_reply,
+)
 from ..base import (
     ChannelDriver,
     ChannelEvents,
@@ -97,14 +115,10 @@ __all__ = ["LoginRefused", "SmgpChannel", "SmgpOptions", "SmgpSegmenter", "recei
 
 log = structlog.get_logger("masd.smgp")
 
-_STABLE_LINK = 10.0  # seconds a connection must last before a drop resets the reconnect backoff
 _EXIT_WAIT = 2.0  # seconds to wait for Exit_Resp on shutdown
-_RECEIPT_BATCH = 1_000  # reports stored in one write at most
-_REPLY_WORKERS = 16  # replies stored at once per link
-_DELIVER_BACKLOG = 10_000  # Delivers waiting for a worker before the reader stops reading
 
 # What a lost or garbled connection raises from a read or a write.
-_LINK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, pdu.PduError)
+_LINK_ERRORS = (*SEND_ERRORS, pdu.PduError)
 
 # Login_Resp Statuses that retrying soon cannot mend (and that may get the account locked): the
 # channel keeps trying, at reconnect_max, so that a fix at the SMGW is picked up without a restart.
@@ -136,9 +150,6 @@ _PART_CODECS = {
     MSG_FORMAT_BINARY: "latin-1",
     MSG_FORMAT_CARD: "latin-1",
 }
-
-_LINK_DOWN = SubmitError(0, "LINK_DOWN", retriable=True)
-_TIMEOUT = SubmitError(0, "SUBMIT_TIMEOUT", retriable=True)
 
 
 class LoginRefused(Exception):
@@ -225,101 +236,32 @@ class SmgpOptions(DriverOptions):
 # ----- one request and one link ---------------------------------------------------------------------------
 
 
-class _Request:
-    """A request awaiting its response: answered by the reader, re-sent and finally given up on by the
-    link's sweeper, or marked lost when the link drops."""
-
-    __slots__ = ("data", "deadline", "done", "lost", "resends", "response", "timed_out")
-
-    def __init__(self, data: bytes, deadline: float) -> None:
-        self.data = data  # the PDU as sent, re-sent as is
-        self.deadline = deadline
-        self.resends = 0
-        self.done = trio.Event()
-        self.lost = False
-        self.timed_out = False
-        self.response: pdu.Pdu | None = None
-
-
-class _Link:
+class _Link(LoginLink):
     """One logged-in TCP connection to the SMGW in one LoginMode, reconnected for the driver's whole
     life. The window and the SequenceID counter live as long as the link; the rest is reset on every
     reconnect."""
 
     def __init__(self, label: str, mode: int, window: int, logger: Any) -> None:
-        self.label = label
+        super().__init__(label, window, logger.bind(connection=label, login_mode=LOGIN_MODE_NAMES[mode]))
         self.mode = mode
-        self.log = logger.bind(connection=label, login_mode=LOGIN_MODE_NAMES[mode])
-        self.window = trio.Semaphore(window)
-        self._seq = 0
-        self.connected = False
-        self.pending: dict[int, _Request] = {}
-        self.outstanding = 0  # Submits sent and not answered (what the window limits)
-        self.out = bytearray()
-        self.out_ready = trio.Event()
-        self.pending_changed = trio.Event()
-        self.scope: trio.CancelScope | None = None
-        self.last_rx = 0.0
-        self.closed = trio.Event()  # set whenever no connection is open
         self.exiting = False  # we sent Exit: the SMGW closing the connection is expected
-        self.closed.set()
 
     @property
     def sends(self) -> bool:
         return self.mode != LOGIN_MODE_RECEIVE
 
-    def next_sequence(self) -> int:
-        """1 … 2**32 - 1, then round again."""
-        self._seq = self._seq % 0xFFFFFFFF + 1
-        return self._seq
+    @property
+    def usable(self) -> bool:
+        return self.sends and self.connected
 
-    def send(self, data: bytes) -> None:
-        self.out += data
-        self.out_ready.set()
-
-    def request(self, message: pdu.Pdu, timeout: float) -> tuple[int, _Request]:
+    def request(self, message: pdu.Pdu, timeout: float) -> tuple[int, Request]:
         seq = self.next_sequence()
-        data = pdu.encode(message, sequence_id=seq)
-        req = _Request(data, trio.current_time() + timeout)
-        self.pending[seq] = req
-        self.pending_changed.set()
-        self.send(data)
-        return seq, req
-
-    def drop(self) -> None:
-        if self.scope is not None:
-            self.scope.cancel()
-
-    def fail_pending(self) -> None:
-        pending, self.pending = self.pending, {}
-        for req in pending.values():
-            req.lost = True
-            req.done.set()
+        return seq, self.track(seq, pdu.encode(message, sequence_id=seq), timeout)
 
 
-class _Frames:
+def _frames(stream: trio.abc.Stream) -> Frames:
     """Whole PDUs off a byte stream: a 12-octet header, then PacketLength - 12 more."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.buffer = bytearray()
-
-    async def receive(self) -> bytes | None:
-        """The next PDU's octets; None when the peer closed the connection between two PDUs. PduError
-        for a PacketLength out of range or a connection closed inside a PDU."""
-        while True:
-            if len(self.buffer) >= pdu.HEADER_LENGTH:
-                length = pdu.decode_header(bytes(self.buffer[: pdu.HEADER_LENGTH])).packet_length
-                if len(self.buffer) >= length:
-                    frame = bytes(self.buffer[:length])
-                    del self.buffer[:length]
-                    return frame
-            chunk = await self.stream.receive_some(65536)
-            if not chunk:
-                if self.buffer:
-                    raise pdu.PduError(f"connection closed inside a PDU ({len(self.buffer)} octets read)")
-                return None
-            self.buffer += chunk
+    return Frames(stream, pdu.HEADER_LENGTH, lambda h: pdu.decode_header(h).packet_length, pdu.PduError)
 
 
 # ----- the driver ---------------------------------------------------------------------------------------
@@ -343,15 +285,13 @@ class SmgpChannel(ChannelDriver):
             for i in range(1, s.connections + 1)
             for mode in modes
         ]
-        self._rr = 0
+        self._picker = Picker()
         self._rng = random.Random()
-        self._interval = 1.0 / s.max_rate if s.max_rate else 0.0
-        self._tat = -math.inf  # pacing: theoretical arrival time of the next submit (GCRA)
+        self._pacer = Pacer(s.max_rate)
         self._running = False
         self._draining = False
         self._drain_started = trio.Event()
-        self._in_flight = 0
-        self._idle: trio.Event | None = None
+        self._in_flight = InFlight()
         self.refused: LoginRefused | None = None  # the last Login refusal, until a login succeeds
 
     @classmethod
@@ -374,7 +314,7 @@ class SmgpChannel(ChannelDriver):
             async with trio.open_nursery() as nursery:
                 for link in self._links:
                     nursery.start_soon(self._maintain, link)
-                nursery.start_soon(self._expire_parts)
+                nursery.start_soon(expire_reply_parts, self.events, self.name, s.mo_timeout, self._log)
                 # Started at once: the dispatcher waits for ``up`` itself, and an SMGW that is down must
                 # not hold up the daemon's start.
                 task_status.started()
@@ -387,37 +327,22 @@ class SmgpChannel(ChannelDriver):
     async def submit(
         self, destination: str, source: str, segments: Sequence[OutboundSegment]
     ) -> list[SubmitOutcome]:
-        link = None if self._draining else self._pick()
+        link = None if self._draining else self._picker.pick(self._links)
         if link is None:
             return [SubmitOutcome(error=self._link_down()) for _ in segments]
         src = self._src_term_id(source)
         if isinstance(src, SubmitError):
             return [SubmitOutcome(error=src) for _ in segments]
         dest = destination.removeprefix("+")
-        self._in_flight += 1
-        try:
-            outcomes: list[SubmitOutcome] = []
-            for seg in segments:
-                outcome = await self._submit_segment(link, seg, src, dest)
-                outcomes.append(outcome)
-                if outcome.error is not None:
-                    # The core retries the whole delivery; sending the rest would only make orphan parts.
-                    outcomes.extend(outcome for _ in range(len(segments) - len(outcomes)))
-                    break
-            return outcomes
-        finally:
-            self._submit_ended()
+        with self._in_flight:
+            return await send_in_order(segments, lambda seg: self._submit_segment(link, seg, src, dest))
 
     async def drain(self) -> None:
         """Refuse new submits, let those in flight get their responses (at most ``response_timeout``),
         then send SMGP_Exit on every link and close it. Reconnection stops for good."""
         self._draining = True
         self._drain_started.set()
-        with trio.move_on_after(self.settings.response_timeout):
-            while self._in_flight:
-                self._idle = trio.Event()
-                await self._idle.wait()
-        self._idle = None
+        await self._in_flight.settle(self.settings.response_timeout)
         async with trio.open_nursery() as nursery:
             for link in self._links:
                 nursery.start_soon(self._exit, link)
@@ -436,7 +361,7 @@ class SmgpChannel(ChannelDriver):
         if self.refused is not None:
             # The reason the link is down, where the operator reads the delivery's reason.
             return SubmitError(self.refused.status, f"LINK_DOWN: {self.refused}", retriable=True)
-        return _LINK_DOWN
+        return LINK_DOWN
 
     def _src_term_id(self, source: str) -> str | SubmitError:
         """SrcTermID: the source the core gives (the channel's service number and the delivery's
@@ -453,25 +378,6 @@ class SmgpChannel(ChannelDriver):
         if len(source) > 21:
             return SubmitError(0, f"source {source!r} is longer than SrcTermID's 21 octets", retriable=False)
         return source
-
-    def _pick(self) -> _Link | None:
-        """The connected send link with the fewest outstanding submits; ties go round robin."""
-        best: _Link | None = None
-        n = len(self._links)
-        self._rr = (self._rr + 1) % n
-        for i in range(n):
-            link = self._links[(self._rr + i) % n]
-            if link.sends and link.connected and (best is None or link.outstanding < best.outstanding):
-                best = link
-        return best
-
-    async def _pace(self) -> None:
-        """Space submits at ``max_rate`` (GCRA without burst); the core paces too, this is the last line."""
-        now = trio.current_time()
-        start = max(self._tat, now)
-        self._tat = start + self._interval
-        if start > now:
-            await trio.sleep_until(start)
 
     def _submit_pdu(self, seg: OutboundSegment, src: str, dest: str) -> pdu.Submit:
         s = self.settings
@@ -496,8 +402,7 @@ class SmgpChannel(ChannelDriver):
 
     async def _submit_segment(self, link: _Link, seg: OutboundSegment, src: str, dest: str) -> SubmitOutcome:
         s = self.settings
-        if self._interval:
-            await self._pace()
+        await self._pacer.wait()
         async with link.window:
             if not link.connected:  # the link dropped while this submit waited for a slot
                 return SubmitOutcome(error=self._link_down())
@@ -506,16 +411,10 @@ class SmgpChannel(ChannelDriver):
             except ValueError as e:
                 # Nothing the SMGW could accept: a retry would fail the same way.
                 return SubmitOutcome(error=SubmitError(0, f"cannot encode SMGP_Submit: {e}", retriable=False))
-            link.outstanding += 1
-            try:
-                await req.done.wait()
-            finally:
-                link.outstanding -= 1
-                if not req.done.is_set():  # cancelled
-                    link.pending.pop(seq, None)
+            await link.answered(seq, req)
         return self._segment_outcome(link, req, seq)
 
-    def _segment_outcome(self, link: _Link, req: _Request, seq: int) -> SubmitOutcome:
+    def _segment_outcome(self, link: _Link, req: Request, seq: int) -> SubmitOutcome:
         if req.timed_out:
             link.log.warning(
                 "no SMGP_Submit_Resp after resends",
@@ -523,15 +422,10 @@ class SmgpChannel(ChannelDriver):
                 resends=req.resends,
                 timeout=self.settings.response_timeout,
             )
-            return SubmitOutcome(error=_TIMEOUT)
+            return SubmitOutcome(error=SUBMIT_TIMEOUT)
         if req.lost or not isinstance(req.response, pdu.SubmitResp):
             return SubmitOutcome(error=self._link_down())
         return submit_outcome(req.response)
-
-    def _submit_ended(self) -> None:
-        self._in_flight -= 1
-        if self._in_flight == 0 and self._idle is not None:
-            self._idle.set()
 
     # -- links ----------------------------------------------------------------------------------------
 
@@ -545,7 +439,7 @@ class SmgpChannel(ChannelDriver):
     async def _maintain(self, link: _Link) -> None:
         """Connect, log in and serve one link; after each loss wait (exponential backoff, jitter) and redo."""
         s = self.settings
-        backoff = s.reconnect_min
+        backoff = Backoff(s.reconnect_min, s.reconnect_max, self._rng)
         while not self._draining:
             try:
                 lasted, refused = await self._session(link)
@@ -555,16 +449,8 @@ class SmgpChannel(ChannelDriver):
                 lasted, refused = 0.0, None
             if self._draining:
                 break
-            if lasted >= _STABLE_LINK:
-                backoff = s.reconnect_min
-            if refused is not None and refused.status in _SLOW_RETRY:
-                delay = s.reconnect_max
-            else:
-                delay = backoff
-                backoff = min(backoff * 2, s.reconnect_max)
-            # Jitter keeps many links (or many nodes) from reconnecting in lockstep after an outage.
-            delay *= self._rng.uniform(0.5, 1.0)
-            with trio.move_on_after(delay):
+            slow = refused is not None and refused.status in _SLOW_RETRY
+            with trio.move_on_after(backoff.delay(lasted, slow=slow)):
                 await self._drain_started.wait()
 
     async def _session(self, link: _Link) -> tuple[float, LoginRefused | None]:
@@ -576,7 +462,7 @@ class SmgpChannel(ChannelDriver):
         except (OSError, trio.TooSlowError) as e:
             link.log.warning("cannot connect to the SMGW", host=s.host, port=s.port, error=str(e) or repr(e))
             return 0.0, None
-        frames = _Frames(stream)
+        frames = _frames(stream)
         since: float | None = None
         link.closed = trio.Event()
         try:
@@ -612,7 +498,7 @@ class SmgpChannel(ChannelDriver):
             await trio.aclose_forcefully(stream)
             link.closed.set()
 
-    async def _login(self, link: _Link, frames: _Frames) -> None:
+    async def _login(self, link: _Link, frames: Frames) -> None:
         """Send SMGP_Login and wait for its response; LoginRefused for a non-zero Status."""
         s = self.settings
         timestamp = pdu.timestamp_of(datetime.now())
@@ -644,7 +530,7 @@ class SmgpChannel(ChannelDriver):
                 elif header.request_id == EXIT:
                     raise pdu.PduError("the SMGW sent SMGP_Exit instead of SMGP_Login_Resp")
 
-    async def _serve(self, link: _Link, frames: _Frames) -> None:
+    async def _serve(self, link: _Link, frames: Frames) -> None:
         """Run the link's reader, writer, keepalive and sweeper until one of them ends it."""
         link.out.clear()
         link.out_ready = trio.Event()
@@ -656,9 +542,9 @@ class SmgpChannel(ChannelDriver):
                 nursery.start_soon(self._exit, link)
             link.connected = True
             self._update_up()
-            nursery.start_soon(self._writer, link, frames.stream)
+            nursery.start_soon(link.writer, frames.stream)
             nursery.start_soon(self._keepalive, link)
-            nursery.start_soon(self._sweep, link)
+            nursery.start_soon(link.sweep, self.settings.resends, self.settings.response_timeout)
             await self._reader(link, frames, nursery)
             nursery.cancel_scope.cancel()
 
@@ -679,70 +565,21 @@ class SmgpChannel(ChannelDriver):
 
     # -- per-link tasks -------------------------------------------------------------------------------
 
-    async def _writer(self, link: _Link, stream: trio.abc.Stream) -> None:
-        try:
-            while True:
-                if not link.out:
-                    link.out_ready = trio.Event()
-                    await link.out_ready.wait()
-                    continue
-                # Let every task that is ready queue its PDU first: one send_all then carries them all.
-                await trio.lowlevel.checkpoint()
-                data, link.out = link.out, bytearray()
-                await stream.send_all(bytes(data))
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
-            link.log.warning("connection lost while sending", error=str(e) or repr(e))
-            link.drop()
-
     async def _keepalive(self, link: _Link) -> None:
         """SMGP_Active_Test after ``active_test_interval`` without inbound traffic; when it gets no answer
         after its resends, the link is dropped."""
         s = self.settings
-        while True:
-            due = link.last_rx + s.active_test_interval
-            if trio.current_time() < due:
-                await trio.sleep_until(due)
-                continue
-            _, req = link.request(pdu.ActiveTest(), s.response_timeout)
-            await req.done.wait()
-            if req.timed_out:
-                link.log.warning("no SMGP_Active_Test_Resp; dropping the connection", resends=req.resends)
-                link.drop()
-                return
-            link.last_rx = max(link.last_rx, trio.current_time())
 
-    async def _sweep(self, link: _Link) -> None:
-        """Re-send each request unanswered for ``response_timeout``, the same octets and SequenceID, up to
-        ``resends`` times; then give up on it. One task per link, not a timer per request."""
-        s = self.settings
-        while True:
-            now = trio.current_time()
-            due = math.inf
-            expired: list[int] = []
-            for seq, req in link.pending.items():
-                if req.deadline > now:
-                    due = min(due, req.deadline)
-                elif req.resends < s.resends:
-                    req.resends += 1
-                    req.deadline = now + s.response_timeout
-                    due = min(due, req.deadline)
-                    link.log.info("no response in time; re-sending", seq=seq, resend=req.resends)
-                    link.send(req.data)
-                else:
-                    expired.append(seq)
-            for seq in expired:
-                req = link.pending.pop(seq)
-                req.timed_out = True
-                req.done.set()
-            link.pending_changed = trio.Event()
-            with trio.move_on_at(due):
-                await link.pending_changed.wait()
+        def probe() -> Request:
+            return link.request(pdu.ActiveTest(), s.response_timeout)[1]
 
-    async def _reader(self, link: _Link, frames: _Frames, nursery: trio.Nursery) -> None:
-        reports_in, reports_out = trio.open_memory_channel[tuple[int, pdu.Deliver]](_DELIVER_BACKLOG)
-        replies_in, replies_out = trio.open_memory_channel[tuple[int, pdu.Deliver]](_DELIVER_BACKLOG)
+        await link.keepalive(s.active_test_interval, probe, "SMGP_Active_Test_Resp")
+
+    async def _reader(self, link: _Link, frames: Frames, nursery: trio.Nursery) -> None:
+        reports_in, reports_out = trio.open_memory_channel[tuple[int, pdu.Deliver]](DELIVER_BACKLOG)
+        replies_in, replies_out = trio.open_memory_channel[tuple[int, pdu.Deliver]](DELIVER_BACKLOG)
         nursery.start_soon(self._report_worker, link, reports_out)
-        for _ in range(_REPLY_WORKERS):
+        for _ in range(REPLY_WORKERS):
             nursery.start_soon(self._reply_worker, link, replies_out.clone())
         try:
             while True:
@@ -800,12 +637,7 @@ class SmgpChannel(ChannelDriver):
         """Store the link's reports, all that arrived since the last store in one write, and answer each
         once stored."""
         async for first in reports:
-            batch = [first]
-            while len(batch) < _RECEIPT_BATCH:
-                try:
-                    batch.append(reports.receive_nowait())
-                except trio.WouldBlock:
-                    break
+            batch = batch_of(first, reports)
             statuses = await self._store_reports(link, batch)
             for (seq, deliver), status in zip(batch, statuses, strict=True):
                 link.send(_deliver_resp(seq, deliver.msg_id, status))
@@ -826,29 +658,15 @@ class SmgpChannel(ChannelDriver):
                 )
                 continue
             parsed.append((i, receipt))
-        if not parsed:
-            return statuses
-        if len(parsed) > 1:
-            try:
-                await self.events.receipt_batch(self.name, [receipt for _, receipt in parsed])
-                return statuses
-            except Exception as e:
-                link.log.info("could not store reports together; storing each alone", error=str(e) or repr(e))
-
-        async def store_one(i: int, receipt: InboundReceipt) -> None:
-            try:
-                await self.events.receipt(self.name, receipt)
-            except Exception as e:
-                link.log.warning(
-                    "could not store a status report; the SMGW will re-send it",
-                    carrier_id=receipt.carrier_id,
-                    error=str(e) or repr(e),
-                )
-                statuses[i] = STATUS_SYSTEM_BUSY
-
-        async with trio.open_nursery() as nursery:
-            for i, receipt in parsed:
-                nursery.start_soon(store_one, i, receipt)
+        await store_receipts(
+            self.events,
+            self.name,
+            link.log,
+            parsed,
+            statuses,
+            busy=STATUS_SYSTEM_BUSY,
+            refused="could not store a status report; the SMGW will re-send it",
+        )
         return statuses
 
     async def _reply_worker(
@@ -868,10 +686,7 @@ class SmgpChannel(ChannelDriver):
         answer it with. What the store refuses is answered 1 (system busy): the SMGW sends it again."""
         message = reply_of(deliver, received_at=time.time())
         try:
-            if isinstance(message, InboundReplyPart):
-                await self.events.reply_part(self.name, message)
-            else:
-                await self.events.reply(self.name, message)
+            await store_reply(self.events, self.name, message)
         except Exception as e:
             link.log.warning(
                 "could not store a reply; the SMGW will re-send it",
@@ -880,20 +695,6 @@ class SmgpChannel(ChannelDriver):
             )
             return STATUS_SYSTEM_BUSY
         return STATUS_OK
-
-    async def _expire_parts(self) -> None:
-        """Give up on missing parts: every tick the core stores, with their gaps marked, this channel's
-        long replies whose first part came more than ``mo_timeout`` ago. A failure is retried next tick."""
-        timeout = self.settings.mo_timeout
-        tick = min(1.0, timeout / 4)
-        while True:
-            await trio.sleep(tick)
-            try:
-                await self.events.expire_reply_parts(self.name, time.time() - timeout)
-            except Exception as e:
-                self._log.warning(
-                    "could not hand over incomplete replies; will retry", error=str(e) or repr(e)
-                )
 
 
 def _deliver_resp(seq: int, msg_id: bytes, status: int) -> bytes:
