@@ -29,7 +29,6 @@ text rules (:class:`masd_adapters.cmpp.segments.CmppSegmenter`): see :meth:`Sgip
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -43,6 +42,26 @@ import trio
 from masd_adapters.cmpp import text as carrier_text
 from masd_adapters.cmpp.segments import CmppSegmenter
 
+from .._link import (
+    DELIVER_BACKLOG,
+    LINK_DOWN,
+    REPLY_WORKERS,
+    SEND_ERRORS,
+    SUBMIT_TIMEOUT,
+    Backoff,
+    Frames,
+    InFlight,
+    Link,
+    Outbox,
+    Pacer,
+    Picker,
+    Request,
+    batch_of,
+    expire_reply_parts,
+    send_in_order,
+    store_receipts,
+    store_reply,
+)
 from ..base import (
     ChannelDriver,
     ChannelEvents,
@@ -103,13 +122,9 @@ __all__ = ["BindRefused", "SgipChannel", "SgipOptions", "receipt_of", "reply_of"
 
 log = structlog.get_logger("masd.sgip")
 
-_STABLE_LINK = 10.0  # seconds a connection must last before a drop resets the reconnect backoff
 _UNBIND_WAIT = 2.0  # seconds to wait for Unbind_Resp
-_RECEIPT_BATCH = 1_000
-_REPLY_WORKERS = 16
-_INBOUND_BACKLOG = 10_000
 
-_LINK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, pdu.PduError)
+_LINK_ERRORS = (*SEND_ERRORS, pdu.PduError)
 
 # Submit_Resp Results that say "slow down", not "this message is wrong": 11 the SMG's queue is full,
 # 33 the SMSC's. The message is sent again later, the channel paced.
@@ -132,9 +147,6 @@ _PART_CODECS = {
     CODING_BINARY: "latin-1",
     CODING_CARD: "latin-1",
 }
-
-_LINK_DOWN = SubmitError(0, "LINK_DOWN", retriable=True)
-_TIMEOUT = SubmitError(0, "SUBMIT_TIMEOUT", retriable=True)
 
 
 class BindRefused(Exception):
@@ -238,102 +250,43 @@ def _listen_address(value: str) -> tuple[str, int]:
 # ----- one request and one connection ---------------------------------------------------------------------
 
 
-class _Request:
-    __slots__ = ("data", "deadline", "done", "lost", "resends", "response", "timed_out")
-
-    def __init__(self, data: bytes, deadline: float) -> None:
-        self.data = data
-        self.deadline = deadline
-        self.resends = 0
-        self.done = trio.Event()
-        self.lost = False
-        self.timed_out = False
-        self.response: pdu.Pdu | None = None
-
-
-class _Link:
+class _Link(Link[seq.SequenceNumber]):
     """One outbound connection to the SMG, opened and closed again for the driver's whole life."""
 
     def __init__(self, label: str, window: int, sequencer: seq.Sequencer, logger: Any) -> None:
-        self.label = label
-        self.log = logger.bind(connection=label)
-        self.window = trio.Semaphore(window)
+        super().__init__(label, window, logger.bind(connection=label))
         self.sequencer = sequencer
-        self.connected = False
         self.dormant = False  # closed for idleness after a good session: opened again on demand
         self.wanted = trio.Event()  # a submit wants this dormant link open
-        self.pending: dict[seq.SequenceNumber, _Request] = {}
-        self.outstanding = 0
-        self.out = bytearray()
-        self.out_ready = trio.Event()
-        self.pending_changed = trio.Event()
-        self.scope: trio.CancelScope | None = None
         self.last_activity = 0.0
         self.unbinding = False
-        self.closed = trio.Event()
-        self.closed.set()
 
-    def send(self, data: bytes) -> None:
-        self.out += data
-        self.out_ready.set()
+    @property
+    def usable(self) -> bool:
+        return self.connected and not self.unbinding
 
-    def request(self, message: pdu.Pdu, timeout: float) -> tuple[seq.SequenceNumber, _Request]:
+    def request(self, message: pdu.Pdu, timeout: float) -> tuple[seq.SequenceNumber, Request]:
         number = self.sequencer.next(datetime.now())
-        data = pdu.encode(message, sequence_number=number)
-        req = _Request(data, trio.current_time() + timeout)
-        self.pending[number] = req
-        self.pending_changed.set()
-        self.send(data)
-        return number, req
+        return number, self.track(number, pdu.encode(message, sequence_number=number), timeout)
 
-    def drop(self) -> None:
-        if self.scope is not None:
-            self.scope.cancel()
-
-    def fail_pending(self) -> None:
-        pending, self.pending = self.pending, {}
-        for req in pending.values():
-            req.lost = True
-            req.done.set()
+    def resend_fields(self, key: seq.SequenceNumber, req: Request) -> dict[str, Any]:
+        return {"sequence": seq.to_text(key)}
 
 
-class _Frames:
+def _frames(stream: trio.abc.Stream) -> Frames:
     """Whole PDUs off a byte stream: a 20-octet header, then Message Length - 20 more."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.buffer = bytearray()
-
-    async def receive(self) -> bytes | None:
-        while True:
-            if len(self.buffer) >= pdu.HEADER_LENGTH:
-                length = pdu.decode_header(bytes(self.buffer[: pdu.HEADER_LENGTH])).message_length
-                if len(self.buffer) >= length:
-                    frame = bytes(self.buffer[:length])
-                    del self.buffer[:length]
-                    return frame
-            chunk = await self.stream.receive_some(65536)
-            if not chunk:
-                if self.buffer:
-                    raise pdu.PduError(f"connection closed inside a PDU ({len(self.buffer)} octets read)")
-                return None
-            self.buffer += chunk
+    return Frames(stream, pdu.HEADER_LENGTH, lambda h: pdu.decode_header(h).message_length, pdu.PduError)
 
 
-class _Inbound:
+class _Inbound(Outbox):
     """One connection the SMG opened to the listener: its output and the time it last spoke."""
 
     def __init__(self, stream: trio.abc.Stream, number: int, logger: Any) -> None:
+        super().__init__()
         self.stream = stream
         self.log = logger.bind(inbound=number)
-        self.out = bytearray()
-        self.out_ready = trio.Event()
         self.last_rx = trio.current_time()
         self.bound = False
-
-    def send(self, data: bytes) -> None:
-        self.out += data
-        self.out_ready.set()
 
 
 # ----- the driver ---------------------------------------------------------------------------------------
@@ -364,14 +317,12 @@ class SgipChannel(ChannelDriver):
             )
             for i in range(s.connections)
         ]
-        self._rr = 0
-        self._interval = 1.0 / s.max_rate if s.max_rate else 0.0
-        self._tat = -math.inf
+        self._picker = Picker()
+        self._pacer = Pacer(s.max_rate)
         self._running = False
         self._draining = False
         self._drain_started = trio.Event()
-        self._in_flight = 0
-        self._idle: trio.Event | None = None
+        self._in_flight = InFlight()
         self._link_changed = trio.Event()
         self._inbound_numbers = 0
         self._inbound: set[_Inbound] = set()
@@ -407,7 +358,7 @@ class SgipChannel(ChannelDriver):
                     nursery.start_soon(trio.serve_listeners, self._serve_inbound, listeners)
                 for link in self._links:
                     nursery.start_soon(self._maintain, link)
-                nursery.start_soon(self._expire_parts)
+                nursery.start_soon(expire_reply_parts, self.events, self.name, s.mo_timeout, self._log)
                 task_status.started()
         finally:
             self._running = False
@@ -424,20 +375,8 @@ class SgipChannel(ChannelDriver):
             error = SubmitError(0, f"source {source!r} is longer than SPNumber's 21 octets", retriable=False)
             return [SubmitOutcome(error=error) for _ in segments]
         user = _user_number(destination)
-        self._in_flight += 1
-        try:
-            outcomes: list[SubmitOutcome] = []
-            for segment in segments:
-                outcome = await self._submit_segment(segment, source, user)
-                outcomes.append(outcome)
-                if outcome.error is not None:
-                    outcomes.extend(outcome for _ in range(len(segments) - len(outcomes)))
-                    break
-            return outcomes
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0 and self._idle is not None:
-                self._idle.set()
+        with self._in_flight:
+            return await send_in_order(segments, lambda segment: self._submit_segment(segment, source, user))
 
     async def drain(self) -> None:
         """Refuse new submits, let those in flight get their responses (at most ``response_timeout``),
@@ -448,11 +387,7 @@ class SgipChannel(ChannelDriver):
         self._link_changed.set()
         for link in self._links:
             link.wanted.set()
-        with trio.move_on_after(self.settings.response_timeout):
-            while self._in_flight:
-                self._idle = trio.Event()
-                await self._idle.wait()
-        self._idle = None
+        await self._in_flight.settle(self.settings.response_timeout)
         async with trio.open_nursery() as nursery:
             for link in self._links:
                 nursery.start_soon(self._unbind, link)
@@ -469,28 +404,14 @@ class SgipChannel(ChannelDriver):
     def _link_down(self) -> SubmitError:
         if self.refused is not None:
             return SubmitError(self.refused.result, f"LINK_DOWN: {self.refused}", retriable=True)
-        return _LINK_DOWN
-
-    def _pick(self) -> _Link | None:
-        best: _Link | None = None
-        n = len(self._links)
-        self._rr = (self._rr + 1) % n
-        for i in range(n):
-            link = self._links[(self._rr + i) % n]
-            if (
-                link.connected
-                and not link.unbinding
-                and (best is None or link.outstanding < best.outstanding)
-            ):
-                best = link
-        return best
+        return LINK_DOWN
 
     async def _open_link(self) -> _Link | None:
         """A bound connection: one that is, or a dormant one opened now (waiting at most
         ``response_timeout``); None when none can be had."""
         with trio.move_on_after(self.settings.response_timeout):
             while not self._draining:
-                link = self._pick()
+                link = self._picker.pick(self._links)
                 if link is not None:
                     return link
                 waking = [lk for lk in self._links if lk.dormant]
@@ -502,13 +423,6 @@ class SgipChannel(ChannelDriver):
                     self._link_changed = trio.Event()
                 await self._link_changed.wait()
         return None
-
-    async def _pace(self) -> None:
-        now = trio.current_time()
-        start = max(self._tat, now)
-        self._tat = start + self._interval
-        if start > now:
-            await trio.sleep_until(start)
 
     def _submit_pdu(self, segment: OutboundSegment, source: str, user: str) -> pdu.Submit:
         s = self.settings
@@ -532,8 +446,7 @@ class SgipChannel(ChannelDriver):
 
     async def _submit_segment(self, segment: OutboundSegment, source: str, user: str) -> SubmitOutcome:
         s = self.settings
-        if self._interval:
-            await self._pace()
+        await self._pacer.wait()
         try:
             message = self._submit_pdu(segment, source, user)
             pdu.encode(message, sequence_number=seq.SequenceNumber(0, 0, 0))
@@ -546,23 +459,19 @@ class SgipChannel(ChannelDriver):
             if not link.connected or link.unbinding:
                 return SubmitOutcome(error=self._link_down())
             number, req = link.request(message, s.response_timeout)
-            link.outstanding += 1
             link.last_activity = trio.current_time()
             try:
-                await req.done.wait()
+                await link.answered(number, req)
             finally:
-                link.outstanding -= 1
                 link.last_activity = trio.current_time()
-                if not req.done.is_set():
-                    link.pending.pop(number, None)
         return self._segment_outcome(link, req, number)
 
-    def _segment_outcome(self, link: _Link, req: _Request, number: seq.SequenceNumber) -> SubmitOutcome:
+    def _segment_outcome(self, link: _Link, req: Request, number: seq.SequenceNumber) -> SubmitOutcome:
         if req.timed_out:
             link.log.warning(
                 "no SGIP_SUBMIT_RESP after resends", sequence=seq.to_text(number), resends=req.resends
             )
-            return SubmitOutcome(error=_TIMEOUT)
+            return SubmitOutcome(error=SUBMIT_TIMEOUT)
         if req.lost or not isinstance(req.response, pdu.SubmitResp):
             return SubmitOutcome(error=self._link_down())
         result = req.response.result
@@ -591,7 +500,7 @@ class SgipChannel(ChannelDriver):
         """Open, bind and serve one connection; after a loss wait (backoff, jitter) and redo; after an idle
         close wait until a submit wants it."""
         s = self.settings
-        backoff = s.reconnect_min
+        backoff = Backoff(s.reconnect_min, s.reconnect_max, self._rng)
         while not self._draining:
             if link.dormant:
                 await link.wanted.wait()  # a submit wants it, or drain() woke it to end
@@ -611,17 +520,11 @@ class SgipChannel(ChannelDriver):
             if self._draining:
                 break
             if idle:
-                backoff = s.reconnect_min
+                backoff.reset()
                 continue
-            if lasted >= _STABLE_LINK:
-                backoff = s.reconnect_min
-            if refused is not None and refused.result == RESULT_ILLEGAL_LOGIN:
-                delay = s.reconnect_max  # a wrong password is not fixed by retrying fast
-            else:
-                delay = backoff
-                backoff = min(backoff * 2, s.reconnect_max)
-            delay *= self._rng.uniform(0.5, 1.0)
-            with trio.move_on_after(delay):
+            # A wrong password is not fixed by retrying fast.
+            slow = refused is not None and refused.result == RESULT_ILLEGAL_LOGIN
+            with trio.move_on_after(backoff.delay(lasted, slow=slow)):
                 await self._drain_started.wait()
 
     async def _session(self, link: _Link) -> tuple[float, BindRefused | None, bool]:
@@ -634,7 +537,7 @@ class SgipChannel(ChannelDriver):
         except (OSError, trio.TooSlowError) as e:
             link.log.warning("cannot connect to the SMG", host=s.host, port=s.port, error=str(e) or repr(e))
             return 0.0, None, False
-        frames = _Frames(stream)
+        frames = _frames(stream)
         since: float | None = None
         link.closed = trio.Event()
         idle = False
@@ -665,7 +568,7 @@ class SgipChannel(ChannelDriver):
             await trio.aclose_forcefully(stream)
             link.closed.set()
 
-    async def _bind(self, link: _Link, frames: _Frames) -> None:
+    async def _bind(self, link: _Link, frames: Frames) -> None:
         s = self.settings
         request = pdu.Bind(LOGIN_SP_TO_SMG, s.login_name, s.password)
         number = link.sequencer.next(datetime.now())
@@ -683,7 +586,7 @@ class SgipChannel(ChannelDriver):
                 if isinstance(packet.pdu, pdu.Unbind):
                     raise pdu.PduError("the SMG sent SGIP_UNBIND instead of SGIP_BIND_RESP")
 
-    async def _serve(self, link: _Link, frames: _Frames) -> bool:
+    async def _serve(self, link: _Link, frames: Frames) -> bool:
         """Run the connection until it ends; True when it was closed for idleness."""
         link.out.clear()
         link.out_ready = trio.Event()
@@ -696,8 +599,8 @@ class SgipChannel(ChannelDriver):
             self._changed()
             if self._draining:
                 nursery.start_soon(self._unbind, link)
-            nursery.start_soon(self._writer, link, frames.stream)
-            nursery.start_soon(self._sweep, link)
+            nursery.start_soon(link.writer, frames.stream)
+            nursery.start_soon(link.sweep, self.settings.resends, self.settings.response_timeout)
             if self.settings.idle_timeout:
                 nursery.start_soon(self._idle_closer, link, idle)
             await self._reader(link, frames)
@@ -733,46 +636,7 @@ class SgipChannel(ChannelDriver):
         with trio.move_on_after(_UNBIND_WAIT):
             await link.closed.wait()
 
-    async def _writer(self, link: _Link, stream: trio.abc.Stream) -> None:
-        try:
-            while True:
-                if not link.out:
-                    link.out_ready = trio.Event()
-                    await link.out_ready.wait()
-                    continue
-                await trio.lowlevel.checkpoint()
-                data, link.out = link.out, bytearray()
-                await stream.send_all(bytes(data))
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
-            link.log.warning("connection lost while sending", error=str(e) or repr(e))
-            link.drop()
-
-    async def _sweep(self, link: _Link) -> None:
-        s = self.settings
-        while True:
-            now = trio.current_time()
-            due = math.inf
-            expired: list[seq.SequenceNumber] = []
-            for number, req in link.pending.items():
-                if req.deadline > now:
-                    due = min(due, req.deadline)
-                elif req.resends < s.resends:
-                    req.resends += 1
-                    req.deadline = now + s.response_timeout
-                    due = min(due, req.deadline)
-                    link.log.info("no response in time; re-sending", sequence=seq.to_text(number))
-                    link.send(req.data)
-                else:
-                    expired.append(number)
-            for number in expired:
-                req = link.pending.pop(number)
-                req.timed_out = True
-                req.done.set()
-            link.pending_changed = trio.Event()
-            with trio.move_on_at(due):
-                await link.pending_changed.wait()
-
-    async def _reader(self, link: _Link, frames: _Frames) -> None:
+    async def _reader(self, link: _Link, frames: Frames) -> None:
         try:
             while True:
                 raw = await frames.receive()
@@ -814,7 +678,7 @@ class SgipChannel(ChannelDriver):
         self._inbound_numbers += 1
         conn = _Inbound(stream, self._inbound_numbers, self._log)
         self._inbound.add(conn)
-        frames = _Frames(stream)
+        frames = _frames(stream)
         try:
             async with stream, trio.open_nursery() as nursery:
                 nursery.start_soon(self._inbound_writer, conn, nursery.cancel_scope)
@@ -831,15 +695,8 @@ class SgipChannel(ChannelDriver):
 
     async def _inbound_writer(self, conn: _Inbound, scope: trio.CancelScope) -> None:
         try:
-            while True:
-                if not conn.out:
-                    conn.out_ready = trio.Event()
-                    await conn.out_ready.wait()
-                    continue
-                await trio.lowlevel.checkpoint()
-                data, conn.out = conn.out, bytearray()
-                await conn.stream.send_all(bytes(data))
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            await conn.write(conn.stream)
+        except SEND_ERRORS:
             scope.cancel()
 
     async def _inbound_idle(self, conn: _Inbound, scope: trio.CancelScope) -> None:
@@ -864,15 +721,15 @@ class SgipChannel(ChannelDriver):
             return RESULT_ILLEGAL_LOGIN
         return RESULT_OK
 
-    async def _inbound_reader(self, conn: _Inbound, frames: _Frames, nursery: trio.Nursery) -> None:
+    async def _inbound_reader(self, conn: _Inbound, frames: Frames, nursery: trio.Nursery) -> None:
         reports_in, reports_out = trio.open_memory_channel[tuple[seq.SequenceNumber, pdu.Report]](
-            _INBOUND_BACKLOG
+            DELIVER_BACKLOG
         )
         replies_in, replies_out = trio.open_memory_channel[tuple[seq.SequenceNumber, pdu.Deliver]](
-            _INBOUND_BACKLOG
+            DELIVER_BACKLOG
         )
         nursery.start_soon(self._report_worker, conn, reports_out)
-        for _ in range(_REPLY_WORKERS):
+        for _ in range(REPLY_WORKERS):
             nursery.start_soon(self._reply_worker, conn, replies_out.clone())
         try:
             while True:
@@ -932,12 +789,7 @@ class SgipChannel(ChannelDriver):
         self, conn: _Inbound, reports: trio.MemoryReceiveChannel[tuple[seq.SequenceNumber, pdu.Report]]
     ) -> None:
         async for first in reports:
-            batch = [first]
-            while len(batch) < _RECEIPT_BATCH:
-                try:
-                    batch.append(reports.receive_nowait())
-                except trio.WouldBlock:
-                    break
+            batch = batch_of(first, reports)
             results = await self._store_reports(conn, [report for _, report in batch])
             for (number, _), result in zip(batch, results, strict=True):
                 conn.send(pdu.encode(pdu.ReportResp(result), sequence_number=number))
@@ -950,29 +802,15 @@ class SgipChannel(ChannelDriver):
                 conn.log.info("a Report on a Deliver (ReportType 1); answered and dropped")
                 continue
             parsed.append((i, receipt_of(report)))
-        if not parsed:
-            return results
-        if len(parsed) > 1:
-            try:
-                await self.events.receipt_batch(self.name, [receipt for _, receipt in parsed])
-                return results
-            except Exception as e:
-                conn.log.info("could not store reports together; storing each alone", error=str(e) or repr(e))
-
-        async def store_one(i: int, receipt: InboundReceipt) -> None:
-            try:
-                await self.events.receipt(self.name, receipt)
-            except Exception as e:
-                conn.log.warning(
-                    "could not store a report; the SMG will send it again",
-                    carrier_id=receipt.carrier_id,
-                    error=str(e) or repr(e),
-                )
-                results[i] = RESULT_NODE_BUSY
-
-        async with trio.open_nursery() as nursery:
-            for i, receipt in parsed:
-                nursery.start_soon(store_one, i, receipt)
+        await store_receipts(
+            self.events,
+            self.name,
+            conn.log,
+            parsed,
+            results,
+            busy=RESULT_NODE_BUSY,
+            refused="could not store a report; the SMG will send it again",
+        )
         return results
 
     async def _reply_worker(
@@ -983,10 +821,7 @@ class SgipChannel(ChannelDriver):
                 message = reply_of(deliver, received_at=time.time())
                 result = RESULT_OK
                 try:
-                    if isinstance(message, InboundReplyPart):
-                        await self.events.reply_part(self.name, message)
-                    else:
-                        await self.events.reply(self.name, message)
+                    await store_reply(self.events, self.name, message)
                 except Exception as e:
                     conn.log.warning(
                         "could not store a reply; the SMG will send it again",
@@ -995,18 +830,6 @@ class SgipChannel(ChannelDriver):
                     )
                     result = RESULT_NODE_BUSY
                 conn.send(pdu.encode(pdu.DeliverResp(result), sequence_number=number))
-
-    async def _expire_parts(self) -> None:
-        timeout = self.settings.mo_timeout
-        tick = min(1.0, timeout / 4)
-        while True:
-            await trio.sleep(tick)
-            try:
-                await self.events.expire_reply_parts(self.name, time.time() - timeout)
-            except Exception as e:
-                self._log.warning(
-                    "could not hand over incomplete replies; will retry", error=str(e) or repr(e)
-                )
 
 
 # ----- what a Result, a Report and a Deliver mean ------------------------------------------------------
