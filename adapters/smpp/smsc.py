@@ -68,7 +68,6 @@ line is one JSON object with an ``op``; each answer is one line with ``"ok": tru
 
 from __future__ import annotations
 
-import bisect
 import collections
 import dataclasses
 import heapq
@@ -81,13 +80,25 @@ import struct
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 import trio
 
 from masd.core import gsm7
 from masd.core import split as splitter
 
+from .. import _simkit
+from .._simkit import (
+    OutcomeDraw,
+    RecordFile,
+    TokenBucket,
+    draw_delay,
+    open_control,
+    peer_of,
+    port_of,
+    request_str,
+    serve_control,
+)
 from . import constants, fast
 from .constants import (
     BIND_RECEIVER,
@@ -195,7 +206,6 @@ _RECEIPT = {
 _HIGH_WATER = 1 << 20  # bytes of unsent output after which a connection stops reading (backpressure)
 _NACK_RETRY = 1.0  # seconds before a deliver_sm answered with an error status is sent again
 _SCHEDULER_SLACK = 0.002  # seconds a due deliver_sm may wait for others to share its send (see _scheduler)
-_FLUSH_EVERY = 0.1  # seconds between record-file flushes
 _FINAL_FLUSH = 2.0  # seconds a closing connection gets to send what it still owes
 
 
@@ -218,11 +228,7 @@ def parse_outcomes(text: str) -> dict[str, float]:
 
 def parse_delay(text: str) -> float | tuple[float, float]:
     """``"1.5"`` → 1.5 seconds; ``"0.5-2"`` or ``"0.5,2"`` → uniformly between 0.5 and 2 seconds."""
-    for sep in (",", "-", ":"):
-        if sep in text.strip().lstrip("-"):
-            low, _, high = text.partition(sep)
-            return _check_delay((float(low), float(high)))
-    return _check_delay(float(text))
+    return _simkit.parse_delay(text, _check_delay)
 
 
 def _check_outcomes(weights: Mapping[str, float]) -> dict[str, float]:
@@ -236,7 +242,7 @@ def _check_outcomes(weights: Mapping[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in weights.items()}
 
 
-def _check_delay(delay: float | tuple[float, float] | list[float]) -> float | tuple[float, float]:
+def _check_delay(delay: Any) -> float | tuple[float, float]:
     if isinstance(delay, (tuple, list)):
         if len(delay) != 2:
             raise ValueError(f"receipt delay range must be (min, max), got {delay!r}")
@@ -452,7 +458,7 @@ class _Conn:
         self.smsc = smsc
         self.ps = PduStream(stream)
         self.number = number
-        self.peer = _peer(stream)
+        self.peer = peer_of(stream)
         self.bind_type: str | None = None
         self.system_id = ""
         self.scope = trio.CancelScope()
@@ -467,9 +473,7 @@ class _Conn:
         self.inflight: dict[int, _Outbound] = {}  # deliver_sm sequence -> what it carries (send order)
         self.pdus = 0
         self.submit_count = 0
-        self.tokens = 0.0
-        self.tokens_at = 0.0
-        self.tokens_rate = 0.0
+        self.bucket = TokenBucket()  # for throttle_above_rate
         self.elink_seq = 0
         self.elink_answered: trio.Event | None = None
 
@@ -631,7 +635,7 @@ class _Conn:
         status = 0
         every = cfg.throttle_every
         if (every and self.submit_count % every == 0) or (
-            cfg.throttle_above_rate and not self.take_token(cfg.throttle_above_rate)
+            cfg.throttle_above_rate and not self.bucket.take(cfg.throttle_above_rate)
         ):
             status = ESME_RTHROTTLED
         elif cfg.reject_prefixes and sm.destination_addr.decode("latin-1").startswith(cfg.reject_prefixes):
@@ -658,18 +662,6 @@ class _Conn:
             smsc.schedule_receipt(self.system_id, message_id, outcome, sm)
         if smsc.recording:
             smsc.record(self, sm, message_id, 0, outcome)
-
-    def take_token(self, rate: float) -> bool:
-        # Token bucket holding one second's worth: short bursts pass, a sustained rate above it does not.
-        now = trio.current_time()
-        if self.tokens_rate != rate:
-            self.tokens_rate, self.tokens, self.tokens_at = rate, rate, now
-        self.tokens = min(rate, self.tokens + (now - self.tokens_at) * rate)
-        self.tokens_at = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
 
     def on_deliver_resp(self, seq: int, status: int) -> None:
         item = self.inflight.pop(seq, None)
@@ -712,14 +704,6 @@ class _Conn:
         self.send(item.wire(seq))
 
 
-def _peer(stream: trio.SocketStream) -> str:
-    try:
-        host, port = stream.socket.getpeername()[:2]
-        return f"{host}:{port}"
-    except OSError:
-        return "?"
-
-
 # ----- the server ---------------------------------------------------------------------------------------
 
 
@@ -743,18 +727,10 @@ class Smsc:
         self._heap: list[tuple[float, int, _Outbound]] = []
         self._tiebreak = itertools.count()
         self._wake_scheduler = trio.Event()
-        self._record_file: IO[str] | None = None
-        self._record_lines: list[str] = []
-        self._cum_weights: list[float] = []
-        self._outcome_names: list[str] = []
-        self._apply_outcomes()
+        self._record = RecordFile()
+        self._outcomes = OutcomeDraw(self.config.outcomes)
 
     # --- settings ---------------------------------------------------------------------------------------
-
-    def _apply_outcomes(self) -> None:
-        names = [k for k, w in self.config.outcomes.items() if w > 0]
-        self._outcome_names = names
-        self._cum_weights = list(itertools.accumulate(self.config.outcomes[k] for k in names))
 
     def update(self, **changes: Any) -> SmscConfig:
         """Change settings while running (the control port's ``set``); only :data:`RUNTIME_SETTINGS`."""
@@ -771,12 +747,12 @@ class Smsc:
             prefixes = changes["reject_prefixes"]
             changes["reject_prefixes"] = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
         self.config = dataclasses.replace(self.config, **changes)  # validates in __post_init__
-        self._apply_outcomes()
+        self._outcomes = OutcomeDraw(self.config.outcomes)
         return self.config
 
     @property
     def recording(self) -> bool:
-        return self._record_file is not None
+        return self._record.active
 
     # --- serving ----------------------------------------------------------------------------------------
 
@@ -784,40 +760,29 @@ class Smsc:
         """Listen until cancelled; ``task_status.started(port)`` once both ports accept connections."""
         cfg = self.config
         if cfg.record is not None:
-            self._record_file = open(cfg.record, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+            self._record.open(cfg.record)
         try:
             # Listeners are opened before the nursery so that a port in use raises a plain OSError.
             listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
-            self.port = listeners[0].socket.getsockname()[1]
+            self.port = port_of(listeners)
             control: list[trio.SocketListener] = []
             if cfg.control:
-                wanted = cfg.control_port
-                if wanted is None:
-                    wanted = cfg.port + 1 if cfg.port else 0
-                try:
-                    control = await trio.open_tcp_listeners(wanted, host="127.0.0.1")
-                except OSError:
-                    for listener in listeners:
-                        await listener.aclose()
-                    raise
-                self.control_port = control[0].socket.getsockname()[1]
+                control = await open_control(listeners, cfg.port, cfg.control_port)
+                self.control_port = port_of(control)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(trio.serve_listeners, self._serve_connection, listeners)
                 if control:
                     nursery.start_soon(trio.serve_listeners, self._serve_control, control)
                 nursery.start_soon(self._scheduler)
                 nursery.start_soon(self._sweeper)
-                if self._record_file is not None:
-                    nursery.start_soon(self._recorder)
+                if self._record.active:
+                    nursery.start_soon(self._record.run)
                 log.info(
                     "smsc: SMPP on %s:%d, control on 127.0.0.1:%d", cfg.host, self.port, self.control_port
                 )
                 task_status.started(self.port)
         finally:
-            if self._record_file is not None:
-                self.flush_record()
-                self._record_file.close()
-                self._record_file = None
+            self._record.close()
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         conn = _Conn(self, stream, next(self._conn_numbers))
@@ -887,16 +852,10 @@ class Smsc:
         return f"{n:x}" if self.config.id_format == "hex" else str(n)
 
     def draw_outcome(self) -> str:
-        cum = self._cum_weights
-        if len(cum) == 1:
-            return self._outcome_names[0]
-        return self._outcome_names[bisect.bisect_right(cum, self._rng.random() * cum[-1])]
+        return self._outcomes.draw(self._rng)
 
     def _delay(self) -> float:
-        delay = self.config.receipt_delay
-        if isinstance(delay, tuple):
-            return self._rng.uniform(delay[0], delay[1])
-        return delay
+        return draw_delay(self._rng, self.config.receipt_delay)
 
     def schedule_receipt(self, system_id: str, message_id: str, outcome: str, sm: fast.SubmitSm) -> None:
         item = _Outbound(system_id, True)
@@ -1122,7 +1081,7 @@ class Smsc:
     def record(
         self, conn: _Conn, sm: fast.SubmitSm, message_id: str | None, status: int, outcome: str | None
     ) -> None:
-        self._record_lines.append(
+        self._record.append(
             json.dumps(
                 {
                     "time": round(time.time(), 6),
@@ -1146,41 +1105,12 @@ class Smsc:
 
     def flush_record(self) -> None:
         """Write what was recorded so far to the record file (also done every 100 ms while serving)."""
-        if self._record_file is None or not self._record_lines:
-            return
-        lines, self._record_lines = self._record_lines, []
-        # A plain write from the event loop: a batch is at most 100 ms of submits (a few hundred KB at full
-        # speed) going to the page cache, cheaper than a hop to a worker thread.
-        self._record_file.write("\n".join(lines) + "\n")
-        self._record_file.flush()
-
-    async def _recorder(self) -> None:
-        while True:
-            await trio.sleep(_FLUSH_EVERY)
-            self.flush_record()
+        self._record.flush()
 
     # --- control port -----------------------------------------------------------------------------------
 
     async def _serve_control(self, stream: trio.SocketStream) -> None:
-        buf = bytearray()
-        async with stream:
-            try:
-                while True:
-                    chunk = await stream.receive_some(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                    if len(buf) > 1 << 20:
-                        return  # nobody sends a megabyte of control request; it is not a client of ours
-                    while b"\n" in buf:
-                        line, _, rest = bytes(buf).partition(b"\n")
-                        buf = bytearray(rest)
-                        if not line.strip():
-                            continue
-                        answer = await self.control(line)
-                        await stream.send_all(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+        await serve_control(stream, self.control)
 
     async def control(self, line: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
         """Answer one control request (a JSON line or an already decoded object)."""
@@ -1205,9 +1135,9 @@ class Smsc:
                 if split not in get_args(SplitMode):
                     raise ValueError(f"split must be one of {', '.join(get_args(SplitMode))}")
                 parts = await self.inject_mo(
-                    sender=_str(request, "from"),
-                    destination=_str(request, "to"),
-                    text=_str(request, "text", empty=True),
+                    sender=request_str(request, "from"),
+                    destination=request_str(request, "to"),
+                    text=request_str(request, "text", empty=True),
                     system_id=request.get("system_id"),
                     split=split,
                     shuffle=bool(request.get("shuffle", False)),
@@ -1218,19 +1148,6 @@ class Smsc:
             return {"ok": False, "error": str(e)}
 
 
-def _str(request: Mapping[str, Any], key: str, *, empty: bool = False) -> str:
-    value = request.get(key)
-    if not isinstance(value, str) or (not value and not empty):
-        raise ValueError(f"{key!r} must be a{'' if empty else ' non-empty'} string")
-    return value
-
-
 def account_list(specs: Iterable[str]) -> dict[str, str]:
     """``["masd:masd", "other:pw"]`` → accounts; ValueError on an entry without a colon."""
-    accounts: dict[str, str] = {}
-    for spec in specs:
-        system_id, sep, password = spec.partition(":")
-        if not sep or not system_id:
-            raise ValueError(f"account {spec!r} is not system_id:password")
-        accounts[system_id] = password
-    return accounts
+    return _simkit.account_list(specs, "system_id:password")
