@@ -49,6 +49,7 @@ from .._link import (
     store_receipts,
     store_reply,
 )
+from .._options import ASCII, DIGITS, SECONDS, CarrierOptions, ascii_text
 from ..base import (
     ChannelDriver,
     ChannelEvents,
@@ -144,60 +145,33 @@ class ConnectRefused(Exception):
 
 # ----- options -----------------------------------------------------------------------------------------
 
-_SECONDS = "a number of seconds greater than 0"
 
-
-def _text(max_len: int) -> str:
-    return f"ASCII text of at most {max_len} characters"
-
-
-_ASCII = r"^[\x20-\x7e]*$"
-_DIGITS = r"^[0-9]*$"
-
-
-class CmppOptions(DriverOptions):
+class CmppOptions(CarrierOptions):
     """The ``cmpp`` driver's options; see :class:`CmppChannel` and docs/cmpp.md."""
 
     secret = frozenset({"password"})
 
-    host: str = option("", _text(255), max_length=255, pattern=_ASCII)
     port: int = option(7890, "an integer from 1 to 65535", ge=1, le=65535)
     sp_id: str = option(
-        "", "the SP's 6-character id (Source_Addr)", min_length=1, max_length=6, pattern=_ASCII
+        "", "the SP's 6-character id (Source_Addr)", min_length=1, max_length=6, pattern=ASCII
     )
-    password: str = option("", _text(64), max_length=64, pattern=_ASCII)
+    password: str = option("", ascii_text(64), max_length=64, pattern=ASCII)
     version: Literal["3.0", "2.0"] = option("3.0", "one of '3.0', '2.0'")
-    service_code: str = option(
-        "", "the SP's access number, at most 21 digits", max_length=21, pattern=_DIGITS
-    )
-    service_id: str = option("", _text(10), max_length=10, pattern=_ASCII)
+    service_code: str = option("", "the SP's access number, at most 21 digits", max_length=21, pattern=DIGITS)
+    service_id: str = option("", ascii_text(10), max_length=10, pattern=ASCII)
     fee_usertype: int = option(2, "an integer from 0 to 3", ge=0, le=3)
     fee_type: str = option("01", "two digits, e.g. '01' (free)", pattern=r"^[0-9]{2}$")
-    fee_code: str = option("000000", "at most 6 digits (fen)", max_length=6, pattern=_DIGITS)
-    fee_terminal_id: str = option("", "at most 21 digits", max_length=21, pattern=_DIGITS)
-    msg_src: str = option("", _text(6) + " (empty: sp_id)", max_length=6, pattern=_ASCII)
-    link_id: str = option("", _text(20) + " (CMPP 3.0 only)", max_length=20, pattern=_ASCII)
-    connections: int = option(1, "an integer from 1 to 16", ge=1, le=16)
-    window: int = option(16, "an integer from 1 to 1024", ge=1, le=1024)
-    response_timeout: float = option(60.0, _SECONDS, gt=0)
-    resends: int = option(3, "an integer from 0 to 10", ge=0, le=10)
-    active_test_interval: float = option(180.0, _SECONDS, gt=0)
-    reconnect_min: float = option(1.0, _SECONDS, gt=0)
-    reconnect_max: float = option(60.0, _SECONDS, gt=0)
+    fee_code: str = option("000000", "at most 6 digits (fen)", max_length=6, pattern=DIGITS)
+    fee_terminal_id: str = option("", "at most 21 digits", max_length=21, pattern=DIGITS)
+    msg_src: str = option("", ascii_text(6) + " (empty: sp_id)", max_length=6, pattern=ASCII)
+    link_id: str = option("", ascii_text(20) + " (CMPP 3.0 only)", max_length=20, pattern=ASCII)
+    active_test_interval: float = option(180.0, SECONDS, gt=0)
     registered_delivery: int = option(1, "0 (no reports) or 1", ge=0, le=1)
-    allow_gbk: bool = option(False, "true or false")
-    mo_timeout: float = option(60.0, _SECONDS, gt=0)
-    max_rate: float | None = option(None, "submits per second greater than 0, or unset", gt=0)
 
     @pydantic.model_validator(mode="after")
     def _together(self) -> CmppOptions:
-        for key, value in (("host", self.host), ("sp_id", self.sp_id)):
-            if not value:
-                raise InvalidOption(key, value, "required; expected a non-empty string")
-        if self.reconnect_max < self.reconnect_min:
-            raise InvalidOption(
-                "reconnect_max", self.reconnect_max, f"must be >= reconnect_min ({self.reconnect_min:g})"
-            )
+        self.require("host", "sp_id")
+        self.check_reconnect()
         if self.link_id and self.version != "3.0":
             raise InvalidOption("link_id", self.link_id, "CMPP 2.0 has no LinkID; leave it empty or use 3.0")
         return self

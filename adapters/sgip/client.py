@@ -62,6 +62,7 @@ from .._link import (
     store_receipts,
     store_reply,
 )
+from .._options import ASCII, DIGITS, CarrierOptions, ascii_text
 from ..base import (
     ChannelDriver,
     ChannelEvents,
@@ -159,36 +160,27 @@ class BindRefused(Exception):
 
 # ----- options -----------------------------------------------------------------------------------------
 
-_SECONDS = "a number of seconds greater than 0"
-_ASCII = r"^[\x20-\x7e]*$"
-_DIGITS = r"^[0-9]*$"
 
-
-def _text(max_len: int) -> str:
-    return f"ASCII text of at most {max_len} characters"
-
-
-class SgipOptions(DriverOptions):
+class SgipOptions(CarrierOptions):
     """The ``sgip`` driver's options; see :class:`SgipChannel` and docs/cmpp.md."""
 
     secret = frozenset({"password", "smg_password"})
 
-    host: str = option("", _text(255), max_length=255, pattern=_ASCII)
     port: int = option(8801, "an integer from 1 to 65535", ge=1, le=65535)
-    login_name: str = option("", _text(16), max_length=16, pattern=_ASCII)
-    password: str = option("", _text(16), max_length=16, pattern=_ASCII)
+    login_name: str = option("", ascii_text(16), max_length=16, pattern=ASCII)
+    password: str = option("", ascii_text(16), max_length=16, pattern=ASCII)
     node_id: int | None = option(None, "the SP's node id, an integer from 1 to 4294967295", ge=1, le=seq.MAX)
     area_code: str = option("", "3 or 4 digits with the leading 0 (010, 0311)", pattern=r"^(0[0-9]{2,3})?$")
     corp_id: str = option("", "the SP's 5-digit corp id", pattern=r"^([0-9]{5})?$")
-    service_type: str = option("", _text(10), max_length=10, pattern=_ASCII)
+    service_type: str = option("", ascii_text(10), max_length=10, pattern=ASCII)
     fee_type: int = option(FEE_FREE, "an integer from 0 to 4", ge=0, le=4)
-    fee_value: str = option("0", "at most 6 digits (fen)", min_length=1, max_length=6, pattern=_DIGITS)
-    given_value: str = option("0", "at most 6 digits (fen)", min_length=1, max_length=6, pattern=_DIGITS)
+    fee_value: str = option("0", "at most 6 digits (fen)", min_length=1, max_length=6, pattern=DIGITS)
+    given_value: str = option("0", "at most 6 digits (fen)", min_length=1, max_length=6, pattern=DIGITS)
     charge_number: str = option(
         CHARGE_NUMBER_SP,
         "21 zeros (the SP pays) or a number of at most 21 digits",
         max_length=21,
-        pattern=_DIGITS,
+        pattern=DIGITS,
     )
     agent_flag: int = option(AGENT_RECEIVABLE, "0 or 1", ge=0, le=1)
     morelateto_mt_flag: int = option(MT_NOT_FOR_MO, "an integer from 0 to 3", ge=0, le=3)
@@ -197,34 +189,20 @@ class SgipOptions(DriverOptions):
     listen: str = option(
         "127.0.0.1:8802", "HOST:PORT the SMG connects back to, or empty for no listener", max_length=300
     )
-    smg_login_name: str = option("", _text(16) + " (empty: any)", max_length=16, pattern=_ASCII)
-    smg_password: str = option("", _text(16), max_length=16, pattern=_ASCII)
-    connections: int = option(1, "an integer from 1 to 16", ge=1, le=16)
-    window: int = option(16, "an integer from 1 to 1024", ge=1, le=1024)
-    response_timeout: float = option(60.0, _SECONDS, gt=0)
-    resends: int = option(3, "an integer from 0 to 10", ge=0, le=10)
+    smg_login_name: str = option("", ascii_text(16) + " (empty: any)", max_length=16, pattern=ASCII)
+    smg_password: str = option("", ascii_text(16), max_length=16, pattern=ASCII)
     idle_timeout: float = option(30.0, "seconds, or 0 to keep idle connections open", ge=0)
-    reconnect_min: float = option(1.0, _SECONDS, gt=0)
-    reconnect_max: float = option(60.0, _SECONDS, gt=0)
-    allow_gbk: bool = option(False, "true or false")
-    mo_timeout: float = option(60.0, _SECONDS, gt=0)
-    max_rate: float | None = option(None, "submits per second greater than 0, or unset", gt=0)
 
     @pydantic.model_validator(mode="after")
     def _together(self) -> SgipOptions:
-        for key, value in (("host", self.host), ("login_name", self.login_name)):
-            if not value:
-                raise InvalidOption(key, value, "required; expected a non-empty string")
+        self.require("host", "login_name")
         if self.node_id is None and not (self.area_code and self.corp_id):
             raise InvalidOption(
                 "node_id",
                 None,
                 "required: the SP's node id, or area_code and corp_id to make it (3AAAAQQQQQ)",
             )
-        if self.reconnect_max < self.reconnect_min:
-            raise InvalidOption(
-                "reconnect_max", self.reconnect_max, f"must be >= reconnect_min ({self.reconnect_min:g})"
-            )
+        self.check_reconnect()
         if self.listen:
             _listen_address(self.listen)
         return self

@@ -54,6 +54,7 @@ from .._link import (
     store_receipts,
     store_reply,
 )
+from .._options import ASCII, DIGITS, SECONDS, CarrierOptions, ascii_text
 from ..base import (
     ChannelDriver,
     ChannelEvents,
@@ -61,7 +62,6 @@ from ..base import (
     InboundReceipt,
     InboundReply,
     InboundReplyPart,
-    InvalidOption,
     OutboundSegment,
     ReceiptStatus,
     Segmenter,
@@ -170,59 +170,34 @@ class SmgpSegmenter(CmppSegmenter):
 
 # ----- options -----------------------------------------------------------------------------------------
 
-_SECONDS = "a number of seconds greater than 0"
-_ASCII = r"^[\x20-\x7e]*$"
-_DIGITS = r"^[0-9]*$"
 
-
-def _text(max_len: int) -> str:
-    return f"ASCII text of at most {max_len} characters"
-
-
-class SmgpOptions(DriverOptions):
+class SmgpOptions(CarrierOptions):
     """The ``smgp`` driver's options; see :class:`SmgpChannel` and docs/cmpp.md."""
 
     secret = frozenset({"password"})
 
-    host: str = option("", _text(255), max_length=255, pattern=_ASCII)
     port: int = option(8890, "an integer from 1 to 65535", ge=1, le=65535)
     client_id: str = option(
-        "", "the SP's account (ClientID), at most 8 characters", min_length=1, max_length=8, pattern=_ASCII
+        "", "the SP's account (ClientID), at most 8 characters", min_length=1, max_length=8, pattern=ASCII
     )
-    password: str = option("", _text(64), max_length=64, pattern=_ASCII)
+    password: str = option("", ascii_text(64), max_length=64, pattern=ASCII)
     login_mode: Literal[2, "0+1"] = option(
         2, "2 (send and receive on one link) or '0+1' (a send link and a receive link)"
     )
-    service_code: str = option(
-        "", "the SP's access number, at most 21 digits", max_length=21, pattern=_DIGITS
-    )
-    service_id: str = option("", _text(10), max_length=10, pattern=_ASCII)
+    service_code: str = option("", "the SP's access number, at most 21 digits", max_length=21, pattern=DIGITS)
+    service_id: str = option("", ascii_text(10), max_length=10, pattern=ASCII)
     fee_type: str = option("00", "two digits, e.g. '00' (free)", pattern=r"^[0-9]{2}$")
-    fee_code: str = option("000000", "at most 6 digits (fen)", max_length=6, pattern=_DIGITS)
-    fixed_fee: str = option("000000", "at most 6 digits (fen)", max_length=6, pattern=_DIGITS)
-    charge_term_id: str = option("", "at most 21 digits", max_length=21, pattern=_DIGITS)
+    fee_code: str = option("000000", "at most 6 digits (fen)", max_length=6, pattern=DIGITS)
+    fixed_fee: str = option("000000", "at most 6 digits (fen)", max_length=6, pattern=DIGITS)
+    charge_term_id: str = option("", "at most 21 digits", max_length=21, pattern=DIGITS)
     priority: int = option(1, "an integer from 0 to 3", ge=0, le=3)
-    connections: int = option(1, "an integer from 1 to 16", ge=1, le=16)
-    window: int = option(16, "an integer from 1 to 1024", ge=1, le=1024)
-    response_timeout: float = option(60.0, _SECONDS, gt=0)
-    resends: int = option(3, "an integer from 0 to 10", ge=0, le=10)
-    active_test_interval: float = option(180.0, _SECONDS, gt=0)
-    reconnect_min: float = option(1.0, _SECONDS, gt=0)
-    reconnect_max: float = option(60.0, _SECONDS, gt=0)
+    active_test_interval: float = option(180.0, SECONDS, gt=0)
     need_report: int = option(1, "0 (no reports) or 1", ge=0, le=1)
-    allow_gbk: bool = option(False, "true or false")
-    mo_timeout: float = option(60.0, _SECONDS, gt=0)
-    max_rate: float | None = option(None, "submits per second greater than 0, or unset", gt=0)
 
     @pydantic.model_validator(mode="after")
     def _together(self) -> SmgpOptions:
-        for key, value in (("host", self.host), ("client_id", self.client_id)):
-            if not value:
-                raise InvalidOption(key, value, "required; expected a non-empty string")
-        if self.reconnect_max < self.reconnect_min:
-            raise InvalidOption(
-                "reconnect_max", self.reconnect_max, f"must be >= reconnect_min ({self.reconnect_min:g})"
-            )
+        self.require("host", "client_id")
+        self.check_reconnect()
         return self
 
     @property
