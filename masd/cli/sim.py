@@ -28,6 +28,7 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -48,6 +49,7 @@ HostOption = Annotated[str, typer.Option("--host", help="Where the SMSC's contro
 ControlPortOption = Annotated[
     int, typer.Option("--control-port", help="The SMSC's control port (its SMPP port + 1 by default).")
 ]
+SmscTimeoutOption = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMSC.")]
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -64,6 +66,73 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
     sys.stdout.flush()
+
+
+def _control_settings(control_port: int | None) -> dict[str, Any]:
+    """``--control-port`` as a simulator's settings: -1 serves none, None the default port."""
+    return {
+        "control": control_port != -1,
+        "control_port": None if control_port in (None, -1) else control_port,
+    }
+
+
+def _serve(
+    server: Any,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    as_json: bool,
+    shown: dict[str, Any],
+    serving: str,
+    then: str,
+    stopped: Callable[[], str],
+) -> None:
+    """Run the simulated ``server`` (its ``serve``, ``port``, ``control_port`` and ``config.control``)
+    until SIGINT or SIGTERM. Once it listens: with ``--json`` one document of its host, ports and
+    ``shown``, else the line "``serving`` on HOST:PORT, control on …; ``then``"; when it stops,
+    ``stopped()`` on stderr. Exits 1 naming the file or the port when it cannot start."""
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.WARNING),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                await nursery.start(server.serve)
+                if as_json:
+                    _print_json(
+                        {
+                            "host": host,
+                            "port": server.port,
+                            "control_port": server.control_port or None,
+                            **shown,
+                        }
+                    )
+                else:
+                    control = f", control on 127.0.0.1:{server.control_port}" if server.config.control else ""
+                    typer.echo(f"{serving} on {host}:{server.port}{control}; {then}")
+                    sys.stdout.flush()
+                async for signum in signals:
+                    typer.echo(f"{signal.Signals(signum).name}: stopping", err=True)
+                    break
+                nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt | SystemExit):
+            raise
+        # Failures to start (port in use, record file not writable) come wrapped in exception groups.
+        problem = next((leaf for leaf in _leaves(e) if isinstance(leaf, OSError)), None)
+        if problem is None:
+            raise
+        if problem.filename:
+            _fail(f"cannot open {problem.filename}: {problem.strerror or problem}")
+        _fail(f"cannot listen on {host}:{port} or its control port: {problem.strerror or problem}")
+    typer.echo(stopped(), err=True)
 
 
 @sim_app.command()
@@ -161,8 +230,7 @@ def smsc(
             reject_prefixes=tuple(reject_prefix or ()),
             seed=seed,
             record=record,
-            control=control_port != -1,
-            control_port=None if control_port in (None, -1) else control_port,
+            **_control_settings(control_port),
             max_binds=max_binds,
             enquire_link_interval=enquire_link,
             receipt_resend_after=resend_after,
@@ -170,62 +238,39 @@ def smsc(
         )
     except ValueError as e:
         _fail(f"invalid option: {e}", 2)
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.WARNING),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
     server = Smsc(config)
 
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                await nursery.start(server.serve)
-                if as_json:
-                    _print_json(
-                        {
-                            "host": host,
-                            "port": server.port,
-                            "control_port": server.control_port or None,
-                            "accounts": sorted(config.accounts),
-                        }
-                    )
-                else:
-                    control = f", control on 127.0.0.1:{server.control_port}" if config.control else ""
-                    typer.echo(
-                        f"masd sim smsc: SMPP on {host}:{server.port}{control}; "
-                        f"accounts: {', '.join(sorted(config.accounts))}"
-                    )
-                    sys.stdout.flush()
-                async for signum in signals:
-                    typer.echo(f"{signal.Signals(signum).name}: stopping", err=True)
-                    break
-                nursery.cancel_scope.cancel()
+    def stopped() -> str:
+        stats = server.stats
+        return (
+            f"stopped: {stats.submits} submits ({stats.throttled} throttled, {stats.rejected} rejected), "
+            f"{stats.receipts_acked} receipts acknowledged, {stats.receipts_pending} pending, "
+            f"{stats.mo_acked} MO acknowledged"
+        )
 
-    try:
-        trio.run(main)
-    except BaseException as e:
-        if isinstance(e, KeyboardInterrupt | SystemExit):
-            raise
-        # Failures to start (port in use, record file not writable) come wrapped in exception groups.
-        problem = next((leaf for leaf in _leaves(e) if isinstance(leaf, OSError)), None)
-        if problem is None:
-            raise
-        if problem.filename:
-            _fail(f"cannot open {problem.filename}: {problem.strerror or problem}")
-        _fail(f"cannot listen on {host}:{port} or its control port: {problem.strerror or problem}")
-    stats = server.stats
-    typer.echo(
-        f"stopped: {stats.submits} submits ({stats.throttled} throttled, {stats.rejected} rejected), "
-        f"{stats.receipts_acked} receipts acknowledged, {stats.receipts_pending} pending, "
-        f"{stats.mo_acked} MO acknowledged",
-        err=True,
+    _serve(
+        server,
+        host=host,
+        port=port,
+        log_level=log_level,
+        as_json=as_json,
+        shown={"accounts": sorted(config.accounts)},
+        serving="masd sim smsc: SMPP",
+        then=f"accounts: {', '.join(sorted(config.accounts))}",
+        stopped=stopped,
     )
 
 
-def _control(
-    host: str, port: int, request: dict[str, Any], timeout: float, what: str = "SMSC"
-) -> dict[str, Any]:
+def _stopped(stats: Any) -> str:
+    """The stop line of a simulator counting reports (the ISMG's, the SMG's)."""
+    return (
+        f"stopped: {stats.submits} submits ({stats.throttled} throttled, {stats.rejected} rejected), "
+        f"{stats.reports_acked} reports acknowledged, {stats.reports_pending} pending, "
+        f"{stats.mo_acked} MO acknowledged"
+    )
+
+
+def _control(host: str, port: int, request: dict[str, Any], timeout: float, what: str) -> dict[str, Any]:
     """One request to the control port of the simulated ``what``; exits 1 when it cannot be reached or
     sends no valid answer."""
     try:
@@ -248,6 +293,34 @@ def _control(
     return answer
 
 
+def _send_mo(host: str, port: int, request: dict[str, Any], timeout: float, what: str, as_json: bool) -> None:
+    """Send the ``mo`` request to the simulated ``what``'s control port and say how many parts went."""
+    answer = _control(host, port, request, timeout, what)
+    if as_json:
+        _print_json(answer)
+    if not answer.get("ok"):
+        _fail(f"the {what} refused: {answer.get('error', 'no reason given')}")
+    if not as_json:
+        parts = answer.get("parts")
+        typer.echo(
+            f"MO from {request['from']} to {request['to']}: {parts} part{'' if parts == 1 else 's'} sent"
+        )
+
+
+def _show_stats(host: str, port: int, timeout: float, what: str, as_json: bool) -> None:
+    """Print the counters of the simulated ``what`` behind that control port, a line each (or JSON)."""
+    answer = _control(host, port, {"op": "stats"}, timeout, what)
+    if not answer.get("ok"):
+        _fail(f"the {what} refused: {answer.get('error', 'no reason given')}")
+    counters = answer.get("stats", {})
+    if as_json:
+        _print_json(counters)
+        return
+    width = max(map(len, counters), default=0)
+    for key, value in counters.items():
+        typer.echo(f"{key:<{width}}  {value}")
+
+
 @sim_app.command()
 def mo(
     sender: Annotated[str, typer.Option("--from", help="The handset's number (主叫号码).")],
@@ -262,7 +335,7 @@ def mo(
     shuffle: Annotated[bool, typer.Option("--shuffle", help="Send the parts out of order.")] = False,
     host: HostOption = "127.0.0.1",
     control_port: ControlPortOption = 2776,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMSC.")] = 5.0,
+    timeout: SmscTimeoutOption = 5.0,
     as_json: JsonOption = False,
 ) -> None:
     """Make a running simulated SMSC send a mobile-originated message (模拟上行短信)."""
@@ -271,39 +344,24 @@ def mo(
         request["system_id"] = system_id
     if shuffle:
         request["shuffle"] = True
-    answer = _control(host, control_port, request, timeout)
-    if as_json:
-        _print_json(answer)
-    if not answer.get("ok"):
-        _fail(f"the SMSC refused: {answer.get('error', 'no reason given')}")
-    if not as_json:
-        parts = answer.get("parts")
-        typer.echo(f"MO from {sender} to {destination}: {parts} part{'' if parts == 1 else 's'} sent")
+    _send_mo(host, control_port, request, timeout, "SMSC", as_json)
 
 
 @sim_app.command()
 def stats(
     host: HostOption = "127.0.0.1",
     control_port: ControlPortOption = 2776,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMSC.")] = 5.0,
+    timeout: SmscTimeoutOption = 5.0,
     as_json: JsonOption = False,
 ) -> None:
     """Show a running simulated SMSC's counters (统计)."""
-    answer = _control(host, control_port, {"op": "stats"}, timeout)
-    if not answer.get("ok"):
-        _fail(f"the SMSC refused: {answer.get('error', 'no reason given')}")
-    counters = answer.get("stats", {})
-    if as_json:
-        _print_json(counters)
-        return
-    width = max(map(len, counters), default=0)
-    for key, value in counters.items():
-        typer.echo(f"{key:<{width}}  {value}")
+    _show_stats(host, control_port, timeout, "SMSC", as_json)
 
 
 IsmgControlPortOption = Annotated[
     int, typer.Option("--control-port", help="The ISMG's control port (its CMPP port + 1 by default).")
 ]
+IsmgTimeoutOption = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the ISMG.")]
 
 
 @sim_app.command()
@@ -402,67 +460,28 @@ def ismg(
             deliver_window=deliver_window,
             seed=seed,
             record=record,
-            control=control_port != -1,
-            control_port=None if control_port in (None, -1) else control_port,
+            **_control_settings(control_port),
         )
     except ValueError as e:
         _fail(f"invalid option: {e}", 2)
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.WARNING),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
     server = Ismg(config)
     shown_version = config.public()["version"]
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                await nursery.start(server.serve)
-                if as_json:
-                    _print_json(
-                        {
-                            "host": host,
-                            "port": server.port,
-                            "control_port": server.control_port or None,
-                            "version": shown_version,
-                            "ismg_code": config.ismg_code,
-                            # A simulator's test credentials, printed so that an SP can be pointed at it.
-                            "accounts": dict(sorted(config.accounts.items())),
-                        }
-                    )
-                else:
-                    control = f", control on 127.0.0.1:{server.control_port}" if config.control else ""
-                    credentials = ", ".join(
-                        f"{sp}:{secret}" for sp, secret in sorted(config.accounts.items())
-                    )
-                    typer.echo(
-                        f"masd sim ismg: CMPP {shown_version} on {host}:{server.port}{control}; "
-                        f"accounts (sp_id:secret): {credentials}"
-                    )
-                    sys.stdout.flush()
-                async for signum in signals:
-                    typer.echo(f"{signal.Signals(signum).name}: stopping", err=True)
-                    break
-                nursery.cancel_scope.cancel()
-
-    try:
-        trio.run(main)
-    except BaseException as e:
-        if isinstance(e, KeyboardInterrupt | SystemExit):
-            raise
-        problem = next((leaf for leaf in _leaves(e) if isinstance(leaf, OSError)), None)
-        if problem is None:
-            raise
-        if problem.filename:
-            _fail(f"cannot open {problem.filename}: {problem.strerror or problem}")
-        _fail(f"cannot listen on {host}:{port} or its control port: {problem.strerror or problem}")
-    stats = server.stats
-    typer.echo(
-        f"stopped: {stats.submits} submits ({stats.throttled} throttled, {stats.rejected} rejected), "
-        f"{stats.reports_acked} reports acknowledged, {stats.reports_pending} pending, "
-        f"{stats.mo_acked} MO acknowledged",
-        err=True,
+    _serve(
+        server,
+        host=host,
+        port=port,
+        log_level=log_level,
+        as_json=as_json,
+        shown={
+            "version": shown_version,
+            "ismg_code": config.ismg_code,
+            # A simulator's test credentials, printed so that an SP can be pointed at it.
+            "accounts": dict(sorted(config.accounts.items())),
+        },
+        serving=f"masd sim ismg: CMPP {shown_version}",
+        then="accounts (sp_id:secret): "
+        + ", ".join(f"{sp}:{secret}" for sp, secret in sorted(config.accounts.items())),
+        stopped=lambda: _stopped(server.stats),
     )
 
 
@@ -486,7 +505,7 @@ def ismg_mo(
     shuffle: Annotated[bool, typer.Option("--shuffle", help="Send the parts out of order.")] = False,
     host: HostOption = "127.0.0.1",
     control_port: IsmgControlPortOption = 7891,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the ISMG.")] = 5.0,
+    timeout: IsmgTimeoutOption = 5.0,
     as_json: JsonOption = False,
 ) -> None:
     """Make a running simulated ISMG send a mobile-originated message (模拟上行短信) over CMPP."""
@@ -505,39 +524,24 @@ def ismg_mo(
         request["sp_id"] = sp_id
     if shuffle:
         request["shuffle"] = True
-    answer = _control(host, control_port, request, timeout, "ISMG")
-    if as_json:
-        _print_json(answer)
-    if not answer.get("ok"):
-        _fail(f"the ISMG refused: {answer.get('error', 'no reason given')}")
-    if not as_json:
-        parts = answer.get("parts")
-        typer.echo(f"MO from {sender} to {destination}: {parts} part{'' if parts == 1 else 's'} sent")
+    _send_mo(host, control_port, request, timeout, "ISMG", as_json)
 
 
 @sim_app.command("ismg-stats")
 def ismg_stats(
     host: HostOption = "127.0.0.1",
     control_port: IsmgControlPortOption = 7891,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the ISMG.")] = 5.0,
+    timeout: IsmgTimeoutOption = 5.0,
     as_json: JsonOption = False,
 ) -> None:
     """Show a running simulated ISMG's counters (统计)."""
-    answer = _control(host, control_port, {"op": "stats"}, timeout, "ISMG")
-    if not answer.get("ok"):
-        _fail(f"the ISMG refused: {answer.get('error', 'no reason given')}")
-    counters = answer.get("stats", {})
-    if as_json:
-        _print_json(counters)
-        return
-    width = max(map(len, counters), default=0)
-    for key, value in counters.items():
-        typer.echo(f"{key:<{width}}  {value}")
+    _show_stats(host, control_port, timeout, "ISMG", as_json)
 
 
 SmgwControlPortOption = Annotated[
     int, typer.Option("--control-port", help="The SMGW's control port (its SMGP port + 1 by default).")
 ]
+SmgwTimeoutOption = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMGW.")]
 
 
 @sim_app.command()
@@ -639,65 +643,35 @@ def smgw(
             deliver_window=deliver_window,
             seed=seed,
             record=record,
-            control=control_port != -1,
-            control_port=None if control_port in (None, -1) else control_port,
+            **_control_settings(control_port),
         )
     except ValueError as e:
         _fail(f"invalid option: {e}", 2)
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.WARNING),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
     server = Smgw(config)
 
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                await nursery.start(server.serve)
-                if as_json:
-                    _print_json(
-                        {
-                            "host": host,
-                            "port": server.port,
-                            "control_port": server.control_port or None,
-                            "smgw_code": config.smgw_code,
-                            # A simulator's test credentials, printed so that an SP can be pointed at it.
-                            "accounts": dict(sorted(config.accounts.items())),
-                        }
-                    )
-                else:
-                    control = f", control on 127.0.0.1:{server.control_port}" if config.control else ""
-                    credentials = ", ".join(
-                        f"{cid}:{secret}" for cid, secret in sorted(config.accounts.items())
-                    )
-                    typer.echo(
-                        f"masd sim smgw: SMGP 3.0 on {host}:{server.port}{control}; "
-                        f"accounts (client_id:secret): {credentials}"
-                    )
-                    sys.stdout.flush()
-                async for signum in signals:
-                    typer.echo(f"{signal.Signals(signum).name}: stopping", err=True)
-                    break
-                nursery.cancel_scope.cancel()
+    def stopped() -> str:
+        stats = server.stats
+        return (
+            f"stopped: {stats.submits} submits ({stats.banned} banned, {stats.over_daily_limit} over the "
+            f"daily limit, {stats.busy} busy, {stats.rejected} rejected), {stats.reports_acked} reports "
+            f"acknowledged, {stats.reports_pending} pending, {stats.mo_acked} MO acknowledged"
+        )
 
-    try:
-        trio.run(main)
-    except BaseException as e:
-        if isinstance(e, KeyboardInterrupt | SystemExit):
-            raise
-        problem = next((leaf for leaf in _leaves(e) if isinstance(leaf, OSError)), None)
-        if problem is None:
-            raise
-        if problem.filename:
-            _fail(f"cannot open {problem.filename}: {problem.strerror or problem}")
-        _fail(f"cannot listen on {host}:{port} or its control port: {problem.strerror or problem}")
-    stats = server.stats
-    typer.echo(
-        f"stopped: {stats.submits} submits ({stats.banned} banned, {stats.over_daily_limit} over the daily "
-        f"limit, {stats.busy} busy, {stats.rejected} rejected), {stats.reports_acked} reports "
-        f"acknowledged, {stats.reports_pending} pending, {stats.mo_acked} MO acknowledged",
-        err=True,
+    _serve(
+        server,
+        host=host,
+        port=port,
+        log_level=log_level,
+        as_json=as_json,
+        shown={
+            "smgw_code": config.smgw_code,
+            # A simulator's test credentials, printed so that an SP can be pointed at it.
+            "accounts": dict(sorted(config.accounts.items())),
+        },
+        serving="masd sim smgw: SMGP 3.0",
+        then="accounts (client_id:secret): "
+        + ", ".join(f"{cid}:{secret}" for cid, secret in sorted(config.accounts.items())),
+        stopped=stopped,
     )
 
 
@@ -721,7 +695,7 @@ def smgw_mo(
     shuffle: Annotated[bool, typer.Option("--shuffle", help="Send the parts out of order.")] = False,
     host: HostOption = "127.0.0.1",
     control_port: SmgwControlPortOption = 8891,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMGW.")] = 5.0,
+    timeout: SmgwTimeoutOption = 5.0,
     as_json: JsonOption = False,
 ) -> None:
     """Make a running simulated SMGW send a mobile-originated message (模拟上行短信) over SMGP."""
@@ -732,39 +706,24 @@ def smgw_mo(
         request["client_id"] = client_id
     if shuffle:
         request["shuffle"] = True
-    answer = _control(host, control_port, request, timeout, "SMGW")
-    if as_json:
-        _print_json(answer)
-    if not answer.get("ok"):
-        _fail(f"the SMGW refused: {answer.get('error', 'no reason given')}")
-    if not as_json:
-        parts = answer.get("parts")
-        typer.echo(f"MO from {sender} to {destination}: {parts} part{'' if parts == 1 else 's'} sent")
+    _send_mo(host, control_port, request, timeout, "SMGW", as_json)
 
 
 @sim_app.command("smgw-stats")
 def smgw_stats(
     host: HostOption = "127.0.0.1",
     control_port: SmgwControlPortOption = 8891,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMGW.")] = 5.0,
+    timeout: SmgwTimeoutOption = 5.0,
     as_json: JsonOption = False,
 ) -> None:
     """Show a running simulated SMGW's counters (统计)."""
-    answer = _control(host, control_port, {"op": "stats"}, timeout, "SMGW")
-    if not answer.get("ok"):
-        _fail(f"the SMGW refused: {answer.get('error', 'no reason given')}")
-    counters = answer.get("stats", {})
-    if as_json:
-        _print_json(counters)
-        return
-    width = max(map(len, counters), default=0)
-    for key, value in counters.items():
-        typer.echo(f"{key:<{width}}  {value}")
+    _show_stats(host, control_port, timeout, "SMGW", as_json)
 
 
 SmgControlPortOption = Annotated[
     int, typer.Option("--control-port", help="The SMG's control port (its SGIP port + 2 by default).")
 ]
+SmgTimeoutOption = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMG.")]
 
 
 @sim_app.command()
@@ -853,65 +812,28 @@ def smg(
             resend_after=resend_after,
             seed=seed,
             record=record,
-            control=control_port != -1,
-            control_port=None if control_port in (None, -1) else control_port,
+            **_control_settings(control_port),
         )
     except ValueError as e:
         _fail(f"invalid option: {e}", 2)
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.WARNING),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
     server = Smg(config)
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                await nursery.start(server.serve)
-                if as_json:
-                    _print_json(
-                        {
-                            "host": host,
-                            "port": server.port,
-                            "control_port": server.control_port or None,
-                            "callback": callback or None,
-                            # A simulator's test credentials, printed so that an SP can be pointed at it.
-                            "accounts": dict(sorted(config.accounts.items())),
-                            "callback_login": {"login_name": cb_name, "password": cb_password},
-                        }
-                    )
-                else:
-                    control = f", control on 127.0.0.1:{server.control_port}" if config.control else ""
-                    credentials = ", ".join(f"{n}:{p}" for n, p in sorted(config.accounts.items()))
-                    typer.echo(
-                        f"masd sim smg: SGIP 1.2 on {host}:{server.port}{control}; accounts "
-                        f"(login_name:password): {credentials}; reports and MOs to {callback or 'nowhere'} "
-                        f"as {callback_login}"
-                    )
-                    sys.stdout.flush()
-                async for signum in signals:
-                    typer.echo(f"{signal.Signals(signum).name}: stopping", err=True)
-                    break
-                nursery.cancel_scope.cancel()
-
-    try:
-        trio.run(main)
-    except BaseException as e:
-        if isinstance(e, KeyboardInterrupt | SystemExit):
-            raise
-        problem = next((leaf for leaf in _leaves(e) if isinstance(leaf, OSError)), None)
-        if problem is None:
-            raise
-        if problem.filename:
-            _fail(f"cannot open {problem.filename}: {problem.strerror or problem}")
-        _fail(f"cannot listen on {host}:{port} or its control port: {problem.strerror or problem}")
-    stats = server.stats
-    typer.echo(
-        f"stopped: {stats.submits} submits ({stats.throttled} throttled, {stats.rejected} rejected), "
-        f"{stats.reports_acked} reports acknowledged, {stats.reports_pending} pending, "
-        f"{stats.mo_acked} MO acknowledged",
-        err=True,
+    credentials = ", ".join(f"{n}:{p}" for n, p in sorted(config.accounts.items()))
+    _serve(
+        server,
+        host=host,
+        port=port,
+        log_level=log_level,
+        as_json=as_json,
+        shown={
+            "callback": callback or None,
+            # A simulator's test credentials, printed so that an SP can be pointed at it.
+            "accounts": dict(sorted(config.accounts.items())),
+            "callback_login": {"login_name": cb_name, "password": cb_password},
+        },
+        serving="masd sim smg: SGIP 1.2",
+        then=f"accounts (login_name:password): {credentials}; reports and MOs to {callback or 'nowhere'} "
+        f"as {callback_login}",
+        stopped=lambda: _stopped(server.stats),
     )
 
 
@@ -932,7 +854,7 @@ def smg_mo(
     shuffle: Annotated[bool, typer.Option("--shuffle", help="Send the parts out of order.")] = False,
     host: HostOption = "127.0.0.1",
     control_port: SmgControlPortOption = 8803,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMG.")] = 5.0,
+    timeout: SmgTimeoutOption = 5.0,
     as_json: JsonOption = False,
 ) -> None:
     """Make a running simulated SMG send a mobile-originated message (模拟上行短信) over SGIP."""
@@ -941,31 +863,15 @@ def smg_mo(
         request["coding"] = coding
     if shuffle:
         request["shuffle"] = True
-    answer = _control(host, control_port, request, timeout, "SMG")
-    if as_json:
-        _print_json(answer)
-    if not answer.get("ok"):
-        _fail(f"the SMG refused: {answer.get('error', 'no reason given')}")
-    if not as_json:
-        parts = answer.get("parts")
-        typer.echo(f"MO from {sender} to {destination}: {parts} part{'' if parts == 1 else 's'} sent")
+    _send_mo(host, control_port, request, timeout, "SMG", as_json)
 
 
 @sim_app.command("smg-stats")
 def smg_stats(
     host: HostOption = "127.0.0.1",
     control_port: SmgControlPortOption = 8803,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMG.")] = 5.0,
+    timeout: SmgTimeoutOption = 5.0,
     as_json: JsonOption = False,
 ) -> None:
     """Show a running simulated SMG's counters (统计)."""
-    answer = _control(host, control_port, {"op": "stats"}, timeout, "SMG")
-    if not answer.get("ok"):
-        _fail(f"the SMG refused: {answer.get('error', 'no reason given')}")
-    counters = answer.get("stats", {})
-    if as_json:
-        _print_json(counters)
-        return
-    width = max(map(len, counters), default=0)
-    for key, value in counters.items():
-        typer.echo(f"{key:<{width}}  {value}")
+    _show_stats(host, control_port, timeout, "SMG", as_json)
