@@ -14,8 +14,9 @@ connection with the fewest outstanding SUBMITs, at most ``window`` outstanding p
 Status reports and replies are answered (CMPP_DELIVER_RESP) only after the core has stored them, so a
 crash loses nothing the ISMG thinks was delivered; each part of a long reply goes to the core as it
 arrives, and a timer asks the core to give up on missing parts after ``mo_timeout``. The wire layout is
-:mod:`.pdu`'s, the numbers and their names :mod:`.constants`', the text rules :mod:`.text`'s; how a text
-is cut into SUBMITs is :class:`.segments.CmppSegmenter`, which the core uses for this channel.
+:mod:`.pdu`'s, the numbers and their names :mod:`.constants`', the text rules (the Chinese carriers' shared
+ones) :mod:`masd_adapters.cn_text`'s; how a text is cut into SUBMITs is its :class:`.CmppSegmenter`, which the
+core uses for this channel.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pydantic
 import structlog
 import trio
 
+from .. import cn_text
 from .._link import (
     DELIVER_BACKLOG,
     LINK_DOWN,
@@ -65,7 +67,7 @@ from ..base import (
     SubmitOutcome,
     option,
 )
-from . import msgid, pdu, text
+from . import msgid, pdu
 from .constants import (
     ACTIVE_TEST,
     ACTIVE_TEST_RESP,
@@ -75,11 +77,6 @@ from .constants import (
     CONNECT_RESP,
     CONNECT_VERSION_TOO_HIGH,
     DELIVER,
-    MSG_FMT_ASCII,
-    MSG_FMT_BINARY,
-    MSG_FMT_CARD,
-    MSG_FMT_GBK,
-    MSG_FMT_UCS2,
     RESPONSE,
     RESULT_BAD_STRUCTURE,
     RESULT_FLOW_CONTROL,
@@ -100,7 +97,6 @@ from .constants import (
     connect_status_name,
     result_name,
 )
-from .segments import CmppSegmenter
 
 __all__ = ["CmppChannel", "CmppOptions", "ConnectRefused"]
 
@@ -121,16 +117,6 @@ _STATS: dict[str, ReceiptStatus] = {
     STAT_REJECTED: ReceiptStatus.REJECTED,
     STAT_UNKNOWN: ReceiptStatus.UNKNOWN,
     STAT_ACCEPTED: ReceiptStatus.ACCEPTED,
-}
-
-# Msg_Fmt as the codec names masd.core.reply_parts.decode reads a part with. GB18030 is a superset of
-# GBK and of ASCII, so it also reads a Msg_Fmt 0 reply whose octets are GBK (gateways send that).
-_PART_CODECS = {
-    MSG_FMT_ASCII: "gb18030",
-    MSG_FMT_GBK: "gb18030",
-    MSG_FMT_UCS2: "ucs2",
-    MSG_FMT_BINARY: "latin-1",
-    MSG_FMT_CARD: "latin-1",
 }
 
 
@@ -232,7 +218,7 @@ class CmppChannel(ChannelDriver):
     def segmenter(cls, settings: DriverOptions) -> Segmenter | None:
         if not isinstance(settings, CmppOptions):
             raise TypeError(f"cmpp settings expected, got {type(settings).__name__}")
-        return CmppSegmenter(allow_gbk=settings.allow_gbk)
+        return cn_text.CmppSegmenter(allow_gbk=settings.allow_gbk)
 
     # -- the driver interface -------------------------------------------------------------------------
 
@@ -665,36 +651,11 @@ def reply_of(deliver: pdu.Deliver, *, received_at: float) -> InboundReply | Inbo
     """An MO DELIVER as a whole reply or a part of a long one; ``destination`` is Dest_Id, the number the
     user wrote to, so the core finds the extension in it. Never raises for what an ISMG can send: a
     malformed UDH or inconsistent counters make the DELIVER a reply of its own."""
-    sender, destination = deliver.src_terminal_id, deliver.dest_id
-    content = deliver.msg_content
-    if deliver.tp_udhi:
-        try:
-            found = text.read_reference(content)
-        except ValueError:
-            found = None
-        if found is not None:
-            scheme, part = found
-            if part.total > 1 and 1 <= part.number <= part.total:
-                codec = _PART_CODECS.get(deliver.msg_fmt) or _PART_CODECS[_alphabet(deliver.msg_fmt)]
-                return InboundReplyPart(
-                    sender,
-                    destination,
-                    f"{scheme}:{part.ref}",
-                    part.total,
-                    part.number,
-                    codec,
-                    part.body,
-                    received_at,
-                )
-            content = part.body
-        elif content and content[0] + 1 <= len(content):
-            content = content[1 + content[0] :]  # a UDH without concatenation: drop it, keep the text
-    decoded = text.decode_content(content, deliver.msg_fmt)
-    return InboundReply(
-        sender, destination, decoded if isinstance(decoded, str) else decoded.decode("latin-1")
+    return cn_text.read_reply(
+        deliver.src_terminal_id,
+        deliver.dest_id,
+        deliver.msg_content,
+        udhi=deliver.tp_udhi,
+        msg_fmt=deliver.msg_fmt,
+        received_at=received_at,
     )
-
-
-def _alphabet(msg_fmt: int) -> int:
-    """A Msg_Fmt CMPP does not define, read by its GSM alphabet bits as :func:`.text.decode_content` does."""
-    return {0x00: MSG_FMT_ASCII, 0x04: MSG_FMT_BINARY, 0x08: MSG_FMT_UCS2, 0x0C: MSG_FMT_GBK}[msg_fmt & 0x0C]

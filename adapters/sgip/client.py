@@ -24,7 +24,7 @@ A segment's carrier id is the stored text of its Submit's Sequence Number (:func
 (SubmitSequenceNumber). Reports and replies are answered (Report_Resp, Deliver_Resp) only after the core
 has stored them, so a crash loses nothing the SMG thinks was delivered; what the core could not store is
 answered Result 11 (node busy), and the SMG sends it again. Texts are cut by the Chinese carriers' shared
-text rules (:class:`masd_adapters.cmpp.segments.CmppSegmenter`): see :meth:`SgipChannel.segmenter`.
+text rules (:class:`masd_adapters.cn_text.CmppSegmenter`): see :meth:`SgipChannel.segmenter`.
 """
 
 from __future__ import annotations
@@ -39,9 +39,7 @@ import pydantic
 import structlog
 import trio
 
-from masd_adapters.cmpp import text as carrier_text
-from masd_adapters.cmpp.segments import CmppSegmenter
-
+from .. import cn_text
 from .._link import (
     DELIVER_BACKLOG,
     LINK_DOWN,
@@ -84,11 +82,6 @@ from .constants import (
     AGENT_RECEIVABLE,
     BIND,
     CHARGE_NUMBER_SP,
-    CODING_ASCII,
-    CODING_BINARY,
-    CODING_CARD,
-    CODING_GBK,
-    CODING_UCS2,
     DELIVER,
     FEE_FREE,
     LOGIN_SMG_TO_SP,
@@ -138,16 +131,6 @@ REBIND_RESULTS = frozenset(
 # Transient on the SMG's side: retried without slowing down. 9 can only be a Sequence Number the SMG saw
 # twice (a resend crossing its answer); the retry carries a new one.
 TRANSIENT_RESULTS = frozenset({RESULT_ILLEGAL_SEQUENCE, RESULT_SYSTEM_FAILURE})
-
-# MessageCoding as the codec masd.core.reply_parts.decode reads a part with (as the cmpp driver does:
-# GB18030 also reads an ASCII-labelled reply whose octets are GBK).
-_PART_CODECS = {
-    CODING_ASCII: "gb18030",
-    CODING_GBK: "gb18030",
-    CODING_UCS2: "ucs2",
-    CODING_BINARY: "latin-1",
-    CODING_CARD: "latin-1",
-}
 
 
 class BindRefused(Exception):
@@ -315,7 +298,7 @@ class SgipChannel(ChannelDriver):
         the UDH alone joins the parts, and an OutboundSegment's ``seq``/``total`` are not sent."""
         if not isinstance(settings, SgipOptions):
             raise TypeError(f"sgip settings expected, got {type(settings).__name__}")
-        return CmppSegmenter(allow_gbk=settings.allow_gbk)
+        return cn_text.CmppSegmenter(allow_gbk=settings.allow_gbk)
 
     # -- the driver interface -------------------------------------------------------------------------
 
@@ -864,36 +847,11 @@ def reply_of(deliver: pdu.Deliver, *, received_at: float) -> InboundReply | Inbo
     """A Deliver as a whole reply or a part of a long one; ``destination`` is SPNumber, the number the
     user wrote to (access number + extension), so the core finds the extension in it. A malformed UDH
     makes the Deliver a reply of its own."""
-    sender, destination = deliver.user_number, deliver.sp_number
-    content = deliver.message_content
-    coding = deliver.message_coding
-    if deliver.tp_udhi:
-        try:
-            found = carrier_text.read_reference(content)
-        except ValueError:
-            found = None
-        if found is not None:
-            scheme, part = found
-            if part.total > 1 and 1 <= part.number <= part.total:
-                codec = _PART_CODECS.get(coding) or _PART_CODECS[_alphabet(coding)]
-                return InboundReplyPart(
-                    sender,
-                    destination,
-                    f"{scheme}:{part.ref}",
-                    part.total,
-                    part.number,
-                    codec,
-                    part.body,
-                    received_at,
-                )
-            content = part.body
-        elif content and content[0] + 1 <= len(content):
-            content = content[1 + content[0] :]
-    decoded = carrier_text.decode_content(content, coding)
-    return InboundReply(
-        sender, destination, decoded if isinstance(decoded, str) else decoded.decode("latin-1")
+    return cn_text.read_reply(
+        deliver.user_number,
+        deliver.sp_number,
+        deliver.message_content,
+        udhi=deliver.tp_udhi,
+        msg_fmt=deliver.message_coding,
+        received_at=received_at,
     )
-
-
-def _alphabet(coding: int) -> int:
-    return {0x00: CODING_ASCII, 0x04: CODING_BINARY, 0x08: CODING_UCS2, 0x0C: CODING_GBK}[coding & 0x0C]

@@ -35,6 +35,7 @@ import pydantic
 import structlog
 import trio
 
+from .. import cn_text
 from .._link import (
     DELIVER_BACKLOG,
     LINK_DOWN,
@@ -69,8 +70,6 @@ from ..base import (
     SubmitOutcome,
     option,
 )
-from ..cmpp import text as cmpp_text
-from ..cmpp.segments import CmppSegmenter
 from . import msgid, pdu
 from .constants import (
     ACTIVE_TEST,
@@ -83,11 +82,6 @@ from .constants import (
     LOGIN_MODE_SEND,
     LOGIN_MODE_TRANSMIT,
     LOGIN_RESP,
-    MSG_FORMAT_ASCII,
-    MSG_FORMAT_BINARY,
-    MSG_FORMAT_CARD,
-    MSG_FORMAT_GB18030,
-    MSG_FORMAT_UCS2,
     MSG_TYPE_MT,
     RESPONSE,
     STAT_ACCEPTED,
@@ -141,16 +135,6 @@ _STATS: dict[str, ReceiptStatus] = {
     STAT_ACCEPTED: ReceiptStatus.ACCEPTED,
 }
 
-# MsgFormat as the codec masd.core.reply_parts.decode reads a part with. GB18030 also reads a MsgFormat
-# 0 reply whose octets are GBK or GB18030 (gateways send that), and ASCII is a subset of it.
-_PART_CODECS = {
-    MSG_FORMAT_ASCII: "gb18030",
-    MSG_FORMAT_GB18030: "gb18030",
-    MSG_FORMAT_UCS2: "ucs2",
-    MSG_FORMAT_BINARY: "latin-1",
-    MSG_FORMAT_CARD: "latin-1",
-}
-
 
 class LoginRefused(Exception):
     """The SMGW answered SMGP_Login with a non-zero Status; the message names it."""
@@ -161,7 +145,7 @@ class LoginRefused(Exception):
         super().__init__(f"SMGP_Login refused: status {status} ({status_name(status)})")
 
 
-class SmgpSegmenter(CmppSegmenter):
+class SmgpSegmenter(cn_text.CmppSegmenter):
     """How an ``smgp`` channel cuts a text: exactly as a ``cmpp`` channel does (140 octets of MsgContent;
     ASCII, UCS-2 or, with ``allow_gbk``, GBK; a UDH with TP_udhi for a long text), because these are the
     Chinese carriers' shared text rules. ``data_coding`` is the MsgFormat: 0, 8 and 15 mean the same in
@@ -711,41 +695,11 @@ def reply_of(deliver: pdu.Deliver, *, received_at: float) -> InboundReply | Inbo
     """An MO Deliver as a whole reply or a part of a long one; ``destination`` is DestTermID, the number
     the user wrote to, so the core finds the extension in it. Never raises for what an SMGW can send: a
     malformed UDH or inconsistent counters make the Deliver a reply of its own."""
-    sender, destination = deliver.src_term_id, deliver.dest_term_id
-    content = deliver.msg_content
-    if deliver.tp_udhi:
-        try:
-            found = cmpp_text.read_reference(content)
-        except ValueError:
-            found = None
-        if found is not None:
-            scheme, part = found
-            if part.total > 1 and 1 <= part.number <= part.total:
-                codec = _PART_CODECS.get(deliver.msg_format) or _PART_CODECS[_alphabet(deliver.msg_format)]
-                return InboundReplyPart(
-                    sender,
-                    destination,
-                    f"{scheme}:{part.ref}",
-                    part.total,
-                    part.number,
-                    codec,
-                    part.body,
-                    received_at,
-                )
-            content = part.body
-        elif content and content[0] + 1 <= len(content):
-            content = content[1 + content[0] :]  # a UDH without concatenation: drop it, keep the text
-    decoded = cmpp_text.decode_content(content, deliver.msg_format)
-    return InboundReply(
-        sender, destination, decoded if isinstance(decoded, str) else decoded.decode("latin-1")
+    return cn_text.read_reply(
+        deliver.src_term_id,
+        deliver.dest_term_id,
+        deliver.msg_content,
+        udhi=deliver.tp_udhi,
+        msg_fmt=deliver.msg_format,
+        received_at=received_at,
     )
-
-
-def _alphabet(msg_format: int) -> int:
-    """A MsgFormat SMGP does not define, read by its GSM alphabet bits as the CMPP text rules read it."""
-    return {
-        0x00: MSG_FORMAT_ASCII,
-        0x04: MSG_FORMAT_BINARY,
-        0x08: MSG_FORMAT_UCS2,
-        0x0C: MSG_FORMAT_GB18030,
-    }[msg_format & 0x0C]
