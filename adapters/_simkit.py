@@ -14,7 +14,7 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import trio
 
@@ -22,10 +22,13 @@ from ._journal import number
 
 __all__ = [
     "CONTROL_HOST",
+    "ControlOp",
     "OutcomeDraw",
     "RecordFile",
+    "Simulator",
     "TokenBucket",
     "account_list",
+    "answer_control",
     "check_delay",
     "check_outcomes",
     "cut_text",
@@ -243,6 +246,54 @@ async def serve_control(
                         await stream.send_all(json.dumps(reply, ensure_ascii=False).encode() + b"\n")
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
+
+
+class Simulator(Protocol):
+    """What the control port's common ops use of a simulator."""
+
+    @property
+    def stats(self) -> Any: ...  # with as_dict()
+
+    @property
+    def config(self) -> Any: ...  # with public()
+
+    def disconnect_all(self) -> int: ...
+
+    def update(self, **changes: Any) -> Any: ...
+
+
+ControlOp = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def answer_control(
+    line: bytes | str | Mapping[str, Any], server: Simulator, ops: Mapping[str, ControlOp], expected: str
+) -> dict[str, Any]:
+    """Answer one control request (a JSON line or an already decoded object): the ops every simulator
+    serves (``ping``, ``stats``, ``config``, ``disconnect``, ``set``) and its own ``ops`` (``mo``, …),
+    an unknown op naming the ``expected`` ones; ``{"ok": false, "error": …}`` for a ValueError or
+    TypeError on the way."""
+    try:
+        request = line if isinstance(line, Mapping) else json.loads(line)
+        if not isinstance(request, Mapping):
+            raise ValueError("a request is a JSON object")
+        op = request.get("op")
+        if op == "ping":
+            return {"ok": True}
+        if op == "stats":
+            return {"ok": True, "stats": server.stats.as_dict()}
+        if op == "config":
+            return {"ok": True, "config": server.config.public()}
+        if op == "disconnect":
+            return {"ok": True, "dropped": server.disconnect_all()}
+        if op == "set":
+            changes = {k: v for k, v in request.items() if k != "op"}
+            return {"ok": True, "config": server.update(**changes).public()}
+        own = ops.get(op) if isinstance(op, str) else None
+        if own is not None:
+            return await own(request)
+        raise ValueError(f"unknown op {op!r}; expected {expected}")
+    except (ValueError, TypeError) as e:
+        return {"ok": False, "error": str(e)}
 
 
 def request_str(

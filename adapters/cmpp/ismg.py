@@ -65,7 +65,6 @@ import collections
 import dataclasses
 import heapq
 import itertools
-import json
 import logging
 import math
 import random
@@ -81,6 +80,7 @@ from .._simkit import (
     OutcomeDraw,
     RecordFile,
     TokenBucket,
+    answer_control,
     check_delay,
     check_outcomes,
     cut_text,
@@ -1120,42 +1120,25 @@ class Ismg:
 
     async def control(self, line: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
         """Answer one control request (a JSON line or an already decoded object)."""
-        try:
-            request = line if isinstance(line, Mapping) else json.loads(line)
-            if not isinstance(request, Mapping):
-                raise ValueError("a request is a JSON object")
-            op = request.get("op")
-            if op == "ping":
-                return {"ok": True}
-            if op == "stats":
-                return {"ok": True, "stats": self.stats.as_dict()}
-            if op == "config":
-                return {"ok": True, "config": self.config.public()}
-            if op == "disconnect":
-                return {"ok": True, "dropped": self.disconnect_all()}
-            if op == "terminate":
-                return {"ok": True, "terminated": self.terminate_all()}
-            if op == "set":
-                changes = {k: v for k, v in request.items() if k != "op"}
-                return {"ok": True, "config": self.update(**changes).public()}
-            if op == "mo":
-                msg_fmt = request.get("msg_fmt")
-                if msg_fmt is not None and (not isinstance(msg_fmt, int) or isinstance(msg_fmt, bool)):
-                    raise ValueError("'msg_fmt' must be 0, 8 or 15")
-                parts = await self.inject_mo(
-                    sender=request_str(request, "from"),
-                    dest_id=request_str(request, "to"),
-                    text=request_str(request, "text", empty=True),
-                    msg_fmt=msg_fmt,
-                    sp_id=request.get("sp_id"),
-                    concat=request.get("concat", "udh8"),
-                    shuffle=bool(request.get("shuffle", False)),
-                    service_id=request_str(request, "service_id", empty=True, default=""),
-                    link_id=request_str(request, "link_id", empty=True, default=""),
-                )
-                return {"ok": True, "parts": parts}
-            raise ValueError(
-                f"unknown op {op!r}; expected mo, stats, disconnect, terminate, set, config or ping"
-            )
-        except (ValueError, TypeError) as e:
-            return {"ok": False, "error": str(e)}
+        ops = {"mo": self._control_mo, "terminate": self._control_terminate}
+        return await answer_control(line, self, ops, "mo, stats, disconnect, terminate, set, config or ping")
+
+    async def _control_terminate(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "terminated": self.terminate_all()}
+
+    async def _control_mo(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        msg_fmt = request.get("msg_fmt")
+        if msg_fmt is not None and (not isinstance(msg_fmt, int) or isinstance(msg_fmt, bool)):
+            raise ValueError("'msg_fmt' must be 0, 8 or 15")
+        parts = await self.inject_mo(
+            sender=request_str(request, "from"),
+            dest_id=request_str(request, "to"),
+            text=request_str(request, "text", empty=True),
+            msg_fmt=msg_fmt,
+            sp_id=request.get("sp_id"),
+            concat=request.get("concat", "udh8"),
+            shuffle=bool(request.get("shuffle", False)),
+            service_id=request_str(request, "service_id", empty=True, default=""),
+            link_id=request_str(request, "link_id", empty=True, default=""),
+        )
+        return {"ok": True, "parts": parts}

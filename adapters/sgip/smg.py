@@ -47,7 +47,6 @@ import collections
 import dataclasses
 import heapq
 import itertools
-import json
 import logging
 import math
 import random
@@ -64,6 +63,7 @@ from .. import _simkit
 from .._simkit import (
     OutcomeDraw,
     RecordFile,
+    answer_control,
     check_outcomes,
     cut_text,
     draw_delay,
@@ -843,40 +843,23 @@ class Smg:
 
     async def control(self, line: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
         """Answer one control request (a JSON line or an already decoded object)."""
-        try:
-            request = line if isinstance(line, Mapping) else json.loads(line)
-            if not isinstance(request, Mapping):
-                raise ValueError("a request is a JSON object")
-            op = request.get("op")
-            if op == "ping":
-                return {"ok": True}
-            if op == "stats":
-                return {"ok": True, "stats": self.stats.as_dict()}
-            if op == "config":
-                return {"ok": True, "config": self.config.public()}
-            if op == "disconnect":
-                return {"ok": True, "dropped": self.disconnect_all()}
-            if op == "set":
-                return {
-                    "ok": True,
-                    "config": self.update(**{k: v for k, v in request.items() if k != "op"}).public(),
-                }
-            if op == "mo":
-                coding = request.get("coding")
-                if coding is not None and (not isinstance(coding, int) or isinstance(coding, bool)):
-                    raise ValueError("'coding' must be 0, 8 or 15")
-                parts = await self.inject_mo(
-                    sender=request_str(request, "from"),
-                    sp_number=request_str(request, "to"),
-                    text=request_str(request, "text", empty=True),
-                    coding=coding,
-                    concat=request_str(request, "concat", default="udh8"),
-                    shuffle=bool(request.get("shuffle", False)),
-                )
-                return {"ok": True, "parts": parts}
-            raise ValueError(f"unknown op {op!r}; expected mo, stats, disconnect, set, config or ping")
-        except (ValueError, TypeError) as e:
-            return {"ok": False, "error": str(e)}
+        return await answer_control(
+            line, self, {"mo": self._control_mo}, "mo, stats, disconnect, set, config or ping"
+        )
+
+    async def _control_mo(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        coding = request.get("coding")
+        if coding is not None and (not isinstance(coding, int) or isinstance(coding, bool)):
+            raise ValueError("'coding' must be 0, 8 or 15")
+        parts = await self.inject_mo(
+            sender=request_str(request, "from"),
+            sp_number=request_str(request, "to"),
+            text=request_str(request, "text", empty=True),
+            coding=coding,
+            concat=request_str(request, "concat", default="udh8"),
+            shuffle=bool(request.get("shuffle", False)),
+        )
+        return {"ok": True, "parts": parts}
 
 
 class _Reader:

@@ -62,7 +62,6 @@ import collections
 import dataclasses
 import heapq
 import itertools
-import json
 import logging
 import math
 import random
@@ -78,6 +77,7 @@ from .._simkit import (
     OutcomeDraw,
     RecordFile,
     TokenBucket,
+    answer_control,
     check_delay,
     check_outcomes,
     cut_text,
@@ -1114,45 +1114,28 @@ class Smgw:
 
     async def control(self, line: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
         """Answer one control request (a JSON line or an already decoded object)."""
-        try:
-            request = line if isinstance(line, Mapping) else json.loads(line)
-            if not isinstance(request, Mapping):
-                raise ValueError("a request is a JSON object")
-            op = request.get("op")
-            if op == "ping":
-                return {"ok": True}
-            if op == "stats":
-                return {"ok": True, "stats": self.stats.as_dict()}
-            if op == "config":
-                return {"ok": True, "config": self.config.public()}
-            if op == "disconnect":
-                return {"ok": True, "dropped": self.disconnect_all()}
-            if op == "exit":
-                return {"ok": True, "exited": self.exit_all()}
-            if op == "reset_day":
-                self.reset_day()
-                return {"ok": True}
-            if op == "set":
-                changes = {k: v for k, v in request.items() if k != "op"}
-                return {"ok": True, "config": self.update(**changes).public()}
-            if op == "mo":
-                msg_format = request.get("msg_format")
-                if msg_format is not None and (
-                    not isinstance(msg_format, int) or isinstance(msg_format, bool)
-                ):
-                    raise ValueError("'msg_format' must be 0, 8 or 15")
-                parts = await self.inject_mo(
-                    sender=request_str(request, "from"),
-                    dest_term_id=request_str(request, "to"),
-                    text=request_str(request, "text", empty=True),
-                    msg_format=msg_format,
-                    client_id=request.get("client_id"),
-                    concat=request.get("concat", "udh8"),
-                    shuffle=bool(request.get("shuffle", False)),
-                )
-                return {"ok": True, "parts": parts}
-            raise ValueError(
-                f"unknown op {op!r}; expected mo, stats, disconnect, exit, set, reset_day, config or ping"
-            )
-        except (ValueError, TypeError) as e:
-            return {"ok": False, "error": str(e)}
+        ops = {"mo": self._control_mo, "exit": self._control_exit, "reset_day": self._control_reset_day}
+        expected = "mo, stats, disconnect, exit, set, reset_day, config or ping"
+        return await answer_control(line, self, ops, expected)
+
+    async def _control_exit(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "exited": self.exit_all()}
+
+    async def _control_reset_day(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        self.reset_day()
+        return {"ok": True}
+
+    async def _control_mo(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        msg_format = request.get("msg_format")
+        if msg_format is not None and (not isinstance(msg_format, int) or isinstance(msg_format, bool)):
+            raise ValueError("'msg_format' must be 0, 8 or 15")
+        parts = await self.inject_mo(
+            sender=request_str(request, "from"),
+            dest_term_id=request_str(request, "to"),
+            text=request_str(request, "text", empty=True),
+            msg_format=msg_format,
+            client_id=request.get("client_id"),
+            concat=request.get("concat", "udh8"),
+            shuffle=bool(request.get("shuffle", False)),
+        )
+        return {"ok": True, "parts": parts}

@@ -92,6 +92,7 @@ from .._simkit import (
     OutcomeDraw,
     RecordFile,
     TokenBucket,
+    answer_control,
     draw_delay,
     open_control,
     peer_of,
@@ -1114,38 +1115,23 @@ class Smsc:
 
     async def control(self, line: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
         """Answer one control request (a JSON line or an already decoded object)."""
-        try:
-            request = line if isinstance(line, Mapping) else json.loads(line)
-            if not isinstance(request, Mapping):
-                raise ValueError("a request is a JSON object")
-            op = request.get("op")
-            if op == "ping":
-                return {"ok": True}
-            if op == "stats":
-                return {"ok": True, "stats": self.stats.as_dict()}
-            if op == "config":
-                return {"ok": True, "config": self.config.public()}
-            if op == "disconnect":
-                return {"ok": True, "dropped": self.disconnect_all()}
-            if op == "set":
-                changes = {k: v for k, v in request.items() if k != "op"}
-                return {"ok": True, "config": self.update(**changes).public()}
-            if op == "mo":
-                split = request.get("split", "udh8")
-                if split not in get_args(SplitMode):
-                    raise ValueError(f"split must be one of {', '.join(get_args(SplitMode))}")
-                parts = await self.inject_mo(
-                    sender=request_str(request, "from"),
-                    destination=request_str(request, "to"),
-                    text=request_str(request, "text", empty=True),
-                    system_id=request.get("system_id"),
-                    split=split,
-                    shuffle=bool(request.get("shuffle", False)),
-                )
-                return {"ok": True, "parts": parts}
-            raise ValueError(f"unknown op {op!r}; expected mo, stats, disconnect, set, config or ping")
-        except (ValueError, TypeError) as e:
-            return {"ok": False, "error": str(e)}
+        return await answer_control(
+            line, self, {"mo": self._control_mo}, "mo, stats, disconnect, set, config or ping"
+        )
+
+    async def _control_mo(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        split = request.get("split", "udh8")
+        if split not in get_args(SplitMode):
+            raise ValueError(f"split must be one of {', '.join(get_args(SplitMode))}")
+        parts = await self.inject_mo(
+            sender=request_str(request, "from"),
+            destination=request_str(request, "to"),
+            text=request_str(request, "text", empty=True),
+            system_id=request.get("system_id"),
+            split=split,
+            shuffle=bool(request.get("shuffle", False)),
+        )
+        return {"ok": True, "parts": parts}
 
 
 def account_list(specs: Iterable[str]) -> dict[str, str]:
