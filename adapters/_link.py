@@ -28,13 +28,22 @@ from typing import Any, Generic, Protocol, TypeVar
 import trio
 
 from ._codec import PduError
-from .base import ChannelEvents, InboundReceipt, InboundReply, InboundReplyPart, SubmitError, SubmitOutcome
+from .base import (
+    ChannelEvents,
+    InboundReceipt,
+    InboundReply,
+    InboundReplyPart,
+    ReceiptStatus,
+    SubmitError,
+    SubmitOutcome,
+)
 
 __all__ = [
     "DELIVER_BACKLOG",
     "LINK_DOWN",
     "RECEIPT_BATCH",
     "REPLY_WORKERS",
+    "REPORT_STATS",
     "SEND_ERRORS",
     "SUBMIT_TIMEOUT",
     "Backoff",
@@ -366,6 +375,19 @@ async def send_in_order(
 
 
 # ----- inbound: status reports and replies -----------------------------------------------------------------
+
+
+# The stat words of a CMPP or SMGP status report (the same seven in both), as the core's receipt states;
+# ACCEPTD is what SMPP's ACCEPTD is. A word not here (a gateway's own code) reads as undelivered.
+REPORT_STATS: dict[str, ReceiptStatus] = {
+    "DELIVRD": ReceiptStatus.DELIVERED,
+    "EXPIRED": ReceiptStatus.EXPIRED,
+    "DELETED": ReceiptStatus.DELETED,
+    "UNDELIV": ReceiptStatus.UNDELIVERED,
+    "REJECTD": ReceiptStatus.REJECTED,
+    "UNKNOWN": ReceiptStatus.UNKNOWN,
+    "ACCEPTD": ReceiptStatus.ACCEPTED,
+}
 
 
 def batch_of(first: T, more: trio.MemoryReceiveChannel[T]) -> list[T]:

@@ -36,6 +36,7 @@ from .._link import (
     DELIVER_BACKLOG,
     LINK_DOWN,
     REPLY_WORKERS,
+    REPORT_STATS,
     SEND_ERRORS,
     SUBMIT_TIMEOUT,
     Backoff,
@@ -81,13 +82,6 @@ from .constants import (
     RESULT_BAD_STRUCTURE,
     RESULT_FLOW_CONTROL,
     RESULT_OK,
-    STAT_ACCEPTED,
-    STAT_DELETED,
-    STAT_DELIVERED,
-    STAT_EXPIRED,
-    STAT_REJECTED,
-    STAT_UNDELIVERABLE,
-    STAT_UNKNOWN,
     SUBMIT_RESP,
     TERMINATE,
     TERMINATE_RESP,
@@ -107,17 +101,6 @@ _TERMINATE_WAIT = 2.0  # seconds to wait for TERMINATE_RESP on shutdown
 
 # What a lost or garbled connection raises from a read or a write.
 _LINK_ERRORS = (*SEND_ERRORS, pdu.PduError)
-
-# The Stat words of a report, as the core's receipt states. ACCEPTD is what SMPP's ACCEPTD is.
-_STATS: dict[str, ReceiptStatus] = {
-    STAT_DELIVERED: ReceiptStatus.DELIVERED,
-    STAT_EXPIRED: ReceiptStatus.EXPIRED,
-    STAT_DELETED: ReceiptStatus.DELETED,
-    STAT_UNDELIVERABLE: ReceiptStatus.UNDELIVERED,
-    STAT_REJECTED: ReceiptStatus.REJECTED,
-    STAT_UNKNOWN: ReceiptStatus.UNKNOWN,
-    STAT_ACCEPTED: ReceiptStatus.ACCEPTED,
-}
 
 
 class ConnectRefused(Exception):
@@ -639,7 +622,7 @@ def receipt_of(report: pdu.Report) -> InboundReceipt:
     """A status report as the core's receipt: the Msg_Id's stored text, the Stat as a state, the Stat
     itself kept as ``raw`` and, for a carrier code such as ``MK:0005`` or ``0005``, its number."""
     stat = report.stat.strip()
-    status = _STATS.get(stat.upper(), ReceiptStatus.UNDELIVERED)
+    status = REPORT_STATS.get(stat.upper(), ReceiptStatus.UNDELIVERED)
     code = stat.rpartition(":")[2]
     error_code = (
         int(code) if code.isascii() and code.isdigit() and status != ReceiptStatus.DELIVERED else None

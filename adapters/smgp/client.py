@@ -40,6 +40,7 @@ from .._link import (
     DELIVER_BACKLOG,
     LINK_DOWN,
     REPLY_WORKERS,
+    REPORT_STATS,
     SEND_ERRORS,
     SUBMIT_TIMEOUT,
     Backoff,
@@ -84,13 +85,6 @@ from .constants import (
     LOGIN_RESP,
     MSG_TYPE_MT,
     RESPONSE,
-    STAT_ACCEPTED,
-    STAT_DELETED,
-    STAT_DELIVERED,
-    STAT_EXPIRED,
-    STAT_REJECTED,
-    STAT_UNDELIVERABLE,
-    STAT_UNKNOWN,
     STATUS_ACCOUNT_EXPIRED,
     STATUS_AUTH_FAILED,
     STATUS_BAD_IP_ADDRESS,
@@ -123,17 +117,6 @@ _SLOW_RETRY = frozenset({STATUS_AUTH_FAILED, STATUS_BAD_IP_ADDRESS, STATUS_ACCOU
 # never counting an attempt, and only its validity period ends it. 1 (system busy) is the SMGW's
 # overload: slowing down is the answer there too, not failing a message it has not even looked at.
 _WAIT_STATUSES = frozenset({STATUS_SYSTEM_BUSY, *STATUS_WAITS})
-
-# The stat words of a report, as the core's receipt states; a gateway's own code reads as undelivered.
-_STATS: dict[str, ReceiptStatus] = {
-    STAT_DELIVERED: ReceiptStatus.DELIVERED,
-    STAT_EXPIRED: ReceiptStatus.EXPIRED,
-    STAT_DELETED: ReceiptStatus.DELETED,
-    STAT_UNDELIVERABLE: ReceiptStatus.UNDELIVERED,
-    STAT_REJECTED: ReceiptStatus.REJECTED,
-    STAT_UNKNOWN: ReceiptStatus.UNKNOWN,
-    STAT_ACCEPTED: ReceiptStatus.ACCEPTED,
-}
 
 
 class LoginRefused(Exception):
@@ -679,7 +662,7 @@ def receipt_of(report: pdu.Report) -> InboundReceipt:
     """A status report as the core's receipt: the MsgID's stored text, the stat as a state and the err
     code (when not delivered) as the error code; ``raw`` keeps both words as the SMGW wrote them."""
     stat = report.stat.strip()
-    status = _STATS.get(stat.upper(), ReceiptStatus.UNDELIVERED)
+    status = REPORT_STATS.get(stat.upper(), ReceiptStatus.UNDELIVERED)
     err = report.err.strip()
     error_code: int | None = None
     if status != ReceiptStatus.DELIVERED:
