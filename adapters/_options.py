@@ -32,10 +32,10 @@ class CarrierOptions(DriverOptions):
     mo_timeout: float = option(60.0, SECONDS, gt=0)
     max_rate: float | None = option(None, "submits per second greater than 0, or unset", gt=0)
 
-    def require(self, *names: str) -> None:
-        """InvalidOption for the first of ``names`` left empty."""
-        for key in names:
-            value = getattr(self, key)
+    @staticmethod
+    def require(*fields: tuple[str, str]) -> None:
+        """InvalidOption for the first of ``fields`` (name, value) left empty."""
+        for key, value in fields:
             if not value:
                 raise InvalidOption(key, value, "required; expected a non-empty string")
 

@@ -139,7 +139,7 @@ class CmppOptions(CarrierOptions):
 
     @pydantic.model_validator(mode="after")
     def _together(self) -> CmppOptions:
-        self.require("host", "sp_id")
+        self.require(("host", self.host), ("sp_id", self.sp_id))
         self.check_reconnect()
         if self.link_id and self.version != "3.0":
             raise InvalidOption("link_id", self.link_id, "CMPP 2.0 has no LinkID; leave it empty or use 3.0")

@@ -178,7 +178,7 @@ class SgipOptions(CarrierOptions):
 
     @pydantic.model_validator(mode="after")
     def _together(self) -> SgipOptions:
-        self.require("host", "login_name")
+        self.require(("host", self.host), ("login_name", self.login_name))
         if self.node_id is None and not (self.area_code and self.corp_id):
             raise InvalidOption(
                 "node_id",

@@ -163,7 +163,7 @@ class SmgpOptions(CarrierOptions):
 
     @pydantic.model_validator(mode="after")
     def _together(self) -> SmgpOptions:
-        self.require("host", "client_id")
+        self.require(("host", self.host), ("client_id", self.client_id))
         self.check_reconnect()
         return self
 
