@@ -61,9 +61,7 @@ line, one answer a line, ``"ok": true`` or ``"ok": false, "error": "..."``:
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import heapq
 import itertools
 import logging
 import math
@@ -76,6 +74,7 @@ from typing import Any, get_args
 
 import trio
 
+from .._outbox import INFLIGHT, Outbound, Outbox
 from .._simkit import (
     OutcomeDraw,
     RecordFile,
@@ -210,7 +209,6 @@ _DECODED = frozenset(
 _VERSION_TEXT = {VERSION_20: "2.0", VERSION_30: "3.0"}
 _TERMINAL_ID = {VERSION_20: 21, VERSION_30: 32}
 _HIGH_WATER = 1 << 20  # unsent octets after which a connection stops reading (the SP does not read)
-_NACK_RETRY = 1.0  # seconds before a DELIVER answered with a Result other than 0 is sent again
 _FINAL_FLUSH = 2.0  # seconds a closing connection gets to send what it owes
 _TERMINATE_WAIT = 5.0  # seconds the ISMG's TERMINATE waits for its TERMINATE_RESP
 Concats: tuple[str, ...] = get_args(Concat)
@@ -357,26 +355,20 @@ class IsmgStats:
 
 # ----- what waits to go out as DELIVER ------------------------------------------------------------------
 
-_SCHEDULED, _READY, _INFLIGHT, _DONE = range(4)
 
-
-class _Outbound:
+class _Outbound(Outbound):
     """One DELIVER owed to an account (a report or an MO part) until a DELIVER_RESP with Result 0.
 
     A report's Msg_Content is made when it first falls due (its Done_time is then). The PDU is encoded
     once per session version, with Sequence_Id 0 that each send patches, so a resend is the same message.
     """
 
-    __slots__ = ("attempts", "conn", "deliver", "report", "sent_at", "sp_id", "state", "wire_of")
+    __slots__ = ("deliver", "report", "wire_of")
 
     def __init__(self, sp_id: str, deliver: Deliver, report: Report | None = None) -> None:
-        self.sp_id = sp_id
+        super().__init__(sp_id)
         self.deliver = deliver
         self.report = report
-        self.state = _SCHEDULED
-        self.attempts = 0
-        self.conn: _Conn | None = None
-        self.sent_at = 0.0
         self.wire_of: dict[int, bytes] = {}
 
     @property
@@ -703,7 +695,7 @@ class _Conn:
 
     def send_deliver(self, item: _Outbound, now: float) -> None:
         seq = self.next_sequence()
-        item.state = _INFLIGHT
+        item.state = INFLIGHT
         item.conn = self
         item.sent_at = now
         item.attempts += 1
@@ -743,12 +735,12 @@ class Ismg:
         self._smsc_sequence = itertools.count(1)
         self._conn_numbers = itertools.count(1)
         self._conns: set[_Conn] = set()
-        self._sessions: dict[str, list[_Conn]] = collections.defaultdict(list)
-        self._rr: dict[str, int] = collections.defaultdict(int)
-        self._pending: dict[str, collections.deque[_Outbound]] = collections.defaultdict(collections.deque)
-        self._heap: list[tuple[float, int, _Outbound]] = []
-        self._tiebreak = itertools.count()
-        self._wake_scheduler = trio.Event()
+        self._outbox: Outbox[_Outbound] = Outbox(
+            self.stats,
+            window=lambda: self.config.deliver_window,
+            resend_after=lambda: self.config.report_resend_after,
+            prepare=self._falls_due,
+        )
         self._nursery: trio.Nursery | None = None
         self._record = RecordFile()
         self._outcomes = OutcomeDraw(self.config.outcomes)
@@ -790,8 +782,8 @@ class Ismg:
                 nursery.start_soon(trio.serve_listeners, self._serve_connection, listeners)
                 if control:
                     nursery.start_soon(trio.serve_listeners, self._serve_control, control)
-                nursery.start_soon(self._scheduler)
-                nursery.start_soon(self._sweeper)
+                nursery.start_soon(self._outbox.scheduler)
+                nursery.start_soon(self._outbox.sweeper)
                 if self._record.active:
                     nursery.start_soon(self._record.run)
                 log.info(
@@ -826,8 +818,7 @@ class Ismg:
     def on_login(self, conn: _Conn) -> None:
         self.stats.logins += 1
         self.stats.sessions += 1
-        self._sessions[conn.sp_id].append(conn)
-        self._dispatch(conn.sp_id)
+        self._outbox.add_session(conn.sp_id, conn)
 
     def forget(self, conn: _Conn) -> None:
         """Take a connection out of service; its DELIVERs in flight go back to the front of the queue."""
@@ -837,17 +828,7 @@ class Ismg:
         if not conn.logged_in:
             return
         self.stats.sessions -= 1
-        sessions = self._sessions.get(conn.sp_id)
-        if sessions and conn in sessions:
-            sessions.remove(conn)
-        if conn.inflight:
-            queue = self._pending[conn.sp_id]
-            for item in reversed(conn.inflight.values()):
-                item.state = _READY
-                item.conn = None
-                queue.appendleft(item)
-            conn.inflight.clear()
-            self._dispatch(conn.sp_id)
+        self._outbox.remove_session(conn.sp_id, conn)
 
     def disconnect_all(self) -> int:
         """Cut every connection at once, without TERMINATE; returns how many."""
@@ -900,7 +881,7 @@ class Ismg:
         )
         self.stats.reports_scheduled += 1
         self.stats.reports_pending += 1
-        self._push(trio.current_time() + self._delay(), _Outbound(sp_id, deliver, report))
+        self._outbox.push(trio.current_time() + self._delay(), _Outbound(sp_id, deliver, report))
 
     # --- mobile-originated messages ---------------------------------------------------------------------
 
@@ -931,7 +912,7 @@ class Ismg:
         if concat not in Concats:
             raise ValueError(f"concat must be one of {', '.join(Concats)}, got {concat!r}")
         if sp_id is None:
-            sp_id = next((sid for sid, conns in self._sessions.items() if conns), None)
+            sp_id = next((sid for sid, conns in self._outbox.sessions.items() if conns), None)
             sp_id = sp_id or next(iter(self.config.accounts))
         elif sp_id not in self.config.accounts:
             raise ValueError(f"unknown sp_id {sp_id!r}")
@@ -963,103 +944,21 @@ class Ismg:
                 self._rng.shuffle(items)
         self.stats.mo_pending += len(items)
         for item in items:
-            self._make_ready(item)
+            self._outbox.make_ready(item)
         await trio.lowlevel.checkpoint()
         return len(items)
 
     # --- the DELIVER machinery --------------------------------------------------------------------------
 
-    def _push(self, when: float, item: _Outbound) -> None:
-        item.state = _SCHEDULED
-        earliest = not self._heap or when < self._heap[0][0]
-        heapq.heappush(self._heap, (when, next(self._tiebreak), item))
-        if earliest:
-            self._wake_scheduler.set()
-
-    def _make_ready(self, item: _Outbound) -> None:
-        item.state = _READY
+    def _falls_due(self, item: _Outbound) -> None:
         if item.report is not None and not item.report.done_time:
             # Due now: the handset "answered" now, and the report's DELIVER gets its own Msg_Id.
             item.report = dataclasses.replace(item.report, done_time=_cmpp_time(time.time()))
             item.deliver = dataclasses.replace(item.deliver, msg_id=self.new_msg_id())
-        self._pending[item.sp_id].append(item)
-        self._dispatch(item.sp_id)
-
-    def _dispatch(self, sp_id: str) -> None:
-        """Send what waits for ``sp_id`` to its sessions, round robin, each within its window."""
-        queue = self._pending.get(sp_id)
-        sessions = self._sessions.get(sp_id)
-        if not queue or not sessions:
-            return
-        window = self.config.deliver_window
-        now = trio.current_time()
-        n = len(sessions)
-        rr = self._rr[sp_id]
-        while queue:
-            for _ in range(n):
-                rr = (rr + 1) % n
-                conn = sessions[rr]
-                if len(conn.inflight) < window and not conn.closing:
-                    break
-            else:
-                break  # every window is full; a DELIVER_RESP calls this again
-            item = queue.popleft()
-            if item.is_report:
-                self.stats.reports_sent += 1
-                if item.attempts:
-                    self.stats.reports_resent += 1
-            else:
-                self.stats.mo_sent += 1
-            conn.send_deliver(item, now)
-        self._rr[sp_id] = rr
 
     def answered(self, conn: _Conn, item: _Outbound, result: int) -> None:
-        item.conn = None
-        if result == RESULT_OK:
-            item.state = _DONE
-            if item.is_report:
-                self.stats.reports_acked += 1
-                self.stats.reports_pending -= 1
-            else:
-                self.stats.mo_acked += 1
-                self.stats.mo_pending -= 1
-        else:
-            # The SP could not take it (8: slow down, or an error): a real ISMG tries again later.
-            self._push(trio.current_time() + _NACK_RETRY, item)
-        self._dispatch(conn.sp_id)
-
-    async def _scheduler(self) -> None:
-        """Move reports (and retries) from the heap to their account's queue when they fall due."""
-        heap = self._heap
-        while True:
-            now = trio.current_time()
-            while heap and heap[0][0] <= now:
-                item = heapq.heappop(heap)[2]
-                if item.state == _SCHEDULED:
-                    self._make_ready(item)
-            self._wake_scheduler = trio.Event()
-            if heap:
-                with trio.move_on_at(heap[0][0]):
-                    await self._wake_scheduler.wait()
-            else:
-                await self._wake_scheduler.wait()
-
-    async def _sweeper(self) -> None:
-        """Send again what was not answered in time (DELIVER_RESP lost or never sent)."""
-        while True:
-            await trio.sleep(min(1.0, self.config.report_resend_after / 4))
-            limit = trio.current_time() - self.config.report_resend_after
-            for sessions in list(self._sessions.values()):
-                expired: list[_Outbound] = []
-                for conn in sessions:
-                    for seq, item in list(conn.inflight.items()):  # in send order: stop at the first in time
-                        if item.sent_at > limit:
-                            break
-                        del conn.inflight[seq]
-                        item.conn = None
-                        expired.append(item)
-                for item in expired:
-                    self._make_ready(item)
+        # Result 8 (slow down) or an error: a real ISMG sends it again later.
+        self._outbox.answered(conn.sp_id, item, result == RESULT_OK)
 
     # --- recording --------------------------------------------------------------------------------------
 

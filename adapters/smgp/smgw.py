@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import heapq
 import itertools
 import logging
 import math
@@ -73,6 +72,7 @@ from typing import Any, get_args
 
 import trio
 
+from .._outbox import INFLIGHT, Outbound, Outbox
 from .._simkit import (
     OutcomeDraw,
     RecordFile,
@@ -208,7 +208,6 @@ RUNTIME_SETTINGS = frozenset(
 _DECODED = frozenset({LOGIN, SUBMIT, DELIVER_RESP, ACTIVE_TEST, ACTIVE_TEST_RESP, EXIT, EXIT_RESP})
 _NO_MSG_ID = bytes(msgid.LENGTH)
 _HIGH_WATER = 1 << 20  # unsent octets after which a connection stops reading (the SP does not read)
-_NACK_RETRY = 1.0  # seconds before a Deliver answered with a non-zero Status is sent again
 _FINAL_FLUSH = 2.0  # seconds a closing connection gets to send what it owes
 _EXIT_WAIT = 5.0  # seconds the SMGW's Exit waits for its Exit_Resp
 Concats: tuple[str, ...] = get_args(Concat)
@@ -345,25 +344,19 @@ class SmgwStats:
 
 # ----- what waits to go out as Deliver ------------------------------------------------------------------
 
-_SCHEDULED, _READY, _INFLIGHT, _DONE = range(4)
 
-
-class _Outbound:
+class _Outbound(Outbound):
     """One Deliver owed to an account (a report or an MO part) until a Deliver_Resp with Status 0.
 
     A report's MsgContent is made when it first falls due (its done date is then). The PDU is encoded
     once, with SequenceID 0 that each send patches, so a resend is the same message."""
 
-    __slots__ = ("attempts", "client_id", "conn", "data", "deliver", "report", "sent_at", "state")
+    __slots__ = ("data", "deliver", "report")
 
     def __init__(self, client_id: str, deliver: Deliver, report: Report | None = None) -> None:
-        self.client_id = client_id
+        super().__init__(client_id)
         self.deliver = deliver
         self.report = report
-        self.state = _SCHEDULED
-        self.attempts = 0
-        self.conn: _Conn | None = None
-        self.sent_at = 0.0
         self.data: bytes | None = None
 
     @property
@@ -690,7 +683,7 @@ class _Conn:
 
     def send_deliver(self, item: _Outbound, now: float) -> None:
         seq = self.next_sequence()
-        item.state = _INFLIGHT
+        item.state = INFLIGHT
         item.conn = self
         item.sent_at = now
         item.attempts += 1
@@ -715,12 +708,12 @@ class Smgw:
         self._mo_ref = self._rng.randrange(1 << 16)
         self._conn_numbers = itertools.count(1)
         self._conns: set[_Conn] = set()
-        self._sessions: dict[str, list[_Conn]] = collections.defaultdict(list)  # receiving links
-        self._rr: dict[str, int] = collections.defaultdict(int)
-        self._pending: dict[str, collections.deque[_Outbound]] = collections.defaultdict(collections.deque)
-        self._heap: list[tuple[float, int, _Outbound]] = []
-        self._tiebreak = itertools.count()
-        self._wake_scheduler = trio.Event()
+        self._outbox: Outbox[_Outbound] = Outbox(  # its sessions: the receiving links
+            self.stats,
+            window=lambda: self.config.deliver_window,
+            resend_after=lambda: self.config.report_resend_after,
+            prepare=self._falls_due,
+        )
         self._nursery: trio.Nursery | None = None
         self._record = RecordFile()
         self._outcomes = OutcomeDraw(self.config.outcomes)
@@ -782,8 +775,8 @@ class Smgw:
                 nursery.start_soon(trio.serve_listeners, self._serve_connection, listeners)
                 if control:
                     nursery.start_soon(trio.serve_listeners, self._serve_control, control)
-                nursery.start_soon(self._scheduler)
-                nursery.start_soon(self._sweeper)
+                nursery.start_soon(self._outbox.scheduler)
+                nursery.start_soon(self._outbox.sweeper)
                 if self._record.active:
                     nursery.start_soon(self._record.run)
                 log.info(
@@ -819,8 +812,7 @@ class Smgw:
         self.stats.logins += 1
         self.stats.sessions += 1
         if conn.receives:
-            self._sessions[conn.client_id].append(conn)
-            self._dispatch(conn.client_id)
+            self._outbox.add_session(conn.client_id, conn)
 
     def forget(self, conn: _Conn) -> None:
         """Take a connection out of service; its Delivers in flight go back to the front of the queue."""
@@ -830,17 +822,7 @@ class Smgw:
         if not conn.logged_in:
             return
         self.stats.sessions -= 1
-        sessions = self._sessions.get(conn.client_id)
-        if sessions and conn in sessions:
-            sessions.remove(conn)
-        if conn.inflight:
-            queue = self._pending[conn.client_id]
-            for item in reversed(conn.inflight.values()):
-                item.state = _READY
-                item.conn = None
-                queue.appendleft(item)
-            conn.inflight.clear()
-            self._dispatch(conn.client_id)
+        self._outbox.remove_session(conn.client_id, conn)
 
     def disconnect_all(self) -> int:
         """Cut every connection at once, without Exit; returns how many."""
@@ -895,7 +877,7 @@ class Smgw:
         )
         self.stats.reports_scheduled += 1
         self.stats.reports_pending += 1
-        self._push(trio.current_time() + self._delay(), _Outbound(client_id, deliver, report))
+        self._outbox.push(trio.current_time() + self._delay(), _Outbound(client_id, deliver, report))
 
     # --- mobile-originated messages ---------------------------------------------------------------------
 
@@ -922,7 +904,7 @@ class Smgw:
         if concat not in Concats:
             raise ValueError(f"concat must be one of {', '.join(Concats)}, got {concat!r}")
         if client_id is None:
-            client_id = next((cid for cid, conns in self._sessions.items() if conns), None)
+            client_id = next((cid for cid, conns in self._outbox.sessions.items() if conns), None)
             client_id = client_id or next(iter(self.config.accounts))
         elif client_id not in self.config.accounts:
             raise ValueError(f"unknown client_id {client_id!r}")
@@ -954,21 +936,13 @@ class Smgw:
                 self._rng.shuffle(items)
         self.stats.mo_pending += len(items)
         for item in items:
-            self._make_ready(item)
+            self._outbox.make_ready(item)
         await trio.lowlevel.checkpoint()
         return len(items)
 
     # --- the Deliver machinery --------------------------------------------------------------------------
 
-    def _push(self, when: float, item: _Outbound) -> None:
-        item.state = _SCHEDULED
-        earliest = not self._heap or when < self._heap[0][0]
-        heapq.heappush(self._heap, (when, next(self._tiebreak), item))
-        if earliest:
-            self._wake_scheduler.set()
-
-    def _make_ready(self, item: _Outbound) -> None:
-        item.state = _READY
+    def _falls_due(self, item: _Outbound) -> None:
         if item.report is not None and not item.report.done_date:
             # Due now: the handset "answered" now, and the report's Deliver gets its own MsgID.
             now = time.time()
@@ -976,84 +950,10 @@ class Smgw:
             item.deliver = dataclasses.replace(
                 item.deliver, msg_id=self.new_msg_id(), recv_time=_recv_time(now)
             )
-        self._pending[item.client_id].append(item)
-        self._dispatch(item.client_id)
-
-    def _dispatch(self, client_id: str) -> None:
-        """Send what waits for ``client_id`` to its receiving links, round robin, each within its window."""
-        queue = self._pending.get(client_id)
-        sessions = self._sessions.get(client_id)
-        if not queue or not sessions:
-            return
-        window = self.config.deliver_window
-        now = trio.current_time()
-        n = len(sessions)
-        rr = self._rr[client_id]
-        while queue:
-            for _ in range(n):
-                rr = (rr + 1) % n
-                conn = sessions[rr]
-                if len(conn.inflight) < window and not conn.closing:
-                    break
-            else:
-                break  # every window is full; a Deliver_Resp calls this again
-            item = queue.popleft()
-            if item.is_report:
-                self.stats.reports_sent += 1
-                if item.attempts:
-                    self.stats.reports_resent += 1
-            else:
-                self.stats.mo_sent += 1
-            conn.send_deliver(item, now)
-        self._rr[client_id] = rr
 
     def answered(self, conn: _Conn, item: _Outbound, status: int) -> None:
-        item.conn = None
-        if status == STATUS_OK:
-            item.state = _DONE
-            if item.is_report:
-                self.stats.reports_acked += 1
-                self.stats.reports_pending -= 1
-            else:
-                self.stats.mo_acked += 1
-                self.stats.mo_pending -= 1
-        else:
-            # The SP could not take it (busy, or an error): a real SMGW tries again later.
-            self._push(trio.current_time() + _NACK_RETRY, item)
-        self._dispatch(conn.client_id)
-
-    async def _scheduler(self) -> None:
-        """Move reports (and retries) from the heap to their account's queue when they fall due."""
-        heap = self._heap
-        while True:
-            now = trio.current_time()
-            while heap and heap[0][0] <= now:
-                item = heapq.heappop(heap)[2]
-                if item.state == _SCHEDULED:
-                    self._make_ready(item)
-            self._wake_scheduler = trio.Event()
-            if heap:
-                with trio.move_on_at(heap[0][0]):
-                    await self._wake_scheduler.wait()
-            else:
-                await self._wake_scheduler.wait()
-
-    async def _sweeper(self) -> None:
-        """Send again what was not answered in time (Deliver_Resp lost or never sent)."""
-        while True:
-            await trio.sleep(min(1.0, self.config.report_resend_after / 4))
-            limit = trio.current_time() - self.config.report_resend_after
-            for sessions in list(self._sessions.values()):
-                expired: list[_Outbound] = []
-                for conn in sessions:
-                    for seq, item in list(conn.inflight.items()):  # in send order: stop at the first in time
-                        if item.sent_at > limit:
-                            break
-                        del conn.inflight[seq]
-                        item.conn = None
-                        expired.append(item)
-                for item in expired:
-                    self._make_ready(item)
+        # Busy, or an error: a real SMGW sends it again later.
+        self._outbox.answered(conn.client_id, item, status == STATUS_OK)
 
     # --- recording --------------------------------------------------------------------------------------
 
