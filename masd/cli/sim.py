@@ -49,6 +49,31 @@ HostOption = Annotated[str, typer.Option("--host", help="Where the SMSC's contro
 ControlPortOption = Annotated[
     int, typer.Option("--control-port", help="The SMSC's control port (its SMPP port + 1 by default).")
 ]
+# Options two or more simulators share, word for word.
+TextOption = Annotated[str, typer.Option("--text", help="The message text.")]
+ShuffleOption = Annotated[bool, typer.Option("--shuffle", help="Send the parts out of order.")]
+ConcatOption = Annotated[
+    str, typer.Option("--concat", help="UDH of a long text: udh8 (05 00 03) or udh16 (06 08 04).")
+]
+SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed for delays, outcomes and ids.")]
+ReportDelayOption = Annotated[
+    str, typer.Option("--report-delay", help="Seconds until a report: '1.5', or a range '0.5-2'.")
+]
+DisconnectAfterOption = Annotated[
+    float, typer.Option("--disconnect-after", help="Drop each session this many s after login; 0 = off.")
+]
+ActiveTestTimeoutOption = Annotated[
+    float, typer.Option("--active-test-timeout", help="Drop a session not answering within this (s).")
+]
+ReportResendOption = Annotated[
+    float, typer.Option("--resend-after", help="Send a report again if unanswered this long (s).")
+]
+LoginLogLevelOption = Annotated[
+    str, typer.Option("--log-level", help="debug, info (logins and drops) or warning.")
+]
+BindLogLevelOption = Annotated[
+    str, typer.Option("--log-level", help="debug, info (binds and drops) or warning.")
+]
 SmscTimeoutOption = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the SMSC.")]
 
 
@@ -200,14 +225,12 @@ def smsc(
     record: Annotated[
         Path | None, typer.Option("--record", help="Append every submit_sm received to this JSONL file.")
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for delays, outcomes and ids.")] = None,
+    seed: SeedOption = None,
     control_port: Annotated[
         int | None,
         typer.Option("--control-port", help="Control port (JSON lines); default SMPP port + 1; -1 = none."),
     ] = None,
-    log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info (binds and drops) or warning.")
-    ] = "warning",
+    log_level: BindLogLevelOption = "warning",
     as_json: JsonOption = False,
 ) -> None:
     """Run a simulated SMPP 3.4 SMSC (模拟短信中心) until Ctrl-C or SIGTERM."""
@@ -325,14 +348,14 @@ def _show_stats(host: str, port: int, timeout: float, what: str, as_json: bool) 
 def mo(
     sender: Annotated[str, typer.Option("--from", help="The handset's number (主叫号码).")],
     destination: Annotated[str, typer.Option("--to", help="The service number, extension included.")],
-    text: Annotated[str, typer.Option("--text", help="The message text.")],
+    text: TextOption,
     split: Annotated[
         str, typer.Option("--split", help="How a long text is concatenated: udh8, udh16, sar or payload.")
     ] = "udh8",
     system_id: Annotated[
         str | None, typer.Option("--system-id", help="Deliver to binds of this account.")
     ] = None,
-    shuffle: Annotated[bool, typer.Option("--shuffle", help="Send the parts out of order.")] = False,
+    shuffle: ShuffleOption = False,
     host: HostOption = "127.0.0.1",
     control_port: ControlPortOption = 2776,
     timeout: SmscTimeoutOption = 5.0,
@@ -382,9 +405,7 @@ def ismg(
     ismg_code: Annotated[
         int, typer.Option("--ismg-code", help="The ISMG code (22 bits) in every Msg_Id.")
     ] = 10086,
-    report_delay: Annotated[
-        str, typer.Option("--report-delay", help="Seconds until a report: '1.5', or a range '0.5-2'.")
-    ] = "0.1-1",
+    report_delay: ReportDelayOption = "0.1-1",
     outcomes: Annotated[
         str,
         typer.Option(
@@ -408,18 +429,12 @@ def ismg(
     disconnect_every: Annotated[
         int, typer.Option("--disconnect-every", help="Drop a connection at its Nth SUBMIT; 0 = off.")
     ] = 0,
-    disconnect_after: Annotated[
-        float, typer.Option("--disconnect-after", help="Drop each session this many s after login; 0 = off.")
-    ] = 0.0,
+    disconnect_after: DisconnectAfterOption = 0.0,
     active_test: Annotated[
         float, typer.Option("--active-test", help="Seconds between the ISMG's own ACTIVE_TEST; 0 = never.")
     ] = 180.0,
-    active_test_timeout: Annotated[
-        float, typer.Option("--active-test-timeout", help="Drop a session not answering within this (s).")
-    ] = 60.0,
-    resend_after: Annotated[
-        float, typer.Option("--resend-after", help="Send a report again if unanswered this long (s).")
-    ] = 60.0,
+    active_test_timeout: ActiveTestTimeoutOption = 60.0,
+    resend_after: ReportResendOption = 60.0,
     deliver_window: Annotated[
         int, typer.Option("--deliver-window", help="DELIVERs (reports, MOs) unanswered at once per session.")
     ] = 16,
@@ -427,14 +442,12 @@ def ismg(
         Path | None,
         typer.Option("--record", help="Append every CONNECT and SUBMIT received to this JSONL file."),
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for delays, outcomes and ids.")] = None,
+    seed: SeedOption = None,
     control_port: Annotated[
         int | None,
         typer.Option("--control-port", help="Control port (JSON lines); default CMPP port + 1; -1 = none."),
     ] = None,
-    log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info (logins and drops) or warning.")
-    ] = "warning",
+    log_level: LoginLogLevelOption = "warning",
     as_json: JsonOption = False,
 ) -> None:
     """Run a simulated China Mobile ISMG (模拟移动网关, CMPP 2.0/3.0) until Ctrl-C or SIGTERM."""
@@ -491,18 +504,16 @@ def ismg_mo(
     destination: Annotated[
         str, typer.Option("--to", help="Dest_Id: the service code and extension (e.g. 1065712345001).")
     ],
-    text: Annotated[str, typer.Option("--text", help="The message text.")],
+    text: TextOption,
     msg_fmt: Annotated[
         int | None,
         typer.Option("--msg-fmt", help="0 ASCII, 8 UCS-2 or 15 GBK. \\[default: 0 for ASCII, else 8]"),
     ] = None,
-    concat: Annotated[
-        str, typer.Option("--concat", help="UDH of a long text: udh8 (05 00 03) or udh16 (06 08 04).")
-    ] = "udh8",
+    concat: ConcatOption = "udh8",
     sp_id: Annotated[str | None, typer.Option("--sp-id", help="Deliver to sessions of this account.")] = None,
     link_id: Annotated[str, typer.Option("--link-id", help="LinkID (3.0 sessions only).")] = "",
     service_id: Annotated[str, typer.Option("--service-id", help="Service_Id of the DELIVER.")] = "",
-    shuffle: Annotated[bool, typer.Option("--shuffle", help="Send the parts out of order.")] = False,
+    shuffle: ShuffleOption = False,
     host: HostOption = "127.0.0.1",
     control_port: IsmgControlPortOption = 7891,
     timeout: IsmgTimeoutOption = 5.0,
@@ -559,9 +570,7 @@ def smgw(
     smgw_code: Annotated[
         int, typer.Option("--smgw-code", help="The 6-digit SMGW code in every MsgID (area code + 06 + n).")
     ] = 10601,
-    report_delay: Annotated[
-        str, typer.Option("--report-delay", help="Seconds until a report: '1.5', or a range '0.5-2'.")
-    ] = "0.1-1",
+    report_delay: ReportDelayOption = "0.1-1",
     outcomes: Annotated[
         str,
         typer.Option(
@@ -590,18 +599,12 @@ def smgw(
     disconnect_every: Annotated[
         int, typer.Option("--disconnect-every", help="Drop a connection at its Nth Submit; 0 = off.")
     ] = 0,
-    disconnect_after: Annotated[
-        float, typer.Option("--disconnect-after", help="Drop each session this many s after login; 0 = off.")
-    ] = 0.0,
+    disconnect_after: DisconnectAfterOption = 0.0,
     active_test: Annotated[
         float, typer.Option("--active-test", help="Seconds between the SMGW's own Active_Test; 0 = never.")
     ] = 180.0,
-    active_test_timeout: Annotated[
-        float, typer.Option("--active-test-timeout", help="Drop a session not answering within this (s).")
-    ] = 60.0,
-    resend_after: Annotated[
-        float, typer.Option("--resend-after", help="Send a report again if unanswered this long (s).")
-    ] = 60.0,
+    active_test_timeout: ActiveTestTimeoutOption = 60.0,
+    resend_after: ReportResendOption = 60.0,
     deliver_window: Annotated[
         int, typer.Option("--deliver-window", help="Delivers (reports, MOs) unanswered at once per session.")
     ] = 16,
@@ -609,14 +612,12 @@ def smgw(
         Path | None,
         typer.Option("--record", help="Append every Login and Submit received to this JSONL file."),
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for delays, outcomes and ids.")] = None,
+    seed: SeedOption = None,
     control_port: Annotated[
         int | None,
         typer.Option("--control-port", help="Control port (JSON lines); default SMGP port + 1; -1 = none."),
     ] = None,
-    log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info (logins and drops) or warning.")
-    ] = "warning",
+    log_level: LoginLogLevelOption = "warning",
     as_json: JsonOption = False,
 ) -> None:
     """Run a simulated China Telecom SMGW (模拟电信网关, SMGP 3.0) until Ctrl-C or SIGTERM."""
@@ -681,18 +682,16 @@ def smgw_mo(
     destination: Annotated[
         str, typer.Option("--to", help="DestTermID: the service code and extension (e.g. 106590123401).")
     ],
-    text: Annotated[str, typer.Option("--text", help="The message text.")],
+    text: TextOption,
     msg_format: Annotated[
         int | None,
         typer.Option("--msg-format", help="0 ASCII, 8 UCS-2 or 15 GB18030. \\[default: 0 for ASCII, else 8]"),
     ] = None,
-    concat: Annotated[
-        str, typer.Option("--concat", help="UDH of a long text: udh8 (05 00 03) or udh16 (06 08 04).")
-    ] = "udh8",
+    concat: ConcatOption = "udh8",
     client_id: Annotated[
         str | None, typer.Option("--client-id", help="Deliver to sessions of this account.")
     ] = None,
-    shuffle: Annotated[bool, typer.Option("--shuffle", help="Send the parts out of order.")] = False,
+    shuffle: ShuffleOption = False,
     host: HostOption = "127.0.0.1",
     control_port: SmgwControlPortOption = 8891,
     timeout: SmgwTimeoutOption = 5.0,
@@ -782,9 +781,7 @@ def smg(
         int | None,
         typer.Option("--control-port", help="Control port (JSON lines); default SGIP port + 2; -1 = none."),
     ] = None,
-    log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info (binds and drops) or warning.")
-    ] = "warning",
+    log_level: BindLogLevelOption = "warning",
     as_json: JsonOption = False,
 ) -> None:
     """Run a simulated China Unicom SMG (模拟联通网关, SGIP 1.2) until Ctrl-C or SIGTERM."""
@@ -843,15 +840,13 @@ def smg_mo(
     destination: Annotated[
         str, typer.Option("--to", help="SPNumber: the access number and extension (e.g. 1065501234501).")
     ],
-    text: Annotated[str, typer.Option("--text", help="The message text.")],
+    text: TextOption,
     coding: Annotated[
         int | None,
         typer.Option("--coding", help="0 ASCII, 8 UCS-2 or 15 GBK. \\[default: 0 for ASCII, else 8]"),
     ] = None,
-    concat: Annotated[
-        str, typer.Option("--concat", help="UDH of a long text: udh8 (05 00 03) or udh16 (06 08 04).")
-    ] = "udh8",
-    shuffle: Annotated[bool, typer.Option("--shuffle", help="Send the parts out of order.")] = False,
+    concat: ConcatOption = "udh8",
+    shuffle: ShuffleOption = False,
     host: HostOption = "127.0.0.1",
     control_port: SmgControlPortOption = 8803,
     timeout: SmgTimeoutOption = 5.0,
