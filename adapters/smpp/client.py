@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +27,7 @@ import pydantic
 import structlog
 import trio
 
+from .._link import Pacer
 from ..base import (
     ChannelDriver,
     ChannelEvents,
@@ -295,8 +295,7 @@ class SmppChannel(ChannelDriver):
         self._transmitters = [link for link in links if link.transmits]
         self._rr = 0
         self._rng = random.Random()
-        self._interval = 1.0 / s.max_rate if s.max_rate else 0.0
-        self._tat = -math.inf  # pacing: theoretical arrival time of the next submit (GCRA)
+        self._pacer = Pacer(s.max_rate)
         self._running = False
         self._draining = False
         self._drain_started = trio.Event()
@@ -364,7 +363,7 @@ class SmppChannel(ChannelDriver):
         outcomes ``submit`` would have returned, from the task that sees the response, the timeout or the
         lost link. False: nothing was sent, call ``submit``. The dispatcher uses this to spare a task per
         delivery, which at thousands a second is a noticeable share of the CPU."""
-        if len(segments) != 1 or self._draining or self._interval:
+        if len(segments) != 1 or self._draining or self._pacer.interval:
             return False
         link = self._pick()
         if link is None:
@@ -719,20 +718,10 @@ class SmppChannel(ChannelDriver):
         npi = guess[1] if s.dest_npi is None else s.dest_npi
         return ton, npi, destination.removeprefix("+")
 
-    async def _pace(self) -> None:
-        """Space submits at ``max_rate`` (GCRA without burst): a carrier's cap is usually per second, and
-        going over it earns throttling errors; the core paces too, this is the last line."""
-        now = trio.current_time()
-        start = max(self._tat, now)
-        self._tat = start + self._interval
-        if start > now:
-            await trio.sleep_until(start)
-
     async def _submit_segment(
         self, link: _Link, seg: OutboundSegment, src: _Address, dst: _Address
     ) -> SubmitOutcome:
-        if self._interval:
-            await self._pace()
+        await self._pacer.wait()
         window = link.window
         try:
             window.acquire_nowait()  # the usual case: no checkpoint, the response wait below is one
