@@ -95,6 +95,16 @@ from .._simkit import (
     without_udh,
 )
 from .._simkit import account_list as _accounts
+from ..cn_text import (
+    SINGLE_OCTETS,
+    Concat,
+    Plan,
+    capacity,
+    choose_msg_fmt,
+    decode_content,
+    encode_parts,
+    encode_text,
+)
 from . import msgid
 from .constants import (
     ACTIVE_TEST,
@@ -149,16 +159,6 @@ from .pdu import (
     decode_header,
     encode,
     encode_report,
-)
-from .text import (
-    SINGLE_OCTETS,
-    Concat,
-    Plan,
-    capacity,
-    choose_msg_fmt,
-    decode_content,
-    encode_parts,
-    encode_text,
 )
 
 __all__ = [

@@ -57,9 +57,7 @@ from typing import Any
 
 import trio
 
-from masd_adapters.cmpp import text as carrier_text
-
-from .. import _simkit
+from .. import _simkit, cn_text
 from .._simkit import (
     OutcomeDraw,
     RecordFile,
@@ -300,14 +298,14 @@ class _Item:
 
 def _text_of(submit: pdu.Submit) -> str | None:
     content = without_udh(submit.message_content, submit.tp_udhi)
-    decoded = carrier_text.decode_content(content, submit.message_coding)
+    decoded = cn_text.decode_content(content, submit.message_coding)
     return decoded if isinstance(decoded, str) else None
 
 
-def _cut(text: str, coding: int, concat: carrier_text.Concat) -> list[str]:
+def _cut(text: str, coding: int, concat: cn_text.Concat) -> list[str]:
     """``text`` in the parts of MessageCoding ``coding``: one when it fits 140 octets."""
-    limit = carrier_text.capacity(coding, concat)
-    return cut_text(text, lambda t: carrier_text.encode_text(t, coding), _CONTENT_MAX, limit)
+    limit = cn_text.capacity(coding, concat)
+    return cut_text(text, lambda t: cn_text.encode_text(t, coding), _CONTENT_MAX, limit)
 
 
 # ----- the SP's connections -------------------------------------------------------------------------------
@@ -615,13 +613,13 @@ class Smg:
                 raise ValueError(f"{what} must be 1-21 ASCII characters, got {value!r}")
         if concat not in ("udh8", "udh16"):
             raise ValueError(f"concat must be udh8 or udh16, got {concat!r}")
-        scheme: carrier_text.Concat = "udh8" if concat == "udh8" else "udh16"
-        fmt = carrier_text.choose_msg_fmt(text) if coding is None else coding
+        scheme: cn_text.Concat = "udh8" if concat == "udh8" else "udh16"
+        fmt = cn_text.choose_msg_fmt(text) if coding is None else coding
         if fmt not in (CODING_ASCII, CODING_UCS2, CODING_GBK):
             raise ValueError(f"coding must be 0 (ASCII), 8 (UCS-2) or 15 (GBK), got {coding!r}")
         try:
-            parts = carrier_text.encode_parts(
-                carrier_text.Plan(fmt, tuple(_cut(text, fmt, scheme))), concat=scheme, ref=self._next_ref()
+            parts = cn_text.encode_parts(
+                cn_text.Plan(fmt, tuple(_cut(text, fmt, scheme))), concat=scheme, ref=self._next_ref()
             )
         except UnicodeEncodeError as e:
             raise ValueError(f"the text cannot be written in coding {fmt}: {e.reason}") from None

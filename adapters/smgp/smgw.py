@@ -93,7 +93,7 @@ from .._simkit import (
     without_udh,
 )
 from .._simkit import account_list as _accounts
-from ..cmpp.text import (
+from ..cn_text import (
     Concat,
     Plan,
     capacity,
