@@ -52,7 +52,24 @@ from .._link import (
     store_receipts,
     store_reply,
 )
-from .._options import ASCII, DIGITS, SECONDS, CarrierOptions, ascii_text
+from .._options import (
+    ACTIVE_TEST_INTERVAL,
+    ALLOW_GBK,
+    ASCII,
+    CONNECTIONS,
+    DIGITS,
+    HOST,
+    MAX_RATE,
+    MO_TIMEOUT,
+    RECONNECT_MAX,
+    RECONNECT_MIN,
+    RESENDS,
+    RESPONSE_TIMEOUT,
+    WINDOW,
+    ascii_text,
+    check_reconnect,
+    require,
+)
 from ..base import (
     ChannelDriver,
     ChannelEvents,
@@ -115,11 +132,12 @@ class ConnectRefused(Exception):
 # ----- options -----------------------------------------------------------------------------------------
 
 
-class CmppOptions(CarrierOptions):
+class CmppOptions(DriverOptions):
     """The ``cmpp`` driver's options; see :class:`CmppChannel` and docs/cmpp.md."""
 
     secret = frozenset({"password"})
 
+    host: str = HOST
     port: int = option(7890, "an integer from 1 to 65535", ge=1, le=65535)
     sp_id: str = option(
         "", "the SP's 6-character id (Source_Addr)", min_length=1, max_length=6, pattern=ASCII
@@ -134,13 +152,22 @@ class CmppOptions(CarrierOptions):
     fee_terminal_id: str = option("", "at most 21 digits", max_length=21, pattern=DIGITS)
     msg_src: str = option("", ascii_text(6) + " (empty: sp_id)", max_length=6, pattern=ASCII)
     link_id: str = option("", ascii_text(20) + " (CMPP 3.0 only)", max_length=20, pattern=ASCII)
-    active_test_interval: float = option(180.0, SECONDS, gt=0)
+    connections: int = CONNECTIONS
+    window: int = WINDOW
+    response_timeout: float = RESPONSE_TIMEOUT
+    resends: int = RESENDS
+    active_test_interval: float = ACTIVE_TEST_INTERVAL
+    reconnect_min: float = RECONNECT_MIN
+    reconnect_max: float = RECONNECT_MAX
     registered_delivery: int = option(1, "0 (no reports) or 1", ge=0, le=1)
+    allow_gbk: bool = ALLOW_GBK
+    mo_timeout: float = MO_TIMEOUT
+    max_rate: float | None = MAX_RATE
 
     @pydantic.model_validator(mode="after")
     def _together(self) -> CmppOptions:
-        self.require(("host", self.host), ("sp_id", self.sp_id))
-        self.check_reconnect()
+        require(("host", self.host), ("sp_id", self.sp_id))
+        check_reconnect(self.reconnect_min, self.reconnect_max)
         if self.link_id and self.version != "3.0":
             raise InvalidOption("link_id", self.link_id, "CMPP 2.0 has no LinkID; leave it empty or use 3.0")
         return self

@@ -60,7 +60,23 @@ from .._link import (
     store_receipts,
     store_reply,
 )
-from .._options import ASCII, DIGITS, CarrierOptions, ascii_text
+from .._options import (
+    ALLOW_GBK,
+    ASCII,
+    CONNECTIONS,
+    DIGITS,
+    HOST,
+    MAX_RATE,
+    MO_TIMEOUT,
+    RECONNECT_MAX,
+    RECONNECT_MIN,
+    RESENDS,
+    RESPONSE_TIMEOUT,
+    WINDOW,
+    ascii_text,
+    check_reconnect,
+    require,
+)
 from ..base import (
     ChannelDriver,
     ChannelEvents,
@@ -144,11 +160,12 @@ class BindRefused(Exception):
 # ----- options -----------------------------------------------------------------------------------------
 
 
-class SgipOptions(CarrierOptions):
+class SgipOptions(DriverOptions):
     """The ``sgip`` driver's options; see :class:`SgipChannel` and docs/cmpp.md."""
 
     secret = frozenset({"password", "smg_password"})
 
+    host: str = HOST
     port: int = option(8801, "an integer from 1 to 65535", ge=1, le=65535)
     login_name: str = option("", ascii_text(16), max_length=16, pattern=ASCII)
     password: str = option("", ascii_text(16), max_length=16, pattern=ASCII)
@@ -174,18 +191,27 @@ class SgipOptions(CarrierOptions):
     )
     smg_login_name: str = option("", ascii_text(16) + " (empty: any)", max_length=16, pattern=ASCII)
     smg_password: str = option("", ascii_text(16), max_length=16, pattern=ASCII)
+    connections: int = CONNECTIONS
+    window: int = WINDOW
+    response_timeout: float = RESPONSE_TIMEOUT
+    resends: int = RESENDS
     idle_timeout: float = option(30.0, "seconds, or 0 to keep idle connections open", ge=0)
+    reconnect_min: float = RECONNECT_MIN
+    reconnect_max: float = RECONNECT_MAX
+    allow_gbk: bool = ALLOW_GBK
+    mo_timeout: float = MO_TIMEOUT
+    max_rate: float | None = MAX_RATE
 
     @pydantic.model_validator(mode="after")
     def _together(self) -> SgipOptions:
-        self.require(("host", self.host), ("login_name", self.login_name))
+        require(("host", self.host), ("login_name", self.login_name))
         if self.node_id is None and not (self.area_code and self.corp_id):
             raise InvalidOption(
                 "node_id",
                 None,
                 "required: the SP's node id, or area_code and corp_id to make it (3AAAAQQQQQ)",
             )
-        self.check_reconnect()
+        check_reconnect(self.reconnect_min, self.reconnect_max)
         if self.listen:
             _listen_address(self.listen)
         return self

@@ -56,7 +56,24 @@ from .._link import (
     store_receipts,
     store_reply,
 )
-from .._options import ASCII, DIGITS, SECONDS, CarrierOptions, ascii_text
+from .._options import (
+    ACTIVE_TEST_INTERVAL,
+    ALLOW_GBK,
+    ASCII,
+    CONNECTIONS,
+    DIGITS,
+    HOST,
+    MAX_RATE,
+    MO_TIMEOUT,
+    RECONNECT_MAX,
+    RECONNECT_MIN,
+    RESENDS,
+    RESPONSE_TIMEOUT,
+    WINDOW,
+    ascii_text,
+    check_reconnect,
+    require,
+)
 from ..base import (
     ChannelDriver,
     ChannelEvents,
@@ -138,11 +155,12 @@ class SmgpSegmenter(cn_text.CmppSegmenter):
 # ----- options -----------------------------------------------------------------------------------------
 
 
-class SmgpOptions(CarrierOptions):
+class SmgpOptions(DriverOptions):
     """The ``smgp`` driver's options; see :class:`SmgpChannel` and docs/cmpp.md."""
 
     secret = frozenset({"password"})
 
+    host: str = HOST
     port: int = option(8890, "an integer from 1 to 65535", ge=1, le=65535)
     client_id: str = option(
         "", "the SP's account (ClientID), at most 8 characters", min_length=1, max_length=8, pattern=ASCII
@@ -158,13 +176,22 @@ class SmgpOptions(CarrierOptions):
     fixed_fee: str = option("000000", "at most 6 digits (fen)", max_length=6, pattern=DIGITS)
     charge_term_id: str = option("", "at most 21 digits", max_length=21, pattern=DIGITS)
     priority: int = option(1, "an integer from 0 to 3", ge=0, le=3)
-    active_test_interval: float = option(180.0, SECONDS, gt=0)
+    connections: int = CONNECTIONS
+    window: int = WINDOW
+    response_timeout: float = RESPONSE_TIMEOUT
+    resends: int = RESENDS
+    active_test_interval: float = ACTIVE_TEST_INTERVAL
+    reconnect_min: float = RECONNECT_MIN
+    reconnect_max: float = RECONNECT_MAX
     need_report: int = option(1, "0 (no reports) or 1", ge=0, le=1)
+    allow_gbk: bool = ALLOW_GBK
+    mo_timeout: float = MO_TIMEOUT
+    max_rate: float | None = MAX_RATE
 
     @pydantic.model_validator(mode="after")
     def _together(self) -> SmgpOptions:
-        self.require(("host", self.host), ("client_id", self.client_id))
-        self.check_reconnect()
+        require(("host", self.host), ("client_id", self.client_id))
+        check_reconnect(self.reconnect_min, self.reconnect_max)
         return self
 
     @property
