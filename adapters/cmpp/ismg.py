@@ -74,11 +74,11 @@ from typing import Any, get_args
 
 import trio
 
-from .._outbox import INFLIGHT, Outbound, Outbox
+from .._outbox import Outbound, Outbox
+from .._simconn import SimConn
 from .._simkit import (
     OutcomeDraw,
     RecordFile,
-    TokenBucket,
     answer_control,
     check_delay,
     check_outcomes,
@@ -87,7 +87,6 @@ from .._simkit import (
     open_control,
     parse_delay,
     parse_weights,
-    peer_of,
     port_of,
     record_line,
     request_str,
@@ -208,9 +207,6 @@ _DECODED = frozenset(
 )
 _VERSION_TEXT = {VERSION_20: "2.0", VERSION_30: "3.0"}
 _TERMINAL_ID = {VERSION_20: 21, VERSION_30: 32}
-_HIGH_WATER = 1 << 20  # unsent octets after which a connection stops reading (the SP does not read)
-_FINAL_FLUSH = 2.0  # seconds a closing connection gets to send what it owes
-_TERMINATE_WAIT = 5.0  # seconds the ISMG's TERMINATE waits for its TERMINATE_RESP
 Concats: tuple[str, ...] = get_args(Concat)
 
 
@@ -418,32 +414,37 @@ def _plan_in(text: str, msg_fmt: int, concat: Concat) -> Plan:
 # ----- one CMPP connection ------------------------------------------------------------------------------
 
 
-class _Conn:
+class _Conn(SimConn):
     """One TCP connection: its login, its output buffer and writer, its DELIVERs in flight."""
 
+    name = "ismg"
+    log = log
+    header_length = HEADER_LENGTH
+    error = PduError
+    active_test_resp = "ACTIVE_TEST_RESP"
+
     def __init__(self, ismg: Ismg, stream: trio.SocketStream, number: int) -> None:
+        super().__init__(stream, number)
         self.ismg = ismg
-        self.stream = stream
-        self.number = number
-        self.peer = peer_of(stream)
         self.sp_id = ""
         self.version: int | None = None  # the session's layout once logged in
-        self.scope = trio.CancelScope()
-        self.nursery: trio.Nursery | None = None
-        self.out = bytearray()
-        self.wake = trio.Event()
-        self.writer_done = trio.Event()
-        self.drained: trio.Event | None = None
-        self.closing = False
-        self.dropped = False
-        self._sequence = itertools.count(1)
         self.inflight: dict[int, _Outbound] = {}  # DELIVER Sequence_Id → what it carries, in send order
-        self.submits = 0
-        self.bucket = TokenBucket()  # for throttle_above_rate
-        self.active_test_seq = -1
-        self.active_test_answered: trio.Event | None = None
         self.terminate_seq = -1
         self.terminate_answered = trio.Event()
+
+    @property
+    def server(self) -> Ismg:
+        return self.ismg
+
+    def length_of(self, header: bytes) -> int:
+        return decode_header(header).total_length
+
+    def active_test(self, sequence_id: int) -> None:
+        self.reply(ActiveTest(), sequence_id)
+
+    def deliver_wire(self, item: _Outbound, sequence_id: int) -> bytes:
+        assert self.version is not None
+        return item.wire(self.version, self.ismg.config.short_reports, sequence_id)
 
     @property
     def logged_in(self) -> bool:
@@ -454,79 +455,12 @@ class _Conn:
         """The version to encode in: the session's, or before a login the ISMG's own."""
         return self.ismg.config.version if self.version is None else self.version
 
-    def next_sequence(self) -> int:
-        return next(self._sequence) & 0xFFFFFFFF
-
     # --- output -----------------------------------------------------------------------------------------
-
-    def send(self, data: bytes) -> None:
-        if not self.dropped:
-            self.out += data
-            self.wake.set()
 
     def reply(self, pdu: Pdu, sequence_id: int) -> None:
         self.send(encode(pdu, sequence_id=sequence_id, version=self.layout))
 
-    async def writer(self) -> None:
-        try:
-            while True:
-                await self.wake.wait()
-                self.wake = trio.Event()
-                await trio.lowlevel.checkpoint()  # let the answers to one read go in one send_all
-                while self.out:
-                    data, self.out = self.out, bytearray()
-                    await self.stream.send_all(data)
-                    if self.drained is not None and len(self.out) < _HIGH_WATER:
-                        self.drained.set()
-                if self.closing:
-                    return
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.drop()
-        finally:
-            self.writer_done.set()
-
-    def drop(self) -> None:
-        """Cut the connection now, without TERMINATE (what a crash or a cut cable looks like)."""
-        self.dropped = True
-        self.closing = True
-        self.scope.cancel()
-        self.ismg.forget(self)
-
-    def close_after_flush(self) -> None:
-        self.closing = True
-        self.wake.set()
-
     # --- input ------------------------------------------------------------------------------------------
-
-    async def reader(self) -> None:
-        buf = bytearray()
-        try:
-            while not self.closing:
-                if len(self.out) > _HIGH_WATER:
-                    self.drained = trio.Event()
-                    await self.drained.wait()
-                    self.drained = None
-                chunk = await self.stream.receive_some(65536)
-                if not chunk:
-                    return
-                buf += chunk
-                while len(buf) >= HEADER_LENGTH and not self.closing:
-                    total = decode_header(bytes(buf[:HEADER_LENGTH])).total_length
-                    if len(buf) < total:
-                        break
-                    raw = bytes(buf[:total])
-                    del buf[:total]
-                    self.handle(raw)
-        except PduError as e:
-            # The peer and we disagree about the framing or a layout; nothing after this can be trusted.
-            log.info("ismg: connection %d (%s): %s; closing", self.number, self.peer, e)
-            self.ismg.stats.malformed += 1
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.drop()
-        except Exception:
-            # One client's PDU meeting a bug must not take the whole ISMG down: drop only this connection.
-            log.exception("ismg: connection %d: internal error; dropping it", self.number)
-            self.drop()
 
     def handle(self, raw: bytes) -> None:
         header = decode_header(raw)
@@ -651,57 +585,13 @@ class _Conn:
 
     # --- the ISMG's own requests ------------------------------------------------------------------------
 
-    async def active_tester(self) -> None:
-        while True:
-            cfg = self.ismg.config  # "set" may have replaced it
-            if cfg.active_test_interval <= 0:
-                return
-            await trio.sleep(cfg.active_test_interval)
-            cfg = self.ismg.config
-            self.active_test_seq = self.next_sequence()
-            answered = self.active_test_answered = trio.Event()
-            self.ismg.stats.active_tests_sent += 1
-            self.reply(ActiveTest(), self.active_test_seq)
-            with trio.move_on_after(cfg.active_test_timeout):
-                await answered.wait()
-            if not answered.is_set():
-                log.info("ismg: connection %d: no ACTIVE_TEST_RESP; dropping it", self.number)
-                self.ismg.stats.dropped_unanswered_active_test += 1
-                self.drop()
-                return
-            self.ismg.stats.active_tests_answered += 1
-
-    async def disconnect_timer(self, seconds: float) -> None:
-        await trio.sleep(seconds)
-        log.info(
-            "ismg: connection %d: dropped %.3g s after its login (disconnect_after)", self.number, seconds
-        )
-        self.ismg.stats.dropped_disconnect_after += 1
-        self.drop()
-
     async def terminate(self) -> None:
         """Send TERMINATE, stop sending DELIVERs, close when TERMINATE_RESP comes (or after 5 s)."""
         self.terminate_seq = self.next_sequence()
         self.ismg.stats.terminates_sent += 1
         self.reply(Terminate(), self.terminate_seq)
         self.ismg.forget(self)
-        with trio.move_on_after(_TERMINATE_WAIT):
-            await self.terminate_answered.wait()
-        # The reader is waiting for the SP's next octets: write what is owed, then end the connection.
-        self.close_after_flush()
-        with trio.move_on_after(_FINAL_FLUSH):
-            await self.writer_done.wait()
-        self.scope.cancel()
-
-    def send_deliver(self, item: _Outbound, now: float) -> None:
-        seq = self.next_sequence()
-        item.state = INFLIGHT
-        item.conn = self
-        item.sent_at = now
-        item.attempts += 1
-        self.inflight[seq] = item
-        assert self.version is not None
-        self.send(item.wire(self.version, self.ismg.config.short_reports, seq))
+        await self.end_after(self.terminate_answered)
 
 
 def _negotiate(asked: int, highest: int) -> tuple[int, int]:
@@ -798,22 +688,7 @@ class Ismg:
         conn = _Conn(self, stream, next(self._conn_numbers))
         self._conns.add(conn)
         self.stats.connections_total += 1
-        try:
-            async with stream:
-                with conn.scope:
-                    async with trio.open_nursery() as nursery:
-                        conn.nursery = nursery
-                        nursery.start_soon(conn.writer)
-                        await conn.reader()
-                        # The reader is done (closed, TERMINATE, malformed PDU): send what is owed, close.
-                        self.forget(conn)
-                        conn.close_after_flush()
-                        with trio.move_on_after(_FINAL_FLUSH):
-                            await conn.writer_done.wait()
-                        nursery.cancel_scope.cancel()
-        finally:
-            self.forget(conn)
-            log.debug("ismg: connection %d closed", conn.number)
+        await conn.run()
 
     def on_login(self, conn: _Conn) -> None:
         self.stats.logins += 1

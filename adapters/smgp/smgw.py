@@ -72,11 +72,11 @@ from typing import Any, get_args
 
 import trio
 
-from .._outbox import INFLIGHT, Outbound, Outbox
+from .._outbox import Outbound, Outbox
+from .._simconn import SimConn
 from .._simkit import (
     OutcomeDraw,
     RecordFile,
-    TokenBucket,
     answer_control,
     check_delay,
     check_outcomes,
@@ -85,7 +85,6 @@ from .._simkit import (
     open_control,
     parse_delay,
     parse_weights,
-    peer_of,
     port_of,
     record_line,
     request_str,
@@ -207,9 +206,6 @@ RUNTIME_SETTINGS = frozenset(
 
 _DECODED = frozenset({LOGIN, SUBMIT, DELIVER_RESP, ACTIVE_TEST, ACTIVE_TEST_RESP, EXIT, EXIT_RESP})
 _NO_MSG_ID = bytes(msgid.LENGTH)
-_HIGH_WATER = 1 << 20  # unsent octets after which a connection stops reading (the SP does not read)
-_FINAL_FLUSH = 2.0  # seconds a closing connection gets to send what it owes
-_EXIT_WAIT = 5.0  # seconds the SMGW's Exit waits for its Exit_Resp
 Concats: tuple[str, ...] = get_args(Concat)
 
 
@@ -400,32 +396,36 @@ def _plan_in(text: str, msg_format: int, concat: Concat) -> Plan:
 # ----- one SMGP connection ------------------------------------------------------------------------------
 
 
-class _Conn:
+class _Conn(SimConn):
     """One TCP connection: its login, its output buffer and writer, its Delivers in flight."""
 
+    name = "smgw"
+    log = log
+    header_length = HEADER_LENGTH
+    error = PduError
+    active_test_resp = "Active_Test_Resp"
+
     def __init__(self, smgw: Smgw, stream: trio.SocketStream, number: int) -> None:
+        super().__init__(stream, number)
         self.smgw = smgw
-        self.stream = stream
-        self.number = number
-        self.peer = peer_of(stream)
         self.client_id = ""
         self.login_mode: int | None = None  # set once logged in
-        self.scope = trio.CancelScope()
-        self.nursery: trio.Nursery | None = None
-        self.out = bytearray()
-        self.wake = trio.Event()
-        self.writer_done = trio.Event()
-        self.drained: trio.Event | None = None
-        self.closing = False
-        self.dropped = False
-        self._sequence = itertools.count(1)
         self.inflight: dict[int, _Outbound] = {}  # Deliver SequenceID → what it carries, in send order
-        self.submits = 0
-        self.bucket = TokenBucket()  # for busy_above_rate
-        self.active_test_seq = -1
-        self.active_test_answered: trio.Event | None = None
         self.exit_seq = -1
         self.exit_answered = trio.Event()
+
+    @property
+    def server(self) -> Smgw:
+        return self.smgw
+
+    def length_of(self, header: bytes) -> int:
+        return decode_header(header).packet_length
+
+    def active_test(self, sequence_id: int) -> None:
+        self.reply(ActiveTest(), sequence_id)
+
+    def deliver_wire(self, item: _Outbound, sequence_id: int) -> bytes:
+        return item.wire(sequence_id)
 
     @property
     def logged_in(self) -> bool:
@@ -436,79 +436,12 @@ class _Conn:
         """Whether Delivers go to this link: LoginMode 1 (receive) or 2 (both)."""
         return self.login_mode is not None and self.login_mode != LOGIN_MODE_SEND
 
-    def next_sequence(self) -> int:
-        return next(self._sequence) & 0xFFFFFFFF
-
     # --- output -----------------------------------------------------------------------------------------
-
-    def send(self, data: bytes) -> None:
-        if not self.dropped:
-            self.out += data
-            self.wake.set()
 
     def reply(self, pdu: Pdu, sequence_id: int) -> None:
         self.send(encode(pdu, sequence_id=sequence_id))
 
-    async def writer(self) -> None:
-        try:
-            while True:
-                await self.wake.wait()
-                self.wake = trio.Event()
-                await trio.lowlevel.checkpoint()  # let the answers to one read go in one send_all
-                while self.out:
-                    data, self.out = self.out, bytearray()
-                    await self.stream.send_all(data)
-                    if self.drained is not None and len(self.out) < _HIGH_WATER:
-                        self.drained.set()
-                if self.closing:
-                    return
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.drop()
-        finally:
-            self.writer_done.set()
-
-    def drop(self) -> None:
-        """Cut the connection now, without Exit (what a crash or a cut cable looks like)."""
-        self.dropped = True
-        self.closing = True
-        self.scope.cancel()
-        self.smgw.forget(self)
-
-    def close_after_flush(self) -> None:
-        self.closing = True
-        self.wake.set()
-
     # --- input ------------------------------------------------------------------------------------------
-
-    async def reader(self) -> None:
-        buf = bytearray()
-        try:
-            while not self.closing:
-                if len(self.out) > _HIGH_WATER:
-                    self.drained = trio.Event()
-                    await self.drained.wait()
-                    self.drained = None
-                chunk = await self.stream.receive_some(65536)
-                if not chunk:
-                    return
-                buf += chunk
-                while len(buf) >= HEADER_LENGTH and not self.closing:
-                    total = decode_header(bytes(buf[:HEADER_LENGTH])).packet_length
-                    if len(buf) < total:
-                        break
-                    raw = bytes(buf[:total])
-                    del buf[:total]
-                    self.handle(raw)
-        except PduError as e:
-            # The peer and we disagree about the framing or a layout; nothing after this can be trusted.
-            log.info("smgw: connection %d (%s): %s; closing", self.number, self.peer, e)
-            self.smgw.stats.malformed += 1
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.drop()
-        except Exception:
-            # One client's PDU meeting a bug must not take the whole SMGW down: drop only this connection.
-            log.exception("smgw: connection %d: internal error; dropping it", self.number)
-            self.drop()
 
     def handle(self, raw: bytes) -> None:
         header = decode_header(raw)
@@ -640,55 +573,13 @@ class _Conn:
 
     # --- the SMGW's own requests ------------------------------------------------------------------------
 
-    async def active_tester(self) -> None:
-        while True:
-            cfg = self.smgw.config  # "set" may have replaced it
-            if cfg.active_test_interval <= 0:
-                return
-            await trio.sleep(cfg.active_test_interval)
-            cfg = self.smgw.config
-            self.active_test_seq = self.next_sequence()
-            answered = self.active_test_answered = trio.Event()
-            self.smgw.stats.active_tests_sent += 1
-            self.reply(ActiveTest(), self.active_test_seq)
-            with trio.move_on_after(cfg.active_test_timeout):
-                await answered.wait()
-            if not answered.is_set():
-                log.info("smgw: connection %d: no Active_Test_Resp; dropping it", self.number)
-                self.smgw.stats.dropped_unanswered_active_test += 1
-                self.drop()
-                return
-            self.smgw.stats.active_tests_answered += 1
-
-    async def disconnect_timer(self, seconds: float) -> None:
-        await trio.sleep(seconds)
-        log.info(
-            "smgw: connection %d: dropped %.3g s after its login (disconnect_after)", self.number, seconds
-        )
-        self.smgw.stats.dropped_disconnect_after += 1
-        self.drop()
-
     async def exit(self) -> None:
         """Send Exit, stop sending Delivers, close when Exit_Resp comes (or after 5 s)."""
         self.exit_seq = self.next_sequence()
         self.smgw.stats.exits_sent += 1
         self.reply(Exit(), self.exit_seq)
         self.smgw.forget(self)
-        with trio.move_on_after(_EXIT_WAIT):
-            await self.exit_answered.wait()
-        self.close_after_flush()
-        with trio.move_on_after(_FINAL_FLUSH):
-            await self.writer_done.wait()
-        self.scope.cancel()
-
-    def send_deliver(self, item: _Outbound, now: float) -> None:
-        seq = self.next_sequence()
-        item.state = INFLIGHT
-        item.conn = self
-        item.sent_at = now
-        item.attempts += 1
-        self.inflight[seq] = item
-        self.send(item.wire(seq))
+        await self.end_after(self.exit_answered)
 
 
 # ----- the server ---------------------------------------------------------------------------------------
@@ -791,22 +682,7 @@ class Smgw:
         conn = _Conn(self, stream, next(self._conn_numbers))
         self._conns.add(conn)
         self.stats.connections_total += 1
-        try:
-            async with stream:
-                with conn.scope:
-                    async with trio.open_nursery() as nursery:
-                        conn.nursery = nursery
-                        nursery.start_soon(conn.writer)
-                        await conn.reader()
-                        # The reader is done (closed, Exit, malformed PDU): send what is owed, close.
-                        self.forget(conn)
-                        conn.close_after_flush()
-                        with trio.move_on_after(_FINAL_FLUSH):
-                            await conn.writer_done.wait()
-                        nursery.cancel_scope.cancel()
-        finally:
-            self.forget(conn)
-            log.debug("smgw: connection %d closed", conn.number)
+        await conn.run()
 
     def on_login(self, conn: _Conn) -> None:
         self.stats.logins += 1
