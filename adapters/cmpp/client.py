@@ -31,27 +31,7 @@ import pydantic
 import structlog
 import trio
 
-from .. import cn_text
-from .._link import (
-    DELIVER_BACKLOG,
-    LINK_DOWN,
-    REPLY_WORKERS,
-    REPORT_STATS,
-    SEND_ERRORS,
-    SUBMIT_TIMEOUT,
-    Backoff,
-    Frames,
-    InFlight,
-    LoginLink,
-    Pacer,
-    Picker,
-    Request,
-    batch_of,
-    expire_reply_parts,
-    send_in_order,
-    store_receipts,
-    store_reply,
-)
+from .. import _link, cn_text
 from .._options import (
     ACTIVE_TEST_INTERVAL,
     ALLOW_GBK,
@@ -117,7 +97,7 @@ _VERSIONS = {"3.0": VERSION_30, "2.0": VERSION_20}
 _TERMINATE_WAIT = 2.0  # seconds to wait for TERMINATE_RESP on shutdown
 
 # What a lost or garbled connection raises from a read or a write.
-_LINK_ERRORS = (*SEND_ERRORS, pdu.PduError)
+_LINK_ERRORS = (*_link.SEND_ERRORS, pdu.PduError)
 
 
 class ConnectRefused(Exception):
@@ -180,7 +160,7 @@ class CmppOptions(DriverOptions):
 # ----- one request and one connection ---------------------------------------------------------------------
 
 
-class _Link(LoginLink):
+class _Link(_link.LoginLink):
     """One logged-in TCP connection to the ISMG, reconnected for the driver's whole life. The window and
     the Sequence_Id counter live as long as the link; the rest is reset on every reconnect."""
 
@@ -188,14 +168,14 @@ class _Link(LoginLink):
         super().__init__(label, window, logger.bind(connection=label))
         self.terminating = False  # we sent TERMINATE: the ISMG closing the connection is expected
 
-    def request(self, message: pdu.Pdu, version: int, timeout: float) -> tuple[int, Request]:
+    def request(self, message: pdu.Pdu, version: int, timeout: float) -> tuple[int, _link.Request]:
         seq = self.next_sequence()
         return seq, self.track(seq, pdu.encode(message, sequence_id=seq, version=version), timeout)
 
 
-def _frames(stream: trio.abc.Stream) -> Frames:
+def _frames(stream: trio.abc.Stream) -> _link.Frames:
     """Whole PDUs off a byte stream: a 12-octet header, then Total_Length - 12 more."""
-    return Frames(stream, pdu.HEADER_LENGTH, lambda h: pdu.decode_header(h).total_length, pdu.PduError)
+    return _link.Frames(stream, pdu.HEADER_LENGTH, lambda h: pdu.decode_header(h).total_length, pdu.PduError)
 
 
 # ----- the driver ---------------------------------------------------------------------------------------
@@ -215,13 +195,13 @@ class CmppChannel(ChannelDriver):
         # Never the password: log lines end up in shared log stores.
         self._log = log.bind(channel=name, sp_id=s.sp_id, version=s.version)
         self._links = [_Link(str(i), s.window, self._log) for i in range(1, s.connections + 1)]
-        self._picker = Picker()
+        self._picker = _link.Picker()
         self._rng = random.Random()
-        self._pacer = Pacer(s.max_rate)
+        self._pacer = _link.Pacer(s.max_rate)
         self._running = False
         self._draining = False
         self._drain_started = trio.Event()
-        self._in_flight = InFlight()
+        self._in_flight = _link.InFlight()
         self.refused: ConnectRefused | None = None  # the last CONNECT refusal, until a login succeeds
 
     @classmethod
@@ -242,7 +222,7 @@ class CmppChannel(ChannelDriver):
             async with trio.open_nursery() as nursery:
                 for link in self._links:
                     nursery.start_soon(self._maintain, link)
-                nursery.start_soon(expire_reply_parts, self.events, self.name, s.mo_timeout, self._log)
+                nursery.start_soon(_link.expire_reply_parts, self.events, self.name, s.mo_timeout, self._log)
                 # Started at once: the dispatcher waits for ``up`` itself, and an ISMG that is down must
                 # not hold up the daemon's start.
                 task_status.started()
@@ -263,7 +243,9 @@ class CmppChannel(ChannelDriver):
             return [SubmitOutcome(error=src_id) for _ in segments]
         dest = destination.removeprefix("+")
         with self._in_flight:
-            return await send_in_order(segments, lambda seg: self._submit_segment(link, seg, src_id, dest))
+            return await _link.send_in_order(
+                segments, lambda seg: self._submit_segment(link, seg, src_id, dest)
+            )
 
     async def drain(self) -> None:
         """Refuse new submits, let those in flight get their responses (at most ``response_timeout``),
@@ -289,7 +271,7 @@ class CmppChannel(ChannelDriver):
         if self.refused is not None:
             # The reason the link is down, where the operator reads the delivery's reason.
             return SubmitError(self.refused.status, f"LINK_DOWN: {self.refused}", retriable=True)
-        return LINK_DOWN
+        return _link.LINK_DOWN
 
     def _src_id(self, source: str) -> str | SubmitError:
         """Src_Id: the source the core gives (the channel's service number and the delivery's
@@ -345,7 +327,7 @@ class CmppChannel(ChannelDriver):
             await link.answered(seq, req)
         return self._segment_outcome(link, req, seq)
 
-    def _segment_outcome(self, link: _Link, req: Request, seq: int) -> SubmitOutcome:
+    def _segment_outcome(self, link: _Link, req: _link.Request, seq: int) -> SubmitOutcome:
         if req.timed_out:
             link.log.warning(
                 "no CMPP_SUBMIT_RESP after resends",
@@ -353,7 +335,7 @@ class CmppChannel(ChannelDriver):
                 resends=req.resends,
                 timeout=self.settings.response_timeout,
             )
-            return SubmitOutcome(error=SUBMIT_TIMEOUT)
+            return SubmitOutcome(error=_link.SUBMIT_TIMEOUT)
         if req.lost or not isinstance(req.response, pdu.SubmitResp):
             return SubmitOutcome(error=self._link_down())
         resp = req.response
@@ -376,7 +358,7 @@ class CmppChannel(ChannelDriver):
     async def _maintain(self, link: _Link) -> None:
         """Connect, log in and serve one link; after each loss wait (exponential backoff, jitter) and redo."""
         s = self.settings
-        backoff = Backoff(s.reconnect_min, s.reconnect_max, self._rng)
+        backoff = _link.Backoff(s.reconnect_min, s.reconnect_max, self._rng)
         while not self._draining:
             try:
                 lasted, refused = await self._session(link)
@@ -437,7 +419,7 @@ class CmppChannel(ChannelDriver):
             await trio.aclose_forcefully(stream)
             link.closed.set()
 
-    async def _connect(self, link: _Link, frames: Frames) -> None:
+    async def _connect(self, link: _Link, frames: _link.Frames) -> None:
         """Send CMPP_CONNECT and wait for its response; ConnectRefused for a non-zero Status."""
         s = self.settings
         timestamp = pdu.timestamp_of(datetime.now())
@@ -471,7 +453,7 @@ class CmppChannel(ChannelDriver):
                 elif header.command_id == TERMINATE:
                     raise pdu.PduError("the ISMG sent CMPP_TERMINATE instead of CMPP_CONNECT_RESP")
 
-    async def _serve(self, link: _Link, frames: Frames) -> None:
+    async def _serve(self, link: _Link, frames: _link.Frames) -> None:
         """Run the connection's reader, writer, keepalive and sweeper until one of them ends it."""
         link.out.clear()
         link.out_ready = trio.Event()
@@ -511,16 +493,16 @@ class CmppChannel(ChannelDriver):
         after its resends, the link is dropped."""
         s = self.settings
 
-        def probe() -> Request:
+        def probe() -> _link.Request:
             return link.request(pdu.ActiveTest(), self._version, s.response_timeout)[1]
 
         await link.keepalive(s.active_test_interval, probe, "CMPP_ACTIVE_TEST_RESP")
 
-    async def _reader(self, link: _Link, frames: Frames, nursery: trio.Nursery) -> None:
-        reports_in, reports_out = trio.open_memory_channel[tuple[int, pdu.Deliver]](DELIVER_BACKLOG)
-        replies_in, replies_out = trio.open_memory_channel[tuple[int, pdu.Deliver]](DELIVER_BACKLOG)
+    async def _reader(self, link: _Link, frames: _link.Frames, nursery: trio.Nursery) -> None:
+        reports_in, reports_out = trio.open_memory_channel[tuple[int, pdu.Deliver]](_link.DELIVER_BACKLOG)
+        replies_in, replies_out = trio.open_memory_channel[tuple[int, pdu.Deliver]](_link.DELIVER_BACKLOG)
         nursery.start_soon(self._report_worker, link, reports_out)
-        for _ in range(REPLY_WORKERS):
+        for _ in range(_link.REPLY_WORKERS):
             nursery.start_soon(self._reply_worker, link, replies_out.clone())
         try:
             while True:
@@ -582,7 +564,7 @@ class CmppChannel(ChannelDriver):
         """Store the connection's reports, all that arrived since the last store in one write, and answer
         each once stored."""
         async for first in reports:
-            batch = batch_of(first, reports)
+            batch = _link.batch_of(first, reports)
             results = await self._store_reports(link, batch)
             for (seq, deliver), result in zip(batch, results, strict=True):
                 link.send(self._deliver_resp(seq, deliver.msg_id, result))
@@ -603,7 +585,7 @@ class CmppChannel(ChannelDriver):
                 )
                 continue
             parsed.append((i, receipt))
-        await store_receipts(
+        await _link.store_receipts(
             self.events,
             self.name,
             link.log,
@@ -631,7 +613,7 @@ class CmppChannel(ChannelDriver):
         to answer it with. What the store refuses is answered 8 (flow control): the ISMG sends it again."""
         message = reply_of(deliver, received_at=time.time())
         try:
-            await store_reply(self.events, self.name, message)
+            await _link.store_reply(self.events, self.name, message)
         except Exception as e:
             link.log.warning(
                 "could not store a reply; the ISMG will re-send it",
@@ -649,7 +631,7 @@ def receipt_of(report: pdu.Report) -> InboundReceipt:
     """A status report as the core's receipt: the Msg_Id's stored text, the Stat as a state, the Stat
     itself kept as ``raw`` and, for a carrier code such as ``MK:0005`` or ``0005``, its number."""
     stat = report.stat.strip()
-    status = REPORT_STATS.get(stat.upper(), ReceiptStatus.UNDELIVERED)
+    status = _link.REPORT_STATS.get(stat.upper(), ReceiptStatus.UNDELIVERED)
     code = stat.rpartition(":")[2]
     error_code = (
         int(code) if code.isascii() and code.isdigit() and status != ReceiptStatus.DELIVERED else None

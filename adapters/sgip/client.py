@@ -39,27 +39,7 @@ import pydantic
 import structlog
 import trio
 
-from .. import cn_text
-from .._link import (
-    DELIVER_BACKLOG,
-    LINK_DOWN,
-    REPLY_WORKERS,
-    SEND_ERRORS,
-    SUBMIT_TIMEOUT,
-    Backoff,
-    Frames,
-    InFlight,
-    Link,
-    Outbox,
-    Pacer,
-    Picker,
-    Request,
-    batch_of,
-    expire_reply_parts,
-    send_in_order,
-    store_receipts,
-    store_reply,
-)
+from .. import _link, cn_text
 from .._options import (
     ALLOW_GBK,
     ASCII,
@@ -134,7 +114,7 @@ log = structlog.get_logger("masd.sgip")
 
 _UNBIND_WAIT = 2.0  # seconds to wait for Unbind_Resp
 
-_LINK_ERRORS = (*SEND_ERRORS, pdu.PduError)
+_LINK_ERRORS = (*_link.SEND_ERRORS, pdu.PduError)
 
 # Submit_Resp Results that say "slow down", not "this message is wrong": 11 the SMG's queue is full,
 # 33 the SMSC's. The message is sent again later, the channel paced.
@@ -237,7 +217,7 @@ def _listen_address(value: str) -> tuple[str, int]:
 # ----- one request and one connection ---------------------------------------------------------------------
 
 
-class _Link(Link[seq.SequenceNumber]):
+class _Link(_link.Link[seq.SequenceNumber]):
     """One outbound connection to the SMG, opened and closed again for the driver's whole life."""
 
     def __init__(self, label: str, window: int, sequencer: seq.Sequencer, logger: Any) -> None:
@@ -252,20 +232,22 @@ class _Link(Link[seq.SequenceNumber]):
     def usable(self) -> bool:
         return self.connected and not self.unbinding
 
-    def request(self, message: pdu.Pdu, timeout: float) -> tuple[seq.SequenceNumber, Request]:
+    def request(self, message: pdu.Pdu, timeout: float) -> tuple[seq.SequenceNumber, _link.Request]:
         number = self.sequencer.next(datetime.now())
         return number, self.track(number, pdu.encode(message, sequence_number=number), timeout)
 
-    def resend_fields(self, key: seq.SequenceNumber, req: Request) -> dict[str, Any]:
+    def resend_fields(self, key: seq.SequenceNumber, req: _link.Request) -> dict[str, Any]:
         return {"sequence": seq.to_text(key)}
 
 
-def _frames(stream: trio.abc.Stream) -> Frames:
+def _frames(stream: trio.abc.Stream) -> _link.Frames:
     """Whole PDUs off a byte stream: a 20-octet header, then Message Length - 20 more."""
-    return Frames(stream, pdu.HEADER_LENGTH, lambda h: pdu.decode_header(h).message_length, pdu.PduError)
+    return _link.Frames(
+        stream, pdu.HEADER_LENGTH, lambda h: pdu.decode_header(h).message_length, pdu.PduError
+    )
 
 
-class _Inbound(Outbox):
+class _Inbound(_link.Outbox):
     """One connection the SMG opened to the listener: its output and the time it last spoke."""
 
     def __init__(self, stream: trio.abc.Stream, number: int, logger: Any) -> None:
@@ -304,12 +286,12 @@ class SgipChannel(ChannelDriver):
             )
             for i in range(s.connections)
         ]
-        self._picker = Picker()
-        self._pacer = Pacer(s.max_rate)
+        self._picker = _link.Picker()
+        self._pacer = _link.Pacer(s.max_rate)
         self._running = False
         self._draining = False
         self._drain_started = trio.Event()
-        self._in_flight = InFlight()
+        self._in_flight = _link.InFlight()
         self._link_changed = trio.Event()
         self._inbound_numbers = 0
         self._inbound: set[_Inbound] = set()
@@ -345,7 +327,7 @@ class SgipChannel(ChannelDriver):
                     nursery.start_soon(trio.serve_listeners, self._serve_inbound, listeners)
                 for link in self._links:
                     nursery.start_soon(self._maintain, link)
-                nursery.start_soon(expire_reply_parts, self.events, self.name, s.mo_timeout, self._log)
+                nursery.start_soon(_link.expire_reply_parts, self.events, self.name, s.mo_timeout, self._log)
                 task_status.started()
         finally:
             self._running = False
@@ -363,7 +345,9 @@ class SgipChannel(ChannelDriver):
             return [SubmitOutcome(error=error) for _ in segments]
         user = _user_number(destination)
         with self._in_flight:
-            return await send_in_order(segments, lambda segment: self._submit_segment(segment, source, user))
+            return await _link.send_in_order(
+                segments, lambda segment: self._submit_segment(segment, source, user)
+            )
 
     async def drain(self) -> None:
         """Refuse new submits, let those in flight get their responses (at most ``response_timeout``),
@@ -391,7 +375,7 @@ class SgipChannel(ChannelDriver):
     def _link_down(self) -> SubmitError:
         if self.refused is not None:
             return SubmitError(self.refused.result, f"LINK_DOWN: {self.refused}", retriable=True)
-        return LINK_DOWN
+        return _link.LINK_DOWN
 
     async def _open_link(self) -> _Link | None:
         """A bound connection: one that is, or a dormant one opened now (waiting at most
@@ -453,12 +437,12 @@ class SgipChannel(ChannelDriver):
                 link.last_activity = trio.current_time()
         return self._segment_outcome(link, req, number)
 
-    def _segment_outcome(self, link: _Link, req: Request, number: seq.SequenceNumber) -> SubmitOutcome:
+    def _segment_outcome(self, link: _Link, req: _link.Request, number: seq.SequenceNumber) -> SubmitOutcome:
         if req.timed_out:
             link.log.warning(
                 "no SGIP_SUBMIT_RESP after resends", sequence=seq.to_text(number), resends=req.resends
             )
-            return SubmitOutcome(error=SUBMIT_TIMEOUT)
+            return SubmitOutcome(error=_link.SUBMIT_TIMEOUT)
         if req.lost or not isinstance(req.response, pdu.SubmitResp):
             return SubmitOutcome(error=self._link_down())
         result = req.response.result
@@ -487,7 +471,7 @@ class SgipChannel(ChannelDriver):
         """Open, bind and serve one connection; after a loss wait (backoff, jitter) and redo; after an idle
         close wait until a submit wants it."""
         s = self.settings
-        backoff = Backoff(s.reconnect_min, s.reconnect_max, self._rng)
+        backoff = _link.Backoff(s.reconnect_min, s.reconnect_max, self._rng)
         while not self._draining:
             if link.dormant:
                 await link.wanted.wait()  # a submit wants it, or drain() woke it to end
@@ -555,7 +539,7 @@ class SgipChannel(ChannelDriver):
             await trio.aclose_forcefully(stream)
             link.closed.set()
 
-    async def _bind(self, link: _Link, frames: Frames) -> None:
+    async def _bind(self, link: _Link, frames: _link.Frames) -> None:
         s = self.settings
         request = pdu.Bind(LOGIN_SP_TO_SMG, s.login_name, s.password)
         number = link.sequencer.next(datetime.now())
@@ -573,7 +557,7 @@ class SgipChannel(ChannelDriver):
                 if isinstance(packet.pdu, pdu.Unbind):
                     raise pdu.PduError("the SMG sent SGIP_UNBIND instead of SGIP_BIND_RESP")
 
-    async def _serve(self, link: _Link, frames: Frames) -> bool:
+    async def _serve(self, link: _Link, frames: _link.Frames) -> bool:
         """Run the connection until it ends; True when it was closed for idleness."""
         link.out.clear()
         link.out_ready = trio.Event()
@@ -623,7 +607,7 @@ class SgipChannel(ChannelDriver):
         with trio.move_on_after(_UNBIND_WAIT):
             await link.closed.wait()
 
-    async def _reader(self, link: _Link, frames: Frames) -> None:
+    async def _reader(self, link: _Link, frames: _link.Frames) -> None:
         try:
             while True:
                 raw = await frames.receive()
@@ -683,7 +667,7 @@ class SgipChannel(ChannelDriver):
     async def _inbound_writer(self, conn: _Inbound, scope: trio.CancelScope) -> None:
         try:
             await conn.write(conn.stream)
-        except SEND_ERRORS:
+        except _link.SEND_ERRORS:
             scope.cancel()
 
     async def _inbound_idle(self, conn: _Inbound, scope: trio.CancelScope) -> None:
@@ -708,15 +692,15 @@ class SgipChannel(ChannelDriver):
             return RESULT_ILLEGAL_LOGIN
         return RESULT_OK
 
-    async def _inbound_reader(self, conn: _Inbound, frames: Frames, nursery: trio.Nursery) -> None:
+    async def _inbound_reader(self, conn: _Inbound, frames: _link.Frames, nursery: trio.Nursery) -> None:
         reports_in, reports_out = trio.open_memory_channel[tuple[seq.SequenceNumber, pdu.Report]](
-            DELIVER_BACKLOG
+            _link.DELIVER_BACKLOG
         )
         replies_in, replies_out = trio.open_memory_channel[tuple[seq.SequenceNumber, pdu.Deliver]](
-            DELIVER_BACKLOG
+            _link.DELIVER_BACKLOG
         )
         nursery.start_soon(self._report_worker, conn, reports_out)
-        for _ in range(REPLY_WORKERS):
+        for _ in range(_link.REPLY_WORKERS):
             nursery.start_soon(self._reply_worker, conn, replies_out.clone())
         try:
             while True:
@@ -776,7 +760,7 @@ class SgipChannel(ChannelDriver):
         self, conn: _Inbound, reports: trio.MemoryReceiveChannel[tuple[seq.SequenceNumber, pdu.Report]]
     ) -> None:
         async for first in reports:
-            batch = batch_of(first, reports)
+            batch = _link.batch_of(first, reports)
             results = await self._store_reports(conn, [report for _, report in batch])
             for (number, _), result in zip(batch, results, strict=True):
                 conn.send(pdu.encode(pdu.ReportResp(result), sequence_number=number))
@@ -789,7 +773,7 @@ class SgipChannel(ChannelDriver):
                 conn.log.info("a Report on a Deliver (ReportType 1); answered and dropped")
                 continue
             parsed.append((i, receipt_of(report)))
-        await store_receipts(
+        await _link.store_receipts(
             self.events,
             self.name,
             conn.log,
@@ -808,7 +792,7 @@ class SgipChannel(ChannelDriver):
                 message = reply_of(deliver, received_at=time.time())
                 result = RESULT_OK
                 try:
-                    await store_reply(self.events, self.name, message)
+                    await _link.store_reply(self.events, self.name, message)
                 except Exception as e:
                     conn.log.warning(
                         "could not store a reply; the SMG will send it again",

@@ -35,27 +35,7 @@ import pydantic
 import structlog
 import trio
 
-from .. import cn_text
-from .._link import (
-    DELIVER_BACKLOG,
-    LINK_DOWN,
-    REPLY_WORKERS,
-    REPORT_STATS,
-    SEND_ERRORS,
-    SUBMIT_TIMEOUT,
-    Backoff,
-    Frames,
-    InFlight,
-    LoginLink,
-    Pacer,
-    Picker,
-    Request,
-    batch_of,
-    expire_reply_parts,
-    send_in_order,
-    store_receipts,
-    store_reply,
-)
+from .. import _link, cn_text
 from .._options import (
     ACTIVE_TEST_INTERVAL,
     ALLOW_GBK,
@@ -123,7 +103,7 @@ log = structlog.get_logger("masd.smgp")
 _EXIT_WAIT = 2.0  # seconds to wait for Exit_Resp on shutdown
 
 # What a lost or garbled connection raises from a read or a write.
-_LINK_ERRORS = (*SEND_ERRORS, pdu.PduError)
+_LINK_ERRORS = (*_link.SEND_ERRORS, pdu.PduError)
 
 # Login_Resp Statuses that retrying soon cannot mend (and that may get the account locked): the
 # channel keeps trying, at reconnect_max, so that a fix at the SMGW is picked up without a restart.
@@ -205,7 +185,7 @@ class SmgpOptions(DriverOptions):
 # ----- one request and one link ---------------------------------------------------------------------------
 
 
-class _Link(LoginLink):
+class _Link(_link.LoginLink):
     """One logged-in TCP connection to the SMGW in one LoginMode, reconnected for the driver's whole
     life. The window and the SequenceID counter live as long as the link; the rest is reset on every
     reconnect."""
@@ -223,14 +203,14 @@ class _Link(LoginLink):
     def usable(self) -> bool:
         return self.sends and self.connected
 
-    def request(self, message: pdu.Pdu, timeout: float) -> tuple[int, Request]:
+    def request(self, message: pdu.Pdu, timeout: float) -> tuple[int, _link.Request]:
         seq = self.next_sequence()
         return seq, self.track(seq, pdu.encode(message, sequence_id=seq), timeout)
 
 
-def _frames(stream: trio.abc.Stream) -> Frames:
+def _frames(stream: trio.abc.Stream) -> _link.Frames:
     """Whole PDUs off a byte stream: a 12-octet header, then PacketLength - 12 more."""
-    return Frames(stream, pdu.HEADER_LENGTH, lambda h: pdu.decode_header(h).packet_length, pdu.PduError)
+    return _link.Frames(stream, pdu.HEADER_LENGTH, lambda h: pdu.decode_header(h).packet_length, pdu.PduError)
 
 
 # ----- the driver ---------------------------------------------------------------------------------------
@@ -254,13 +234,13 @@ class SmgpChannel(ChannelDriver):
             for i in range(1, s.connections + 1)
             for mode in modes
         ]
-        self._picker = Picker()
+        self._picker = _link.Picker()
         self._rng = random.Random()
-        self._pacer = Pacer(s.max_rate)
+        self._pacer = _link.Pacer(s.max_rate)
         self._running = False
         self._draining = False
         self._drain_started = trio.Event()
-        self._in_flight = InFlight()
+        self._in_flight = _link.InFlight()
         self.refused: LoginRefused | None = None  # the last Login refusal, until a login succeeds
 
     @classmethod
@@ -283,7 +263,7 @@ class SmgpChannel(ChannelDriver):
             async with trio.open_nursery() as nursery:
                 for link in self._links:
                     nursery.start_soon(self._maintain, link)
-                nursery.start_soon(expire_reply_parts, self.events, self.name, s.mo_timeout, self._log)
+                nursery.start_soon(_link.expire_reply_parts, self.events, self.name, s.mo_timeout, self._log)
                 # Started at once: the dispatcher waits for ``up`` itself, and an SMGW that is down must
                 # not hold up the daemon's start.
                 task_status.started()
@@ -304,7 +284,7 @@ class SmgpChannel(ChannelDriver):
             return [SubmitOutcome(error=src) for _ in segments]
         dest = destination.removeprefix("+")
         with self._in_flight:
-            return await send_in_order(segments, lambda seg: self._submit_segment(link, seg, src, dest))
+            return await _link.send_in_order(segments, lambda seg: self._submit_segment(link, seg, src, dest))
 
     async def drain(self) -> None:
         """Refuse new submits, let those in flight get their responses (at most ``response_timeout``),
@@ -330,7 +310,7 @@ class SmgpChannel(ChannelDriver):
         if self.refused is not None:
             # The reason the link is down, where the operator reads the delivery's reason.
             return SubmitError(self.refused.status, f"LINK_DOWN: {self.refused}", retriable=True)
-        return LINK_DOWN
+        return _link.LINK_DOWN
 
     def _src_term_id(self, source: str) -> str | SubmitError:
         """SrcTermID: the source the core gives (the channel's service number and the delivery's
@@ -383,7 +363,7 @@ class SmgpChannel(ChannelDriver):
             await link.answered(seq, req)
         return self._segment_outcome(link, req, seq)
 
-    def _segment_outcome(self, link: _Link, req: Request, seq: int) -> SubmitOutcome:
+    def _segment_outcome(self, link: _Link, req: _link.Request, seq: int) -> SubmitOutcome:
         if req.timed_out:
             link.log.warning(
                 "no SMGP_Submit_Resp after resends",
@@ -391,7 +371,7 @@ class SmgpChannel(ChannelDriver):
                 resends=req.resends,
                 timeout=self.settings.response_timeout,
             )
-            return SubmitOutcome(error=SUBMIT_TIMEOUT)
+            return SubmitOutcome(error=_link.SUBMIT_TIMEOUT)
         if req.lost or not isinstance(req.response, pdu.SubmitResp):
             return SubmitOutcome(error=self._link_down())
         return submit_outcome(req.response)
@@ -408,7 +388,7 @@ class SmgpChannel(ChannelDriver):
     async def _maintain(self, link: _Link) -> None:
         """Connect, log in and serve one link; after each loss wait (exponential backoff, jitter) and redo."""
         s = self.settings
-        backoff = Backoff(s.reconnect_min, s.reconnect_max, self._rng)
+        backoff = _link.Backoff(s.reconnect_min, s.reconnect_max, self._rng)
         while not self._draining:
             try:
                 lasted, refused = await self._session(link)
@@ -467,7 +447,7 @@ class SmgpChannel(ChannelDriver):
             await trio.aclose_forcefully(stream)
             link.closed.set()
 
-    async def _login(self, link: _Link, frames: Frames) -> None:
+    async def _login(self, link: _Link, frames: _link.Frames) -> None:
         """Send SMGP_Login and wait for its response; LoginRefused for a non-zero Status."""
         s = self.settings
         timestamp = pdu.timestamp_of(datetime.now())
@@ -499,7 +479,7 @@ class SmgpChannel(ChannelDriver):
                 elif header.request_id == EXIT:
                     raise pdu.PduError("the SMGW sent SMGP_Exit instead of SMGP_Login_Resp")
 
-    async def _serve(self, link: _Link, frames: Frames) -> None:
+    async def _serve(self, link: _Link, frames: _link.Frames) -> None:
         """Run the link's reader, writer, keepalive and sweeper until one of them ends it."""
         link.out.clear()
         link.out_ready = trio.Event()
@@ -539,16 +519,16 @@ class SmgpChannel(ChannelDriver):
         after its resends, the link is dropped."""
         s = self.settings
 
-        def probe() -> Request:
+        def probe() -> _link.Request:
             return link.request(pdu.ActiveTest(), s.response_timeout)[1]
 
         await link.keepalive(s.active_test_interval, probe, "SMGP_Active_Test_Resp")
 
-    async def _reader(self, link: _Link, frames: Frames, nursery: trio.Nursery) -> None:
-        reports_in, reports_out = trio.open_memory_channel[tuple[int, pdu.Deliver]](DELIVER_BACKLOG)
-        replies_in, replies_out = trio.open_memory_channel[tuple[int, pdu.Deliver]](DELIVER_BACKLOG)
+    async def _reader(self, link: _Link, frames: _link.Frames, nursery: trio.Nursery) -> None:
+        reports_in, reports_out = trio.open_memory_channel[tuple[int, pdu.Deliver]](_link.DELIVER_BACKLOG)
+        replies_in, replies_out = trio.open_memory_channel[tuple[int, pdu.Deliver]](_link.DELIVER_BACKLOG)
         nursery.start_soon(self._report_worker, link, reports_out)
-        for _ in range(REPLY_WORKERS):
+        for _ in range(_link.REPLY_WORKERS):
             nursery.start_soon(self._reply_worker, link, replies_out.clone())
         try:
             while True:
@@ -606,7 +586,7 @@ class SmgpChannel(ChannelDriver):
         """Store the link's reports, all that arrived since the last store in one write, and answer each
         once stored."""
         async for first in reports:
-            batch = batch_of(first, reports)
+            batch = _link.batch_of(first, reports)
             statuses = await self._store_reports(link, batch)
             for (seq, deliver), status in zip(batch, statuses, strict=True):
                 link.send(_deliver_resp(seq, deliver.msg_id, status))
@@ -627,7 +607,7 @@ class SmgpChannel(ChannelDriver):
                 )
                 continue
             parsed.append((i, receipt))
-        await store_receipts(
+        await _link.store_receipts(
             self.events,
             self.name,
             link.log,
@@ -655,7 +635,7 @@ class SmgpChannel(ChannelDriver):
         answer it with. What the store refuses is answered 1 (system busy): the SMGW sends it again."""
         message = reply_of(deliver, received_at=time.time())
         try:
-            await store_reply(self.events, self.name, message)
+            await _link.store_reply(self.events, self.name, message)
         except Exception as e:
             link.log.warning(
                 "could not store a reply; the SMGW will re-send it",
@@ -689,7 +669,7 @@ def receipt_of(report: pdu.Report) -> InboundReceipt:
     """A status report as the core's receipt: the MsgID's stored text, the stat as a state and the err
     code (when not delivered) as the error code; ``raw`` keeps both words as the SMGW wrote them."""
     stat = report.stat.strip()
-    status = REPORT_STATS.get(stat.upper(), ReceiptStatus.UNDELIVERED)
+    status = _link.REPORT_STATS.get(stat.upper(), ReceiptStatus.UNDELIVERED)
     err = report.err.strip()
     error_code: int | None = None
     if status != ReceiptStatus.DELIVERED:
