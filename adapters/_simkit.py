@@ -7,13 +7,15 @@ keeps its own options, error texts where they differ, log lines and counters."""
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import json
+import logging
 import math
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import IO, Any, Protocol
 
 import trio
@@ -41,6 +43,7 @@ __all__ = [
     "record_line",
     "request_str",
     "serve_control",
+    "serve_simulator",
     "without_udh",
 ]
 
@@ -294,6 +297,47 @@ async def answer_control(
         raise ValueError(f"unknown op {op!r}; expected {expected}")
     except (ValueError, TypeError) as e:
         return {"ok": False, "error": str(e)}
+
+
+async def serve_simulator(
+    sim: Any,
+    connection: Callable[[trio.SocketStream], Awaitable[None]],
+    tasks: Sequence[Callable[[], Awaitable[object]]],
+    record: RecordFile,
+    serving: str,
+    log: logging.Logger,
+    task_status: trio.TaskStatus[int],
+    control_offset: int = 1,
+) -> None:
+    """Serve the simulator ``sim`` until cancelled: its protocol port (``connection`` for each client),
+    its control port (its ``control`` answering), its ``tasks``, and its ``record`` flushed, all as its
+    ``config`` says (``host``, ``port``, ``control``, ``control_port``, ``record``); sets ``sim.port`` and
+    ``sim.control_port``, logs "``serving`` on HOST:PORT, control on …" and ``task_status.started(port)``
+    once both ports accept connections."""
+    cfg = sim.config
+    if cfg.record is not None:
+        record.open(cfg.record)
+    try:
+        # Opened before the nursery so that a port in use raises a plain OSError.
+        listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
+        sim.port = port_of(listeners)
+        control: list[trio.SocketListener] = []
+        if cfg.control:
+            control = await open_control(listeners, cfg.port, cfg.control_port, control_offset)
+            sim.control_port = port_of(control)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, connection, listeners)
+            if control:
+                answer = functools.partial(serve_control, answer=sim.control)
+                nursery.start_soon(trio.serve_listeners, answer, control)
+            for task in tasks:
+                nursery.start_soon(task)
+            if record.active:
+                nursery.start_soon(record.run)
+            log.info("%s on %s:%d, control on 127.0.0.1:%d", serving, cfg.host, sim.port, sim.control_port)
+            task_status.started(sim.port)
+    finally:
+        record.close()
 
 
 def request_str(

@@ -84,13 +84,11 @@ from .._simkit import (
     check_outcomes,
     cut_text,
     draw_delay,
-    open_control,
     parse_delay,
     parse_weights,
-    port_of,
     record_line,
     request_str,
-    serve_control,
+    serve_simulator,
     without_udh,
 )
 from .._simkit import account_list as _accounts
@@ -631,7 +629,6 @@ class Ismg:
             resend_after=lambda: self.config.report_resend_after,
             prepare=self._falls_due,
         )
-        self._nursery: trio.Nursery | None = None
         self._record = RecordFile()
         self._outcomes = OutcomeDraw(self.config.outcomes)
 
@@ -656,33 +653,10 @@ class Ismg:
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled; ``task_status.started(port)`` once both ports accept connections."""
-        cfg = self.config
-        if cfg.record is not None:
-            self._record.open(cfg.record)
-        try:
-            # Opened before the nursery so that a port in use raises a plain OSError.
-            listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
-            self.port = port_of(listeners)
-            control: list[trio.SocketListener] = []
-            if cfg.control:
-                control = await open_control(listeners, cfg.port, cfg.control_port)
-                self.control_port = port_of(control)
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(trio.serve_listeners, self._serve_connection, listeners)
-                if control:
-                    nursery.start_soon(trio.serve_listeners, self._serve_control, control)
-                nursery.start_soon(self._outbox.scheduler)
-                nursery.start_soon(self._outbox.sweeper)
-                if self._record.active:
-                    nursery.start_soon(self._record.run)
-                log.info(
-                    "ismg: CMPP on %s:%d, control on 127.0.0.1:%d", cfg.host, self.port, self.control_port
-                )
-                task_status.started(self.port)
-        finally:
-            self._nursery = None
-            self._record.close()
+        tasks = (self._outbox.scheduler, self._outbox.sweeper)
+        await serve_simulator(
+            self, self._serve_connection, tasks, self._record, "ismg: CMPP", log, task_status
+        )
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         conn = _Conn(self, stream, next(self._conn_numbers))
@@ -888,9 +862,6 @@ class Ismg:
         self._record.flush()
 
     # --- control port -----------------------------------------------------------------------------------
-
-    async def _serve_control(self, stream: trio.SocketStream) -> None:
-        await serve_control(stream, self.control)
 
     async def control(self, line: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
         """Answer one control request (a JSON line or an already decoded object)."""

@@ -65,12 +65,10 @@ from .._simkit import (
     check_outcomes,
     cut_text,
     draw_delay,
-    open_control,
     parse_weights,
-    port_of,
     record_line,
     request_str,
-    serve_control,
+    serve_simulator,
     without_udh,
 )
 from . import pdu
@@ -515,31 +513,17 @@ class Smg:
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled; ``task_status.started(port)`` once both ports accept connections."""
-        cfg = self.config
-        if cfg.record is not None:
-            self._record.open(cfg.record)
-        try:
-            listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
-            self.port = port_of(listeners)
-            control: list[trio.SocketListener] = []
-            if cfg.control:
-                # + 2: the SP's listener customarily takes + 1 (8802).
-                control = await open_control(listeners, cfg.port, cfg.control_port, offset=2)
-                self.control_port = port_of(control)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(trio.serve_listeners, self._serve_connection, listeners)
-                if control:
-                    nursery.start_soon(trio.serve_listeners, self._serve_control, control)
-                nursery.start_soon(self._scheduler)
-                nursery.start_soon(self._callback_loop)
-                if self._record.active:
-                    nursery.start_soon(self._record.run)
-                log.info(
-                    "smg: SGIP on %s:%d, control on 127.0.0.1:%d", cfg.host, self.port, self.control_port
-                )
-                task_status.started(self.port)
-        finally:
-            self._record.close()
+        tasks = (self._scheduler, self._callback_loop)
+        await serve_simulator(
+            self,
+            self._serve_connection,
+            tasks,
+            self._record,
+            "smg: SGIP",
+            log,
+            task_status,
+            control_offset=2,  # + 1 is the SP listener's customary port (8802)
+        )
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         conn = _Conn(self, stream, next(self._conn_numbers))
@@ -835,9 +819,6 @@ class Smg:
         self._record.flush()
 
     # --- control port -----------------------------------------------------------------------------------
-
-    async def _serve_control(self, stream: trio.SocketStream) -> None:
-        await serve_control(stream, self.control)
 
     async def control(self, line: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
         """Answer one control request (a JSON line or an already decoded object)."""

@@ -94,11 +94,9 @@ from .._simkit import (
     TokenBucket,
     answer_control,
     draw_delay,
-    open_control,
     peer_of,
-    port_of,
     request_str,
-    serve_control,
+    serve_simulator,
 )
 from . import constants, fast
 from .constants import (
@@ -759,31 +757,10 @@ class Smsc:
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled; ``task_status.started(port)`` once both ports accept connections."""
-        cfg = self.config
-        if cfg.record is not None:
-            self._record.open(cfg.record)
-        try:
-            # Listeners are opened before the nursery so that a port in use raises a plain OSError.
-            listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
-            self.port = port_of(listeners)
-            control: list[trio.SocketListener] = []
-            if cfg.control:
-                control = await open_control(listeners, cfg.port, cfg.control_port)
-                self.control_port = port_of(control)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(trio.serve_listeners, self._serve_connection, listeners)
-                if control:
-                    nursery.start_soon(trio.serve_listeners, self._serve_control, control)
-                nursery.start_soon(self._scheduler)
-                nursery.start_soon(self._sweeper)
-                if self._record.active:
-                    nursery.start_soon(self._record.run)
-                log.info(
-                    "smsc: SMPP on %s:%d, control on 127.0.0.1:%d", cfg.host, self.port, self.control_port
-                )
-                task_status.started(self.port)
-        finally:
-            self._record.close()
+        tasks = (self._scheduler, self._sweeper)
+        await serve_simulator(
+            self, self._serve_connection, tasks, self._record, "smsc: SMPP", log, task_status
+        )
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         conn = _Conn(self, stream, next(self._conn_numbers))
@@ -1109,9 +1086,6 @@ class Smsc:
         self._record.flush()
 
     # --- control port -----------------------------------------------------------------------------------
-
-    async def _serve_control(self, stream: trio.SocketStream) -> None:
-        await serve_control(stream, self.control)
 
     async def control(self, line: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
         """Answer one control request (a JSON line or an already decoded object)."""
