@@ -642,6 +642,15 @@ def _decode_body(command_id: int, r: _Reader, version: int) -> Pdu:
         pdu = ConnectResp(
             r.uint(_RESULT[layout], "Status"), r.take(16, "AuthenticatorISMG"), r.uint(1, "Version")
         )
+        if layout != version and layout == VERSION_20 and pdu.status == 0:
+            # A 3.0 login answered in 2.0's shorter layout can only be a refusal (version too high):
+            # read as a success, it is a 3.0 answer cut short.
+            raise PduError(
+                f"body is {len(r.data)} octets, a 2.0 answer that says ok to a 3.0 CONNECT; a 3.0 answer "
+                f"is {4 + 16 + 1}",
+                command=r.command,
+                field="Status",
+            )
     elif command_id == SUBMIT:
         pdu = _decode_submit(r, version)
     elif command_id == SUBMIT_RESP:

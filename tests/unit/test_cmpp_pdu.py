@@ -81,6 +81,14 @@ def test_connect_resp_is_read_in_the_layout_of_its_length_whatever_version_was_a
     assert c.connect_status_name(packet.pdu.status) == "version too high"
 
 
+def test_a_short_connect_resp_that_says_ok_to_a_3_0_login_is_a_cut_3_0_answer():
+    # 18 body octets read in 2.0's layout would say "ok": on a 3.0 login only a refusal comes so short.
+    cut = header(30, c.CONNECT_RESP, 1) + bytes(18)
+    with pytest.raises(pdu.PduError, match="Status"):
+        pdu.decode(cut, version=V30)
+    assert pdu.decode(cut, version=V20).pdu == pdu.ConnectResp(0, bytes(16), 0)
+
+
 def test_connect_status_names():
     assert c.connect_status_name(0) == "ok"
     assert c.connect_status_name(3) == "authentication failed"
