@@ -36,6 +36,7 @@ __all__ = [
     "cut_text",
     "draw_delay",
     "open_control",
+    "out_of_order",
     "parse_delay",
     "parse_weights",
     "peer_of",
@@ -139,6 +140,14 @@ class OutcomeDraw:
         if len(cum) == 1:
             return self.names[0]  # no draw: a run with one outcome uses the generator for nothing else
         return self.names[bisect.bisect_right(cum, rng.random() * cum[-1])]
+
+
+def out_of_order(items: list[Any], rng: random.Random) -> None:
+    """Shuffle ``items`` (the parts of a long MO) until they are in another order than given."""
+    if len(items) > 1:
+        original = list(items)
+        while items == original:
+            rng.shuffle(items)
 
 
 def draw_delay(rng: random.Random, delay: float | tuple[float, float]) -> float:

@@ -84,6 +84,7 @@ from .._simkit import (
     check_outcomes,
     cut_text,
     draw_delay,
+    out_of_order,
     parse_delay,
     parse_weights,
     record_line,
@@ -787,10 +788,8 @@ class Ismg:
             )
             for part in parts
         ]
-        if shuffle and len(items) > 1:
-            original = list(items)
-            while items == original:
-                self._rng.shuffle(items)
+        if shuffle:
+            out_of_order(items, self._rng)
         self.stats.mo_pending += len(items)
         for item in items:
             self._outbox.make_ready(item)

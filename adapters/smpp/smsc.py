@@ -94,6 +94,7 @@ from .._simkit import (
     TokenBucket,
     answer_control,
     draw_delay,
+    out_of_order,
     peer_of,
     request_str,
     serve_simulator,
@@ -943,10 +944,8 @@ class Smsc:
                 tlvs=tlvs or None,
             )
             items.append(item)
-        if shuffle and len(items) > 1:
-            original = list(items)
-            while items == original:
-                self._rng.shuffle(items)
+        if shuffle:
+            out_of_order(items, self._rng)
         self.stats.mo_pending += len(items)
         for item in items:
             self._make_ready(item)
