@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ClassVar, TypeVar
 
 import trio
 
 from ._outbox import INFLIGHT, Outbound
 from ._simkit import TokenBucket, peer_of
 
-__all__ = ["FINAL_FLUSH", "HIGH_WATER", "SimConn"]
+__all__ = ["FINAL_FLUSH", "HIGH_WATER", "SimConn", "drop_all", "say_goodbye"]
 
 HIGH_WATER = 1 << 20  # unsent octets after which a connection stops reading (the SP does not read)
 FINAL_FLUSH = 2.0  # seconds a closing connection gets to send what it owes
@@ -54,6 +55,10 @@ class SimConn:
         self.active_test_answered: trio.Event | None = None
 
     # --- what the subclass says -------------------------------------------------------------------------
+
+    @property
+    def logged_in(self) -> bool:
+        raise NotImplementedError
 
     @property
     def server(self) -> Any:
@@ -220,3 +225,25 @@ class SimConn:
         with trio.move_on_after(FINAL_FLUSH):
             await self.writer_done.wait()
         self.scope.cancel()
+
+
+ConnT = TypeVar("ConnT", bound=SimConn)
+
+
+def drop_all(conns: Iterable[SimConn]) -> int:
+    """Cut every connection at once, without a goodbye (the control port's ``disconnect``); returns how
+    many."""
+    dropped = list(conns)
+    for conn in dropped:
+        conn.drop()
+    return len(dropped)
+
+
+def say_goodbye(conns: Iterable[ConnT], goodbye: Callable[[ConnT], Awaitable[None]]) -> int:
+    """Start the gateway's own goodbye, ``goodbye(conn)``, on every logged-in connection still open (each
+    closes when it is answered); returns how many."""
+    leaving = [c for c in conns if c.logged_in and not c.closing and c.nursery is not None]
+    for conn in leaving:
+        assert conn.nursery is not None
+        conn.nursery.start_soon(goodbye, conn)
+    return len(leaving)

@@ -75,7 +75,7 @@ from typing import Any, get_args
 import trio
 
 from .._outbox import Outbound, Outbox
-from .._simconn import SimConn
+from .._simconn import SimConn, drop_all, say_goodbye
 from .._simkit import (
     OutcomeDraw,
     RecordFile,
@@ -682,18 +682,11 @@ class Ismg:
 
     def disconnect_all(self) -> int:
         """Cut every connection at once, without TERMINATE; returns how many."""
-        conns = list(self._conns)
-        for conn in conns:
-            conn.drop()
-        return len(conns)
+        return drop_all(self._conns)
 
     def terminate_all(self) -> int:
         """Send TERMINATE to every logged-in connection (each closes on its TERMINATE_RESP)."""
-        conns = [c for c in self._conns if c.logged_in and not c.closing and c.nursery is not None]
-        for conn in conns:
-            assert conn.nursery is not None
-            conn.nursery.start_soon(conn.terminate)
-        return len(conns)
+        return say_goodbye(self._conns, _Conn.terminate)
 
     # --- Msg_Ids, outcomes, reports -----------------------------------------------------------------------
 
