@@ -7,6 +7,7 @@ keeps its own options, error texts where they differ, log lines and counters."""
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import itertools
 import json
@@ -31,16 +32,21 @@ __all__ = [
     "TokenBucket",
     "account_list",
     "answer_control",
+    "check_counts",
     "check_delay",
     "check_outcomes",
+    "check_ports",
+    "check_seconds",
     "cut_text",
     "draw_delay",
     "open_control",
     "out_of_order",
+    "outcome_or_stat",
     "parse_delay",
     "parse_weights",
     "peer_of",
     "port_of",
+    "public_view",
     "record_line",
     "request_str",
     "serve_control",
@@ -66,6 +72,50 @@ def account_list(specs: Iterable[str], form: str) -> dict[str, str]:
             raise ValueError(f"account {spec!r} is not {form}")
         accounts[name] = secret
     return accounts
+
+
+def check_counts(settings: object, names: Iterable[str]) -> None:
+    """ValueError naming the first of the settings ``names`` below 0."""
+    for name in names:
+        if getattr(settings, name) < 0:
+            raise ValueError(f"{name} must be >= 0")
+
+
+def check_seconds(settings: object, names: Iterable[str]) -> None:
+    """ValueError naming the first of the settings ``names`` that is not a finite number >= 0."""
+    for name in names:
+        value = getattr(settings, name)
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0")
+
+
+def check_ports(port: int, control_port: int | None) -> None:
+    if not 0 <= port <= 65535 or not (control_port is None or 0 <= control_port <= 65535):
+        raise ValueError("ports must be 0 … 65535")
+
+
+def public_view(settings: Any) -> dict[str, Any]:
+    """A simulator's settings (a dataclass) JSON-ready: its accounts' ids without their secrets, its
+    record file's path as text."""
+    data = dataclasses.asdict(settings)
+    data["accounts"] = sorted(settings.accounts)
+    data["record"] = None if settings.record is None else str(settings.record)
+    return data
+
+
+def outcome_or_stat(key: object, outcomes: Sequence[str], word: str) -> str:
+    """An outcome's name (in any case) as itself in lower case, or a gateway's own stat word of 1-7
+    upper-case ASCII characters as it is, sent in the report so (``word`` calls it so in the error)."""
+    if not isinstance(key, str):
+        raise ValueError(f"outcome {key!r} is not a name")
+    name = key.strip()
+    if name.lower() in outcomes:
+        return name.lower()
+    if 1 <= len(name) <= 7 and name.isascii() and name.isprintable() and name == name.upper():
+        return name
+    raise ValueError(
+        f"unknown outcome {key!r}; expected {', '.join(outcomes)} or a {word} of 1-7 upper-case characters"
+    )
 
 
 def parse_weights(text: str) -> dict[str, float]:

@@ -62,11 +62,15 @@ from .._simkit import (
     OutcomeDraw,
     RecordFile,
     answer_control,
+    check_counts,
     check_outcomes,
+    check_ports,
+    check_seconds,
     cut_text,
     draw_delay,
     out_of_order,
     parse_weights,
+    public_view,
     record_line,
     request_str,
     serve_simulator,
@@ -219,28 +223,20 @@ class SmgConfig:
             _address(self.callback)
         self.report_delay = _check_delay(self.report_delay)
         self.outcomes = check_outcomes(self.outcomes, _outcome_key)
-        for name in ("throttle_every", "disconnect_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
+        check_counts(self, ("throttle_every", "disconnect_every"))
         if not 1 <= self.throttle_result <= 255:
             raise ValueError("throttle_result must be a Result 1-255")
         if self.deliver_window < 1:
             raise ValueError("deliver_window must be >= 1")
-        for name in ("idle_timeout", "resend_after", "callback_idle"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0")
+        check_seconds(self, ("idle_timeout", "resend_after", "callback_idle"))
         if self.resend_after <= 0:
             raise ValueError("resend_after must be > 0")
-        if not 0 <= self.port <= 65535 or not (self.control_port is None or 0 <= self.control_port <= 65535):
-            raise ValueError("ports must be 0 … 65535")
+        check_ports(self.port, self.control_port)
 
     def public(self) -> dict[str, Any]:
         """A JSON-ready view (passwords left out)."""
-        data = dataclasses.asdict(self)
-        data["accounts"] = sorted(self.accounts)
+        data = public_view(self)
         del data["callback_password"]
-        data["record"] = None if self.record is None else str(self.record)
         return data
 
 

@@ -62,7 +62,6 @@ import collections
 import dataclasses
 import itertools
 import logging
-import math
 import random
 import time
 from collections.abc import Iterable, Mapping
@@ -78,13 +77,18 @@ from .._simkit import (
     OutcomeDraw,
     RecordFile,
     answer_control,
+    check_counts,
     check_delay,
     check_outcomes,
+    check_ports,
+    check_seconds,
     cut_text,
     draw_delay,
     out_of_order,
+    outcome_or_stat,
     parse_delay,
     parse_weights,
+    public_view,
     record_line,
     request_str,
     serve_simulator,
@@ -212,16 +216,7 @@ Concats: tuple[str, ...] = get_args(Concat)
 
 
 def _outcome_key(key: object) -> str:
-    if not isinstance(key, str):
-        raise ValueError(f"outcome {key!r} is not a name")
-    name = key.strip()
-    if name.lower() in OUTCOMES:
-        return name.lower()
-    if 1 <= len(name) <= 7 and name.isascii() and name.isprintable() and name == name.upper():
-        return name  # a gateway's own stat word, sent as it is
-    raise ValueError(
-        f"unknown outcome {key!r}; expected {', '.join(OUTCOMES)} or a stat of 1-7 upper-case characters"
-    )
+    return outcome_or_stat(key, OUTCOMES, "stat")  # a gateway's own stat word, sent as it is
 
 
 def parse_outcomes(text: str) -> dict[str, float]:
@@ -271,32 +266,26 @@ class SmgwConfig:
             raise ValueError(f"smgw_code {self.smgw_code} does not fit 6 digits")
         self.report_delay = check_delay(self.report_delay)
         self.outcomes = check_outcomes(self.outcomes, _outcome_key)
-        for name in ("banned_every", "daily_limit", "busy_every", "disconnect_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
+        check_counts(self, ("banned_every", "daily_limit", "busy_every", "disconnect_every"))
         if self.deliver_window < 1:
             raise ValueError("deliver_window must be >= 1")
-        for name in (
-            "busy_above_rate",
-            "disconnect_after",
-            "active_test_interval",
-            "active_test_timeout",
-            "report_resend_after",
-        ):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0")
+        check_seconds(
+            self,
+            (
+                "busy_above_rate",
+                "disconnect_after",
+                "active_test_interval",
+                "active_test_timeout",
+                "report_resend_after",
+            ),
+        )
         if self.active_test_timeout <= 0 or self.report_resend_after <= 0:
             raise ValueError("active_test_timeout and report_resend_after must be > 0")
-        if not 0 <= self.port <= 65535 or not (self.control_port is None or 0 <= self.control_port <= 65535):
-            raise ValueError("ports must be 0 … 65535")
+        check_ports(self.port, self.control_port)
 
     def public(self) -> dict[str, Any]:
         """A JSON-ready view (secrets left out)."""
-        data = dataclasses.asdict(self)
-        data["accounts"] = sorted(self.accounts)
-        data["record"] = None if self.record is None else str(self.record)
-        return data
+        return public_view(self)
 
 
 @dataclasses.dataclass

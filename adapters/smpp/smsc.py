@@ -93,9 +93,12 @@ from .._simkit import (
     RecordFile,
     TokenBucket,
     answer_control,
+    check_counts,
+    check_ports,
     draw_delay,
     out_of_order,
     peer_of,
+    public_view,
     request_str,
     serve_simulator,
 )
@@ -299,9 +302,7 @@ class SmscConfig:
             # bind's system_id is at most 15 characters and password at most 8 (SMPP 3.4 §4.1.1).
             if not sid or len(sid) > 15 or len(pw) > 8:
                 raise ValueError(f"account {sid!r}: system_id must be 1-15 characters, password at most 8")
-        for name in ("throttle_every", "disconnect_every", "max_binds"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
+        check_counts(self, ("throttle_every", "disconnect_every", "max_binds"))
         if self.deliver_window < 1:
             raise ValueError("deliver_window must be >= 1")
         for name in (
@@ -315,14 +316,11 @@ class SmscConfig:
                 raise ValueError(f"{name} must be a finite number >= 0")
         if self.receipt_resend_after <= 0 or self.enquire_link_timeout <= 0:
             raise ValueError("receipt_resend_after and enquire_link_timeout must be > 0")
-        if not 0 <= self.port <= 65535 or not (self.control_port is None or 0 <= self.control_port <= 65535):
-            raise ValueError("ports must be 0 … 65535")
+        check_ports(self.port, self.control_port)
 
     def public(self) -> dict[str, Any]:
         """A JSON-ready view (passwords left out)."""
-        data = dataclasses.asdict(self)
-        data["accounts"] = sorted(self.accounts)
-        data["record"] = None if self.record is None else str(self.record)
+        data = public_view(self)
         data["reject_prefixes"] = list(self.reject_prefixes)
         return data
 
