@@ -323,18 +323,24 @@ _ENCODINGS = {MSG_FMT_ASCII: "ascii", MSG_FMT_UCS2: "ucs2", MSG_FMT_GBK: "gbk"}
 _CONCATS: tuple[Concat, ...] = ("udh8", "udh16")
 
 
+_PLANS_REMEMBERED = 256  # texts whose plan a segmenter keeps (as the dispatcher does for SMPP)
+
+
 class CmppSegmenter(Segmenter):
-    """CMPP's text rules for one channel: GBK only when the channel allows it (``allow_gbk``)."""
+    """CMPP's text rules for one channel: GBK only when the channel allows it (``allow_gbk``).
+
+    Plans are remembered by text: the Gateway counts a message once and the dispatcher encodes it once
+    per delivery, so a notice to a thousand people is planned once, not a thousand and one times."""
 
     def __init__(self, *, allow_gbk: bool = False) -> None:
         self.allow_gbk = allow_gbk
+        self._plans: dict[tuple[str, Concat, int], Plan] = {}
 
     def count(self, text: str, *, concat: str, max_segments: int) -> int:
         return len(self._plan(text, concat, max_segments).parts)
 
     def encode(self, text: str, *, concat: str, ref: int, max_segments: int) -> list[OutboundSegment]:
-        scheme = _concat(concat)
-        parts = encode_parts(self._plan(text, scheme, max_segments), concat=scheme, ref=ref)
+        parts = encode_parts(self._plan(text, concat, max_segments), concat=_concat(concat), ref=ref)
         return [
             OutboundSegment(
                 seq=part.pk_number,
@@ -352,12 +358,20 @@ class CmppSegmenter(Segmenter):
 
     def _plan(self, text: str, concat: str, max_segments: int) -> Plan:
         scheme = _concat(concat)
+        key = (text, scheme, max_segments)
+        known = self._plans.get(key)
+        if known is not None:
+            return known
         try:
-            return plan(text, allow_gbk=self.allow_gbk, concat=scheme, max_parts=max_segments)
+            found = plan(text, allow_gbk=self.allow_gbk, concat=scheme, max_parts=max_segments)
         except TooManyParts as e:
             # The core catches the splitter's error whatever the protocol, so it is the one raised.
             encoding = _ENCODINGS.get(e.msg_fmt, str(e.msg_fmt))
             raise TooManySegments(e.needed, e.maximum, length=len(text), encoding=encoding) from None
+        if len(self._plans) >= _PLANS_REMEMBERED:
+            self._plans.clear()
+        self._plans[key] = found
+        return found
 
 
 def _concat(concat: str) -> Concat:

@@ -120,3 +120,18 @@ def test_the_segmenter_names_the_alphabet_a_text_goes_out_in() -> None:
         "ucs2",
         "gbk",
     )
+
+
+def test_a_text_is_planned_once_however_many_deliveries_send_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from masd_adapters import cn_text
+
+    calls = []
+    real = cn_text.plan
+    monkeypatch.setattr(cn_text, "plan", lambda *a, **k: calls.append(a) or real(*a, **k))
+    seg = CmppSegmenter()
+    text = "防汛通知：" * 30
+    n = seg.count(text, concat="udh8", max_segments=10)
+    sent = [seg.encode(text, concat="udh8", ref=ref, max_segments=10) for ref in range(100)]
+    assert len(calls) == 1
+    assert all(len(s) == n for s in sent)
+    assert {s[0].short_message[3] for s in sent} == set(range(100))  # each delivery its own reference
