@@ -161,6 +161,16 @@ class Link(Outbox, Generic[K]):
         if self.scope is not None:
             self.scope.cancel()
 
+    def end_session(self) -> bool:
+        """The connection is gone: forget what its session filled (the outbox; the requests awaiting an
+        answer, now lost). True if it was logged in."""
+        was_connected = self.connected
+        self.connected = False
+        self.scope = None
+        self.out.clear()
+        self.fail_pending()
+        return was_connected
+
     def fail_pending(self) -> None:
         pending, self.pending = self.pending, {}
         for req in pending.values():

@@ -407,12 +407,7 @@ class CmppChannel(ChannelDriver):
             await self._serve(link, frames)
             return trio.current_time() - since, None
         finally:
-            was_connected = link.connected
-            link.connected = False
-            link.scope = None
-            link.out.clear()
-            link.fail_pending()
-            if was_connected:
+            if link.end_session():
                 self._update_up()
             if since is not None:
                 link.log.info("connection closed", lasted=round(trio.current_time() - since, 3))

@@ -529,11 +529,8 @@ class SgipChannel(ChannelDriver):
             idle = await self._serve(link, frames)
             return trio.current_time() - since, None, idle
         finally:
-            link.connected = False
+            link.end_session()
             link.unbinding = False
-            link.scope = None
-            link.out.clear()
-            link.fail_pending()
             if since is not None:
                 link.log.info("connection closed", lasted=round(trio.current_time() - since, 3), idle=idle)
             await trio.aclose_forcefully(stream)
